@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/swanmgr/swanmgr/model"
+	"github.com/swanmgr/swanmgr/render"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitFailure = 1 // invalid input, or the operation failed
+	ExitUsage   = 2 // bad command line
+	ExitChanges = 3 // plan --exit-code: changes are pending
+)
+
+// exitError carries an exit code out of a command. An empty message
+// means the command already said what went wrong.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: ExitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// Run runs swanmgr with args (args[0] is the program name) and returns the
+// exit code. All output goes to stdout and stderr.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return ExitOK
+	}
+	code := ExitFailure
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	} else if isUsage(err) {
+		code = ExitUsage
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintf(stderr, "swanmgr: %s\n", strings.ReplaceAll(msg, "\n", "\nswanmgr: "))
+	}
+	return code
+}
+
+// isUsage recognises urfave/cli's own command-line errors.
+func isUsage(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"flag provided but not defined", "flag needs an argument", "invalid value", "Required flag", "No help topic"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newApp(stdout, stderr io.Writer) *ucli.App {
+	return &ucli.App{
+		Name:  "swanmgr",
+		Usage: "manage strongSwan IPsec with the Windows IPsec policy model",
+		Description: "swanmgr loads an IPsec policy file (endpoint, filter lists, filter actions,\n" +
+			"policies of rules) and assigns it to a running charon over VICI.\n" +
+			"Documentation: docs/policy-format.md and docs/commands.md.",
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		HideHelpCommand:      true,
+		EnableBashCompletion: false,
+		ExitErrHandler:       func(*ucli.Context, error) {},
+		OnUsageError: func(c *ucli.Context, err error, _ bool) error {
+			return &exitError{code: ExitUsage, err: fmt.Errorf("%w (see swanmgr %s --help)", err, c.Command.Name)}
+		},
+		Commands: commands(),
+	}
+}
+
+func commands() []*ucli.Command {
+	return []*ucli.Command{
+		validateCommand(),
+		renderCommand(),
+	}
+}
+
+var (
+	fileFlag = &ucli.StringFlag{
+		Name:    "file",
+		Aliases: []string{"f"},
+		Usage:   "policy file",
+		Value:   model.DefaultPath,
+		EnvVars: []string{"SWANMGR_POLICY"},
+	}
+	insecureFlag = &ucli.BoolFlag{
+		Name:  "insecure-secrets",
+		Usage: "accept secret and key files that group or others can read",
+	}
+	backendFlag = &ucli.StringFlag{
+		Name:    "ipsec-backend",
+		Usage:   "charon's IPsec backend: kernel (XFRM) or libipsec (userspace, tunnel mode only)",
+		Value:   string(render.Kernel),
+		EnvVars: []string{"SWANMGR_IPSEC_BACKEND"},
+	}
+)
+
+// loaded is a policy file read, validated and rendered.
+type loaded struct {
+	assigned *model.Assigned
+	result   *render.Result
+	warnings []model.Problem
+}
+
+// loadPolicy reads, validates and renders the -f file. Warnings are
+// printed to stderr; problems come back as one error.
+func loadPolicy(c *ucli.Context) (*loaded, error) {
+	backend, err := render.ParseBackend(c.String(backendFlag.Name))
+	if err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	path := c.String(fileFlag.Name)
+	f, err := model.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	a, warns, err := model.Validate(f, model.ValidateOptions{InsecureSecrets: c.Bool(insecureFlag.Name)})
+	for _, w := range warns {
+		fmt.Fprintln(c.App.ErrWriter, w.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	res, err := render.Render(a, render.Options{Backend: backend})
+	if err != nil {
+		return nil, err
+	}
+	return &loaded{assigned: a, result: res, warnings: warns}, nil
+}
+
+func validateCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "validate",
+		Usage:     "check a policy file; exit 0 valid (warnings on stderr), 1 invalid, 2 usage error",
+		ArgsUsage: " ",
+		Flags:     []ucli.Flag{fileFlag, insecureFlag, backendFlag},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf("validate takes no arguments (use -f FILE)")
+			}
+			l, err := loadPolicy(c)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s: valid: policy %q, %d rules, %d connections, %d secrets (%s backend)\n",
+				c.String(fileFlag.Name), l.assigned.Policy.Name, len(l.assigned.Rules), len(l.result.Conns), len(l.result.Secrets), l.result.Backend)
+			return nil
+		},
+	}
+}
+
+func renderCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "render",
+		Usage:     "print the swanctl.conf that the policy becomes (secrets redacted unless --show-secrets)",
+		ArgsUsage: " ",
+		Flags: []ucli.Flag{fileFlag, insecureFlag, backendFlag,
+			&ucli.BoolFlag{Name: "show-secrets", Usage: "write preshared keys as they are (the text then holds secrets)"},
+		},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf("render takes no arguments (use -f FILE)")
+			}
+			l, err := loadPolicy(c)
+			if err != nil {
+				return err
+			}
+			return l.result.WriteSwanctl(c.App.Writer, render.WriteOptions{ShowSecrets: c.Bool("show-secrets")})
+		},
+	}
+}

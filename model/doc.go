@@ -1,0 +1,14 @@
+// Package model is swanmgr's policy model: the Windows IPsec vocabulary
+// (endpoint, filter lists, filter actions, policies made of rules,
+// authentication methods) as Go types, loaded strictly from a TOML policy
+// file and validated.
+//
+// Load decodes a file, rejecting TOML syntax errors, unknown keys and wrong
+// types with the file, line and key path; Validate then collects every
+// semantic problem (not only the first), each naming where it is. Warnings
+// (an inline preshared key, a short one) are returned beside a valid result.
+//
+// The package is pure: it reads the policy file and the secret files it
+// names, and nothing else. It never talks to charon and never prints a
+// secret: Secret values are only reachable through Secret.Reveal.
+package model

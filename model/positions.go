@@ -1,0 +1,176 @@
+package model
+
+import (
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// positions maps an indexed key path ("policy[0].rule[1].filter_list") to
+// the line where it is written. The TOML decoder does not export key
+// positions, so a small line scanner recovers them from the file's text.
+// It only serves error messages: when it cannot place a key, the nearest
+// enclosing table's line is used.
+type positions map[string]int
+
+var indexRe = regexp.MustCompile(`\[\d+\]`)
+
+// scanPositions records table headers and key assignments of a TOML text.
+func scanPositions(text string) positions {
+	pos := positions{}
+	counts := map[string]int{} // indexed array path -> elements seen
+	current := ""
+	depth := 0    // open [ or { of a multi-line value
+	inMulti := "" // the closing delimiter of a multi-line string
+	for i, raw := range strings.Split(text, "\n") {
+		line := i + 1
+		s := strings.TrimSpace(raw)
+		if inMulti != "" {
+			if strings.Contains(s, inMulti) {
+				inMulti = ""
+			}
+			continue
+		}
+		if depth > 0 {
+			depth += bracketDelta(s)
+			if depth < 0 {
+				depth = 0
+			}
+			continue
+		}
+		if s == "" || s[0] == '#' {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(s, "[["):
+			end := strings.Index(s, "]]")
+			if end < 0 {
+				continue
+			}
+			parts := splitKey(s[2:end])
+			path := ""
+			for j, p := range parts {
+				if path != "" {
+					path += "."
+				}
+				path += p
+				if j == len(parts)-1 {
+					n := counts[path]
+					counts[path] = n + 1
+					path += "[" + strconv.Itoa(n) + "]"
+				} else if n, ok := counts[path]; ok && n > 0 {
+					path += "[" + strconv.Itoa(n-1) + "]"
+				}
+			}
+			current = path
+			pos[current] = line
+		case s[0] == '[':
+			end := strings.Index(s, "]")
+			if end < 0 {
+				continue
+			}
+			current = strings.Join(splitKey(s[1:end]), ".")
+			pos[current] = line
+		default:
+			eq := strings.Index(s, "=")
+			if eq < 0 {
+				continue
+			}
+			key := strings.Join(splitKey(s[:eq]), ".")
+			full := key
+			if current != "" {
+				full = current + "." + key
+			}
+			if _, seen := pos[full]; !seen {
+				pos[full] = line
+			}
+			val := strings.TrimSpace(s[eq+1:])
+			for _, q := range []string{`"""`, `'''`} {
+				if strings.HasPrefix(val, q) && strings.Count(val, q) == 1 {
+					inMulti = q
+				}
+			}
+			if inMulti == "" {
+				depth = bracketDelta(val)
+				if depth < 0 {
+					depth = 0
+				}
+			}
+		}
+	}
+	return pos
+}
+
+// bracketDelta counts opening minus closing brackets and braces outside
+// strings and comments.
+func bracketDelta(s string) int {
+	d := 0
+	var quote rune
+	for _, r := range s {
+		switch {
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			}
+		case r == '"' || r == '\'':
+			quote = r
+		case r == '#':
+			return d
+		case r == '[' || r == '{':
+			d++
+		case r == ']' || r == '}':
+			d--
+		}
+	}
+	return d
+}
+
+// splitKey splits a dotted TOML key, removing quotes around pieces.
+func splitKey(k string) []string {
+	var parts []string
+	for _, p := range strings.Split(k, ".") {
+		p = strings.TrimSpace(p)
+		p = strings.Trim(p, `"'`)
+		parts = append(parts, p)
+	}
+	return parts
+}
+
+// line returns the line of path or of its nearest enclosing key; 0 if none.
+func (p positions) line(path string) int {
+	for path != "" {
+		if l, ok := p[path]; ok {
+			return l
+		}
+		if strings.HasSuffix(path, "]") {
+			path = path[:strings.LastIndex(path, "[")]
+			if l, ok := p[path]; ok {
+				return l
+			}
+			continue
+		}
+		i := strings.LastIndex(path, ".")
+		if i < 0 {
+			return 0
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// firstLineOf returns the first line of any indexed path whose index-free
+// form is plain ("policy.rule.filtr_list"); 0 if none.
+func (p positions) firstLineOf(plain string) int {
+	var lines []int
+	for k, l := range p {
+		if indexRe.ReplaceAllString(k, "") == plain {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		return 0
+	}
+	sort.Ints(lines)
+	return lines[0]
+}

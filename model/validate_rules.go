@@ -1,0 +1,354 @@
+package model
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+)
+
+func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actions map[string]*actionInfo, assigned bool) []ResolvedRule {
+	p := &v.f.Policies[i]
+	ppath := fmt.Sprintf("policy[%d]", i)
+	pwhere := fmt.Sprintf("policy %q", p.Name)
+	if len(p.Rules) == 0 && assigned {
+		v.errf(ppath, pwhere, "has no rules: an assigned policy needs at least one [[policy.rule]] linking a filter list to a filter action")
+	}
+	var out []ResolvedRule
+	ruleNames := map[string]int{}
+	for j := range p.Rules {
+		r := &p.Rules[j]
+		path := fmt.Sprintf("%s.rule[%d]", ppath, j)
+		name := r.Name
+		if name == "" {
+			name = r.FilterList
+		}
+		if name == "" {
+			name = fmt.Sprintf("rule %d", j+1)
+		}
+		where := fmt.Sprintf("%s rule %q", pwhere, name)
+		if k, dup := ruleNames[name]; dup {
+			v.errf(path, where, "duplicate rule name (also rule %d); give each rule a distinct name", k+1)
+		}
+		ruleNames[name] = j
+		n := len(v.errs)
+		rr := ResolvedRule{Index: j, Name: name, Line: v.f.pos.line(path), Rule: r, Network: r.Network}
+
+		var li *listInfo
+		switch {
+		case r.FilterList == "":
+			v.errf(path, where, "filter_list is required")
+		case lists[r.FilterList] == nil:
+			v.errf(path+".filter_list", where, "filter_list %q not found%s", r.FilterList, didYouMean(r.FilterList, mapKeys(lists)))
+		default:
+			li = lists[r.FilterList]
+			rr.List = li.list
+			rr.Filters = li.filters
+		}
+		var ai *actionInfo
+		switch {
+		case r.FilterAction == "":
+			v.errf(path, where, "filter_action is required")
+		case actions[r.FilterAction] == nil:
+			v.errf(path+".filter_action", where, "filter_action %q not found%s", r.FilterAction, didYouMean(r.FilterAction, mapKeys(actions)))
+		default:
+			ai = actions[r.FilterAction]
+			rr.Action = ai.action
+		}
+
+		switch r.Network {
+		case "":
+			rr.Network = NetworkAll
+		case NetworkAll:
+		case NetworkLAN:
+		case NetworkRemoteAccess:
+			if ep.RemoteAccessInterface == "" {
+				v.errf(path+".network", where, "network = \"remote-access\" needs endpoint.remote_access_interface (the dial-up/VPN interface, e.g. \"ppp0\"): Linux cannot tell remote-access connections apart by itself")
+			}
+		default:
+			v.errf(path+".network", where, "network %q is not \"lan\", \"remote-access\" or \"all\"", r.Network)
+		}
+
+		if r.TunnelEndpoint != "" {
+			ip, err := netip.ParseAddr(r.TunnelEndpoint)
+			if err != nil || ip.Zone() != "" {
+				v.errf(path+".tunnel_endpoint", where, "tunnel_endpoint %q is not an IP address", r.TunnelEndpoint)
+			} else {
+				rr.Tunnel = ip
+			}
+		}
+
+		if ai != nil && li != nil && ai.ok && li.ok {
+			v.ruleShape(path, where, &rr, ep)
+		}
+		rr.Auth = v.auths(path, where, r, rr.Action.Action, assigned)
+		if assigned && !r.Disabled && len(v.errs) == n {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
+
+func mapKeys[T any](m map[string]T) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ruleShape checks that the filters of a rule can be expressed in strongSwan.
+func (v *validator) ruleShape(path, where string, rr *ResolvedRule, ep Endpoint) {
+	if rr.Action.Action != Negotiate {
+		if rr.Rule.TunnelEndpoint != "" {
+			v.errf(path+".tunnel_endpoint", where, "tunnel_endpoint applies only to negotiate rules (filter action %q is %s)", rr.Action.Name, rr.Action.Action)
+		}
+		for _, f := range rr.Filters {
+			if f.Src.Kind == AddrDNS || f.Dst.Kind == AddrDNS {
+				v.errf(path, where, "filter_list %q filter %d: %s rules need addresses, not DNS names (%s → %s): the kernel policies that permit or block take addresses only", rr.List.Name, f.Index+1, rr.Action.Action, f.Src, f.Dst)
+			}
+		}
+		return
+	}
+	tunnel := rr.Tunnel.IsValid()
+	for _, f := range rr.Filters {
+		fw := fmt.Sprintf("filter_list %q filter %d (%s → %s)", rr.List.Name, f.Index+1, f.Src, f.Dst)
+		if tunnel {
+			if f.Src.Kind == AddrDNS || f.Dst.Kind == AddrDNS {
+				v.errf(path, where, "%s: a tunnel's filters need addresses or subnets, not DNS names", fw)
+			}
+			continue
+		}
+		meSrc, meDst := f.Src.Kind == AddrMe, f.Dst.Kind == AddrMe
+		switch {
+		case !meSrc && !meDst:
+			v.errf(path, where, "%s: without a tunnel, one side of a negotiate filter must be this computer (\"me\" or one of endpoint.addresses); set tunnel_endpoint to secure traffic between networks", fw)
+		case meSrc && !f.Dst.IsHost(), meDst && !f.Src.IsHost():
+			v.errf(path, where, "%s: without a tunnel, the other side must be one host (an address or a DNS name), not %q; set tunnel_endpoint for subnets or \"any\"", fw, otherSide(f).Text)
+		}
+		if o := otherSide(f); o.Kind == AddrHost && len(ep.Addresses) > 0 {
+			mine, _ := netip.ParseAddr(ep.Addresses[0])
+			if mine.Is4() != o.Prefix.Addr().Is4() {
+				v.errf(path, where, "%s: peer %s is of another IP family than this endpoint's addresses", fw, o)
+			}
+		}
+	}
+}
+
+// otherSide returns the peer side of a transport filter.
+func otherSide(f ResolvedFilter) Addr {
+	if f.Src.Kind == AddrMe {
+		return f.Dst
+	}
+	return f.Src
+}
+
+func (v *validator) auths(path, where string, r *Rule, action Action, assigned bool) []ResolvedAuth {
+	if action != Negotiate {
+		if len(r.Authentication) > 0 && action != "" {
+			v.warnf(path+".authentication", where, "authentication is not used by a %s rule (no IKE negotiation happens)", action)
+		}
+		return nil
+	}
+	if len(r.Authentication) == 0 {
+		v.errf(path, where, "authentication is required for a negotiate rule, e.g. authentication = [ { method = \"psk\", secret_file = \"peer.psk\" } ]")
+		return nil
+	}
+	if len(r.Authentication) > 1 {
+		v.warnf(path+".authentication", where, "only the first authentication method (%s) is used: strongSwan offers one method per connection and does not try the next one", r.Authentication[0].Method)
+	}
+	var out []ResolvedAuth
+	for k, a := range r.Authentication {
+		apath := fmt.Sprintf("%s.authentication[%d]", path, k)
+		awhere := fmt.Sprintf("%s authentication %d", where, k+1)
+		ra := ResolvedAuth{Method: a.Method}
+		switch a.Method {
+		case PSK:
+			if a.CA != "" || a.Certificate != "" || a.PrivateKey != "" || a.PeerID != "" {
+				v.errf(apath, awhere, "ca, certificate, private_key and peer_id belong to method = \"certificate\"")
+			}
+			set := 0
+			for _, s := range []bool{a.SecretFile != "", a.SecretEnv != "", !a.Secret.IsZero()} {
+				if s {
+					set++
+				}
+			}
+			if set != 1 {
+				v.errf(apath, awhere, "a preshared key needs exactly one of secret_file, secret_env or secret (found %d)", set)
+				break
+			}
+			if assigned {
+				ra.PSK, ra.Source = v.psk(apath, awhere, a)
+			}
+		case Certificate:
+			if a.SecretFile != "" || a.SecretEnv != "" || !a.Secret.IsZero() {
+				v.errf(apath, awhere, "secret_file, secret_env and secret belong to method = \"psk\"")
+			}
+			for _, req := range []struct{ key, val string }{{"ca", a.CA}, {"certificate", a.Certificate}, {"private_key", a.PrivateKey}} {
+				if req.val == "" {
+					v.errf(apath, awhere, "method = \"certificate\" needs %s", req.key)
+				}
+			}
+			if a.CA == "" || a.Certificate == "" || a.PrivateKey == "" {
+				break
+			}
+			ra.CAPath, ra.CertPath, ra.KeyPath, ra.PeerID = v.f.Resolve(a.CA), v.f.Resolve(a.Certificate), v.f.Resolve(a.PrivateKey), a.PeerID
+			if assigned {
+				ra.CA = v.readFile(apath+".ca", awhere, "ca", ra.CAPath)
+				ra.Cert = v.readFile(apath+".certificate", awhere, "certificate", ra.CertPath)
+				if v.secretFileOK(apath+".private_key", awhere, "private_key", ra.KeyPath) {
+					if b := v.readFile(apath+".private_key", awhere, "private_key", ra.KeyPath); b != nil {
+						ra.Key = NewSecret(string(b))
+					}
+				}
+			}
+		case Kerberos:
+			v.errf(apath+".method", awhere, "method = \"kerberos\" is not available: strongSwan has no Kerberos (Windows 2000 default) authentication; use method = \"certificate\" with a CA both computers trust, or \"psk\"")
+		case "":
+			v.errf(apath, awhere, "method is required (\"psk\" or \"certificate\")")
+		default:
+			v.errf(apath+".method", awhere, "method %q is not \"psk\" or \"certificate\"%s", a.Method, didYouMean(string(a.Method), []string{"psk", "certificate", "kerberos"}))
+		}
+		out = append(out, ra)
+	}
+	return out
+}
+
+// psk reads a preshared key. The value never appears in a message.
+func (v *validator) psk(path, where string, a Auth) (Secret, string) {
+	var val, src string
+	switch {
+	case a.SecretFile != "":
+		p := v.f.Resolve(a.SecretFile)
+		src = "secret_file " + a.SecretFile
+		if !v.secretFileOK(path+".secret_file", where, "secret_file", p) {
+			return Secret{}, src
+		}
+		b := v.readFile(path+".secret_file", where, "secret_file", p)
+		if b == nil {
+			return Secret{}, src
+		}
+		val = strings.TrimRight(string(b), "\r\n")
+		if strings.ContainsAny(val, "\r\n") {
+			v.errf(path+".secret_file", where, "secret_file %s holds more than one line; put only the key in it", p)
+			return Secret{}, src
+		}
+	case a.SecretEnv != "":
+		src = "secret_env " + a.SecretEnv
+		s, ok := v.o.LookupEnv(a.SecretEnv)
+		if !ok {
+			v.errf(path+".secret_env", where, "secret_env: environment variable %s is not set", a.SecretEnv)
+			return Secret{}, src
+		}
+		val = s
+	default:
+		src = "inline secret"
+		val = a.Secret.Reveal()
+		v.warnf(path, where, "the preshared key is written in the policy file; prefer secret_file (mode 0600) or secret_env")
+	}
+	if val == "" {
+		v.errf(path, where, "the preshared key from %s is empty", src)
+		return Secret{}, src
+	}
+	if len(val) < MinPSKLength {
+		v.warnf(path, where, "the preshared key from %s is shorter than %d characters; use a long random string", src, MinPSKLength)
+	}
+	return NewSecret(val), src
+}
+
+// secretFileOK refuses a secret file that group or others can read.
+func (v *validator) secretFileOK(path, where, key, file string) bool {
+	st, err := os.Stat(file)
+	if err != nil {
+		v.errf(path, where, "%s %s: %v", key, file, statErr(err))
+		return false
+	}
+	if st.IsDir() {
+		v.errf(path, where, "%s %s is a directory", key, file)
+		return false
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 && !v.o.InsecureSecrets {
+		v.errf(path, where, "%s %s is readable by group or others (mode %04o): run chmod 600 %s, or pass --insecure-secrets", key, file, perm, file)
+		return false
+	}
+	return true
+}
+
+func (v *validator) readFile(path, where, key, file string) []byte {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		v.errf(path, where, "%s %s: %v", key, file, statErr(err))
+		return nil
+	}
+	return b
+}
+
+func statErr(err error) string {
+	switch {
+	case os.IsNotExist(err):
+		return "no such file"
+	case os.IsPermission(err):
+		return "permission denied"
+	}
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// crossRuleChecks finds conflicts between rules of the assigned policy.
+func (v *validator) crossRuleChecks(a *Assigned) {
+	type keyUse struct {
+		rule string
+		psk  Secret
+	}
+	byPeer := map[string]keyUse{}
+	for _, r := range a.Rules {
+		if r.Action.Action != Negotiate || len(r.Auth) == 0 || r.Auth[0].Method != PSK || r.Auth[0].PSK.IsZero() {
+			continue
+		}
+		for _, peer := range Peers(r) {
+			prev, seen := byPeer[peer]
+			if !seen {
+				byPeer[peer] = keyUse{r.Name, r.Auth[0].PSK}
+				continue
+			}
+			if prev.rule != r.Name && prev.psk.Reveal() != r.Auth[0].PSK.Reveal() {
+				v.errf(fmt.Sprintf("policy[%d].rule[%d].authentication", policyIndex(a), r.Index), r.Where(a.Policy),
+					"uses a different preshared key for peer %s than rule %q: charon picks a preshared key by the peers' identities, not by rule, so one peer can have only one key", peer, prev.rule)
+			}
+		}
+	}
+}
+
+func policyIndex(a *Assigned) int {
+	for i := range a.File.Policies {
+		if &a.File.Policies[i] == a.Policy {
+			return i
+		}
+	}
+	return 0
+}
+
+// Peers returns the distinct IKE peers of a negotiate rule, in filter
+// order: the tunnel endpoint, or each filter's other host.
+func Peers(r ResolvedRule) []string {
+	if r.Action.Action != Negotiate {
+		return nil
+	}
+	if r.Tunnel.IsValid() {
+		return []string{r.Tunnel.String()}
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, f := range r.Filters {
+		h := otherSide(f).Host()
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	return out
+}

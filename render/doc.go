@@ -1,0 +1,16 @@
+// Package render turns a validated, assigned policy (model.Assigned) into
+// what charon loads: swanctl connections with one child per filter,
+// preshared-key secrets, certificates and private keys.
+//
+// It builds one intermediate representation (Result: connections whose
+// settings are an ordered Section tree, plus secrets, certificates and
+// keys) and produces from it both the swanctl.conf text (WriteSwanctl) and
+// the VICI messages for load-conn, load-shared, load-cert and load-key, so
+// the two can never disagree. Names are stable across runs, unique, valid
+// swanctl.conf section names, and map back to policy, rule and filter
+// through Conn.Origin and Conn.Children.
+//
+// The package is pure: no file, network or daemon I/O. Secrets are written
+// only where explicitly asked for (WriteOptions.ShowSecrets) and otherwise
+// replaced by a placeholder.
+package render

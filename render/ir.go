@@ -1,0 +1,212 @@
+package render
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/swanmgr/swanmgr/model"
+)
+
+// Backend is the IPsec backend charon uses on the target host.
+type Backend string
+
+// Backends.
+const (
+	// Kernel is the Linux kernel's XFRM (charon's kernel-netlink plugin):
+	// transport and tunnel mode, trap policies, pass and drop shunts.
+	Kernel Backend = "kernel"
+	// LibIPsec is charon's userspace IPsec (kernel-libipsec plugin): on
+	// strongSwan 5.9 ESP in tunnel mode only, no acquires from trap
+	// policies, and no pass or drop shunts.
+	LibIPsec Backend = "libipsec"
+)
+
+// ParseBackend checks a backend name.
+func ParseBackend(s string) (Backend, error) {
+	switch Backend(s) {
+	case "", Kernel:
+		return Kernel, nil
+	case LibIPsec:
+		return LibIPsec, nil
+	}
+	return "", fmt.Errorf("unknown IPsec backend %q: use \"kernel\" or \"libipsec\"", s)
+}
+
+// Options tune rendering.
+type Options struct {
+	Backend Backend
+}
+
+// Result is the intermediate representation of an assigned policy: every
+// connection, secret, certificate and key swanmgr loads into charon. Both
+// the swanctl.conf text (WriteSwanctl) and the VICI messages (ConnMessage,
+// SecretMessage, ...) are produced from it, so they cannot disagree.
+type Result struct {
+	Source  string // the policy file
+	Policy  string
+	Backend Backend
+	Conns   []Conn
+	Secrets []Secret
+	Certs   []Cert
+	Keys    []Key
+}
+
+// Origin maps a rendered connection back to the policy model.
+type Origin struct {
+	Policy     string `json:"policy"`
+	Rule       string `json:"rule"`
+	RuleIndex  int    `json:"rule_index"` // -1 for the default response rule
+	FilterList string `json:"filter_list,omitempty"`
+	Action     string `json:"action"`
+	Peer       string `json:"peer,omitempty"` // empty for permit/block rules
+	Line       int    `json:"line,omitempty"`
+}
+
+// ChildOrigin maps a rendered child back to its filter.
+type ChildOrigin struct {
+	Name        string `json:"name"`
+	FilterIndex int    `json:"filter_index"` // 0-based; -1 for the default response rule
+	Line        int    `json:"line,omitempty"`
+	Summary     string `json:"summary"` // "me → 172.31.67.244 tcp/6667"
+}
+
+// Conn is one swanctl connection.
+type Conn struct {
+	Name     string
+	Origin   Origin
+	Children []ChildOrigin
+	Body     *Section // the connection's settings, as sent in load-conn
+	Comment  string
+}
+
+// Hash identifies the connection's exact content: two renderings with the
+// same hash load the same thing into charon. Secrets are not part of it.
+func (c Conn) Hash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n", c.Name)
+	c.Body.hash(h)
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// Secret is a preshared key for load-shared or a swanctl.conf secrets entry.
+type Secret struct {
+	Name   string // stable id, "ike-..." (valid as a swanctl.conf secrets section)
+	Type   string // "IKE"
+	Owners []string
+	Data   model.Secret
+	Conns  []string // the connections that use it
+}
+
+// Cert is a certificate for load-cert.
+type Cert struct {
+	Path string
+	Flag string // "NONE" (end entity) or "CA"
+	Data []byte
+}
+
+// Key is a private key for load-key.
+type Key struct {
+	Name string // "private-..." section name in swanctl.conf
+	Path string
+	Data model.Secret
+}
+
+// Section is an ordered set of settings, the common form of a swanctl.conf
+// section and a VICI message section.
+type Section struct {
+	Items []Item
+}
+
+// Item is one setting: a value, a list, or a subsection. A list of Files
+// is written as file names in swanctl.conf and sent as their contents over
+// VICI (certificates).
+type Item struct {
+	Key     string
+	Value   string
+	List    []string
+	IsList  bool
+	Files   []FileRef
+	Sec     *Section
+	Comment string
+}
+
+// FileRef is a file whose name goes into swanctl.conf and whose data goes
+// over VICI.
+type FileRef struct {
+	Path string
+	Data []byte
+}
+
+// Set appends a value.
+func (s *Section) Set(key, value string) *Section {
+	s.Items = append(s.Items, Item{Key: key, Value: value})
+	return s
+}
+
+// SetList appends a list value.
+func (s *Section) SetList(key string, values ...string) *Section {
+	s.Items = append(s.Items, Item{Key: key, List: values, IsList: true})
+	return s
+}
+
+// Sub appends and returns a subsection.
+func (s *Section) Sub(key, comment string) *Section {
+	sub := &Section{}
+	s.Items = append(s.Items, Item{Key: key, Sec: sub, Comment: comment})
+	return sub
+}
+
+// Get returns the item with key, or nil.
+func (s *Section) Get(key string) *Item {
+	for i := range s.Items {
+		if s.Items[i].Key == key {
+			return &s.Items[i]
+		}
+	}
+	return nil
+}
+
+func (s *Section) hash(w io.Writer) {
+	for _, it := range s.Items {
+		switch {
+		case it.Sec != nil:
+			fmt.Fprintf(w, "%q{\n", it.Key)
+			it.Sec.hash(w)
+			fmt.Fprintf(w, "}\n")
+		case len(it.Files) > 0:
+			fmt.Fprintf(w, "%q=files[", it.Key)
+			for _, f := range it.Files {
+				sum := sha256.Sum256(f.Data)
+				fmt.Fprintf(w, "%x,", sum)
+			}
+			fmt.Fprintf(w, "]\n")
+		case it.IsList:
+			fmt.Fprintf(w, "%q=%q\n", it.Key, it.List)
+		default:
+			fmt.Fprintf(w, "%q=%q\n", it.Key, it.Value)
+		}
+	}
+}
+
+// ConnNames returns the names of all connections, sorted.
+func (r *Result) ConnNames() []string {
+	var ns []string
+	for _, c := range r.Conns {
+		ns = append(ns, c.Name)
+	}
+	sort.Strings(ns)
+	return ns
+}
+
+// Conn returns the connection named name, or nil.
+func (r *Result) Conn(name string) *Conn {
+	for i := range r.Conns {
+		if r.Conns[i].Name == name {
+			return &r.Conns[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,520 @@
+package render
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/swanmgr/swanmgr/model"
+)
+
+// NamePrefix starts the name of every connection, child and secret swanmgr
+// renders, so that an operator can tell them apart in swanctl output.
+const NamePrefix = "sm-"
+
+// IKE proposals used for every connection: the IKE_SA protects the key
+// exchange itself, which Windows configured per policy ("Key Exchange
+// Settings") and swanmgr keeps modern and fixed so both ends agree.
+var ikeProposals = []string{"aes256gcm16-aes128gcm16-prfsha384-prfsha256-x25519-ecp384"}
+
+// Render turns a validated, assigned policy into connections, children and
+// secrets. Problems that only show when rendering (names that collide
+// after rendering, rules a backend cannot express) are returned as
+// model.Problems.
+func Render(a *model.Assigned, o Options) (*Result, error) {
+	if o.Backend == "" {
+		o.Backend = Kernel
+	}
+	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend}, names: map[string]string{}}
+	r.run()
+	if len(r.errs) > 0 {
+		return nil, r.errs
+	}
+	return r.res, nil
+}
+
+type renderer struct {
+	a     *model.Assigned
+	o     Options
+	res   *Result
+	errs  model.Problems
+	names map[string]string // rendered name -> what it came from
+}
+
+func (r *renderer) errf(line int, where, format string, args ...any) {
+	r.errs = append(r.errs, model.Problem{File: r.a.File.Path, Line: line, Where: where, Msg: fmt.Sprintf(format, args...)})
+}
+
+// claim registers a rendered name and reports a collision.
+func (r *renderer) claim(name, what string, line int, where string) bool {
+	if prev, dup := r.names[name]; dup {
+		r.errf(line, where, "renders to the name %q, which %s already uses; rename one of them", name, prev)
+		return false
+	}
+	r.names[name] = what
+	return true
+}
+
+func (r *renderer) run() {
+	for _, rule := range r.a.Rules {
+		switch rule.Action.Action {
+		case model.Negotiate:
+			r.negotiate(rule)
+		case model.Permit, model.Block:
+			r.shunt(rule)
+		}
+	}
+	if r.a.Policy.DefaultResponseRule {
+		r.defaultResponse()
+	}
+}
+
+var slugRe = regexp.MustCompile(`[^a-z0-9]+`)
+
+// Slug makes a name usable in swanctl.conf and VICI: lower case letters,
+// digits and dashes, at most 40 characters.
+func Slug(s string) string {
+	s = strings.Trim(slugRe.ReplaceAllString(strings.ToLower(s), "-"), "-")
+	if len(s) > 40 {
+		s = strings.TrimRight(s[:40], "-")
+	}
+	return s
+}
+
+func (r *renderer) ruleSlug(rule model.ResolvedRule) string {
+	s := Slug(rule.Name)
+	if s == "" {
+		s = "rule" + strconv.Itoa(rule.Index+1)
+	}
+	return s
+}
+
+func (r *renderer) negotiate(rule model.ResolvedRule) {
+	where := rule.Where(r.a.Policy)
+	peers := model.Peers(rule)
+	base := NamePrefix + r.ruleSlug(rule)
+	for _, peer := range peers {
+		name := base
+		if len(peers) > 1 {
+			name += "-" + Slug(peer)
+		}
+		if !r.claim(name, "connection of "+where, rule.Line, where) {
+			continue
+		}
+		conn := Conn{
+			Name: name,
+			Origin: Origin{Policy: r.a.Policy.Name, Rule: rule.Name, RuleIndex: rule.Index, FilterList: rule.List.Name,
+				Action: string(rule.Action.Action), Peer: peer, Line: rule.Line},
+			Comment: fmt.Sprintf("rule %q: filter list %q, filter action %q, peer %s", rule.Name, rule.List.Name, rule.Action.Name, peer),
+		}
+		body := &Section{}
+		r.ikeSettings(body, peer, rule.Auth)
+		children := body.Sub("children", "")
+		for _, f := range rule.Filters {
+			if !rule.Tunnel.IsValid() && otherHost(f) != peer {
+				continue
+			}
+			child := fmt.Sprintf("%s-%d", name, f.Index+1)
+			if !r.claim(child, "child of "+where, f.Line, where) {
+				continue
+			}
+			local, remote, lp, rp := orient(f)
+			summary := filterSummary(f)
+			cs := children.Sub(child, fmt.Sprintf("filter %d: %s", f.Index+1, summary))
+			kind := tsTransport
+			if rule.Tunnel.IsValid() {
+				kind = tsTunnel
+			}
+			cs.SetList("local_ts", r.selectors(local, remote, f, lp, kind)...)
+			cs.SetList("remote_ts", r.selectors(remote, local, f, rp, kind)...)
+			r.childSecurity(cs, rule)
+			cs.Set("priority", strconv.Itoa(priority(f, rule.Action.Action)))
+			conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: f.Index, Line: f.Line, Summary: summary})
+		}
+		conn.Body = body
+		r.res.Conns = append(r.res.Conns, conn)
+		r.authMaterial(name, peer, rule.Auth, rule.Line, where)
+	}
+}
+
+// ikeSettings writes the IKE (connection-level) settings for a peer.
+func (r *renderer) ikeSettings(body *Section, peer string, auth []model.ResolvedAuth) {
+	body.Set("version", "2")
+	body.SetList("local_addrs", r.a.Endpoint.Addresses...)
+	body.SetList("remote_addrs", peer)
+	body.SetList("proposals", ikeProposals...)
+	if len(auth) == 0 {
+		return
+	}
+	a := auth[0]
+	local := body.Sub("local", "")
+	remote := body.Sub("remote", "")
+	switch a.Method {
+	case model.PSK:
+		local.Set("auth", "psk")
+		local.Set("id", r.a.Endpoint.ID)
+		remote.Set("auth", "psk")
+		remote.Set("id", peerID(peer))
+	case model.Certificate:
+		local.Set("auth", "pubkey")
+		local.Items = append(local.Items, Item{Key: "certs", Files: []FileRef{{Path: a.CertPath, Data: a.Cert}}})
+		if r.a.Endpoint.ID != "" {
+			local.Set("id", r.a.Endpoint.ID)
+		}
+		remote.Set("auth", "pubkey")
+		remote.Items = append(remote.Items, Item{Key: "cacerts", Files: []FileRef{{Path: a.CAPath, Data: a.CA}}})
+		id := a.PeerID
+		if id == "" {
+			id = peerID(peer)
+		}
+		remote.Set("id", id)
+	}
+}
+
+func peerID(peer string) string {
+	if peer == "%any" {
+		return "%any"
+	}
+	return peer
+}
+
+// childSecurity writes mode, start action, proposals and lifetimes.
+func (r *renderer) childSecurity(cs *Section, rule model.ResolvedRule) {
+	act := rule.Action
+	mode, start := "transport", "trap"
+	if rule.Tunnel.IsValid() {
+		mode = "tunnel"
+	}
+	if r.o.Backend == LibIPsec {
+		// libipsec on 5.9 has no transport mode and no acquires: a
+		// host-to-host rule becomes a tunnel with host selectors, started
+		// when loaded.
+		mode, start = "tunnel", "start"
+	}
+	cs.Set("mode", mode)
+	cs.Set("start_action", start)
+	if len(act.AHInteg) > 0 {
+		cs.SetList("ah_proposals", proposal(act.AHInteg, nil, act.PFSGroup))
+	} else {
+		cs.SetList("esp_proposals", proposal(act.ESPEnc, act.ESPInteg, act.PFSGroup))
+	}
+	if act.RekeySecs > 0 {
+		cs.Set("rekey_time", strconv.FormatInt(act.RekeySecs, 10)+"s")
+	}
+	if act.RekeyKB > 0 {
+		cs.Set("rekey_bytes", strconv.FormatInt(act.RekeyKB*1024, 10))
+	}
+	r.iface(cs, rule.Network)
+}
+
+func (r *renderer) iface(cs *Section, n model.Network) {
+	switch {
+	case n == model.NetworkLAN && r.a.Endpoint.LANInterface != "":
+		cs.Set("interface", r.a.Endpoint.LANInterface)
+	case n == model.NetworkRemoteAccess:
+		cs.Set("interface", r.a.Endpoint.RemoteAccessInterface)
+	}
+}
+
+// proposal joins algorithm keywords into one strongSwan proposal string.
+func proposal(enc, integ []string, group string) string {
+	parts := append(append([]string{}, enc...), integ...)
+	if group != "" {
+		parts = append(parts, group)
+	}
+	return strings.Join(parts, "-")
+}
+
+// orient returns a filter seen from this endpoint: local side first. A
+// filter whose destination is this computer (or, in a tunnel, whose
+// source is not) is turned around, addresses and ports.
+func orient(f model.ResolvedFilter) (local, remote model.Addr, lport, rport int) {
+	if f.Dst.Kind == model.AddrMe && f.Src.Kind != model.AddrMe {
+		return f.Dst, f.Src, f.DstPort, f.SrcPort
+	}
+	return f.Src, f.Dst, f.SrcPort, f.DstPort
+}
+
+// tsKind says how a selector is used.
+type tsKind int
+
+const (
+	tsTransport tsKind = iota // host to host with the IKE peer
+	tsTunnel                  // between networks behind tunnel endpoints
+	tsShunt                   // a pass or drop policy, no IKE
+)
+
+func otherHost(f model.ResolvedFilter) string {
+	if f.Src.Kind == model.AddrMe {
+		return f.Dst.Host()
+	}
+	return f.Src.Host()
+}
+
+// selectors renders one side of a filter as traffic selectors. In a
+// negotiate rule this computer and, without a tunnel, the IKE peer are
+// "dynamic" (the IKE addresses), which is what transport mode needs and
+// what makes DNS names work; everything else is written as prefixes.
+func (r *renderer) selectors(side, opposite model.Addr, f model.ResolvedFilter, port int, kind tsKind) []string {
+	var nets []string
+	switch side.Kind {
+	case model.AddrMe:
+		if kind != tsShunt {
+			nets = []string{"dynamic"}
+		} else {
+			nets = append(nets, r.myPrefixes(opposite)...)
+		}
+	case model.AddrDNS:
+		nets = []string{"dynamic"}
+	case model.AddrHost:
+		if kind == tsTransport {
+			nets = []string{"dynamic"}
+		} else {
+			nets = []string{side.Prefix.String()}
+		}
+	case model.AddrSubnet:
+		nets = []string{side.Prefix.String()}
+	case model.AddrAny:
+		nets = anyPrefixes(opposite, r.a.Endpoint.Addresses)
+	}
+	suffix := ""
+	if p := f.ProtoString(); p != "" {
+		suffix = "[" + p
+		if port != model.AnyPort {
+			suffix += "/" + strconv.Itoa(port)
+		}
+		suffix += "]"
+	}
+	for i := range nets {
+		nets[i] += suffix
+	}
+	return nets
+}
+
+// myPrefixes returns this endpoint's addresses as host prefixes, of the
+// family of the other side when it has one.
+func (r *renderer) myPrefixes(opposite model.Addr) []string {
+	var out []string
+	for _, s := range r.a.Endpoint.Addresses {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		if opposite.Prefix.IsValid() && opposite.Prefix.Addr().Is4() != ip.Is4() {
+			continue
+		}
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()).String())
+	}
+	return out
+}
+
+func anyPrefixes(opposite model.Addr, mine []string) []string {
+	if opposite.Prefix.IsValid() {
+		if opposite.Prefix.Addr().Is4() {
+			return []string{"0.0.0.0/0"}
+		}
+		return []string{"::/0"}
+	}
+	return []string{"0.0.0.0/0", "::/0"}
+}
+
+// priority gives every child an explicit policy priority so that, as in
+// Windows, the most specific filter wins whatever its action: charon's
+// own priorities put every pass shunt above and every drop shunt below
+// IPsec policies. Lower numbers win in the kernel. Equal specificity:
+// block before permit before negotiate.
+func priority(f model.ResolvedFilter, act model.Action) int {
+	bits := prefixBits(f.Src) + prefixBits(f.Dst)
+	p := 10000 - 16*bits
+	if f.Proto != 0 {
+		p -= 8
+	}
+	if f.SrcPort != model.AnyPort {
+		p -= 4
+	}
+	if f.DstPort != model.AnyPort {
+		p -= 4
+	}
+	switch act {
+	case model.Block:
+		p -= 2
+	case model.Permit:
+		p--
+	}
+	return p
+}
+
+func prefixBits(a model.Addr) int {
+	switch a.Kind {
+	case model.AddrMe, model.AddrDNS:
+		return 32
+	case model.AddrHost, model.AddrSubnet:
+		if a.Prefix.Addr().Is4() {
+			return a.Prefix.Bits()
+		}
+		// Scale IPv6 so a /128 host counts like a /32.
+		return a.Prefix.Bits() / 4
+	}
+	return 0
+}
+
+func filterSummary(f model.ResolvedFilter) string {
+	s := fmt.Sprintf("%s → %s", f.Src, f.Dst)
+	if p := f.ProtoString(); p != "" {
+		s += " " + p
+		if f.SrcPort != model.AnyPort || f.DstPort != model.AnyPort {
+			s += " " + portText(f.SrcPort) + "→" + portText(f.DstPort)
+		}
+	}
+	return s
+}
+
+func portText(p int) string {
+	if p == model.AnyPort {
+		return "any"
+	}
+	return strconv.Itoa(p)
+}
+
+// shunt renders a permit or block rule: one connection without IKE, one
+// pass or drop child per filter, installed when loaded.
+func (r *renderer) shunt(rule model.ResolvedRule) {
+	where := rule.Where(r.a.Policy)
+	if r.o.Backend == LibIPsec {
+		r.errf(rule.Line, where, "%s rules are not supported on the libipsec backend: it silently ignores pass and drop policies; use the kernel backend (--ipsec-backend kernel)", rule.Action.Action)
+		return
+	}
+	name := NamePrefix + r.ruleSlug(rule)
+	if !r.claim(name, "connection of "+where, rule.Line, where) {
+		return
+	}
+	mode := "pass"
+	if rule.Action.Action == model.Block {
+		mode = "drop"
+	}
+	conn := Conn{
+		Name: name,
+		Origin: Origin{Policy: r.a.Policy.Name, Rule: rule.Name, RuleIndex: rule.Index, FilterList: rule.List.Name,
+			Action: string(rule.Action.Action), Line: rule.Line},
+		Comment: fmt.Sprintf("rule %q: filter list %q, filter action %q (%s)", rule.Name, rule.List.Name, rule.Action.Name, rule.Action.Action),
+	}
+	body := &Section{}
+	children := body.Sub("children", "")
+	for _, f := range rule.Filters {
+		child := fmt.Sprintf("%s-%d", name, f.Index+1)
+		if !r.claim(child, "child of "+where, f.Line, where) {
+			continue
+		}
+		local, remote, lp, rp := orient(f)
+		summary := filterSummary(f)
+		cs := children.Sub(child, fmt.Sprintf("filter %d: %s", f.Index+1, summary))
+		cs.SetList("local_ts", r.selectors(local, remote, f, lp, tsShunt)...)
+		cs.SetList("remote_ts", r.selectors(remote, local, f, rp, tsShunt)...)
+		cs.Set("mode", mode)
+		cs.Set("start_action", "trap")
+		cs.Set("priority", strconv.Itoa(priority(f, rule.Action.Action)))
+		r.iface(cs, rule.Network)
+		conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: f.Index, Line: f.Line, Summary: summary})
+	}
+	conn.Body = body
+	r.res.Conns = append(r.res.Conns, conn)
+}
+
+// defaultResponse renders Windows' default response rule: a responder-only
+// connection for any peer, host to host, with the authentication and
+// security of the policy's first negotiate rule.
+func (r *renderer) defaultResponse() {
+	var first *model.ResolvedRule
+	for i := range r.a.Rules {
+		if r.a.Rules[i].Action.Action == model.Negotiate && len(r.a.Rules[i].Auth) > 0 {
+			first = &r.a.Rules[i]
+			break
+		}
+	}
+	where := fmt.Sprintf("policy %q", r.a.Policy.Name)
+	if first == nil {
+		r.errf(0, where, "default_response_rule = true needs a negotiate rule to take its authentication from")
+		return
+	}
+	name := NamePrefix + "default-response"
+	if !r.claim(name, "the default response rule", 0, where) {
+		return
+	}
+	conn := Conn{
+		Name:    name,
+		Origin:  Origin{Policy: r.a.Policy.Name, Rule: "<Dynamic> (default response)", RuleIndex: -1, Action: string(model.Negotiate), Peer: "%any"},
+		Comment: fmt.Sprintf("default response rule: any peer, authentication and security of rule %q", first.Name),
+	}
+	body := &Section{}
+	r.ikeSettings(body, "%any", first.Auth)
+	children := body.Sub("children", "")
+	child := name + "-1"
+	cs := children.Sub(child, "any peer, host to host")
+	cs.SetList("local_ts", "dynamic")
+	cs.SetList("remote_ts", "dynamic")
+	mode := "transport"
+	if r.o.Backend == LibIPsec {
+		mode = "tunnel"
+	}
+	cs.Set("mode", mode)
+	cs.Set("start_action", "none")
+	act := first.Action
+	if len(act.AHInteg) > 0 {
+		cs.SetList("ah_proposals", proposal(act.AHInteg, nil, act.PFSGroup))
+	} else {
+		cs.SetList("esp_proposals", proposal(act.ESPEnc, act.ESPInteg, act.PFSGroup))
+	}
+	conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: -1, Summary: "me ↔ any peer"})
+	conn.Body = body
+	r.res.Conns = append(r.res.Conns, conn)
+	r.authMaterial(name, "%any", first.Auth, 0, where)
+}
+
+// authMaterial adds the secrets, certificates and keys a connection's
+// authentication needs, shared between connections where they are equal.
+func (r *renderer) authMaterial(conn, peer string, auth []model.ResolvedAuth, line int, where string) {
+	if len(auth) == 0 {
+		return
+	}
+	a := auth[0]
+	switch a.Method {
+	case model.PSK:
+		owners := []string{r.a.Endpoint.ID}
+		if peer != "%any" {
+			owners = append(owners, peer)
+		}
+		for i := range r.res.Secrets {
+			s := &r.res.Secrets[i]
+			if strings.Join(s.Owners, "\x00") == strings.Join(owners, "\x00") {
+				// Validation guarantees the same peer has one key.
+				s.Conns = append(s.Conns, conn)
+				return
+			}
+		}
+		name := "ike-" + conn
+		if !r.claim(name, "secret of "+where, line, where) {
+			return
+		}
+		r.res.Secrets = append(r.res.Secrets, Secret{Name: name, Type: "IKE", Owners: owners, Data: a.PSK, Conns: []string{conn}})
+	case model.Certificate:
+		r.addCert(a.CertPath, "NONE", a.Cert)
+		r.addCert(a.CAPath, "CA", a.CA)
+		for _, k := range r.res.Keys {
+			if k.Path == a.KeyPath {
+				return
+			}
+		}
+		r.res.Keys = append(r.res.Keys, Key{Name: "private-" + conn, Path: a.KeyPath, Data: a.Key})
+	}
+}
+
+func (r *renderer) addCert(path, flag string, data []byte) {
+	for _, c := range r.res.Certs {
+		if c.Path == path {
+			return
+		}
+	}
+	r.res.Certs = append(r.res.Certs, Cert{Path: path, Flag: flag, Data: data})
+}

@@ -1,0 +1,132 @@
+package render
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// SecretPlaceholder replaces secret values in swanctl.conf text unless
+// WriteOptions.ShowSecrets is set.
+const SecretPlaceholder = "<redacted: render --show-secrets>"
+
+// WriteOptions tune the swanctl.conf text.
+type WriteOptions struct {
+	// ShowSecrets writes preshared keys as they are. Without it they are
+	// replaced by SecretPlaceholder, and the text is not loadable.
+	ShowSecrets bool
+}
+
+// WriteSwanctl writes the result as swanctl.conf text: connections, then
+// secrets. The text holds what load-conn and load-shared would send; with
+// ShowSecrets it loads into charon with `swanctl --load-all --file`.
+func (r *Result) WriteSwanctl(w io.Writer, o WriteOptions) error {
+	ew := &errWriter{w: w}
+	ew.printf("# Rendered by swanmgr from %s: policy %q, backend %s.\n", r.Source, r.Policy, r.Backend)
+	ew.printf("# swanmgr apply loads the same settings over VICI; this text is for review\n# and for `swanctl --load-all --file`.\n")
+	ew.printf("connections {\n")
+	for i, c := range r.Conns {
+		if i > 0 {
+			ew.printf("\n")
+		}
+		if c.Comment != "" {
+			ew.printf("    # %s\n", c.Comment)
+		}
+		ew.printf("    %s {\n", c.Name)
+		writeSection(ew, c.Body, 2)
+		ew.printf("    }\n")
+	}
+	ew.printf("}\n")
+	if len(r.Secrets) == 0 && len(r.Keys) == 0 {
+		return ew.err
+	}
+	ew.printf("\nsecrets {\n")
+	for _, s := range r.Secrets {
+		ew.printf("    # used by %s\n", strings.Join(s.Conns, ", "))
+		ew.printf("    %s {\n", s.Name)
+		for i, o := range s.Owners {
+			ew.printf("        id-%d = %s\n", i+1, quote(o))
+		}
+		val := SecretPlaceholder
+		if o.ShowSecrets {
+			val = secretValue(s.Data.Reveal())
+		}
+		ew.printf("        secret = %s\n", quoteSecret(val, o.ShowSecrets))
+		ew.printf("    }\n")
+	}
+	for _, k := range r.Keys {
+		ew.printf("    %s {\n        file = %s\n    }\n", k.Name, quote(k.Path))
+	}
+	ew.printf("}\n")
+	return ew.err
+}
+
+func writeSection(ew *errWriter, s *Section, depth int) {
+	ind := strings.Repeat("    ", depth)
+	for _, it := range s.Items {
+		switch {
+		case it.Sec != nil:
+			if it.Comment != "" {
+				ew.printf("%s# %s\n", ind, it.Comment)
+			}
+			ew.printf("%s%s {\n", ind, it.Key)
+			writeSection(ew, it.Sec, depth+1)
+			ew.printf("%s}\n", ind)
+		case len(it.Files) > 0:
+			var ps []string
+			for _, f := range it.Files {
+				ps = append(ps, quote(f.Path))
+			}
+			ew.printf("%s%s = %s\n", ind, it.Key, strings.Join(ps, ", "))
+		case it.IsList:
+			var vs []string
+			for _, v := range it.List {
+				vs = append(vs, quote(v))
+			}
+			ew.printf("%s%s = %s\n", ind, it.Key, strings.Join(vs, ", "))
+		default:
+			ew.printf("%s%s = %s\n", ind, it.Key, quote(it.Value))
+		}
+	}
+}
+
+// quote writes a value as swanctl.conf needs it: bare when it is a plain
+// token, otherwise double-quoted.
+func quote(v string) string {
+	if v != "" && !strings.ContainsAny(v, " \t,{}=#\"\\'\n") {
+		return v
+	}
+	return `"` + v + `"`
+}
+
+// secretValue encodes a preshared key so that any byte survives the
+// swanctl.conf parser: plain text when safe, base64 ("0s...") otherwise.
+func secretValue(s string) string {
+	if !strings.ContainsAny(s, "\"\\\n\r") && !strings.HasPrefix(s, "0x") && !strings.HasPrefix(s, "0s") {
+		return s
+	}
+	return "0s" + base64.StdEncoding.EncodeToString([]byte(s))
+}
+
+func quoteSecret(v string, shown bool) string {
+	if !shown {
+		return `"` + v + `"`
+	}
+	if strings.HasPrefix(v, "0s") && !strings.ContainsAny(v, " ") {
+		return v
+	}
+	return `"` + v + `"`
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) printf(format string, args ...any) {
+	if e.err != nil {
+		return
+	}
+	_, e.err = fmt.Fprintf(e.w, format, args...)
+}
