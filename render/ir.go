@@ -210,3 +210,36 @@ func (r *Result) Conn(name string) *Conn {
 	}
 	return nil
 }
+
+// Hash identifies a section's exact content.
+func (s *Section) Hash() string {
+	h := sha256.New()
+	s.hash(h)
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// IKEHash identifies the connection's settings without its children:
+// when it changes, charon re-applies every child of the connection.
+func (c Conn) IKEHash() string {
+	h := sha256.New()
+	for _, it := range c.Body.Items {
+		if it.Key == "children" {
+			continue
+		}
+		(&Section{Items: []Item{it}}).hash(h)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// ChildHashes identifies each child's settings, by child name.
+func (c Conn) ChildHashes() map[string]string {
+	out := map[string]string{}
+	if ch := c.Body.Get("children"); ch != nil && ch.Sec != nil {
+		for _, it := range ch.Sec.Items {
+			if it.Sec != nil {
+				out[it.Key] = it.Sec.Hash()
+			}
+		}
+	}
+	return out
+}

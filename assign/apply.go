@@ -1,0 +1,340 @@
+package assign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/swanmgr/swanmgr/render"
+)
+
+// Report is what Apply or Unassign did.
+type Report struct {
+	Plan *Plan
+	// Calls that changed charon, by VICI command.
+	LoadConn, UnloadConn, LoadShared, UnloadShared, LoadCert, LoadKey int
+	// Terminated lists the SAs torn down because their rule changed or went away.
+	Terminated []LiveSA
+	// Warnings are things that went wrong after the new policy was in
+	// place (a stale secret that would not unload, say).
+	Warnings []string
+}
+
+// RejectedError says charon refused part of a policy; the previous
+// assignment was restored.
+type RejectedError struct {
+	What     string // `rule "Abczz with Bob" (connection sm-abczz-with-bob)`
+	Err      error  // charon's answer
+	Restored bool
+	// RestoreErrs lists what could not be put back.
+	RestoreErrs []error
+}
+
+func (e *RejectedError) Error() string {
+	msg := fmt.Sprintf("charon rejected %s: %v", e.What, e.Err)
+	if len(e.RestoreErrs) == 0 {
+		return msg + "; nothing was changed: the previous assignment is still in place"
+	}
+	var rs []string
+	for _, r := range e.RestoreErrs {
+		rs = append(rs, r.Error())
+	}
+	return msg + "; restoring the previous assignment failed too: " + strings.Join(rs, "; ")
+}
+
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// Engine applies policies to one charon.
+type Engine struct {
+	Daemon Daemon
+	Store  Store
+	Socket string // identifies the daemon in the record and the lock
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// Plan computes what Apply(desired) would do, without changing anything,
+// including the live SAs that would be torn down.
+func (e *Engine) Plan(ctx context.Context, desired *render.Result) (*Plan, error) {
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Compute(ctx, e.Daemon, e.Socket, rec, desired)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Teardowns(ctx, e.Daemon); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Apply assigns desired: after it returns nil, charon has exactly
+// desired's connections and secrets among those swanmgr owns, and the
+// record says so. On error nothing changed (see RejectedError).
+func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, error) {
+	unlock, err := e.Store.Lock(ctx, e.Socket)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Compute(ctx, e.Daemon, e.Socket, rec, desired)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Plan: p}
+
+	// SAs that exist now, to tear down those of changed or removed rules
+	// afterwards (and never one the new settings bring up).
+	var before []LiveSA
+	if needsTeardown(p) {
+		if before, err = e.Daemon.LiveSAs(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	for _, c := range desired.Certs {
+		if err := e.Daemon.LoadCert(ctx, "X509", c.Flag, c.Data); err != nil {
+			return nil, &RejectedError{What: "certificate " + c.Path, Err: err}
+		}
+		rep.LoadCert++
+	}
+	var keyIDs []string
+	for _, k := range desired.Keys {
+		id, err := e.Daemon.LoadKey(ctx, "any", []byte(k.Data.Reveal()))
+		if err != nil {
+			return nil, &RejectedError{What: "private key " + k.Path, Err: err}
+		}
+		rep.LoadKey++
+		keyIDs = append(keyIDs, id)
+	}
+
+	var done []ConnPlan
+	for _, c := range p.Conns {
+		if c.Change != Added && c.Change != Changed {
+			continue
+		}
+		msg, err := render.ConnMessage(*c.New)
+		if err == nil {
+			err = e.Daemon.LoadConn(ctx, c.Name, msg)
+		}
+		if err != nil {
+			return nil, e.rollback(ctx, done, ruleWhat(c), err)
+		}
+		rep.LoadConn++
+		done = append(done, c)
+	}
+	for _, s := range p.Secrets {
+		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
+			return nil, e.rollback(ctx, done, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
+		}
+		rep.LoadShared++
+	}
+
+	// The new policy is in place: take away what it no longer has.
+	for _, c := range p.Conns {
+		if c.Change != Removed || c.Restore {
+			continue
+		}
+		if err := e.Daemon.UnloadConn(ctx, c.Name); err != nil {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading %s: %v", ruleWhat(c), err))
+			continue
+		}
+		rep.UnloadConn++
+	}
+	for _, id := range p.Stale {
+		if err := e.Daemon.UnloadShared(ctx, id); err != nil {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading secret %s: %v", id, err))
+			continue
+		}
+		rep.UnloadShared++
+	}
+	if rec != nil {
+		for _, id := range rec.Keys {
+			if !contains(keyIDs, id) {
+				if err := e.Daemon.UnloadKey(ctx, id); err != nil {
+					rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading private key %s: %v", id, err))
+				}
+			}
+		}
+	}
+	e.teardown(ctx, p, before, rep)
+
+	newRec := &Record{Socket: e.Socket, Source: desired.Source, Policy: desired.Policy, Backend: string(desired.Backend),
+		AppliedAt: e.now().UTC(), Keys: keyIDs}
+	for _, c := range desired.Conns {
+		newRec.Conns = append(newRec.Conns, RecordConn{Name: c.Name, Hash: c.Hash(), IKEHash: c.IKEHash(),
+			ChildHashes: c.ChildHashes(), Origin: c.Origin, Children: c.Children, Body: c.Body})
+	}
+	for _, s := range desired.Secrets {
+		newRec.Secrets = append(newRec.Secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns})
+	}
+	if err := e.Store.Save(newRec); err != nil {
+		return rep, fmt.Errorf("the policy is loaded, but %w", err)
+	}
+	return rep, nil
+}
+
+func needsTeardown(p *Plan) bool {
+	for _, c := range p.Conns {
+		if (c.Change == Removed || c.Change == Changed) && !c.Restore {
+			return true
+		}
+	}
+	return false
+}
+
+// teardown terminates the SAs, listed before the change, of removed
+// connections, of connections whose IKE settings changed, and of changed
+// children. charon's reload keeps established SAs of trap children with
+// their old settings; a rule that changed must not keep running the old way.
+func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Report) {
+	for _, c := range p.Conns {
+		if c.Restore || (c.Change != Removed && c.Change != Changed) {
+			continue
+		}
+		for _, sa := range before {
+			if sa.Conn != c.Name {
+				continue
+			}
+			if c.Change == Removed || c.IKEChanged {
+				if err := e.Daemon.TerminateIKE(ctx, sa.UniqueID); err == nil {
+					rep.Terminated = append(rep.Terminated, sa)
+				}
+				continue
+			}
+			t := sa
+			t.Children = nil
+			for _, ch := range sa.Children {
+				if contains(c.ChangedChildren, ch.Name) {
+					if err := e.Daemon.TerminateChild(ctx, ch.UniqueID); err == nil {
+						t.Children = append(t.Children, ch)
+					}
+				}
+			}
+			if len(t.Children) > 0 {
+				rep.Terminated = append(rep.Terminated, t)
+			}
+		}
+	}
+}
+
+func ruleWhat(c ConnPlan) string {
+	if c.Origin.Rule == "" {
+		return "connection " + c.Name
+	}
+	return fmt.Sprintf("rule %q (connection %s)", c.Origin.Rule, c.Name)
+}
+
+// rollback puts back what this apply loaded: changed connections get their
+// recorded settings again, added ones are unloaded.
+func (e *Engine) rollback(ctx context.Context, done []ConnPlan, what string, cause error) error {
+	re := &RejectedError{What: what, Err: cause}
+	for i := len(done) - 1; i >= 0; i-- {
+		c := done[i]
+		var err error
+		if c.Change == Changed && c.Old != nil && !c.Restore {
+			msg, merr := render.ConnMessage(render.Conn{Name: c.Name, Body: c.Old.Body})
+			err = merr
+			if err == nil {
+				err = e.Daemon.LoadConn(ctx, c.Name, msg)
+			}
+		} else {
+			err = e.Daemon.UnloadConn(ctx, c.Name)
+		}
+		if err != nil {
+			re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("%s: %w", c.Name, err))
+		}
+	}
+	re.Restored = len(re.RestoreErrs) == 0
+	return re
+}
+
+// Unassign unloads everything swanmgr loaded into this daemon (and
+// terminates its SAs), and nothing else.
+func (e *Engine) Unassign(ctx context.Context) (*Report, error) {
+	unlock, err := e.Store.Lock(ctx, e.Socket)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Compute(ctx, e.Daemon, e.Socket, rec, nil)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Plan: p}
+	before, err := e.Daemon.LiveSAs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, c := range p.Conns {
+		if c.Restore {
+			continue
+		}
+		if err := e.Daemon.UnloadConn(ctx, c.Name); err != nil {
+			errs = append(errs, fmt.Errorf("unloading %s: %w", ruleWhat(c), err))
+			continue
+		}
+		rep.UnloadConn++
+	}
+	for _, id := range p.Stale {
+		if err := e.Daemon.UnloadShared(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("unloading secret %s: %w", id, err))
+			continue
+		}
+		rep.UnloadShared++
+	}
+	if rec != nil {
+		for _, id := range rec.Keys {
+			if err := e.Daemon.UnloadKey(ctx, id); err != nil {
+				errs = append(errs, fmt.Errorf("unloading private key %s: %w", id, err))
+			}
+		}
+	}
+	e.teardown(ctx, p, before, rep)
+	if len(errs) > 0 {
+		return rep, errors.Join(errs...)
+	}
+	if err := e.Store.Remove(e.Socket); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// Summary counts rule changes: added, changed, removed, unchanged.
+func (p *Plan) Summary() map[Change]int {
+	m := map[Change]int{}
+	for _, r := range p.Rules {
+		m[r.Change]++
+	}
+	return m
+}
+
+// SortedRules returns the rules with removed ones last.
+func (p *Plan) SortedRules() []RulePlan {
+	out := append([]RulePlan{}, p.Rules...)
+	sort.SliceStable(out, func(i, j int) bool {
+		return out[i].Change != Removed && out[j].Change == Removed
+	})
+	return out
+}

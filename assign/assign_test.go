@@ -1,0 +1,362 @@
+package assign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	govici "github.com/strongswan/govici/vici"
+
+	"github.com/swanmgr/swanmgr/model"
+	"github.com/swanmgr/swanmgr/render"
+)
+
+// fakeDaemon keeps connections and secrets like charon does and records
+// every call.
+type fakeDaemon struct {
+	mu      sync.Mutex
+	conns   map[string]string // name -> message text
+	shared  map[string][]byte
+	calls   []string
+	rejectC map[string]bool // connection names load-conn refuses
+	sas     []LiveSA
+}
+
+func newFake() *fakeDaemon {
+	return &fakeDaemon{conns: map[string]string{}, shared: map[string][]byte{}, rejectC: map[string]bool{}}
+}
+
+func (f *fakeDaemon) call(s string) { f.calls = append(f.calls, s) }
+
+func (f *fakeDaemon) count(prefix string) int {
+	n := 0
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, prefix+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *fakeDaemon) LoadConn(_ context.Context, name string, m *govici.Message) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.call("load-conn " + name)
+	if f.rejectC[name] {
+		return errors.New("unknown option: bogus, config discarded")
+	}
+	f.conns[name] = m.String()
+	return nil
+}
+
+func (f *fakeDaemon) UnloadConn(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.call("unload-conn " + name)
+	if _, ok := f.conns[name]; !ok {
+		return fmt.Errorf("connection '%s' not found", name)
+	}
+	delete(f.conns, name)
+	return nil
+}
+
+func (f *fakeDaemon) Conns(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for n := range f.conns {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (f *fakeDaemon) LoadShared(_ context.Context, id, typ string, data []byte, owners []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.call("load-shared " + id)
+	f.shared[id] = data
+	return nil
+}
+
+func (f *fakeDaemon) UnloadShared(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.call("unload-shared " + id)
+	delete(f.shared, id)
+	return nil
+}
+
+func (f *fakeDaemon) SharedIDs(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for n := range f.shared {
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (f *fakeDaemon) LoadCert(context.Context, string, string, []byte) error { return nil }
+func (f *fakeDaemon) LoadKey(context.Context, string, []byte) (string, error) {
+	return "key", nil
+}
+func (f *fakeDaemon) UnloadKey(context.Context, string) error { return nil }
+func (f *fakeDaemon) LiveSAs(context.Context) ([]LiveSA, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]LiveSA{}, f.sas...), nil
+}
+func (f *fakeDaemon) TerminateIKE(_ context.Context, id uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.call(fmt.Sprintf("terminate ike-id %d", id))
+	return nil
+}
+func (f *fakeDaemon) TerminateChild(_ context.Context, id uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.call(fmt.Sprintf("terminate child-id %d", id))
+	return nil
+}
+
+var _ Daemon = (*fakeDaemon)(nil)
+
+const policyTmpl = `
+[endpoint]
+addresses = ["172.16.98.231"]
+
+[[filter_list]]
+name = "Bob"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "172.31.67.244"
+  protocol = "tcp"
+  destination_port = %d
+
+[[filter_list]]
+name = "Eve"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "172.20.0.5"
+  protocol = "udp"
+  destination_port = 514
+
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+pfs = true
+
+[[policy]]
+name = "P"
+  [[policy.rule]]
+  name = "With Bob"
+  filter_list = "Bob"
+  filter_action = "Encrypt"
+  authentication = [ { method = "psk", secret = "a-long-lab-only-key-for-bob" } ]
+%s`
+
+const eveRule = `
+  [[policy.rule]]
+  name = "With Eve"
+  filter_list = "Eve"
+  filter_action = "Encrypt"
+  authentication = [ { method = "psk", secret = "a-long-lab-only-key-for-eve" } ]
+`
+
+func renderPolicy(t *testing.T, port int, withEve bool) *render.Result {
+	t.Helper()
+	extra := ""
+	if withEve {
+		extra = eveRule
+	}
+	f, err := model.Parse("p.toml", []byte(fmt.Sprintf(policyTmpl, port, extra)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := model.Validate(f, model.ValidateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(a, render.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func newEngine(t *testing.T, d Daemon) *Engine {
+	return &Engine{Daemon: d, Store: Store{Dir: t.TempDir()}, Socket: "/run/test/charon.vici"}
+}
+
+func TestApplyMinimalChange(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	d.conns["hand-made"] = "by hand"
+	d.shared["ike-hand"] = []byte("x")
+	e := newEngine(t, d)
+
+	rep, err := e.Apply(ctx, renderPolicy(t, 6667, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LoadConn != 2 || rep.Plan.Summary()[Added] != 2 {
+		t.Fatalf("first apply: %d load-conn, summary %v; want 2 added", rep.LoadConn, rep.Plan.Summary())
+	}
+
+	d.calls = nil
+	rep, err = e.Apply(ctx, renderPolicy(t, 6667, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := d.count("load-conn"); n != 0 || rep.Plan.Summary()[Unchanged] != 2 {
+		t.Fatalf("unchanged re-apply sent %d load-conn (summary %v), want 0", n, rep.Plan.Summary())
+	}
+
+	d.calls = nil
+	d.sas = []LiveSA{
+		{Conn: "sm-with-bob", UniqueID: 1, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 2}}},
+		{Conn: "sm-with-eve", UniqueID: 3, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 4}}},
+	}
+	rep, err = e.Apply(ctx, renderPolicy(t, 6668, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"load-conn sm-with-bob", "load-shared ike-sm-with-bob", "load-shared ike-sm-with-eve", "terminate child-id 2"}
+	if strings.Join(d.calls, "|") != strings.Join(want, "|") {
+		t.Fatalf("changing one rule: calls %q, want %q", d.calls, want)
+	}
+	if s := rep.Plan.Summary(); s[Changed] != 1 || s[Unchanged] != 1 {
+		t.Fatalf("summary %v, want 1 changed 1 unchanged", s)
+	}
+
+	d.calls = nil
+	if _, err := e.Apply(ctx, renderPolicy(t, 6668, false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.conns["sm-with-eve"]; ok {
+		t.Fatal("removed rule's connection still loaded")
+	}
+	if _, ok := d.shared["ike-sm-with-eve"]; ok {
+		t.Fatal("removed rule's secret still loaded")
+	}
+	if !strings.Contains(strings.Join(d.calls, "|"), "terminate ike-id 3") {
+		t.Fatalf("removed rule's IKE_SA not terminated: %q", d.calls)
+	}
+
+	if _, err := e.Unassign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.conns) != 1 || d.conns["hand-made"] == "" || len(d.shared) != 1 || d.shared["ike-hand"] == nil {
+		t.Fatalf("after unassign charon has %v / %v; want only the hand-made ones", d.conns, d.shared)
+	}
+}
+
+func TestApplyRejectedRestoresPrevious(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false)); err != nil {
+		t.Fatal(err)
+	}
+	before := d.conns["sm-with-bob"]
+	d.rejectC["sm-with-eve"] = true
+	_, err := e.Apply(ctx, renderPolicy(t, 6668, true))
+	var re *RejectedError
+	if !errors.As(err, &re) {
+		t.Fatalf("err = %v, want RejectedError", err)
+	}
+	if !strings.Contains(err.Error(), `rule "With Eve"`) || !strings.Contains(err.Error(), "config discarded") {
+		t.Fatalf("error %q does not name the rule and charon's message", err)
+	}
+	if d.conns["sm-with-bob"] != before {
+		t.Fatal("changed connection was not restored to its previous settings")
+	}
+	if _, ok := d.conns["sm-with-eve"]; ok {
+		t.Fatal("rejected connection is loaded")
+	}
+	rec, _ := e.Store.Load(e.Socket)
+	if rec == nil || len(rec.Conns) != 1 || rec.Conns[0].Hash != renderPolicy(t, 6667, false).Conns[0].Hash() {
+		t.Fatal("record changed by a failed apply")
+	}
+}
+
+func TestApplyTrustsTheDaemon(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true)); err != nil {
+		t.Fatal(err)
+	}
+	// charon restarts: it forgets everything.
+	d.conns, d.shared, d.calls = map[string]string{}, map[string][]byte{}, nil
+	rep, err := e.Apply(ctx, renderPolicy(t, 6667, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LoadConn != 2 || len(d.conns) != 2 || len(d.shared) != 2 {
+		t.Fatalf("after a daemon restart apply loaded %d connections, charon has %d conns %d secrets; want all restored", rep.LoadConn, len(d.conns), len(d.shared))
+	}
+}
+
+func TestApplyRefusesForeignNames(t *testing.T) {
+	d := newFake()
+	d.conns["sm-with-bob"] = "loaded by hand"
+	e := newEngine(t, d)
+	_, err := e.Apply(context.Background(), renderPolicy(t, 6667, false))
+	var ce *ConflictError
+	if !errors.As(err, &ce) || d.conns["sm-with-bob"] != "loaded by hand" {
+		t.Fatalf("err = %v; a connection swanmgr did not load must not be replaced", err)
+	}
+}
+
+func TestLockSerializes(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	unlock, err := s.Lock(context.Background(), "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() {
+		u, err := s.Lock(ctx, "/x")
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	cancel()
+	if err := <-got; err == nil {
+		t.Fatal("second lock acquired while the first was held")
+	}
+	unlock()
+	u2, err := s.Lock(context.Background(), "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2()
+}
+
+func TestRecordHasNoSecrets(t *testing.T) {
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(context.Background(), renderPolicy(t, 6667, true)); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(e.Store.Dir)
+	for _, en := range entries {
+		b, _ := os.ReadFile(filepath.Join(e.Store.Dir, en.Name()))
+		if strings.Contains(string(b), "lab-only-key") {
+			t.Fatalf("%s holds a secret", en.Name())
+		}
+		if st, _ := os.Stat(filepath.Join(e.Store.Dir, en.Name())); st.Mode().Perm()&0o077 != 0 {
+			t.Fatalf("%s has mode %v", en.Name(), st.Mode())
+		}
+	}
+}

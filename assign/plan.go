@@ -1,0 +1,247 @@
+package assign
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/swanmgr/swanmgr/render"
+)
+
+// Change says what happens to a connection or rule.
+type Change string
+
+// Changes.
+const (
+	Added     Change = "added"
+	Changed   Change = "changed"
+	Removed   Change = "removed"
+	Unchanged Change = "unchanged"
+)
+
+// ConnPlan is what happens to one connection.
+type ConnPlan struct {
+	Name   string
+	Change Change
+	Origin render.Origin
+	New    *render.Conn // nil when removed
+	Old    *RecordConn  // nil when added
+	// Restore: the daemon lacks a connection the record lists (charon
+	// restarted or someone unloaded it), so it is loaded again.
+	Restore bool
+	// ChangedChildren are the children whose settings changed or that
+	// went away; IKEChanged means every child is re-applied.
+	ChangedChildren []string
+	IKEChanged      bool
+}
+
+// RulePlan is what happens to one rule: the sum of its connections.
+type RulePlan struct {
+	Rule     string
+	Policy   string
+	Change   Change
+	Conns    []ConnPlan
+	Teardown []LiveSA // live SAs that the change tears down (plan only)
+}
+
+// Plan is what Apply would do.
+type Plan struct {
+	Socket   string
+	Policy   string
+	Conns    []ConnPlan
+	Rules    []RulePlan
+	Secrets  []render.Secret // loaded (load-shared replaces same ids in place)
+	Stale    []string        // secret ids swanmgr loaded before and no longer needs
+	Previous *Record
+	Desired  *render.Result
+}
+
+// Pending reports whether applying would change anything in charon.
+func (p *Plan) Pending() bool {
+	for _, c := range p.Conns {
+		if c.Change != Unchanged {
+			return true
+		}
+	}
+	return len(p.Stale) > 0
+}
+
+// ConflictError reports names charon has that swanmgr did not load.
+type ConflictError struct {
+	Names []string
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("charon already has %s that swanmgr did not load: %s; swanmgr never changes what it does not own (rename the rule, or unload it with swanctl)",
+		plural(len(e.Names), "connection or secret", "connections or secrets"), strings.Join(e.Names, ", "))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// Compute compares what should be loaded (desired; nil to unassign) with
+// the daemon and the record.
+func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired *render.Result) (*Plan, error) {
+	live, err := d.Conns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	liveSet := set(live)
+	shared, err := d.SharedIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sharedSet := set(shared)
+
+	p := &Plan{Socket: socket, Previous: rec, Desired: desired}
+	var conflicts []string
+	want := map[string]bool{}
+	if desired != nil {
+		p.Policy = desired.Policy
+		for i := range desired.Conns {
+			c := &desired.Conns[i]
+			want[c.Name] = true
+			old := rec.Conn(c.Name)
+			cp := ConnPlan{Name: c.Name, Origin: c.Origin, New: c, Old: old}
+			switch {
+			case old == nil && liveSet[c.Name]:
+				conflicts = append(conflicts, c.Name)
+				continue
+			case old == nil:
+				cp.Change = Added
+			case !liveSet[c.Name]:
+				cp.Change, cp.Restore = Changed, true
+				if old.Hash == c.Hash() {
+					cp.Change = Added
+				}
+			case old.Hash == c.Hash():
+				cp.Change = Unchanged
+			default:
+				cp.Change = Changed
+				cp.IKEChanged = old.IKEHash != c.IKEHash()
+				nh := c.ChildHashes()
+				for name, h := range old.ChildHashes {
+					if nh[name] != h {
+						cp.ChangedChildren = append(cp.ChangedChildren, name)
+					}
+				}
+				sort.Strings(cp.ChangedChildren)
+			}
+			p.Conns = append(p.Conns, cp)
+		}
+		for _, s := range desired.Secrets {
+			if !rec.hasSecret(s.Name) && sharedSet[s.Name] {
+				conflicts = append(conflicts, s.Name)
+			}
+		}
+		p.Secrets = desired.Secrets
+	}
+	if len(conflicts) > 0 {
+		return nil, &ConflictError{Names: conflicts}
+	}
+	if rec != nil {
+		for i := range rec.Conns {
+			old := &rec.Conns[i]
+			if want[old.Name] {
+				continue
+			}
+			cp := ConnPlan{Name: old.Name, Change: Removed, Origin: old.Origin, Old: old}
+			if !liveSet[old.Name] {
+				cp.Restore = true // already gone from charon: nothing to unload
+			}
+			p.Conns = append(p.Conns, cp)
+		}
+		for _, s := range rec.Secrets {
+			keep := false
+			if desired != nil {
+				for _, ds := range desired.Secrets {
+					keep = keep || ds.Name == s.Name
+				}
+			}
+			if !keep && sharedSet[s.Name] {
+				p.Stale = append(p.Stale, s.Name)
+			}
+		}
+	}
+	p.Rules = rules(p.Conns)
+	return p, nil
+}
+
+// rules sums connection changes per rule, in the order rules first appear.
+func rules(conns []ConnPlan) []RulePlan {
+	var out []RulePlan
+	idx := map[string]int{}
+	for _, c := range conns {
+		i, ok := idx[c.Origin.Rule]
+		if !ok {
+			i = len(out)
+			idx[c.Origin.Rule] = i
+			out = append(out, RulePlan{Rule: c.Origin.Rule, Policy: c.Origin.Policy, Change: c.Change})
+		}
+		r := &out[i]
+		r.Conns = append(r.Conns, c)
+		if r.Change != c.Change {
+			r.Change = Changed
+		}
+	}
+	return out
+}
+
+func set(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
+
+// Teardowns fills each rule plan's Teardown with the live SAs its change
+// would tear down: every SA of a removed connection or of one whose IKE
+// settings change, else the CHILD_SAs of changed children.
+func (p *Plan) Teardowns(ctx context.Context, d Daemon) error {
+	sas, err := d.LiveSAs(ctx)
+	if err != nil {
+		return err
+	}
+	for ri := range p.Rules {
+		r := &p.Rules[ri]
+		r.Teardown = nil
+		for _, c := range r.Conns {
+			for _, sa := range sas {
+				if sa.Conn != c.Name {
+					continue
+				}
+				switch {
+				case c.Change == Removed || (c.Change == Changed && c.IKEChanged && !c.Restore):
+					r.Teardown = append(r.Teardown, sa)
+				case c.Change == Changed && !c.Restore:
+					t := sa
+					t.Children = nil
+					for _, ch := range sa.Children {
+						if contains(c.ChangedChildren, ch.Name) {
+							t.Children = append(t.Children, ch)
+						}
+					}
+					if len(t.Children) > 0 {
+						r.Teardown = append(r.Teardown, t)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,190 @@
+package assign
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/swanmgr/swanmgr/render"
+)
+
+// DefaultStateDir holds swanmgr's records, one per charon socket.
+const DefaultStateDir = "/var/lib/swanmgr"
+
+// RecordVersion is the format of the record file.
+const RecordVersion = 1
+
+// Record is swanmgr's memory of what it loaded into one charon: the
+// connections with their exact settings (to know what changed, and to
+// restore them if an apply fails), and the ids of its secrets and keys.
+// It never holds secret values.
+type Record struct {
+	Version   int            `json:"version"`
+	Socket    string         `json:"socket"`
+	Source    string         `json:"source"`
+	Policy    string         `json:"policy"`
+	Backend   string         `json:"backend"`
+	AppliedAt time.Time      `json:"applied_at"`
+	Conns     []RecordConn   `json:"conns"`
+	Secrets   []RecordSecret `json:"secrets"`
+	Keys      []string       `json:"keys,omitempty"`
+}
+
+// RecordConn is one connection swanmgr loaded.
+type RecordConn struct {
+	Name        string               `json:"name"`
+	Hash        string               `json:"hash"`
+	IKEHash     string               `json:"ike_hash"`
+	ChildHashes map[string]string    `json:"child_hashes"`
+	Origin      render.Origin        `json:"origin"`
+	Children    []render.ChildOrigin `json:"children"`
+	Body        *render.Section      `json:"body"`
+}
+
+// RecordSecret is one shared secret swanmgr loaded (id and owners only).
+type RecordSecret struct {
+	Name   string   `json:"name"`
+	Owners []string `json:"owners"`
+	Conns  []string `json:"conns"`
+}
+
+// Conn returns the recorded connection named name, or nil.
+func (r *Record) Conn(name string) *RecordConn {
+	if r == nil {
+		return nil
+	}
+	for i := range r.Conns {
+		if r.Conns[i].Name == name {
+			return &r.Conns[i]
+		}
+	}
+	return nil
+}
+
+func (r *Record) hasSecret(name string) bool {
+	if r == nil {
+		return false
+	}
+	for _, s := range r.Secrets {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Store keeps records and locks in a folder.
+type Store struct {
+	Dir string
+}
+
+// path returns the record file for a socket: its path made into a file name.
+func (s Store) path(socket, ext string) string {
+	name := strings.Trim(strings.NewReplacer("/", "_", ":", "_").Replace(socket), "_")
+	if name == "" {
+		name = "default"
+	}
+	return filepath.Join(s.Dir, name+ext)
+}
+
+// Load reads the record for a socket; nil without error when there is none.
+func (s Store) Load(socket string) (*Record, error) {
+	p := s.path(socket, ".json")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading swanmgr's record: %w", err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("reading swanmgr's record %s: %w (move it away to start afresh; swanmgr then owns nothing)", p, err)
+	}
+	if r.Version != RecordVersion {
+		return nil, fmt.Errorf("swanmgr's record %s has format %d, this swanmgr knows %d", p, r.Version, RecordVersion)
+	}
+	return &r, nil
+}
+
+// Save writes the record atomically (mode 0600).
+func (s Store) Save(r *Record) error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("saving swanmgr's record: %w", err)
+	}
+	r.Version = RecordVersion
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("saving swanmgr's record: %w", err)
+	}
+	p := s.path(r.Socket, ".json")
+	tmp, err := os.CreateTemp(s.Dir, ".record-*")
+	if err != nil {
+		return fmt.Errorf("saving swanmgr's record: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving swanmgr's record: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving swanmgr's record: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("saving swanmgr's record: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return fmt.Errorf("saving swanmgr's record: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes the record for a socket.
+func (s Store) Remove(socket string) error {
+	err := os.Remove(s.path(socket, ".json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing swanmgr's record: %w", err)
+	}
+	return nil
+}
+
+// Lock takes the exclusive lock for a socket, waiting until it is free or
+// ctx ends. Call the returned function to release it.
+func (s Store) Lock(ctx context.Context, socket string) (func(), error) {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("locking: %w", err)
+	}
+	p := s.path(socket, ".lock")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking: %w", err)
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", p, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for another swanmgr working on %s (lock %s): %w", socket, p, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
