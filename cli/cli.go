@@ -96,6 +96,7 @@ func commands() []*ucli.Command {
 	return []*ucli.Command{
 		validateCommand(),
 		renderCommand(),
+		labCommand(),
 	}
 }
 
