@@ -96,6 +96,11 @@ func commands() []*ucli.Command {
 	return []*ucli.Command{
 		validateCommand(),
 		renderCommand(),
+		planCommand(),
+		applyCommand(),
+		unassignCommand(),
+		initiateCommand(),
+		terminateCommand(),
 		labCommand(),
 	}
 }

@@ -6,20 +6,16 @@ import (
 	govici "github.com/strongswan/govici/vici"
 )
 
-// ConnMessage returns the body of a load-conn request for c: a message
-// with one section named after the connection. Lists stay VICI lists (a
-// list key sent as a plain value makes charon discard the connection),
+// ConnMessage returns the settings of connection c as a VICI message:
+// load-conn sends it as the section named c.Name. Lists stay VICI lists
+// (a list key sent as a plain value makes charon discard the connection),
 // and certificates are sent as their data.
 func ConnMessage(c Conn) (*govici.Message, error) {
 	body, err := sectionMessage(c.Body)
 	if err != nil {
 		return nil, fmt.Errorf("connection %s: %w", c.Name, err)
 	}
-	m := govici.NewMessage()
-	if err := m.Set(c.Name, body); err != nil {
-		return nil, fmt.Errorf("connection %s: %w", c.Name, err)
-	}
-	return m, nil
+	return body, nil
 }
 
 func sectionMessage(s *Section) (*govici.Message, error) {

@@ -1,0 +1,46 @@
+package assign
+
+import (
+	"context"
+	"time"
+
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// ViciDaemon adapts a vici.Client to Daemon.
+type ViciDaemon struct {
+	*vici.Client
+}
+
+var _ Daemon = ViciDaemon{}
+
+// teardownTimeout bounds how long a terminate waits for the peer's answer
+// to a DELETE; the SA is removed locally either way (force).
+const teardownTimeout = 3 * time.Second
+
+// LiveSAs lists every IKE_SA with its CHILD_SAs.
+func (d ViciDaemon) LiveSAs(ctx context.Context) ([]LiveSA, error) {
+	sas, err := d.Client.ListSAs(ctx, vici.SAFilter{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]LiveSA, 0, len(sas))
+	for _, sa := range sas {
+		l := LiveSA{Conn: sa.Name, UniqueID: sa.UniqueID, State: sa.State, Remote: sa.RemoteHost}
+		for _, ch := range sa.Children {
+			l.Children = append(l.Children, LiveChild{Name: ch.Name, UniqueID: ch.UniqueID, State: ch.State})
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// TerminateIKE deletes an IKE_SA and its CHILD_SAs.
+func (d ViciDaemon) TerminateIKE(ctx context.Context, id uint64) error {
+	return d.Client.Terminate(ctx, vici.TerminateRequest{IKEID: id, Force: true, Timeout: teardownTimeout}, nil)
+}
+
+// TerminateChild deletes one CHILD_SA.
+func (d ViciDaemon) TerminateChild(ctx context.Context, id uint64) error {
+	return d.Client.Terminate(ctx, vici.TerminateRequest{ChildID: id, Timeout: teardownTimeout}, nil)
+}

@@ -1,0 +1,406 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// DefaultSocket is charon's standard VICI socket.
+const DefaultSocket = "/var/run/charon.vici"
+
+var (
+	socketFlag = &ucli.StringFlag{
+		Name:    "socket",
+		Usage:   "charon's VICI socket, PATH or unix://PATH",
+		Value:   DefaultSocket,
+		EnvVars: []string{"SWANMGR_SOCKET"},
+	}
+	stateDirFlag = &ucli.StringFlag{
+		Name:    "state-dir",
+		Usage:   "where swanmgr records what it loaded into each charon (no secrets)",
+		Value:   assign.DefaultStateDir,
+		EnvVars: []string{"SWANMGR_STATE_DIR"},
+	}
+	timeoutFlag = &ucli.DurationFlag{
+		Name:  "timeout",
+		Usage: "give up after this long",
+		Value: 2 * time.Minute,
+	}
+)
+
+func daemonFlags(extra ...ucli.Flag) []ucli.Flag {
+	return append([]ucli.Flag{socketFlag, stateDirFlag, timeoutFlag}, extra...)
+}
+
+// socketPath normalizes --socket to an absolute path: the record and the
+// lock are keyed by it.
+func socketPath(c *ucli.Context) (string, error) {
+	s := strings.TrimPrefix(c.String(socketFlag.Name), "unix://")
+	if s == "" {
+		return "", usageErrorf("--socket is empty")
+	}
+	return filepath.Abs(s)
+}
+
+// session is a connection to charon and the engine working on it.
+type session struct {
+	client *vici.Client
+	engine *assign.Engine
+	socket string
+}
+
+func openSession(ctx context.Context, c *ucli.Context) (*session, error) {
+	sock, err := socketPath(c)
+	if err != nil {
+		return nil, err
+	}
+	client, err := vici.Dial(ctx, sock)
+	if err != nil {
+		return nil, err
+	}
+	return &session{
+		client: client,
+		socket: sock,
+		engine: &assign.Engine{Daemon: assign.ViciDaemon{Client: client}, Store: assign.Store{Dir: c.String(stateDirFlag.Name)}, Socket: sock},
+	}, nil
+}
+
+func (s *session) Close() { s.client.Close() }
+
+func withTimeout(c *ucli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, c.Duration(timeoutFlag.Name))
+}
+
+func applyCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "apply",
+		Usage: "assign the file's policy to the running charon (replaces the policy swanmgr assigned before)",
+		Description: "Loads secrets and connections over VICI, then unloads the connections and secrets\n" +
+			"swanmgr had loaded before that the new policy no longer has. Unchanged rules are\n" +
+			"not sent again, so their SAs stay up; if charon rejects anything, the previous\n" +
+			"assignment is put back. Connections swanmgr did not load are never touched.",
+		ArgsUsage: " ",
+		Flags:     daemonFlags(fileFlag, insecureFlag, backendFlag),
+		Action: func(c *ucli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf("apply takes no arguments (use -f FILE)")
+			}
+			l, err := loadPolicy(c)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := withTimeout(c)
+			defer cancel()
+			s, err := openSession(ctx, c)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			rep, err := s.engine.Apply(ctx, l.result)
+			if err != nil {
+				return err
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "policy %q from %s assigned to charon at %s (%s backend)\n", l.result.Policy, l.result.Source, s.socket, l.result.Backend)
+			printRules(w, rep.Plan, false)
+			sum := rep.Plan.Summary()
+			fmt.Fprintf(w, "%d added, %d changed, %d removed, %d unchanged (%d load-conn, %d unload-conn, %d secrets loaded, %d unloaded",
+				sum[assign.Added], sum[assign.Changed], sum[assign.Removed], sum[assign.Unchanged],
+				rep.LoadConn, rep.UnloadConn, rep.LoadShared, rep.UnloadShared)
+			if n := len(rep.Terminated); n > 0 {
+				fmt.Fprintf(w, ", %d SAs of changed rules torn down", n)
+			}
+			fmt.Fprintln(w, ")")
+			for _, warn := range rep.Warnings {
+				fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", warn)
+			}
+			return nil
+		},
+	}
+}
+
+func planCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "plan",
+		Usage:     "show what apply would change, without changing anything",
+		ArgsUsage: " ",
+		Flags: daemonFlags(fileFlag, insecureFlag, backendFlag,
+			&ucli.BoolFlag{Name: "exit-code", Usage: "exit 3 when changes are pending, 0 when none"}),
+		Action: func(c *ucli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf("plan takes no arguments (use -f FILE)")
+			}
+			l, err := loadPolicy(c)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := withTimeout(c)
+			defer cancel()
+			s, err := openSession(ctx, c)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			p, err := s.engine.Plan(ctx, l.result)
+			if err != nil {
+				return err
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "plan: policy %q from %s on charon at %s (%s backend)\n", l.result.Policy, l.result.Source, s.socket, l.result.Backend)
+			printRules(w, p, true)
+			if len(p.Stale) > 0 {
+				fmt.Fprintf(w, "secrets to unload: %s\n", strings.Join(p.Stale, ", "))
+			}
+			if !p.Pending() {
+				fmt.Fprintln(w, "no changes: charon already has this policy")
+				return nil
+			}
+			sum := p.Summary()
+			fmt.Fprintf(w, "%d to add, %d to change, %d to remove, %d unchanged\n", sum[assign.Added], sum[assign.Changed], sum[assign.Removed], sum[assign.Unchanged])
+			if c.Bool("exit-code") {
+				return &exitError{code: ExitChanges}
+			}
+			return nil
+		},
+	}
+}
+
+// printRules writes one line per rule (and, for a plan, the SAs a change
+// tears down).
+func printRules(w io.Writer, p *assign.Plan, planning bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	marks := map[assign.Change]string{assign.Added: "+", assign.Changed: "~", assign.Removed: "-", assign.Unchanged: "="}
+	for _, r := range p.SortedRules() {
+		var names []string
+		restored := false
+		for _, c := range r.Conns {
+			names = append(names, c.Name)
+			restored = restored || (c.Restore && c.Change != assign.Removed)
+		}
+		what := string(r.Change)
+		if restored {
+			what += " (charon had lost it)"
+		}
+		fmt.Fprintf(tw, "  %s %s\t%s\t%s\n", marks[r.Change], r.Rule, what, strings.Join(names, ", "))
+		if !planning {
+			continue
+		}
+		for _, sa := range r.Teardown {
+			var kids []string
+			for _, ch := range sa.Children {
+				kids = append(kids, fmt.Sprintf("%s #%d", ch.Name, ch.UniqueID))
+			}
+			if len(kids) == 0 {
+				fmt.Fprintf(tw, "      tears down IKE_SA %s #%d with %s\t\t\n", sa.Conn, sa.UniqueID, sa.Remote)
+			} else {
+				fmt.Fprintf(tw, "      tears down IKE_SA %s #%d with %s: CHILD_SA %s\t\t\n", sa.Conn, sa.UniqueID, sa.Remote, strings.Join(kids, ", "))
+			}
+		}
+	}
+	tw.Flush()
+}
+
+func unassignCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "unassign",
+		Usage:     "remove everything swanmgr loaded into charon (and its SAs), and nothing else",
+		ArgsUsage: " ",
+		Flags:     daemonFlags(),
+		Action: func(c *ucli.Context) error {
+			ctx, cancel := withTimeout(c)
+			defer cancel()
+			s, err := openSession(ctx, c)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			rep, err := s.engine.Unassign(ctx)
+			if rep != nil {
+				fmt.Fprintf(c.App.Writer, "unassigned: %d connections and %d secrets unloaded, %d SAs torn down\n", rep.UnloadConn, rep.UnloadShared, len(rep.Terminated))
+			}
+			return err
+		},
+	}
+}
+
+// assignedConns returns the connections swanmgr loaded for a rule (all
+// rules when rule is ""), from the record.
+func assignedConns(s *session, rule string) ([]assign.RecordConn, *assign.Record, error) {
+	rec, err := s.engine.Store.Load(s.socket)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec == nil || len(rec.Conns) == 0 {
+		return nil, nil, fmt.Errorf("swanmgr has assigned no policy to charon at %s: run swanmgr apply first", s.socket)
+	}
+	var out []assign.RecordConn
+	var rules []string
+	for _, c := range rec.Conns {
+		if !contains(rules, c.Origin.Rule) {
+			rules = append(rules, c.Origin.Rule)
+		}
+		if rule == "" || strings.EqualFold(c.Origin.Rule, rule) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil, usageErrorf("policy %q has no rule %q (rules: %s)", rec.Policy, rule, quoteAll(rules))
+	}
+	return out, rec, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func quoteAll(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = fmt.Sprintf("%q", x)
+	}
+	return strings.Join(q, ", ")
+}
+
+func initiateCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "initiate",
+		Usage: "negotiate the SAs of a rule (all rules without --rule), showing charon's log as it works",
+		Flags: daemonFlags(
+			&ucli.StringFlag{Name: "rule", Usage: "the rule to start (its name in the policy)"},
+			&ucli.DurationFlag{Name: "negotiation-timeout", Value: 30 * time.Second, Usage: "how long charon may try each SA"},
+			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "do not show charon's log"},
+		),
+		Action: func(c *ucli.Context) error {
+			ctx, cancel := withTimeout(c)
+			defer cancel()
+			s, err := openSession(ctx, c)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			conns, _, err := assignedConns(s, c.String("rule"))
+			if err != nil {
+				return err
+			}
+			live, err := s.engine.Daemon.LiveSAs(ctx)
+			if err != nil {
+				return err
+			}
+			up := map[string]bool{}
+			for _, sa := range live {
+				for _, ch := range sa.Children {
+					if ch.State == "INSTALLED" {
+						up[ch.Name] = true
+					}
+				}
+			}
+			w := c.App.Writer
+			var failed []string
+			for _, conn := range conns {
+				if conn.Origin.Action != "negotiate" || conn.Origin.RuleIndex < 0 {
+					continue
+				}
+				for _, ch := range conn.Children {
+					if up[ch.Name] {
+						fmt.Fprintf(w, "rule %q: %s (%s) is already up\n", conn.Origin.Rule, ch.Name, ch.Summary)
+						continue
+					}
+					fmt.Fprintf(w, "Negotiating IP security: rule %q, %s (%s) with %s\n", conn.Origin.Rule, ch.Name, ch.Summary, conn.Origin.Peer)
+					var logf func(vici.LogLine)
+					if !c.Bool("quiet") {
+						logf = func(l vici.LogLine) { fmt.Fprintf(w, "    %s\n", l) }
+					}
+					err := s.client.Initiate(ctx, vici.InitiateRequest{IKE: conn.Name, Child: ch.Name, Timeout: c.Duration("negotiation-timeout")}, logf)
+					if err != nil {
+						msg := fmt.Sprintf("rule %q (%s): %s", conn.Origin.Rule, ch.Name, explain(err))
+						fmt.Fprintln(c.App.ErrWriter, msg)
+						failed = append(failed, msg)
+						continue
+					}
+					fmt.Fprintf(w, "rule %q: %s established\n", conn.Origin.Rule, ch.Name)
+				}
+			}
+			if len(failed) > 0 {
+				return &exitError{code: ExitFailure, err: fmt.Errorf("%d of the SAs could not be established", len(failed))}
+			}
+			return nil
+		},
+	}
+}
+
+// explain words an initiate failure for an operator.
+func explain(err error) string {
+	var ne *vici.NegotiationError
+	if errors.As(err, &ne) {
+		s := ne.Explain()
+		if ne.Evidence != "" {
+			s += fmt.Sprintf(" (charon: %s)", ne.Evidence)
+		}
+		return s
+	}
+	return err.Error()
+}
+
+func terminateCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "terminate",
+		Usage: "close the SAs of a rule (all rules without --rule); trap rules come back on the next matching packet",
+		Flags: daemonFlags(&ucli.StringFlag{Name: "rule", Usage: "the rule to stop"}),
+		Action: func(c *ucli.Context) error {
+			ctx, cancel := withTimeout(c)
+			defer cancel()
+			s, err := openSession(ctx, c)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			conns, _, err := assignedConns(s, c.String("rule"))
+			if err != nil {
+				return err
+			}
+			live, err := s.engine.Daemon.LiveSAs(ctx)
+			if err != nil {
+				return err
+			}
+			n := 0
+			var errs []error
+			sort.Slice(live, func(i, j int) bool { return live[i].UniqueID < live[j].UniqueID })
+			for _, conn := range conns {
+				for _, sa := range live {
+					if sa.Conn != conn.Name {
+						continue
+					}
+					if err := s.engine.Daemon.TerminateIKE(ctx, sa.UniqueID); err != nil {
+						errs = append(errs, fmt.Errorf("rule %q: IKE_SA #%d: %w", conn.Origin.Rule, sa.UniqueID, err))
+						continue
+					}
+					n++
+					fmt.Fprintf(c.App.Writer, "rule %q: closed IKE_SA %s #%d with %s (%d CHILD_SAs)\n", conn.Origin.Rule, sa.Conn, sa.UniqueID, sa.Remote, len(sa.Children))
+				}
+			}
+			if n == 0 && len(errs) == 0 {
+				fmt.Fprintln(c.App.Writer, "no SAs to close")
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+
