@@ -124,6 +124,23 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, er
 		keyIDs = append(keyIDs, id)
 	}
 
+	// Secrets charon does not have yet go first: a connection with a start
+	// action initiates as soon as it is loaded and needs its key then. They
+	// can be unloaded again if charon rejects a connection. Secrets charon
+	// has (the same id) are replaced after the connections, so a rejected
+	// policy leaves them as they were.
+	var added []string
+	for _, s := range p.Secrets {
+		if p.LiveSecrets[s.Name] {
+			continue
+		}
+		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
+			return nil, e.rollback(ctx, nil, added, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
+		}
+		rep.LoadShared++
+		added = append(added, s.Name)
+	}
+
 	var done []ConnPlan
 	for _, c := range p.Conns {
 		if c.Change != Added && c.Change != Changed {
@@ -134,14 +151,17 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, er
 			err = e.Daemon.LoadConn(ctx, c.Name, msg)
 		}
 		if err != nil {
-			return nil, e.rollback(ctx, done, ruleWhat(c), err)
+			return nil, e.rollback(ctx, done, added, ruleWhat(c), err)
 		}
 		rep.LoadConn++
 		done = append(done, c)
 	}
 	for _, s := range p.Secrets {
+		if !p.LiveSecrets[s.Name] {
+			continue
+		}
 		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
-			return nil, e.rollback(ctx, done, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
+			return nil, e.rollback(ctx, done, added, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
 		}
 		rep.LoadShared++
 	}
@@ -242,9 +262,17 @@ func ruleWhat(c ConnPlan) string {
 }
 
 // rollback puts back what this apply loaded: changed connections get their
-// recorded settings again, added ones are unloaded.
-func (e *Engine) rollback(ctx context.Context, done []ConnPlan, what string, cause error) error {
+// recorded settings again, added ones and added secrets are unloaded.
+func (e *Engine) rollback(ctx context.Context, done []ConnPlan, secrets []string, what string, cause error) error {
 	re := &RejectedError{What: what, Err: cause}
+	defer func() {
+		for _, id := range secrets {
+			if err := e.Daemon.UnloadShared(ctx, id); err != nil {
+				re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("secret %s: %w", id, err))
+			}
+		}
+		re.Restored = len(re.RestoreErrs) == 0
+	}()
 	for i := len(done) - 1; i >= 0; i-- {
 		c := done[i]
 		var err error

@@ -53,6 +53,8 @@ type Plan struct {
 	Rules    []RulePlan
 	Secrets  []render.Secret // loaded (load-shared replaces same ids in place)
 	Stale    []string        // secret ids swanmgr loaded before and no longer needs
+	// LiveSecrets are the secret ids charon has now.
+	LiveSecrets map[string]bool
 	Previous *Record
 	Desired  *render.Result
 }
@@ -98,7 +100,7 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 	}
 	sharedSet := set(shared)
 
-	p := &Plan{Socket: socket, Previous: rec, Desired: desired}
+	p := &Plan{Socket: socket, Previous: rec, Desired: desired, LiveSecrets: sharedSet}
 	var conflicts []string
 	want := map[string]bool{}
 	if desired != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/vici"
 )
 
@@ -299,40 +301,58 @@ func initiateCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			live, err := s.engine.Daemon.LiveSAs(ctx)
+			live, err := s.client.ListSAs(ctx, vici.SAFilter{})
 			if err != nil {
 				return err
 			}
-			up := map[string]bool{}
-			for _, sa := range live {
-				for _, ch := range sa.Children {
-					if ch.State == "INSTALLED" {
-						up[ch.Name] = true
-					}
-				}
-			}
 			w := c.App.Writer
 			var failed []string
+			fail := func(conn assign.RecordConn, child, why string) {
+				msg := fmt.Sprintf("rule %q (%s): %s", conn.Origin.Rule, child, why)
+				fmt.Fprintln(c.App.ErrWriter, msg)
+				failed = append(failed, msg)
+			}
 			for _, conn := range conns {
 				if conn.Origin.Action != "negotiate" || conn.Origin.RuleIndex < 0 {
 					continue
 				}
 				for _, ch := range conn.Children {
-					if up[ch.Name] {
+					if sa, csa, ok := findChild(live, conn.Name, ch.Name); ok {
+						if why := narrowed(conn, ch.Name, sa, csa); why != "" {
+							fail(conn, ch.Name, why)
+							continue
+						}
 						fmt.Fprintf(w, "rule %q: %s (%s) is already up\n", conn.Origin.Rule, ch.Name, ch.Summary)
 						continue
 					}
 					fmt.Fprintf(w, "Negotiating IP security: rule %q, %s (%s) with %s\n", conn.Origin.Rule, ch.Name, ch.Summary, conn.Origin.Peer)
 					var logf func(vici.LogLine)
-					if !c.Bool("quiet") {
-						logf = func(l vici.LogLine) { fmt.Fprintf(w, "    %s\n", l) }
+					duplicate := false
+					logf = func(l vici.LogLine) {
+						if strings.Contains(l.Message, "due to existing duplicate") {
+							duplicate = true
+						}
+						if !c.Bool("quiet") {
+							fmt.Fprintf(w, "    %s\n", l)
+						}
 					}
 					err := s.client.Initiate(ctx, vici.InitiateRequest{IKE: conn.Name, Child: ch.Name, Timeout: c.Duration("negotiation-timeout")}, logf)
-					if err != nil {
-						msg := fmt.Sprintf("rule %q (%s): %s", conn.Origin.Rule, ch.Name, explain(err))
-						fmt.Fprintln(c.App.ErrWriter, msg)
-						failed = append(failed, msg)
+					if err != nil && duplicate {
+						fmt.Fprintf(w, "rule %q: %s: an SA for the same traffic is already up\n", conn.Origin.Rule, ch.Name)
 						continue
+					}
+					if err != nil {
+						fail(conn, ch.Name, explain(err))
+						continue
+					}
+					after, err := s.client.ListSAs(ctx, vici.SAFilter{IKE: conn.Name})
+					if err == nil {
+						if sa, csa, ok := findChild(after, conn.Name, ch.Name); ok {
+							if why := narrowed(conn, ch.Name, sa, csa); why != "" {
+								fail(conn, ch.Name, why)
+								continue
+							}
+						}
 					}
 					fmt.Fprintf(w, "rule %q: %s established\n", conn.Origin.Rule, ch.Name)
 				}
@@ -343,6 +363,76 @@ func initiateCommand() *ucli.Command {
 			return nil
 		},
 	}
+}
+
+// findChild returns the newest INSTALLED CHILD_SA of a child config.
+func findChild(sas []vici.IKESA, conn, child string) (vici.IKESA, vici.ChildSA, bool) {
+	var best vici.ChildSA
+	var bestSA vici.IKESA
+	found := false
+	for _, sa := range sas {
+		if sa.Name != conn {
+			continue
+		}
+		for _, ch := range sa.Children {
+			if ch.Name == child && ch.State == "INSTALLED" && (!found || ch.UniqueID > best.UniqueID) {
+				best, bestSA, found = ch, sa, true
+			}
+		}
+	}
+	return bestSA, best, found
+}
+
+// narrowed compares an established CHILD_SA's traffic selectors with the
+// ones swanmgr configured. charon accepts any non-empty intersection of
+// the two sides' filters, so a peer whose filters do not mirror ours may
+// give an SA that carries none of the intended traffic.
+func narrowed(conn assign.RecordConn, child string, sa vici.IKESA, ch vici.ChildSA) string {
+	cfg := conn.Body.Get("children")
+	if cfg == nil || cfg.Sec == nil || cfg.Sec.Get(child) == nil {
+		return ""
+	}
+	body := cfg.Sec.Get(child).Sec
+	local, _ := netip.ParseAddr(sa.LocalHost)
+	remote, _ := netip.ParseAddr(sa.RemoteHost)
+	same := func(key string, host netip.Addr, got []string) (bool, string) {
+		var want []render.TS
+		var wantS []string
+		if it := body.Get(key); it != nil {
+			for _, s := range it.List {
+				t, err := render.ParseTS(s)
+				if err != nil {
+					return true, ""
+				}
+				t = t.Resolve(host)
+				want = append(want, t)
+				wantS = append(wantS, t.String())
+			}
+		}
+		var gotS []string
+		for _, s := range got {
+			t, err := render.ParseTS(s)
+			if err != nil {
+				return true, ""
+			}
+			gotS = append(gotS, t.String())
+			match := false
+			for _, w := range want {
+				match = match || w.Equal(t)
+			}
+			if !match {
+				return false, fmt.Sprintf("%s instead of %s", strings.Join(gotS, ","), strings.Join(wantS, ","))
+			}
+		}
+		return len(got) == len(want), fmt.Sprintf("%s instead of %s", strings.Join(gotS, ","), strings.Join(wantS, ","))
+	}
+	if ok, d := same("local_ts", local, ch.LocalTS); !ok {
+		return fmt.Sprintf("the peer's filters do not mirror yours: check for reversed addresses or ports (the SA came up narrowed to local %s; it does not carry this filter's traffic)", d)
+	}
+	if ok, d := same("remote_ts", remote, ch.RemoteTS); !ok {
+		return fmt.Sprintf("the peer's filters do not mirror yours: check for reversed addresses or ports (the SA came up narrowed to remote %s; it does not carry this filter's traffic)", d)
+	}
+	return ""
 }
 
 // explain words an initiate failure for an operator.
@@ -402,5 +492,3 @@ func terminateCommand() *ucli.Command {
 		},
 	}
 }
-
-

@@ -1,0 +1,144 @@
+package render
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// TS is a traffic selector: an address range with a protocol and a port
+// range, as swanctl writes it ("dynamic[tcp/6667]", "10.0.0.0/24") and as
+// charon reports it in list-sas ("172.31.67.244/32[tcp/ircd]").
+type TS struct {
+	Dynamic bool         // "dynamic": the IKE address, filled in by Resolve
+	Prefix  netip.Prefix // when not Dynamic
+	Proto   int          // 0 = any
+	PortLo  int          // 0..65535
+	PortHi  int
+}
+
+var protoByName = map[string]int{"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "ipv6-icmp": 58, "sctp": 132}
+
+// ParseTS parses a selector. Port names (charon prints /etc/services
+// names, e.g. "ircd" for 6667) are looked up with net.LookupPort.
+func ParseTS(s string) (TS, error) {
+	t := TS{PortLo: 0, PortHi: 65535}
+	addr, rest, hasRest := strings.Cut(s, "[")
+	switch {
+	case addr == "dynamic":
+		t.Dynamic = true
+	case strings.Contains(addr, "/"):
+		p, err := netip.ParsePrefix(addr)
+		if err != nil {
+			return t, fmt.Errorf("traffic selector %q: %w", s, err)
+		}
+		t.Prefix = p.Masked()
+	default:
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			return t, fmt.Errorf("traffic selector %q: %w", s, err)
+		}
+		t.Prefix = netip.PrefixFrom(a, a.BitLen())
+	}
+	if !hasRest {
+		return t, nil
+	}
+	rest = strings.TrimSuffix(rest, "]")
+	proto, port, hasPort := strings.Cut(rest, "/")
+	switch {
+	case proto == "" || proto == "%any" || proto == "0":
+	case protoByName[proto] != 0:
+		t.Proto = protoByName[proto]
+	default:
+		n, err := strconv.Atoi(proto)
+		if err != nil {
+			return t, fmt.Errorf("traffic selector %q: unknown protocol %q", s, proto)
+		}
+		t.Proto = n
+	}
+	if !hasPort || port == "%any" || port == "" {
+		return t, nil
+	}
+	lo, hi, isRange := strings.Cut(port, "-")
+	var err error
+	if t.PortLo, err = portNumber(lo, proto); err != nil {
+		return t, fmt.Errorf("traffic selector %q: %w", s, err)
+	}
+	t.PortHi = t.PortLo
+	if isRange {
+		if t.PortHi, err = portNumber(hi, proto); err != nil {
+			return t, fmt.Errorf("traffic selector %q: %w", s, err)
+		}
+	}
+	return t, nil
+}
+
+func portNumber(s, proto string) (int, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n, nil
+	}
+	network := "tcp"
+	if proto == "udp" {
+		network = "udp"
+	}
+	n, err := net.LookupPort(network, s)
+	if err != nil {
+		return 0, fmt.Errorf("unknown port %q", s)
+	}
+	return n, nil
+}
+
+// Resolve fills in "dynamic" with the IKE address.
+func (t TS) Resolve(host netip.Addr) TS {
+	if t.Dynamic && host.IsValid() {
+		t.Dynamic = false
+		t.Prefix = netip.PrefixFrom(host.Unmap(), host.Unmap().BitLen())
+	}
+	return t
+}
+
+// String writes the selector in charon's form with port numbers.
+func (t TS) String() string {
+	s := "dynamic"
+	if !t.Dynamic {
+		s = t.Prefix.String()
+	}
+	if t.Proto == 0 && t.PortLo == 0 && t.PortHi == 65535 {
+		return s
+	}
+	proto := strconv.Itoa(t.Proto)
+	for name, n := range protoByName {
+		if n == t.Proto {
+			proto = name
+		}
+	}
+	if t.Proto == 0 {
+		proto = "%any"
+	}
+	switch {
+	case t.PortLo == 0 && t.PortHi == 65535:
+		return s + "[" + proto + "]"
+	case t.PortLo == t.PortHi:
+		return fmt.Sprintf("%s[%s/%d]", s, proto, t.PortLo)
+	}
+	return fmt.Sprintf("%s[%s/%d-%d]", s, proto, t.PortLo, t.PortHi)
+}
+
+// Covers reports whether u lies within t (u is t or a narrowing of it).
+func (t TS) Covers(u TS) bool {
+	if t.Dynamic || u.Dynamic {
+		return false
+	}
+	if !t.Prefix.Contains(u.Prefix.Addr()) || t.Prefix.Bits() > u.Prefix.Bits() {
+		return false
+	}
+	if t.Proto != 0 && t.Proto != u.Proto {
+		return false
+	}
+	return t.PortLo <= u.PortLo && u.PortHi <= t.PortHi
+}
+
+// Equal reports whether two resolved selectors are the same.
+func (t TS) Equal(u TS) bool { return t.Covers(u) && u.Covers(t) }
