@@ -47,16 +47,16 @@ type RulePlan struct {
 
 // Plan is what Apply would do.
 type Plan struct {
-	Socket   string
-	Policy   string
-	Conns    []ConnPlan
-	Rules    []RulePlan
-	Secrets  []render.Secret // loaded (load-shared replaces same ids in place)
-	Stale    []string        // secret ids swanmgr loaded before and no longer needs
+	Socket  string
+	Policy  string
+	Conns   []ConnPlan
+	Rules   []RulePlan
+	Secrets []render.Secret // loaded (load-shared replaces same ids in place)
+	Stale   []string        // secret ids swanmgr loaded before and no longer needs
 	// LiveSecrets are the secret ids charon has now.
 	LiveSecrets map[string]bool
-	Previous *Record
-	Desired  *render.Result
+	Previous    *Record
+	Desired     *render.Result
 }
 
 // Pending reports whether applying would change anything in charon.

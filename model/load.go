@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -74,31 +77,71 @@ func Load(path string) (*File, error) {
 
 // Parse is Load on bytes already read; path is used in messages and to
 // resolve relative paths.
-func Parse(path string, data []byte) (*File, error) {
-	f := &File{Path: path}
-	md, err := toml.NewDecoder(strings.NewReader(string(data))).Decode(f)
-	if err != nil {
-		return nil, Problems{decodeProblem(path, err)}
+func Parse(path string, data []byte) (f *File, err error) {
+	text := string(data)
+	defer func() {
+		// The decoder is third-party code fed with operator input: a panic
+		// in it must become a message, not a crash of swanmgr.
+		if r := recover(); r != nil {
+			f, err = nil, Problems{{File: path, Msg: fmt.Sprintf("cannot decode the policy file (decoder failure: %v)", r)}}
+		}
+	}()
+	f = &File{Path: path}
+	md, derr := toml.NewDecoder(strings.NewReader(text)).Decode(f)
+	if derr != nil {
+		return nil, Problems{decodeProblem(path, text, derr)}
 	}
-	f.pos = scanPositions(string(data))
+	f.pos = scanPositions(text)
 	var ps Problems
 	undecoded := md.Undecoded()
-	sort.Slice(undecoded, func(i, j int) bool { return undecoded[i].String() < undecoded[j].String() })
+	sort.SliceStable(undecoded, func(i, j int) bool { return undecoded[i].String() < undecoded[j].String() })
+	reported := map[string]bool{}
 	for _, k := range undecoded {
 		plain := k.String()
+		if reported[plain] {
+			continue
+		}
+		reported[plain] = true
 		// An unknown table shows up with each of its keys; report the table once.
-		if md.Type(k...) == "Hash" || md.Type(k...) == "ArrayHash" {
-			// keep: a misspelt [section] is worth reporting by itself
-		} else if parentUndecoded(k, undecoded) {
+		if t := md.Type(k...); t != "Hash" && t != "ArrayHash" && parentUndecoded(k, undecoded) {
 			continue
 		}
 		msg := fmt.Sprintf("unknown key %s", plain)
 		if s := suggestKey(k); s != "" {
 			msg += fmt.Sprintf(" (did you mean %s?)", s)
 		}
-		ps = append(ps, Problem{File: path, Line: f.pos.firstLineOf(plain), Msg: msg})
+		lines := f.pos.linesOf(plain)
+		if len(lines) == 0 {
+			lines = []int{f.pos.firstLineOf(plain)}
+		}
+		for _, l := range lines {
+			ps = append(ps, Problem{File: path, Line: l, Msg: msg})
+		}
+	}
+	// The decoder matches keys case-insensitively ("Name" fills name); the
+	// policy format is lower case, and two spellings of one key in a table
+	// would silently overwrite each other.
+	for _, k := range md.Keys() {
+		last := k[len(k)-1]
+		parent := strings.Join(k[:len(k)-1], ".")
+		known, ok := knownKeys[parent]
+		if !ok || slices.Contains(known, last) {
+			continue
+		}
+		for _, c := range known {
+			if strings.EqualFold(c, last) {
+				plain := k.String()
+				if reported[plain] {
+					break
+				}
+				reported[plain] = true
+				ps = append(ps, Problem{File: path, Line: f.pos.firstLineOf(plain), Msg: fmt.Sprintf("key %s: keys are lower case (did you mean %s?)", plain, c)})
+				break
+			}
+		}
 	}
 	if len(ps) > 0 {
+		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
 		return nil, ps
 	}
 	return f, nil
@@ -114,31 +157,111 @@ func parentUndecoded(k toml.Key, all []toml.Key) bool {
 }
 
 // decodeProblem turns a decoder error into a Problem with a line (and
-// column for syntax errors). The decoder's own wording is kept.
-func decodeProblem(path string, err error) Problem {
+// column for syntax errors). Type mismatches name the key path; syntax
+// errors on a line that holds an inline secret are reworded, because the
+// decoder quotes the offending text and that text could be the secret.
+func decodeProblem(path, text string, err error) Problem {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		msg := pe.Message
-		if pe.LastKey != "" {
-			msg = fmt.Sprintf("%s (key %s)", msg, pe.LastKey)
-		}
-		line := pe.Position.Line
+		line, col := pe.Position.Line, pe.Position.Col
 		if line == 0 {
 			line = pe.Line
 		}
-		if pe.Position.Col > 0 {
-			return Problem{File: path, Line: line, Msg: fmt.Sprintf("column %d: %s", pe.Position.Col, msg)}
+		if line > 0 && pe.Position.Start <= len(text) {
+			// The lexer has often moved past a newline when it fails on
+			// one, and then reports the next line; the byte offset is right.
+			before := text[:pe.Position.Start]
+			line = strings.Count(before, "\n") + 1
+			col = pe.Position.Start - strings.LastIndex(before, "\n")
+		}
+		msg := pe.Message
+		if strings.HasPrefix(msg, wrongTypePrefix) && pe.LastKey != "" {
+			return Problem{File: path, Line: line, Msg: fmt.Sprintf("key %s has the wrong type: %s", pe.LastKey, strings.TrimPrefix(msg, wrongTypePrefix))}
+		}
+		if isSecretKey(pe.LastKey) || lineAssignsSecret(text, line) {
+			msg = "the value of secret is not valid TOML (details hidden because they could show the secret); write it as a quoted string, secret = \"...\", or better use secret_file"
+		} else if pe.LastKey != "" {
+			msg = fmt.Sprintf("%s (key %s)", msg, pe.LastKey)
+		}
+		if col > 0 {
+			return Problem{File: path, Line: line, Msg: fmt.Sprintf("column %d: %s", col, msg)}
 		}
 		return Problem{File: path, Line: line, Msg: msg}
 	}
 	msg := strings.TrimPrefix(err.Error(), "toml: ")
 	var line int
-	if n, _ := fmt.Sscanf(msg, "line %d", &line); n == 1 {
-		if i := strings.Index(msg, ": "); i >= 0 {
-			msg = msg[i+2:]
+	if m := decodeErrRe.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		key, rest := m[2], m[3]
+		if t := incompatibleRe.FindStringSubmatch(rest); t != nil {
+			rest = fmt.Sprintf("found %s, expected %s", tomlTypeName(t[1]), goTypeName(t[2]))
+		} else if t := mismatchRe.FindStringSubmatch(rest); t != nil {
+			rest = fmt.Sprintf("found %s, expected a table", tomlTypeName(t[1]))
+		} else {
+			return Problem{File: path, Line: line, Msg: fmt.Sprintf("key %s: %s", key, rest)}
 		}
+		return Problem{File: path, Line: line, Msg: fmt.Sprintf("key %s has the wrong type: %s", key, rest)}
 	}
-	return Problem{File: path, Line: line, Msg: msg}
+	return Problem{File: path, Msg: msg}
+}
+
+var (
+	// "line 3 (last key \"endpoint.addresses\"): incompatible types: ..."
+	decodeErrRe    = regexp.MustCompile(`^(?:line (\d+) )?\(last key "((?:[^"\\]|\\.)*)"\): (.*)$`)
+	incompatibleRe = regexp.MustCompile(`^incompatible types: TOML value has type (.+); destination has type (.+)$`)
+	mismatchRe     = regexp.MustCompile(`^type mismatch for .+: expected table but found (.+)$`)
+	secretLineRe   = regexp.MustCompile(`(^|[\s{,])secret\s*=`)
+)
+
+// wrongTypePrefix starts the error of a custom decoder (Secret) that was
+// handed a value of the wrong TOML type.
+const wrongTypePrefix = "wrong type: "
+
+func isSecretKey(k string) bool { return k == "secret" || strings.HasSuffix(k, ".secret") }
+
+func lineAssignsSecret(text string, line int) bool {
+	lines := strings.Split(text, "\n")
+	return line >= 1 && line <= len(lines) && secretLineRe.MatchString(lines[line-1])
+}
+
+// tomlTypeName names the Go type the decoder read a TOML value as.
+func tomlTypeName(t string) string {
+	switch {
+	case t == "string":
+		return "a string"
+	case t == "int64":
+		return "an integer"
+	case t == "float64":
+		return "a float"
+	case t == "bool":
+		return "a boolean"
+	case strings.HasPrefix(t, "map["):
+		return "a table"
+	case strings.HasPrefix(t, "[]"):
+		return "an array"
+	case strings.HasPrefix(t, "time.") || strings.HasPrefix(t, "toml.Local"):
+		return "a date/time"
+	}
+	return t
+}
+
+// goTypeName names what the decoder wanted.
+func goTypeName(t string) string {
+	switch t {
+	case "slice":
+		return "an array"
+	case "string", "primitive (string-like)":
+		return "a string"
+	case "integer":
+		return "an integer"
+	case "float":
+		return "a number"
+	case "boolean":
+		return "true or false"
+	case "map":
+		return "a table"
+	}
+	return t
 }
 
 // knownKeys lists, for each table path (index-free), the keys it takes.
@@ -162,10 +285,14 @@ func suggestKey(k toml.Key) string {
 	return best
 }
 
-// closest returns the candidate nearest to s by edit distance, if near enough.
+// closest returns the candidate nearest to s by edit distance (ignoring
+// case), if near enough; "" when s is itself a candidate or none is near.
 func closest(s string, candidates []string) string {
 	best, bestD := "", 1<<30
 	for _, c := range candidates {
+		if c == s {
+			return ""
+		}
 		d := editDistance(strings.ToLower(s), strings.ToLower(c))
 		if d < bestD {
 			best, bestD = c, d
@@ -175,7 +302,7 @@ func closest(s string, candidates []string) string {
 	if limit < 2 {
 		limit = 2
 	}
-	if bestD <= limit && bestD > 0 {
+	if bestD <= limit {
 		return best
 	}
 	return ""

@@ -2,6 +2,7 @@ package model
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,13 +13,16 @@ import (
 // positions, so a small line scanner recovers them from the file's text.
 // It only serves error messages: when it cannot place a key, the nearest
 // enclosing table's line is used.
-type positions map[string]int
+type positions struct {
+	at    map[string]int   // indexed path -> line
+	plain map[string][]int // index-free path -> lines, sorted
+}
 
 var indexRe = regexp.MustCompile(`\[\d+\]`)
 
 // scanPositions records table headers and key assignments of a TOML text.
 func scanPositions(text string) positions {
-	pos := positions{}
+	pos := map[string]int{}
 	counts := map[string]int{} // indexed array path -> elements seen
 	current := ""
 	depth := 0    // open [ or { of a multi-line value
@@ -99,7 +103,16 @@ func scanPositions(text string) positions {
 			}
 		}
 	}
-	return pos
+	p := positions{at: pos, plain: map[string][]int{}}
+	for k, l := range pos {
+		pk := indexRe.ReplaceAllString(k, "")
+		p.plain[pk] = append(p.plain[pk], l)
+	}
+	for k, ls := range p.plain {
+		sort.Ints(ls)
+		p.plain[k] = slices.Compact(ls)
+	}
+	return p
 }
 
 // bracketDelta counts opening minus closing brackets and braces outside
@@ -140,12 +153,12 @@ func splitKey(k string) []string {
 // line returns the line of path or of its nearest enclosing key; 0 if none.
 func (p positions) line(path string) int {
 	for path != "" {
-		if l, ok := p[path]; ok {
+		if l, ok := p.at[path]; ok {
 			return l
 		}
-		if strings.HasSuffix(path, "]") {
+		if strings.HasSuffix(path, "]") && strings.Contains(path, "[") {
 			path = path[:strings.LastIndex(path, "[")]
-			if l, ok := p[path]; ok {
+			if l, ok := p.at[path]; ok {
 				return l
 			}
 			continue
@@ -160,17 +173,23 @@ func (p positions) line(path string) int {
 }
 
 // firstLineOf returns the first line of any indexed path whose index-free
-// form is plain ("policy.rule.filtr_list"); 0 if none.
+// form is plain ("policy.rule.filtr_list"). A key the scanner cannot see
+// (inside an inline table) takes the line of its nearest enclosing key; 0
+// if none.
 func (p positions) firstLineOf(plain string) int {
-	var lines []int
-	for k, l := range p {
-		if indexRe.ReplaceAllString(k, "") == plain {
-			lines = append(lines, l)
+	for plain != "" {
+		if ls := p.linesOf(plain); len(ls) > 0 {
+			return ls[0]
 		}
+		i := strings.LastIndex(plain, ".")
+		if i < 0 {
+			break
+		}
+		plain = plain[:i]
 	}
-	if len(lines) == 0 {
-		return 0
-	}
-	sort.Ints(lines)
-	return lines[0]
+	return 0
 }
+
+// linesOf returns, in order, every line where a key whose index-free form
+// is plain is written.
+func (p positions) linesOf(plain string) []int { return p.plain[plain] }

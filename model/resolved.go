@@ -113,7 +113,7 @@ type ResolvedAuth struct {
 	// Preshared key and where it came from (for messages; never the value).
 	PSK    Secret
 	Source string
-	// Certificates: PEM or DER as read; paths for swanctl.conf text.
+	// Certificates: PEM or DER as read; absolute paths for swanctl.conf text.
 	CAPath, CertPath, KeyPath string
 	CA, Cert                  []byte
 	Key                       Secret

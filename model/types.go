@@ -1,5 +1,7 @@
 package model
 
+import "fmt"
+
 // File is one policy file as written by the operator. Field comments name the
 // TOML key and its Windows counterpart; docs/policy-format.md is the full
 // reference. Optional settings are pointers: nil means "not set", and
@@ -187,7 +189,19 @@ func (s Secret) GoString() string { return "model.Secret{<redacted>}" }
 // MarshalText never shows the value.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
-// UnmarshalText lets the TOML decoder fill an inline secret.
+// UnmarshalTOML lets the TOML decoder fill an inline secret. Only a TOML
+// string is accepted: the decoder would otherwise turn a number or a date
+// into text silently. The error names the type, never the value.
+func (s *Secret) UnmarshalTOML(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("%sfound %s, expected a string", wrongTypePrefix, tomlTypeName(fmt.Sprintf("%T", v)))
+	}
+	s.v = str
+	return nil
+}
+
+// UnmarshalText fills a secret from text (decoders other than TOML's).
 func (s *Secret) UnmarshalText(b []byte) error {
 	s.v = string(b)
 	return nil

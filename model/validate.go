@@ -130,6 +130,8 @@ var identityRe = regexp.MustCompile(`^[^\s"{}=#][^"{}#\n]*[^\s"{}=#]$|^[^\s"{}=#
 
 func (v *validator) endpoint() Endpoint {
 	ep := v.f.Endpoint
+	// Addresses are normalised in a copy: validation does not change the File.
+	ep.Addresses = append([]string(nil), ep.Addresses...)
 	if len(ep.Addresses) == 0 {
 		v.errf("endpoint", "endpoint", "addresses is required: list this computer's IP addresses (\"My IP address\")")
 	}
@@ -210,11 +212,19 @@ func (v *validator) filter(path, where string, flt Filter, ep Endpoint) (Resolve
 	if (rf.SrcPort != AnyPort || rf.DstPort != AnyPort) && rf.ProtoKW != "tcp" && rf.ProtoKW != "udp" {
 		v.errf(path, where, "ports need protocol \"tcp\" or \"udp\" (protocol is %s)", protoText(flt.Protocol))
 	}
+	if rf.Proto == 1 && (is6(rf.Src) || is6(rf.Dst)) {
+		v.errf(path+".protocol", where, "protocol icmp (1) never matches IPv6 traffic: use \"ipv6-icmp\" (58)")
+	}
 	if flt.Mirrored != nil && !*flt.Mirrored {
 		v.errf(path+".mirrored", where, "mirrored = false has no strongSwan equivalent: every strongSwan SA and shunt covers both directions; remove the key (filters are always mirrored)")
 	}
 	return rf, len(v.errs) == n
 }
+
+func is6(a Addr) bool { return a.Prefix.IsValid() && !a.Prefix.Addr().Is4() }
+
+// typeText names the TOML type of a loosely decoded value.
+func typeText(v any) string { return tomlTypeName(fmt.Sprintf("%T", v)) }
 
 func protoText(p any) string {
 	if p == nil {
@@ -305,7 +315,7 @@ func (v *validator) protocol(path, where string, p any) (int, string) {
 		}
 		v.errf(path, where, "protocol %d is out of range 0-255", t)
 	default:
-		v.errf(path, where, "protocol must be a string or a number, not %T", p)
+		v.errf(path, where, "protocol must be a string or a number, not %s", typeText(p))
 	}
 	return 0, ""
 }
@@ -337,7 +347,7 @@ func (v *validator) port(path, where, key string, p any) int {
 		}
 		v.errf(path, where, "%s %d is out of range 0-65535", key, t)
 	default:
-		v.errf(path, where, "%s must be a number or \"any\", not %T", key, p)
+		v.errf(path, where, "%s must be a number or \"any\", not %s", key, typeText(p))
 	}
 	return AnyPort
 }
@@ -446,15 +456,20 @@ func (v *validator) action(path, where string, fa *FilterAction) ResolvedAction 
 		}
 		ra.AHInteg = append(ra.AHInteg, a)
 	}
-	var aead, classic bool
+	var aead, classic, unknown bool
 	for _, a := range ra.ESPEnc {
-		if aeadAlgs[a] {
+		switch {
+		case aeadAlgs[a]:
 			aead = true
-		} else {
+		case encAlgs[a]:
 			classic = true
+		default:
+			unknown = true
 		}
 	}
 	switch {
+	case unknown:
+		// reported above; the combination cannot be judged
 	case len(ra.AHInteg) > 0 && (len(ra.ESPEnc) > 0 || len(ra.ESPInteg) > 0):
 		v.errf(path, where, "ah_integrity cannot be combined with esp_encryption/esp_integrity: strongSwan 5.9 negotiates either AH or ESP for an SA, not both")
 	case len(ra.AHInteg) == 0 && len(ra.ESPEnc) == 0:
@@ -464,7 +479,7 @@ func (v *validator) action(path, where string, fa *FilterAction) ResolvedAction 
 	case aead && len(ra.ESPInteg) > 0:
 		v.errf(path+".esp_integrity", where, "esp_integrity must be empty with AEAD esp_encryption (%s): AEAD algorithms carry their own integrity", strings.Join(ra.ESPEnc, ", "))
 	case classic && len(ra.ESPInteg) == 0:
-		v.errf(path+".esp_integrity", where, "esp_encryption %s needs esp_integrity (e.g. [\"sha256\"]): ESP without integrity protection is unsafe", strings.Join(ra.ESPEnc, ", "))
+		v.errf(path+".esp_encryption", where, "esp_encryption %s needs esp_integrity (e.g. [\"sha256\"]): ESP without integrity protection is unsafe", strings.Join(ra.ESPEnc, ", "))
 	}
 	if len(ra.AHInteg) > 0 {
 		v.warnf(path+".ah_integrity", where, "AH authenticates the IP header, so it cannot cross NAT; use ESP (esp_encryption) if NAT may sit between the endpoints")

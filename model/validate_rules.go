@@ -2,8 +2,10 @@ package model
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -83,6 +85,13 @@ func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actio
 			v.ruleShape(path, where, &rr, ep)
 		}
 		rr.Auth = v.auths(path, where, r, rr.Action.Action, assigned)
+		if assigned && !r.Disabled && len(v.errs) == n && len(rr.Auth) > 0 && rr.Auth[0].Method == PSK {
+			for _, peer := range Peers(rr) {
+				if _, err := netip.ParseAddr(peer); err != nil {
+					v.warnf(path, where, "peer %s is a DNS name: charon expects it to authenticate with the IKE identity %q and looks the preshared key up by that identity, so the peer must set id = %q in its [endpoint]", peer, peer, peer)
+				}
+			}
+		}
 		if assigned && !r.Disabled && len(v.errs) == n {
 			out = append(out, rr)
 		}
@@ -164,6 +173,9 @@ func (v *validator) auths(path, where string, r *Rule, action Action, assigned b
 		apath := fmt.Sprintf("%s.authentication[%d]", path, k)
 		awhere := fmt.Sprintf("%s authentication %d", where, k+1)
 		ra := ResolvedAuth{Method: a.Method}
+		// Secrets and key files are read only where they are used: the
+		// first method of an enabled rule of the assigned policy.
+		read := assigned && !r.Disabled && k == 0
 		switch a.Method {
 		case PSK:
 			if a.CA != "" || a.Certificate != "" || a.PrivateKey != "" || a.PeerID != "" {
@@ -179,7 +191,7 @@ func (v *validator) auths(path, where string, r *Rule, action Action, assigned b
 				v.errf(apath, awhere, "a preshared key needs exactly one of secret_file, secret_env or secret (found %d)", set)
 				break
 			}
-			if assigned {
+			if read {
 				ra.PSK, ra.Source = v.psk(apath, awhere, a)
 			}
 		case Certificate:
@@ -194,12 +206,15 @@ func (v *validator) auths(path, where string, r *Rule, action Action, assigned b
 			if a.CA == "" || a.Certificate == "" || a.PrivateKey == "" {
 				break
 			}
-			ra.CAPath, ra.CertPath, ra.KeyPath, ra.PeerID = v.f.Resolve(a.CA), v.f.Resolve(a.Certificate), v.f.Resolve(a.PrivateKey), a.PeerID
-			if assigned {
-				ra.CA = v.readFile(apath+".ca", awhere, "ca", ra.CAPath)
-				ra.Cert = v.readFile(apath+".certificate", awhere, "certificate", ra.CertPath)
-				if v.secretFileOK(apath+".private_key", awhere, "private_key", ra.KeyPath) {
-					if b := v.readFile(apath+".private_key", awhere, "private_key", ra.KeyPath); b != nil {
+			ca, cert, key := v.f.Resolve(a.CA), v.f.Resolve(a.Certificate), v.f.Resolve(a.PrivateKey)
+			// swanctl.conf takes certificate paths relative to its own
+			// x509 folders, so the resolved paths are made absolute.
+			ra.CAPath, ra.CertPath, ra.KeyPath, ra.PeerID = absPath(ca), absPath(cert), absPath(key), a.PeerID
+			if read {
+				ra.CA = v.readFile(apath+".ca", awhere, "ca", ca)
+				ra.Cert = v.readFile(apath+".certificate", awhere, "certificate", cert)
+				if v.secretFileOK(apath+".private_key", awhere, "private_key", key) {
+					if b := v.readFile(apath+".private_key", awhere, "private_key", key); b != nil {
 						ra.Key = NewSecret(string(b))
 					}
 				}
@@ -214,6 +229,13 @@ func (v *validator) auths(path, where string, r *Rule, action Action, assigned b
 		out = append(out, ra)
 	}
 	return out
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 // psk reads a preshared key. The value never appears in a message.
@@ -269,6 +291,10 @@ func (v *validator) secretFileOK(path, where, key, file string) bool {
 		v.errf(path, where, "%s %s is a directory", key, file)
 		return false
 	}
+	if !st.Mode().IsRegular() {
+		v.errf(path, where, "%s %s is not a regular file", key, file)
+		return false
+	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 && !v.o.InsecureSecrets {
 		v.errf(path, where, "%s %s is readable by group or others (mode %04o): run chmod 600 %s, or pass --insecure-secrets", key, file, perm, file)
 		return false
@@ -276,10 +302,30 @@ func (v *validator) secretFileOK(path, where, key, file string) bool {
 	return true
 }
 
+// maxFileSize bounds what swanmgr reads for a key, certificate or secret:
+// far more than any of them needs, and a device or FIFO named by mistake
+// cannot make validation hang or eat memory.
+const maxFileSize = 1 << 20
+
 func (v *validator) readFile(path, where, key, file string) []byte {
-	b, err := os.ReadFile(file)
+	// Stat before opening: opening a FIFO would wait for a writer.
+	if st, err := os.Stat(file); err == nil && !st.Mode().IsRegular() {
+		v.errf(path, where, "%s %s is not a regular file", key, file)
+		return nil
+	}
+	fh, err := os.Open(file)
 	if err != nil {
 		v.errf(path, where, "%s %s: %v", key, file, statErr(err))
+		return nil
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
+	if err != nil {
+		v.errf(path, where, "%s %s: %v", key, file, statErr(err))
+		return nil
+	}
+	if len(b) > maxFileSize {
+		v.errf(path, where, "%s %s is larger than %d bytes", key, file, maxFileSize)
 		return nil
 	}
 	return b

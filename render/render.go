@@ -27,7 +27,8 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 	if o.Backend == "" {
 		o.Backend = Kernel
 	}
-	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend}, names: map[string]string{}}
+	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend},
+		names: map[string]string{}, secretIdx: map[string]int{}}
 	r.run()
 	if len(r.errs) > 0 {
 		return nil, r.errs
@@ -41,6 +42,8 @@ type renderer struct {
 	res   *Result
 	errs  model.Problems
 	names map[string]string // rendered name -> what it came from
+
+	secretIdx map[string]int // owners -> index in res.Secrets
 }
 
 func (r *renderer) errf(line int, where, format string, args ...any) {
@@ -93,6 +96,9 @@ func (r *renderer) ruleSlug(rule model.ResolvedRule) string {
 
 func (r *renderer) negotiate(rule model.ResolvedRule) {
 	where := rule.Where(r.a.Policy)
+	if r.o.Backend == LibIPsec && !r.libipsecCanDo(rule, where) {
+		return
+	}
 	peers := model.Peers(rule)
 	base := NamePrefix + r.ruleSlug(rule)
 	for _, peer := range peers {
@@ -130,13 +136,37 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 			cs.SetList("local_ts", r.selectors(local, remote, f, lp, kind)...)
 			cs.SetList("remote_ts", r.selectors(remote, local, f, rp, kind)...)
 			r.childSecurity(cs, rule)
-			cs.Set("priority", strconv.Itoa(priority(f, rule.Action.Action)))
+			cs.Set("priority", strconv.Itoa(r.priority(f, rule)))
 			conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: f.Index, Line: f.Line, Summary: summary})
 		}
 		conn.Body = body
 		r.res.Conns = append(r.res.Conns, conn)
 		r.authMaterial(name, peer, rule.Auth, rule.Line, where)
 	}
+}
+
+// libipsecCanDo reports (and returns false for) security that charon's
+// userspace IPsec cannot install: it has no AH, and its ESP has no AES-GMAC
+// (esp_context.c creates AEADs with a salt only for GCM, CCM and
+// ChaCha20-Poly1305). charon would negotiate such a CHILD_SA and then fail
+// to install it.
+func (r *renderer) libipsecCanDo(rule model.ResolvedRule, where string) bool {
+	act := rule.Action
+	if len(act.AHInteg) > 0 {
+		r.errf(rule.Line, where, "filter action %q uses AH (ah_integrity), which the libipsec backend does not support: use ESP (security = \"high\", or custom esp_encryption) or the kernel backend", act.Name)
+		return false
+	}
+	for _, a := range act.ESPEnc {
+		if strings.HasSuffix(a, "gmac") {
+			what := "esp_encryption " + a
+			if act.Security == model.Medium {
+				what = "security = \"medium\" (ESP " + a + ", integrity only)"
+			}
+			r.errf(rule.Line, where, "filter action %q: %s is not supported on the libipsec backend (its userspace ESP has no AES-GMAC): use security = \"high\" or the kernel backend", act.Name, what)
+			return false
+		}
+	}
+	return true
 }
 
 // ikeSettings writes the IKE (connection-level) settings for a peer.
@@ -210,12 +240,22 @@ func (r *renderer) childSecurity(cs *Section, rule model.ResolvedRule) {
 }
 
 func (r *renderer) iface(cs *Section, n model.Network) {
-	switch {
-	case n == model.NetworkLAN && r.a.Endpoint.LANInterface != "":
-		cs.Set("interface", r.a.Endpoint.LANInterface)
-	case n == model.NetworkRemoteAccess:
-		cs.Set("interface", r.a.Endpoint.RemoteAccessInterface)
+	if name := r.ifaceName(n); name != "" {
+		cs.Set("interface", name)
 	}
+}
+
+// ifaceName is the interface a rule's network type binds its policies
+// to; "" for all interfaces (network "all", or "lan" without
+// endpoint.lan_interface: then every interface counts as LAN).
+func (r *renderer) ifaceName(n model.Network) string {
+	switch n {
+	case model.NetworkLAN:
+		return r.a.Endpoint.LANInterface
+	case model.NetworkRemoteAccess:
+		return r.a.Endpoint.RemoteAccessInterface
+	}
+	return ""
 }
 
 // proposal joins algorithm keywords into one strongSwan proposal string.
@@ -277,7 +317,7 @@ func (r *renderer) selectors(side, opposite model.Addr, f model.ResolvedFilter, 
 	case model.AddrSubnet:
 		nets = []string{side.Prefix.String()}
 	case model.AddrAny:
-		nets = anyPrefixes(opposite, r.a.Endpoint.Addresses)
+		nets = r.anyPrefixes(opposite)
 	}
 	suffix := ""
 	if p := f.ProtoString(); p != "" {
@@ -310,52 +350,95 @@ func (r *renderer) myPrefixes(opposite model.Addr) []string {
 	return out
 }
 
-func anyPrefixes(opposite model.Addr, mine []string) []string {
-	if opposite.Prefix.IsValid() {
-		if opposite.Prefix.Addr().Is4() {
-			return []string{"0.0.0.0/0"}
+// anyPrefixes renders "any" in the families the other side can have: its
+// own, or for "me" those of this endpoint's addresses.
+func (r *renderer) anyPrefixes(opposite model.Addr) []string {
+	var v4, v6 bool
+	switch {
+	case opposite.Prefix.IsValid():
+		v4, v6 = opposite.Prefix.Addr().Is4(), !opposite.Prefix.Addr().Is4()
+	case opposite.Kind == model.AddrMe:
+		for _, s := range r.a.Endpoint.Addresses {
+			if ip, err := netip.ParseAddr(s); err == nil {
+				v4, v6 = v4 || ip.Is4(), v6 || !ip.Is4()
+			}
 		}
-		return []string{"::/0"}
+	default:
+		v4, v6 = true, true
 	}
-	return []string{"0.0.0.0/0", "::/0"}
+	var out []string
+	if v4 {
+		out = append(out, "0.0.0.0/0")
+	}
+	if v6 {
+		out = append(out, "::/0")
+	}
+	return out
 }
 
-// priority gives every child an explicit policy priority so that, as in
-// Windows, the most specific filter wins whatever its action: charon's
-// own priorities put every pass shunt above and every drop shunt below
-// IPsec policies. Lower numbers win in the kernel. Equal specificity:
-// block before permit before negotiate.
-func priority(f model.ResolvedFilter, act model.Action) int {
-	bits := prefixBits(f.Src) + prefixBits(f.Dst)
-	p := 10000 - 16*bits
+// Policy priorities. In the kernel the policy with the lowest number
+// wins. charon's own priorities (kernel-netlink's get_priority) come in
+// bands: pass shunts below 200000, IPsec and trap policies below 400000,
+// drop shunts below 600000, each lowered by 512 per prefix bit of the
+// selectors, 256 for a protocol and 4 per port bit. So by default a pass
+// shunt always beats an IPsec policy and a drop shunt always loses to one,
+// whatever the selectors. Windows instead applies the most specific filter,
+// whatever its action.
+//
+// swanmgr therefore sets every child's priority itself, inside charon's
+// IPsec band and with the same weights: among swanmgr's policies the most
+// specific filter wins, and towards connections loaded by others it
+// behaves like any IPsec connection (their pass shunts still win, their
+// drop shunts still lose).
+const (
+	prioBase   = 400000
+	prioPerBit = 512 // per prefix bit, in IPv6 units (an IPv4 bit counts 4)
+	prioProto  = 256
+	prioPort   = 64 // per restricted port (charon: 4 per port mask bit)
+	prioIface  = 16
+	prioBlock  = 2 // equal specificity: block, then permit, then negotiate
+	prioPermit = 1
+)
+
+// priority computes a child's policy priority from its filter. Prefix
+// lengths are counted in IPv6 units (an IPv4 bit counts 4), so that one
+// child holding both IPv4 and IPv6 selectors ("me" on a dual-stack
+// endpoint) ranks the same in both families; IPv4 and IPv6 policies never
+// compete with each other.
+func (r *renderer) priority(f model.ResolvedFilter, rule model.ResolvedRule) int {
+	score := (prefixBits(f.Src) + prefixBits(f.Dst)) * prioPerBit
 	if f.Proto != 0 {
-		p -= 8
+		score += prioProto
 	}
 	if f.SrcPort != model.AnyPort {
-		p -= 4
+		score += prioPort
 	}
 	if f.DstPort != model.AnyPort {
-		p -= 4
+		score += prioPort
 	}
-	switch act {
+	if r.ifaceName(rule.Network) != "" {
+		score += prioIface
+	}
+	switch rule.Action.Action {
 	case model.Block:
-		p -= 2
+		score += prioBlock
 	case model.Permit:
-		p--
+		score += prioPermit
 	}
-	return p
+	return prioBase - score
 }
 
+// prefixBits is the prefix length of one side of a filter in IPv6 units.
+// "me" and a DNS name are one host.
 func prefixBits(a model.Addr) int {
 	switch a.Kind {
 	case model.AddrMe, model.AddrDNS:
-		return 32
+		return 128
 	case model.AddrHost, model.AddrSubnet:
 		if a.Prefix.Addr().Is4() {
-			return a.Prefix.Bits()
+			return a.Prefix.Bits() * 4
 		}
-		// Scale IPv6 so a /128 host counts like a /32.
-		return a.Prefix.Bits() / 4
+		return a.Prefix.Bits()
 	}
 	return 0
 }
@@ -414,8 +497,8 @@ func (r *renderer) shunt(rule model.ResolvedRule) {
 		cs.SetList("remote_ts", r.selectors(remote, local, f, rp, tsShunt)...)
 		cs.Set("mode", mode)
 		cs.Set("start_action", "trap")
-		cs.Set("priority", strconv.Itoa(priority(f, rule.Action.Action)))
 		r.iface(cs, rule.Network)
+		cs.Set("priority", strconv.Itoa(r.priority(f, rule)))
 		conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: f.Index, Line: f.Line, Summary: summary})
 	}
 	conn.Body = body
@@ -485,18 +568,17 @@ func (r *renderer) authMaterial(conn, peer string, auth []model.ResolvedAuth, li
 		if peer != "%any" {
 			owners = append(owners, peer)
 		}
-		for i := range r.res.Secrets {
-			s := &r.res.Secrets[i]
-			if strings.Join(s.Owners, "\x00") == strings.Join(owners, "\x00") {
-				// Validation guarantees the same peer has one key.
-				s.Conns = append(s.Conns, conn)
-				return
-			}
+		key := strings.Join(owners, "\x00")
+		if i, ok := r.secretIdx[key]; ok {
+			// Validation guarantees the same peer has one key.
+			r.res.Secrets[i].Conns = append(r.res.Secrets[i].Conns, conn)
+			return
 		}
 		name := "ike-" + conn
 		if !r.claim(name, "secret of "+where, line, where) {
 			return
 		}
+		r.secretIdx[key] = len(r.res.Secrets)
 		r.res.Secrets = append(r.res.Secrets, Secret{Name: name, Type: "IKE", Owners: owners, Data: a.PSK, Conns: []string{conn}})
 	case model.Certificate:
 		r.addCert(a.CertPath, "NONE", a.Cert)

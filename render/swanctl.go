@@ -23,7 +23,7 @@ type WriteOptions struct {
 // ShowSecrets it loads into charon with `swanctl --load-all --file`.
 func (r *Result) WriteSwanctl(w io.Writer, o WriteOptions) error {
 	ew := &errWriter{w: w}
-	ew.printf("# Rendered by swanmgr from %s: policy %q, backend %s.\n", r.Source, r.Policy, r.Backend)
+	ew.printf("# Rendered by swanmgr from %s: policy %q, backend %s.\n", oneLine(r.Source), r.Policy, r.Backend)
 	ew.printf("# swanmgr apply loads the same settings over VICI; this text is for review\n# and for `swanctl --load-all --file`.\n")
 	ew.printf("connections {\n")
 	for i, c := range r.Conns {
@@ -38,10 +38,9 @@ func (r *Result) WriteSwanctl(w io.Writer, o WriteOptions) error {
 		ew.printf("    }\n")
 	}
 	ew.printf("}\n")
-	if len(r.Secrets) == 0 && len(r.Keys) == 0 {
-		return ew.err
+	if len(r.Secrets) > 0 {
+		ew.printf("\nsecrets {\n")
 	}
-	ew.printf("\nsecrets {\n")
 	for _, s := range r.Secrets {
 		ew.printf("    # used by %s\n", strings.Join(s.Conns, ", "))
 		ew.printf("    %s {\n", s.Name)
@@ -55,12 +54,24 @@ func (r *Result) WriteSwanctl(w io.Writer, o WriteOptions) error {
 		ew.printf("        secret = %s\n", quoteSecret(val, o.ShowSecrets))
 		ew.printf("    }\n")
 	}
-	for _, k := range r.Keys {
-		ew.printf("    %s {\n        file = %s\n    }\n", k.Name, quote(k.Path))
+	if len(r.Secrets) > 0 {
+		ew.printf("}\n")
 	}
-	ew.printf("}\n")
+	if len(r.Keys) > 0 {
+		// swanctl.conf cannot name a private key file: swanctl loads keys
+		// only from its private/ (rsa/, ecdsa/, pkcs8/) folders, and a
+		// secrets.private<suffix> section is just a passphrase for one of
+		// them. swanmgr apply sends the keys over VICI (load-key).
+		ew.printf("\n# Private keys: swanctl loads keys only from its private/ folder (swanmgr\n# apply sends them with load-key). For `swanctl --load-all`, copy:\n")
+		for _, k := range r.Keys {
+			ew.printf("#   %s\n", oneLine(k.Path))
+		}
+	}
 	return ew.err
 }
+
+// oneLine keeps free text inside a comment line.
+func oneLine(s string) string { return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s) }
 
 func writeSection(ew *errWriter, s *Section, depth int) {
 	ind := strings.Repeat("    ", depth)
@@ -92,28 +103,29 @@ func writeSection(ew *errWriter, s *Section, depth int) {
 }
 
 // quote writes a value as swanctl.conf needs it: bare when it is a plain
-// token, otherwise double-quoted.
+// token, otherwise double-quoted with the escapes strongSwan's settings
+// lexer understands (\", \\, \n, \r, \t).
 func quote(v string) string {
-	if v != "" && !strings.ContainsAny(v, " \t,{}=#\"\\'\n") {
+	if v != "" && !strings.ContainsAny(v, " \t,{}=#\"\\'\n\r") {
 		return v
 	}
-	return `"` + v + `"`
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, "\t", `\t`).Replace(v) + `"`
 }
 
 // secretValue encodes a preshared key so that any byte survives the
 // swanctl.conf parser: plain text when safe, base64 ("0s...") otherwise.
+// swanctl reads a value starting with 0x or 0s (in any case) as hex or
+// base64, so such a key is encoded too.
 func secretValue(s string) string {
-	if !strings.ContainsAny(s, "\"\\\n\r") && !strings.HasPrefix(s, "0x") && !strings.HasPrefix(s, "0s") {
+	lower := strings.ToLower(s)
+	if !strings.ContainsAny(s, "\"\\\n\r\t") && !strings.HasPrefix(lower, "0x") && !strings.HasPrefix(lower, "0s") {
 		return s
 	}
 	return "0s" + base64.StdEncoding.EncodeToString([]byte(s))
 }
 
 func quoteSecret(v string, shown bool) string {
-	if !shown {
-		return `"` + v + `"`
-	}
-	if strings.HasPrefix(v, "0s") && !strings.ContainsAny(v, " ") {
+	if shown && strings.HasPrefix(v, "0s") {
 		return v
 	}
 	return `"` + v + `"`

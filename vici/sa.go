@@ -102,15 +102,21 @@ type SAFilter struct {
 	IKEID   uint64 // IKE_SA unique id
 	Child   string // CHILD_SA config name (other children are left out)
 	ChildID uint64 // CHILD_SA unique id
+
+	// Wait makes charon wait for IKE_SAs that one of its threads is working
+	// on (list-sas without noblock). Without it charon skips them: an IKE_SA
+	// in the middle of an exchange, e.g. right after an initiate returned,
+	// is missing from the list. Use Wait before deciding what to terminate.
+	Wait bool
 }
 
-// ListSAs lists the IKE_SAs and their CHILD_SAs (list-sas with noblock: an
-// IKE_SA busy in another thread is listed as it is instead of waited for).
-// It runs on a session of its own and loses no IKE_SA however many there
-// are.
+// ListSAs lists the IKE_SAs and their CHILD_SAs, in charon's order. It runs
+// on a session of its own and loses no IKE_SA however many there are.
 func (c *Client) ListSAs(ctx context.Context, f SAFilter) ([]IKESA, error) {
 	req := govici.NewMessage()
-	set(req, "noblock", "yes")
+	if !f.Wait {
+		set(req, "noblock", "yes")
+	}
 	set(req, "ike", f.IKE)
 	set(req, "child", f.Child)
 	if f.IKEID != 0 {
