@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Backend selects how each charon installs IPsec SAs and policies.
@@ -504,7 +505,11 @@ func (l *Lab) Down() error {
 		// put there stays, and so do its folders.
 		for d := l.Dir; ; d = filepath.Dir(d) {
 			if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("lab: %w", err))
+				// A parent folder that holds other things (swanmgr's
+				// records, the demo's files) is theirs now: leave it.
+				if d == l.Dir || !errors.Is(err, syscall.ENOTEMPTY) {
+					errs = append(errs, fmt.Errorf("lab: %w", err))
+				}
 				break
 			}
 			if d == l.madeDir || d == filepath.Dir(d) {

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs what swanmgr's demo and tests need on Debian or Ubuntu, as root:
+# strongSwan's charon and swanctl with the userspace IPsec plugin, iproute2,
+# tcpdump and nftables. Packages already present are left alone. Go itself
+# must be 1.21 or newer (it then fetches the toolchain go.mod asks for).
+set -eu
+
+PACKAGES="strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins strongswan-pki iproute2 tcpdump nftables ca-certificates"
+
+missing=""
+for p in $PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+	missing="$missing golang-go"
+fi
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: need root to install:$missing" >&2
+		exit 1
+	fi
+	echo "install-deps: installing$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	# shellcheck disable=SC2086
+	apt-get install -y -q --no-install-recommends $missing
+fi
