@@ -1,0 +1,236 @@
+package render_test
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/swanmgr/swanmgr/model"
+	"github.com/swanmgr/swanmgr/render"
+)
+
+func TestSlug(t *testing.T) {
+	for in, want := range map[string]string{
+		"Abczz with Bob":               "abczz-with-bob",
+		"Abczz: with bob!":             "abczz-with-bob",
+		"Abczz to Bob's PC":            "abczz-to-bob-s-pc",
+		"--Ünïcode--":                  "n-code",
+		"2001:db8::1":                  "2001-db8-1",
+		"":                             "",
+		strings.Repeat("a", 39) + " b": strings.Repeat("a", 39),
+	} {
+		if got := render.Slug(in); got != want {
+			t.Errorf("Slug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseBackend(t *testing.T) {
+	for in, want := range map[string]render.Backend{"": render.Kernel, "kernel": render.Kernel, "libipsec": render.LibIPsec} {
+		if got, err := render.ParseBackend(in); err != nil || got != want {
+			t.Errorf("ParseBackend(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := render.ParseBackend("netlink"); err == nil || !strings.Contains(err.Error(), `unknown IPsec backend "netlink"`) {
+		t.Errorf("ParseBackend(netlink): %v", err)
+	}
+}
+
+// load renders a golden file's policy.
+func load(t *testing.T, golden string, o render.Options) *render.Result {
+	t.Helper()
+	g := readGolden(t, filepath.Join("testdata", golden))
+	f, err := model.Parse(g.policy, g.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := model.Validate(f, model.ValidateOptions{InsecureSecrets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(a, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestDeterministic(t *testing.T) {
+	var first string
+	for i := 0; i < 5; i++ {
+		var b bytes.Buffer
+		if err := load(t, "permit-block.txt", render.Options{}).WriteSwanctl(&b, render.WriteOptions{ShowSecrets: true}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = b.String()
+		} else if b.String() != first {
+			t.Fatalf("run %d renders differently:\n%s", i, diff(first, b.String()))
+		}
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	res := load(t, "secret-encoding.txt", render.Options{})
+	var b bytes.Buffer
+	if err := res.WriteSwanctl(&b, render.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Secrets) != 2 {
+		t.Fatalf("%d secrets, want 2", len(res.Secrets))
+	}
+	for _, s := range res.Secrets {
+		for _, leak := range []string{s.Data.Reveal(), "lab-only", "0sbGFi", "0sMFgt"} {
+			if strings.Contains(b.String(), leak) {
+				t.Errorf("redacted output contains %q", leak)
+			}
+		}
+	}
+	if n := strings.Count(b.String(), `secret = "`+render.SecretPlaceholder+`"`); n != 2 {
+		t.Errorf("%d placeholders, want 2:\n%s", n, b.String())
+	}
+}
+
+// TestOrigins checks that names map back to policy, rule and filter.
+func TestOrigins(t *testing.T) {
+	res := load(t, "multi-peer.txt", render.Options{})
+	if got := strings.Join(res.ConnNames(), " "); got != "sm-servers-172-20-0-5 sm-servers-172-31-67-244" {
+		t.Errorf("ConnNames = %s", got)
+	}
+	c := res.Conn("sm-servers-172-20-0-5")
+	if c == nil {
+		t.Fatal("no connection sm-servers-172-20-0-5")
+	}
+	o := c.Origin
+	if o.Policy != "Admin" || o.Rule != "Servers" || o.RuleIndex != 0 || o.FilterList != "SSH to the servers" || o.Action != "negotiate" || o.Peer != "172.20.0.5" || o.Line == 0 {
+		t.Errorf("origin %+v", o)
+	}
+	if len(c.Children) != 2 || c.Children[0].FilterIndex != 1 || c.Children[1].FilterIndex != 2 || c.Children[0].Name != "sm-servers-172-20-0-5-2" {
+		t.Errorf("children %+v", c.Children)
+	}
+	if s := c.Children[1].Summary; s != "172.20.0.5 → me udp 514→any" {
+		t.Errorf("summary %q", s)
+	}
+	if res.Conn("nope") != nil {
+		t.Errorf("Conn(nope) found something")
+	}
+}
+
+// TestHashes checks what the hashes used by plan/apply react to.
+func TestHashes(t *testing.T) {
+	a := load(t, "example-alice-bob-alice.txt", render.Options{})
+	b := load(t, "example-alice-bob-alice.txt", render.Options{})
+	ca, cb := a.Conns[0], b.Conns[0]
+	if ca.Hash() != cb.Hash() || ca.IKEHash() != cb.IKEHash() {
+		t.Fatalf("equal renderings hash differently")
+	}
+	// A different key changes no connection hash: secrets are not part of it.
+	b.Secrets[0].Data = model.NewSecret("another lab-only key, long enough")
+	if ca.Hash() != cb.Hash() {
+		t.Errorf("the secret is part of the connection hash")
+	}
+	// A child setting changes Hash and that child's hash, not IKEHash.
+	child := cb.Body.Get("children").Sec.Items[1].Sec
+	child.Get("esp_proposals").List = []string{"aes128gcm16"}
+	if ca.Hash() == cb.Hash() {
+		t.Errorf("Hash ignores a child change")
+	}
+	if ca.IKEHash() != cb.IKEHash() {
+		t.Errorf("IKEHash changes with a child")
+	}
+	ha, hb := ca.ChildHashes(), cb.ChildHashes()
+	if len(ha) != 3 || ha["sm-abczz-with-bob-1"] != hb["sm-abczz-with-bob-1"] || ha["sm-abczz-with-bob-2"] == hb["sm-abczz-with-bob-2"] {
+		t.Errorf("child hashes %v vs %v", ha, hb)
+	}
+	// An IKE setting changes IKEHash.
+	cb.Body.Get("remote_addrs").List = []string{"172.31.67.245"}
+	if ca.IKEHash() == cb.IKEHash() {
+		t.Errorf("IKEHash ignores remote_addrs")
+	}
+	// The backend shows in the hashes (mode and start action differ).
+	l := load(t, "example-alice-bob-alice.txt", render.Options{Backend: render.LibIPsec})
+	if l.Conns[0].Hash() == ca.Hash() {
+		t.Errorf("kernel and libipsec renderings hash the same")
+	}
+}
+
+// TestExamplesRender renders every example for both backends: the
+// examples must stay valid, and they hold only negotiate rules, so both
+// backends must take them.
+func TestExamplesRender(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "examples", "*", "*.toml"))
+	if len(files) == 0 {
+		t.Fatal("no examples")
+	}
+	for _, p := range files {
+		for _, b := range []render.Backend{render.Kernel, render.LibIPsec} {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := model.Parse(p, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, warns, err := model.Validate(f, model.ValidateOptions{InsecureSecrets: true})
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			if len(warns) > 0 {
+				t.Errorf("%s: warnings: %v", p, warns)
+			}
+			if _, err := render.Render(a, render.Options{Backend: b}); err != nil {
+				t.Errorf("%s (%s): %v", p, b, err)
+			}
+		}
+	}
+}
+
+func TestTrafficSelectors(t *testing.T) {
+	for in, want := range map[string]string{
+		"dynamic[tcp/6667]":          "dynamic[tcp/6667]",
+		"dynamic":                    "dynamic",
+		"10.0.0.1":                   "10.0.0.1/32",
+		"10.0.0.7/24":                "10.0.0.0/24",
+		"::/0[udp]":                  "::/0[udp]",
+		"172.31.67.244/32[6/6668]":   "172.31.67.244/32[tcp/6668]",
+		"10.0.0.0/8[%any/53]":        "10.0.0.0/8[%any/53]",
+		"10.0.0.0/8[udp/1000-2000]":  "10.0.0.0/8[udp/1000-2000]",
+		"2001:db8::/32[ipv6-icmp]":   "2001:db8::/32[ipv6-icmp]",
+		"172.16.98.231/32[tcp/%any]": "172.16.98.231/32[tcp]",
+	} {
+		ts, err := render.ParseTS(in)
+		if err != nil {
+			t.Errorf("ParseTS(%q): %v", in, err)
+			continue
+		}
+		if got := ts.String(); got != want {
+			t.Errorf("ParseTS(%q).String() = %q, want %q", in, got, want)
+		}
+	}
+	for _, bad := range []string{"10.0.0.0/33", "bobslap", "10.0.0.1[xyz/1]", "10.0.0.1[tcp/nosuchport-at-all]"} {
+		if _, err := render.ParseTS(bad); err == nil {
+			t.Errorf("ParseTS(%q) succeeded", bad)
+		}
+	}
+	mustTS := func(s string) render.TS {
+		ts, err := render.ParseTS(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	wide, narrow := mustTS("dynamic[tcp]").Resolve(netip.MustParseAddr("172.16.98.231")), mustTS("172.16.98.231/32[tcp/40000]")
+	if !wide.Covers(narrow) || narrow.Covers(wide) || wide.Equal(narrow) || !narrow.Equal(narrow) {
+		t.Errorf("Covers/Equal: %v vs %v", wide, narrow)
+	}
+	if mustTS("dynamic").Covers(mustTS("dynamic")) {
+		t.Errorf("an unresolved dynamic selector covers something")
+	}
+	if mustTS("10.0.0.0/24[udp]").Covers(mustTS("10.0.0.5/32[tcp/53]")) {
+		t.Errorf("udp covers tcp")
+	}
+}
