@@ -11,9 +11,9 @@
 //
 // # Sessions and deadlines
 //
-// govici gives every wait for an answer a read deadline of 5 s, or the
-// context's deadline plus 5 s; when it fires, govici's reader stops and the
-// session is dead for good. This package therefore gives every command a
+// govici gives every wait for an answer a read deadline 5 s from now, or 5 s
+// past the context's deadline if that is later; when it fires, govici's
+// reader stops and the session is dead for good. This package therefore gives every command a
 // context deadline (DefaultCommandTimeout unless the caller set one), so a
 // slow charon ends a command with a timeout error instead of killing the
 // session, and it replaces a session that died (deadline, charon restart)

@@ -103,18 +103,25 @@ type SAFilter struct {
 	Child   string // CHILD_SA config name (other children are left out)
 	ChildID uint64 // CHILD_SA unique id
 
-	// Wait makes charon wait for IKE_SAs that one of its threads is working
-	// on (list-sas without noblock). Without it charon skips them: an IKE_SA
-	// in the middle of an exchange, e.g. right after an initiate returned,
-	// is missing from the list. Use Wait before deciding what to terminate.
-	Wait bool
+	// NoBlock makes charon skip IKE_SAs that one of its threads is working
+	// on instead of waiting for them (list-sas with noblock). Such an
+	// IKE_SA, e.g. one an initiate has just finished with, is then missing
+	// from the list (seen on 5.9.8): use it only where a quick, possibly
+	// incomplete answer is acceptable, never before deciding what exists.
+	// Without it the wait is bounded by the context's deadline.
+	NoBlock bool
 }
 
 // ListSAs lists the IKE_SAs and their CHILD_SAs, in charon's order. It runs
 // on a session of its own and loses no IKE_SA however many there are.
+//
+// One limit is charon's: it sends each IKE_SA as one message and silently
+// discards a message over 512 KiB (logging "vici message size ... exceeds
+// maximum size"), so an IKE_SA with more than roughly a thousand CHILD_SAs
+// is missing from the list (1,000 still fit, measured on 5.9.8).
 func (c *Client) ListSAs(ctx context.Context, f SAFilter) ([]IKESA, error) {
 	req := govici.NewMessage()
-	if !f.Wait {
+	if f.NoBlock {
 		set(req, "noblock", "yes")
 	}
 	set(req, "ike", f.IKE)

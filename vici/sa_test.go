@@ -76,13 +76,20 @@ func TestListSAsParsesFields(t *testing.T) {
 
 func TestListSAsRequest(t *testing.T) {
 	srv, c := newClient(t)
-	if _, err := c.ListSAs(context.Background(), vici.SAFilter{IKE: "a", IKEID: 3, Child: "b", ChildID: 9}); err != nil {
+	ctx := context.Background()
+	if _, err := c.ListSAs(ctx, vici.SAFilter{IKE: "a", IKEID: 3, Child: "b", ChildID: 9}); err != nil {
 		t.Fatal(err)
 	}
-	got := srv.Received()[0].Message
-	want := msg("noblock", "yes", "ike", "a", "child", "b", "ike-id", "3", "child-id", "9")
-	if got.String() != want.String() {
-		t.Errorf("list-sas request\n%v\nwant\n%v", got, want)
+	if _, err := c.ListSAs(ctx, vici.SAFilter{NoBlock: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []*govici.Message{
+		msg("ike", "a", "child", "b", "ike-id", "3", "child-id", "9"),
+		msg("noblock", "yes"),
+	} {
+		if got := srv.Received()[i].Message; got.String() != want.String() {
+			t.Errorf("list-sas request\n%v\nwant\n%v", got, want)
+		}
 	}
 }
 

@@ -1,0 +1,125 @@
+package vici_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// recv reads one event, failing the test if none arrives in time (a guard
+// against hanging, not a wait for a condition).
+func recv(t *testing.T, ch <-chan vici.Event) (vici.Event, bool) {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		return ev, ok
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10 s")
+		return vici.Event{}, false
+	}
+}
+
+func TestWatch(t *testing.T) {
+	srv, c := newClient(t)
+	events, err := c.Watch(context.Background(), "ike-updown", "child-updown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Watch returns once charon confirmed the registration.
+	if n := srv.Subscribers("ike-updown"); n != 1 {
+		t.Fatalf("%d subscribers for ike-updown", n)
+	}
+
+	up := ikeSA("alice-bob", 3, 0)
+	up.Set("up", "yes")
+	// "up" follows the IKE_SA section here: parsing must not depend on order.
+	if n := srv.Emit("ike-updown", up); n != 1 {
+		t.Fatalf("ike-updown went to %d clients", n)
+	}
+	down := ikeSA("alice-bob", 3, 1)
+	srv.Emit("child-updown", down)
+	srv.Emit("ike-rekey", msg("x", msg())) // not subscribed: never delivered
+
+	ev, ok := recv(t, events)
+	if !ok || ev.Name != "ike-updown" || !ev.Up() || ev.Time.IsZero() {
+		t.Fatalf("first event %+v, %v", ev, ok)
+	}
+	sas, err := ev.IKESAs()
+	if err != nil || len(sas) != 1 || sas[0].Name != "alice-bob" || sas[0].UniqueID != 3 {
+		t.Errorf("IKESAs() = %+v, %v", sas, err)
+	}
+	ev, ok = recv(t, events)
+	if !ok || ev.Name != "child-updown" || ev.Up() {
+		t.Fatalf("second event %+v, %v", ev, ok)
+	}
+	if sas, err := ev.IKESAs(); err != nil || len(sas) != 1 || len(sas[0].Children) != 1 {
+		t.Errorf("IKESAs() = %+v, %v", sas, err)
+	}
+
+	// The daemon goes away: the channel closes.
+	srv.Disconnect()
+	for {
+		ev, ok := recv(t, events)
+		if !ok {
+			break
+		}
+		t.Errorf("unexpected event %s", ev.Name)
+	}
+}
+
+func TestWatchManyEventsSlowReader(t *testing.T) {
+	srv, c := newClient(t)
+	events, err := c.Watch(context.Background(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	// Emit everything before reading anything: more than govici's channel
+	// buffer holds, so only a continuously drained channel keeps them all.
+	for i := range n {
+		srv.Emit("log", msg("group", "IKE", "level", "1", "msg", "line", "thread", i))
+	}
+	for i := range n {
+		ev, ok := recv(t, events)
+		if !ok {
+			t.Fatalf("channel closed after %d events", i)
+		}
+		if got := ev.Message.Get("thread"); got != itoa(i) {
+			t.Fatalf("event %d has thread %v", i, got)
+		}
+	}
+}
+
+func itoa(i int) string {
+	return msg("n", i).Get("n").(string)
+}
+
+func TestWatchEndsWithContext(t *testing.T) {
+	_, c := newClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	events, err := c.Watch(ctx, "ike-updown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for range events {
+	}
+	// The watcher's session is gone; commands still work.
+	if _, err := c.Version(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWatchUnknownEvent(t *testing.T) {
+	_, c := newClient(t)
+	_, err := c.Watch(context.Background(), "bogus")
+	if !errors.Is(err, vici.ErrUnsupported) {
+		t.Errorf("error %v does not match ErrUnsupported", err)
+	}
+	if want := "watch: charon: unknown event type: bogus"; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
+}
