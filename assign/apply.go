@@ -2,6 +2,7 @@ package assign
 
 import (
 	"context"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 	"sort"
@@ -74,6 +75,9 @@ func (e *Engine) Plan(ctx context.Context, desired *render.Result) (*Plan, error
 	if err != nil {
 		return nil, err
 	}
+	if key := e.Store.existingFingerprintKey(); key != nil {
+		keepUnchangedSecrets(p, rec, key)
+	}
 	if err := p.Teardowns(ctx, e.Daemon); err != nil {
 		return nil, err
 	}
@@ -97,6 +101,11 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, er
 	if err != nil {
 		return nil, err
 	}
+	key, err := e.Store.fingerprintKey()
+	if err != nil {
+		return nil, err
+	}
+	keepUnchangedSecrets(p, rec, key)
 	rep := &Report{Plan: p}
 
 	// SAs that exist now, to tear down those of changed or removed rules
@@ -202,12 +211,30 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, er
 			ChildHashes: c.ChildHashes(), Origin: c.Origin, Children: c.Children, Body: c.Body})
 	}
 	for _, s := range desired.Secrets {
-		newRec.Secrets = append(newRec.Secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns})
+		newRec.Secrets = append(newRec.Secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: fingerprint(key, s)})
 	}
 	if err := e.Store.Save(newRec); err != nil {
 		return rep, fmt.Errorf("the policy is loaded, but %w", err)
 	}
 	return rep, nil
+}
+
+// keepUnchangedSecrets moves the secrets charon already has with the same
+// owners and value (by fingerprint) out of the plan's load list.
+func keepUnchangedSecrets(p *Plan, rec *Record, key []byte) {
+	if p.Desired == nil {
+		return
+	}
+	var load []render.Secret
+	for _, s := range p.Secrets {
+		old := rec.secret(s.Name)
+		if p.LiveSecrets[s.Name] && old != nil && old.Fingerprint != "" && hmac.Equal([]byte(old.Fingerprint), []byte(fingerprint(key, s))) {
+			p.KeptSecrets = append(p.KeptSecrets, s)
+			continue
+		}
+		load = append(load, s)
+	}
+	p.Secrets = load
 }
 
 func needsTeardown(p *Plan) bool {

@@ -209,6 +209,10 @@ func TestApplyMinimalChange(t *testing.T) {
 	if rep.LoadConn != 2 || rep.Plan.Summary()[Added] != 2 {
 		t.Fatalf("first apply: %d load-conn, summary %v; want 2 added", rep.LoadConn, rep.Plan.Summary())
 	}
+	// New secrets go before the connections that start with them.
+	if !strings.HasPrefix(d.calls[0], "load-shared ") || !strings.HasPrefix(d.calls[2], "load-conn ") {
+		t.Fatalf("first apply sent %q; want the secrets before the connections", d.calls)
+	}
 
 	d.calls = nil
 	rep, err = e.Apply(ctx, renderPolicy(t, 6667, true))
@@ -228,7 +232,7 @@ func TestApplyMinimalChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"load-conn sm-with-bob", "load-shared ike-sm-with-bob", "load-shared ike-sm-with-eve", "terminate child-id 2"}
+	want := []string{"load-conn sm-with-bob", "terminate child-id 2"}
 	if strings.Join(d.calls, "|") != strings.Join(want, "|") {
 		t.Fatalf("changing one rule: calls %q, want %q", d.calls, want)
 	}
@@ -358,5 +362,26 @@ func TestRecordHasNoSecrets(t *testing.T) {
 		if st, _ := os.Stat(filepath.Join(e.Store.Dir, en.Name())); st.Mode().Perm()&0o077 != 0 {
 			t.Fatalf("%s has mode %v", en.Name(), st.Mode())
 		}
+	}
+}
+
+func TestChangedSecretIsSentAlone(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true)); err != nil {
+		t.Fatal(err)
+	}
+	d.calls = nil
+	res := renderPolicy(t, 6667, true)
+	res.Secrets[1].Data = model.NewSecret("a-new-long-lab-only-key-for-eve")
+	if _, err := e.Apply(ctx, res); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(d.calls, "|") != "load-shared ike-sm-with-eve" {
+		t.Fatalf("a changed key sent %q; want only that secret", d.calls)
+	}
+	if string(d.shared["ike-sm-with-eve"]) != "a-new-long-lab-only-key-for-eve" {
+		t.Fatal("charon does not have the new key")
 	}
 }

@@ -51,8 +51,10 @@ type Plan struct {
 	Policy  string
 	Conns   []ConnPlan
 	Rules   []RulePlan
-	Secrets []render.Secret // loaded (load-shared replaces same ids in place)
-	Stale   []string        // secret ids swanmgr loaded before and no longer needs
+	Secrets []render.Secret // to load (load-shared replaces same ids in place)
+	// KeptSecrets are secrets charon has with the same value: not sent.
+	KeptSecrets []render.Secret
+	Stale       []string // secret ids swanmgr loaded before and no longer needs
 	// LiveSecrets are the secret ids charon has now.
 	LiveSecrets map[string]bool
 	Previous    *Record
@@ -66,7 +68,7 @@ func (p *Plan) Pending() bool {
 			return true
 		}
 	}
-	return len(p.Stale) > 0
+	return len(p.Stale) > 0 || len(p.Secrets) > 0
 }
 
 // ConflictError reports names charon has that swanmgr did not load.

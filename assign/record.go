@@ -2,6 +2,10 @@ package assign
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,11 +51,76 @@ type RecordConn struct {
 	Body        *render.Section      `json:"body"`
 }
 
-// RecordSecret is one shared secret swanmgr loaded (id and owners only).
+// RecordSecret is one shared secret swanmgr loaded: its id and owners,
+// never its value. Fingerprint is an HMAC-SHA256 of the secret under a
+// random key of this machine (FingerprintKeyFile): it tells whether the
+// secret changed, so an unchanged one is not sent again, and it cannot be
+// turned back into the secret other than by guessing it.
 type RecordSecret struct {
-	Name   string   `json:"name"`
-	Owners []string `json:"owners"`
-	Conns  []string `json:"conns"`
+	Name        string   `json:"name"`
+	Owners      []string `json:"owners"`
+	Conns       []string `json:"conns"`
+	Fingerprint string   `json:"fingerprint,omitempty"`
+}
+
+// FingerprintKeyFile holds the random key of secret fingerprints, in the
+// state folder (mode 0600).
+const FingerprintKeyFile = "fingerprint.key"
+
+// existingFingerprintKey returns the fingerprint key if there is one.
+func (s Store) existingFingerprintKey() []byte {
+	if b, err := os.ReadFile(filepath.Join(s.Dir, FingerprintKeyFile)); err == nil && len(b) == 32 {
+		return b
+	}
+	return nil
+}
+
+// fingerprintKey returns this machine's fingerprint key, creating it.
+func (s Store) fingerprintKey() ([]byte, error) {
+	p := filepath.Join(s.Dir, FingerprintKeyFile)
+	if b := s.existingFingerprintKey(); b != nil {
+		return b, nil
+	}
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("fingerprint key: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("fingerprint key: %w", err)
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+		return nil, fmt.Errorf("fingerprint key: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return nil, fmt.Errorf("fingerprint key: %w", err)
+	}
+	return key, nil
+}
+
+// fingerprint identifies a secret's type, owners and value under key.
+func fingerprint(key []byte, s render.Secret) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(s.Type))
+	for _, o := range s.Owners {
+		m.Write([]byte{0})
+		m.Write([]byte(o))
+	}
+	m.Write([]byte{0, 0})
+	m.Write([]byte(s.Data.Reveal()))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (r *Record) secret(name string) *RecordSecret {
+	if r == nil {
+		return nil
+	}
+	for i := range r.Secrets {
+		if r.Secrets[i].Name == name {
+			return &r.Secrets[i]
+		}
+	}
+	return nil
 }
 
 // Conn returns the recorded connection named name, or nil.

@@ -162,6 +162,13 @@ func planCommand() *ucli.Command {
 			w := c.App.Writer
 			fmt.Fprintf(w, "plan: policy %q from %s on charon at %s (%s backend)\n", l.result.Policy, l.result.Source, s.socket, l.result.Backend)
 			printRules(w, p, true)
+			if len(p.Secrets) > 0 {
+				var ids []string
+				for _, s := range p.Secrets {
+					ids = append(ids, s.Name)
+				}
+				fmt.Fprintf(w, "secrets to load (new or changed): %s\n", strings.Join(ids, ", "))
+			}
 			if len(p.Stale) > 0 {
 				fmt.Fprintf(w, "secrets to unload: %s\n", strings.Join(p.Stale, ", "))
 			}

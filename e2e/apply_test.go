@@ -157,7 +157,7 @@ func TestMinimalChangeAndOwnership(t *testing.T) {
 	// Re-apply unchanged: nothing is sent, nothing moves.
 	_, off := l.logSince("alice", 0)
 	r := l.mustApply("alice", l.example("alice-bob-eve/alice.toml"))
-	if !strings.Contains(r.stdout, "(0 load-conn") || !strings.Contains(r.stdout, "0 added, 0 changed, 0 removed, 2 unchanged") {
+	if !strings.Contains(r.stdout, "(0 load-conn") || !strings.Contains(r.stdout, "0 secrets loaded") || !strings.Contains(r.stdout, "0 added, 0 changed, 0 removed, 2 unchanged") {
 		t.Fatalf("unchanged re-apply: %s", r)
 	}
 	if logged, _ := l.logSince("alice", off); strings.Contains(logged, "vici connection") {
