@@ -87,7 +87,7 @@ func (e *Engine) Plan(ctx context.Context, desired *render.Result) (*Plan, error
 // Apply assigns desired: after it returns nil, charon has exactly
 // desired's connections and secrets among those swanmgr owns, and the
 // record says so. On error nothing changed (see RejectedError).
-func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, error) {
+func (e *Engine) Apply(ctx context.Context, desired *render.Result, in Inputs) (*Report, error) {
 	unlock, err := e.Store.Lock(ctx, e.Socket)
 	if err != nil {
 		return nil, err
@@ -144,7 +144,7 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, er
 			continue
 		}
 		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
-			return nil, e.rollback(ctx, nil, added, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
+			return nil, e.rollback(ctx, rec, nil, added, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
 		}
 		rep.LoadShared++
 		added = append(added, s.Name)
@@ -160,7 +160,7 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, er
 			err = e.Daemon.LoadConn(ctx, c.Name, msg)
 		}
 		if err != nil {
-			return nil, e.rollback(ctx, done, added, ruleWhat(c), err)
+			return nil, e.rollback(ctx, rec, done, added, ruleWhat(c), err)
 		}
 		rep.LoadConn++
 		done = append(done, c)
@@ -170,7 +170,7 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, er
 			continue
 		}
 		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
-			return nil, e.rollback(ctx, done, added, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
+			return nil, e.rollback(ctx, rec, done, added, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
 		}
 		rep.LoadShared++
 	}
@@ -205,7 +205,7 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, er
 	e.teardown(ctx, p, before, rep)
 
 	newRec := &Record{Socket: e.Socket, Source: desired.Source, Policy: desired.Policy, Backend: string(desired.Backend),
-		AppliedAt: e.now().UTC(), Keys: keyIDs}
+		AppliedAt: e.now().UTC(), Keys: keyIDs, Inputs: recordInputs(key, in, string(desired.Backend)), Warnings: in.Warnings}
 	for _, c := range desired.Conns {
 		newRec.Conns = append(newRec.Conns, RecordConn{Name: c.Name, Hash: c.Hash(), IKEHash: c.IKEHash(),
 			ChildHashes: c.ChildHashes(), Origin: c.Origin, Children: c.Children, Body: c.Body})
@@ -213,7 +213,14 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result) (*Report, er
 	for _, s := range desired.Secrets {
 		newRec.Secrets = append(newRec.Secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: fingerprint(key, s)})
 	}
-	if err := e.Store.Save(newRec); err != nil {
+	connsChanged := rec == nil
+	for _, c := range p.Conns {
+		connsChanged = connsChanged || c.Change != Unchanged
+	}
+	if !connsChanged && sameRecord(rec, newRec) {
+		return rep, nil // nothing to remember anew
+	}
+	if err := e.Store.Save(newRec, connsChanged || !e.Store.hasBodies(e.Socket)); err != nil {
 		return rep, fmt.Errorf("the policy is loaded, but %w", err)
 	}
 	return rep, nil
@@ -288,10 +295,39 @@ func ruleWhat(c ConnPlan) string {
 	return fmt.Sprintf("rule %q (connection %s)", c.Origin.Rule, c.Name)
 }
 
+// sameRecord reports whether two records say the same, apart from the
+// time of the apply.
+func sameRecord(a, b *Record) bool {
+	if a == nil || b == nil || a.Source != b.Source || a.Policy != b.Policy || a.Backend != b.Backend ||
+		len(a.Conns) != len(b.Conns) || len(a.Secrets) != len(b.Secrets) || len(a.Inputs) != len(b.Inputs) ||
+		strings.Join(a.Keys, ",") != strings.Join(b.Keys, ",") || strings.Join(a.Warnings, "\n") != strings.Join(b.Warnings, "\n") {
+		return false
+	}
+	for i := range a.Inputs {
+		if a.Inputs[i] != b.Inputs[i] {
+			return false
+		}
+	}
+	for i := range a.Secrets {
+		x, y := a.Secrets[i], b.Secrets[i]
+		if x.Name != y.Name || x.Fingerprint != y.Fingerprint || strings.Join(x.Owners, ",") != strings.Join(y.Owners, ",") || strings.Join(x.Conns, ",") != strings.Join(y.Conns, ",") {
+			return false
+		}
+	}
+	for i := range a.Conns {
+		if a.Conns[i].Name != b.Conns[i].Name || a.Conns[i].Hash != b.Conns[i].Hash || a.Conns[i].Origin != b.Conns[i].Origin {
+			return false
+		}
+	}
+	return true
+}
+
 // rollback puts back what this apply loaded: changed connections get their
 // recorded settings again, added ones and added secrets are unloaded.
-func (e *Engine) rollback(ctx context.Context, done []ConnPlan, secrets []string, what string, cause error) error {
+func (e *Engine) rollback(ctx context.Context, rec *Record, done []ConnPlan, secrets []string, what string, cause error) error {
 	re := &RejectedError{What: what, Err: cause}
+	var bodiesErr error
+	bodiesLoaded := false
 	defer func() {
 		for _, id := range secrets {
 			if err := e.Daemon.UnloadShared(ctx, id); err != nil {
@@ -304,6 +340,14 @@ func (e *Engine) rollback(ctx context.Context, done []ConnPlan, secrets []string
 		c := done[i]
 		var err error
 		if c.Change == Changed && c.Old != nil && !c.Restore {
+			if !bodiesLoaded {
+				bodiesLoaded = true
+				bodiesErr = e.Store.LoadBodies(rec)
+			}
+			if bodiesErr != nil || c.Old.Body == nil {
+				re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("%s: its previous settings are not recorded: %v", c.Name, bodiesErr))
+				continue
+			}
 			msg, merr := render.ConnMessage(render.Conn{Name: c.Name, Body: c.Old.Body})
 			err = merr
 			if err == nil {

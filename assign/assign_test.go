@@ -202,7 +202,7 @@ func TestApplyMinimalChange(t *testing.T) {
 	d.shared["ike-hand"] = []byte("x")
 	e := newEngine(t, d)
 
-	rep, err := e.Apply(ctx, renderPolicy(t, 6667, true))
+	rep, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestApplyMinimalChange(t *testing.T) {
 	}
 
 	d.calls = nil
-	rep, err = e.Apply(ctx, renderPolicy(t, 6667, true))
+	rep, err = e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestApplyMinimalChange(t *testing.T) {
 		{Conn: "sm-with-bob", UniqueID: 1, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 2}}},
 		{Conn: "sm-with-eve", UniqueID: 3, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 4}}},
 	}
-	rep, err = e.Apply(ctx, renderPolicy(t, 6668, true))
+	rep, err = e.Apply(ctx, renderPolicy(t, 6668, true), Inputs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestApplyMinimalChange(t *testing.T) {
 	}
 
 	d.calls = nil
-	if _, err := e.Apply(ctx, renderPolicy(t, 6668, false)); err != nil {
+	if _, err := e.Apply(ctx, renderPolicy(t, 6668, false), Inputs{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := d.conns["sm-with-eve"]; ok {
@@ -266,12 +266,12 @@ func TestApplyRejectedRestoresPrevious(t *testing.T) {
 	ctx := context.Background()
 	d := newFake()
 	e := newEngine(t, d)
-	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false)); err != nil {
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
 		t.Fatal(err)
 	}
 	before := d.conns["sm-with-bob"]
 	d.rejectC["sm-with-eve"] = true
-	_, err := e.Apply(ctx, renderPolicy(t, 6668, true))
+	_, err := e.Apply(ctx, renderPolicy(t, 6668, true), Inputs{})
 	var re *RejectedError
 	if !errors.As(err, &re) {
 		t.Fatalf("err = %v, want RejectedError", err)
@@ -295,12 +295,12 @@ func TestApplyTrustsTheDaemon(t *testing.T) {
 	ctx := context.Background()
 	d := newFake()
 	e := newEngine(t, d)
-	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true)); err != nil {
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
 		t.Fatal(err)
 	}
 	// charon restarts: it forgets everything.
 	d.conns, d.shared, d.calls = map[string]string{}, map[string][]byte{}, nil
-	rep, err := e.Apply(ctx, renderPolicy(t, 6667, true))
+	rep, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestApplyRefusesForeignNames(t *testing.T) {
 	d := newFake()
 	d.conns["sm-with-bob"] = "loaded by hand"
 	e := newEngine(t, d)
-	_, err := e.Apply(context.Background(), renderPolicy(t, 6667, false))
+	_, err := e.Apply(context.Background(), renderPolicy(t, 6667, false), Inputs{})
 	var ce *ConflictError
 	if !errors.As(err, &ce) || d.conns["sm-with-bob"] != "loaded by hand" {
 		t.Fatalf("err = %v; a connection swanmgr did not load must not be replaced", err)
@@ -350,7 +350,7 @@ func TestLockSerializes(t *testing.T) {
 func TestRecordHasNoSecrets(t *testing.T) {
 	d := newFake()
 	e := newEngine(t, d)
-	if _, err := e.Apply(context.Background(), renderPolicy(t, 6667, true)); err != nil {
+	if _, err := e.Apply(context.Background(), renderPolicy(t, 6667, true), Inputs{}); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(e.Store.Dir)
@@ -369,13 +369,13 @@ func TestChangedSecretIsSentAlone(t *testing.T) {
 	ctx := context.Background()
 	d := newFake()
 	e := newEngine(t, d)
-	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true)); err != nil {
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
 		t.Fatal(err)
 	}
 	d.calls = nil
 	res := renderPolicy(t, 6667, true)
 	res.Secrets[1].Data = model.NewSecret("a-new-long-lab-only-key-for-eve")
-	if _, err := e.Apply(ctx, res); err != nil {
+	if _, err := e.Apply(ctx, res, Inputs{}); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(d.calls, "|") != "load-shared ike-sm-with-eve" {

@@ -1,6 +1,7 @@
 package assign
 
 import (
+	"bufio"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -22,12 +23,15 @@ import (
 const DefaultStateDir = "/var/lib/swanmgr"
 
 // RecordVersion is the format of the record file.
-const RecordVersion = 1
+const RecordVersion = 2
 
 // Record is swanmgr's memory of what it loaded into one charon: the
-// connections with their exact settings (to know what changed, and to
-// restore them if an apply fails), and the ids of its secrets and keys.
-// It never holds secret values.
+// connections with hashes of their exact settings (to know what changed)
+// and where they came from in the policy, the ids of its secrets and keys,
+// and fingerprints of the inputs (to know cheaply that nothing changed).
+// The connections' settings themselves (to restore them if an apply
+// fails) are kept beside it, in a file read only when needed. It never
+// holds secret values.
 type Record struct {
 	Version   int            `json:"version"`
 	Socket    string         `json:"socket"`
@@ -38,6 +42,20 @@ type Record struct {
 	Conns     []RecordConn   `json:"conns"`
 	Secrets   []RecordSecret `json:"secrets"`
 	Keys      []string       `json:"keys,omitempty"`
+	// Inputs fingerprints the policy file, the files and variables it
+	// read, and the swanmgr program that rendered it.
+	Inputs   []RecordInput `json:"inputs,omitempty"`
+	Warnings []string      `json:"warnings,omitempty"`
+
+	byName map[string]int
+}
+
+// RecordInput is one input of the last assignment, fingerprinted like
+// secrets (an HMAC under this machine's key).
+type RecordInput struct {
+	Kind        string `json:"kind"` // "policy", "file", "env", "program"
+	Name        string `json:"name"`
+	Fingerprint string `json:"fingerprint"`
 }
 
 // RecordConn is one connection swanmgr loaded.
@@ -48,7 +66,8 @@ type RecordConn struct {
 	ChildHashes map[string]string    `json:"child_hashes"`
 	Origin      render.Origin        `json:"origin"`
 	Children    []render.ChildOrigin `json:"children"`
-	Body        *render.Section      `json:"body"`
+	// Body is the connection's settings; filled by Store.LoadBodies.
+	Body *render.Section `json:"-"`
 }
 
 // RecordSecret is one shared secret swanmgr loaded: its id and owners,
@@ -115,10 +134,11 @@ func (r *Record) secret(name string) *RecordSecret {
 	if r == nil {
 		return nil
 	}
-	for i := range r.Secrets {
-		if r.Secrets[i].Name == name {
-			return &r.Secrets[i]
-		}
+	if r.byName == nil {
+		r.Conn("")
+	}
+	if i, ok := r.byName["\x00secret\x00"+name]; ok {
+		return &r.Secrets[i]
 	}
 	return nil
 }
@@ -128,25 +148,22 @@ func (r *Record) Conn(name string) *RecordConn {
 	if r == nil {
 		return nil
 	}
-	for i := range r.Conns {
-		if r.Conns[i].Name == name {
-			return &r.Conns[i]
+	if r.byName == nil {
+		r.byName = make(map[string]int, len(r.Conns)+len(r.Secrets))
+		for i := range r.Conns {
+			r.byName[r.Conns[i].Name] = i
 		}
+		for i := range r.Secrets {
+			r.byName["\x00secret\x00"+r.Secrets[i].Name] = i
+		}
+	}
+	if i, ok := r.byName[name]; ok {
+		return &r.Conns[i]
 	}
 	return nil
 }
 
-func (r *Record) hasSecret(name string) bool {
-	if r == nil {
-		return false
-	}
-	for _, s := range r.Secrets {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
-}
+func (r *Record) hasSecret(name string) bool { return r.secret(name) != nil }
 
 // Store keeps records and locks in a folder.
 type Store struct {
@@ -182,23 +199,37 @@ func (s Store) Load(socket string) (*Record, error) {
 	return &r, nil
 }
 
-// Save writes the record atomically (mode 0600).
-func (s Store) Save(r *Record) error {
+// Save writes the record atomically (mode 0600). With withBodies it also
+// writes the connections' settings (every Conns[i].Body must be set).
+func (s Store) Save(r *Record, withBodies bool) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("saving swanmgr's record: %w", err)
 	}
 	r.Version = RecordVersion
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("saving swanmgr's record: %w", err)
+	if withBodies {
+		bodies := make(map[string]*render.Section, len(r.Conns))
+		for _, c := range r.Conns {
+			bodies[c.Name] = c.Body
+		}
+		if err := s.writeJSON(s.path(r.Socket, ".bodies.json"), bodies); err != nil {
+			return err
+		}
 	}
-	p := s.path(r.Socket, ".json")
+	return s.writeJSON(s.path(r.Socket, ".json"), r)
+}
+
+func (s Store) writeJSON(p string, v any) error {
 	tmp, err := os.CreateTemp(s.Dir, ".record-*")
 	if err != nil {
 		return fmt.Errorf("saving swanmgr's record: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	w := bufio.NewWriterSize(tmp, 1<<16)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving swanmgr's record: %w", err)
+	}
+	if err := w.Flush(); err != nil {
 		tmp.Close()
 		return fmt.Errorf("saving swanmgr's record: %w", err)
 	}
@@ -215,11 +246,38 @@ func (s Store) Save(r *Record) error {
 	return nil
 }
 
+func (s Store) hasBodies(socket string) bool {
+	_, err := os.Stat(s.path(socket, ".bodies.json"))
+	return err == nil
+}
+
+// LoadBodies fills in the recorded connections' settings.
+func (s Store) LoadBodies(r *Record) error {
+	if r == nil {
+		return nil
+	}
+	f, err := os.Open(s.path(r.Socket, ".bodies.json"))
+	if err != nil {
+		return fmt.Errorf("reading swanmgr's record of connection settings: %w", err)
+	}
+	defer f.Close()
+	var bodies map[string]*render.Section
+	if err := json.NewDecoder(bufio.NewReaderSize(f, 1<<16)).Decode(&bodies); err != nil {
+		return fmt.Errorf("reading swanmgr's record of connection settings: %w", err)
+	}
+	for i := range r.Conns {
+		r.Conns[i].Body = bodies[r.Conns[i].Name]
+	}
+	return nil
+}
+
 // Remove deletes the record for a socket.
 func (s Store) Remove(socket string) error {
-	err := os.Remove(s.path(socket, ".json"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing swanmgr's record: %w", err)
+	for _, ext := range []string{".json", ".bodies.json"} {
+		err := os.Remove(s.path(socket, ext))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing swanmgr's record: %w", err)
+		}
 	}
 	return nil
 }

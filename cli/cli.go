@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -130,6 +131,7 @@ type loaded struct {
 	assigned *model.Assigned
 	result   *render.Result
 	warnings []model.Problem
+	data     []byte // the policy file as read
 }
 
 // loadPolicy reads, validates and renders the -f file. Warnings are
@@ -140,7 +142,16 @@ func loadPolicy(c *ucli.Context) (*loaded, error) {
 		return nil, usageErrorf("%v", err)
 	}
 	path := c.String(fileFlag.Name)
-	f, err := model.Load(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy: %w", err)
+	}
+	return loadPolicyData(c, backend, path, data)
+}
+
+// loadPolicyData is loadPolicy on a policy file already read.
+func loadPolicyData(c *ucli.Context, backend render.Backend, path string, data []byte) (*loaded, error) {
+	f, err := model.Parse(path, data)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +166,7 @@ func loadPolicy(c *ucli.Context) (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &loaded{assigned: a, result: res, warnings: warns}, nil
+	return &loaded{assigned: a, result: res, warnings: warns, data: data}, nil
 }
 
 func validateCommand() *ucli.Command {

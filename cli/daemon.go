@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -99,9 +100,14 @@ func applyCommand() *ucli.Command {
 			if c.NArg() > 0 {
 				return usageErrorf("apply takes no arguments (use -f FILE)")
 			}
-			l, err := loadPolicy(c)
+			backend, err := render.ParseBackend(c.String(backendFlag.Name))
 			if err != nil {
-				return err
+				return usageErrorf("%v", err)
+			}
+			path := c.String(fileFlag.Name)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("reading policy: %w", err)
 			}
 			ctx, cancel := withTimeout(c)
 			defer cancel()
@@ -110,7 +116,25 @@ func applyCommand() *ucli.Command {
 				return err
 			}
 			defer s.Close()
-			rep, err := s.engine.Apply(ctx, l.result)
+			in := assign.Inputs{PolicyFile: path, Policy: data, Insecure: c.Bool(insecureFlag.Name)}
+			if same, rec, err := s.engine.UpToDate(ctx, in, string(backend)); err != nil {
+				return err
+			} else if same {
+				for _, w := range rec.Warnings {
+					fmt.Fprintln(c.App.ErrWriter, w)
+				}
+				printUnchanged(c.App.Writer, rec, s.socket)
+				return nil
+			}
+			l, err := loadPolicyData(c, backend, path, data)
+			if err != nil {
+				return err
+			}
+			in.Read = l.assigned.Inputs
+			for _, w := range l.warnings {
+				in.Warnings = append(in.Warnings, w.Error())
+			}
+			rep, err := s.engine.Apply(ctx, l.result, in)
 			if err != nil {
 				return err
 			}
@@ -186,6 +210,27 @@ func planCommand() *ucli.Command {
 	}
 }
 
+// printUnchanged reports an apply that found nothing to do without
+// reading the policy again.
+func printUnchanged(w io.Writer, rec *assign.Record, socket string) {
+	fmt.Fprintf(w, "policy %q from %s assigned to charon at %s (%s backend)\n", rec.Policy, rec.Source, socket, rec.Backend)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var rules []string
+	conns := map[string][]string{}
+	for _, c := range rec.Conns {
+		if _, ok := conns[c.Origin.Rule]; !ok {
+			rules = append(rules, c.Origin.Rule)
+		}
+		conns[c.Origin.Rule] = append(conns[c.Origin.Rule], c.Name)
+	}
+	for _, r := range rules {
+		fmt.Fprintf(tw, "  = %s\tunchanged\t%s\n", r, strings.Join(conns[r], ", "))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "0 added, 0 changed, 0 removed, %d unchanged (0 load-conn, 0 unload-conn, 0 secrets loaded, 0 unloaded; the policy file, its keys and swanmgr are as at the last apply, and charon has all %d connections and %d secrets)\n",
+		len(rules), len(rec.Conns), len(rec.Secrets))
+}
+
 // printRules writes one line per rule (and, for a plan, the SAs a change
 // tears down).
 func printRules(w io.Writer, p *assign.Plan, planning bool) {
@@ -253,6 +298,9 @@ func assignedConns(s *session, rule string) ([]assign.RecordConn, *assign.Record
 	}
 	if rec == nil || len(rec.Conns) == 0 {
 		return nil, nil, fmt.Errorf("swanmgr has assigned no policy to charon at %s: run swanmgr apply first", s.socket)
+	}
+	if err := s.engine.Store.LoadBodies(rec); err != nil {
+		return nil, nil, err
 	}
 	var out []assign.RecordConn
 	var rules []string

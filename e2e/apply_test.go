@@ -157,11 +157,22 @@ func TestMinimalChangeAndOwnership(t *testing.T) {
 	// Re-apply unchanged: nothing is sent, nothing moves.
 	_, off := l.logSince("alice", 0)
 	r := l.mustApply("alice", l.example("alice-bob-eve/alice.toml"))
-	if !strings.Contains(r.stdout, "(0 load-conn") || !strings.Contains(r.stdout, "0 secrets loaded") || !strings.Contains(r.stdout, "0 added, 0 changed, 0 removed, 2 unchanged") {
+	if !strings.Contains(r.stdout, "(0 load-conn") || !strings.Contains(r.stdout, "0 secrets loaded") || !strings.Contains(r.stdout, "0 added, 0 changed, 0 removed, 2 unchanged") || !strings.Contains(r.stdout, "as at the last apply") {
 		t.Fatalf("unchanged re-apply: %s", r)
 	}
 	if logged, _ := l.logSince("alice", off); strings.Contains(logged, "vici connection") {
 		t.Fatalf("unchanged re-apply reached charon's configuration:\n%s", logged)
+	}
+	// A comment changes the file but not the policy: swanmgr reads it
+	// again, and still sends nothing.
+	b, _ := os.ReadFile(l.example("alice-bob-eve/alice.toml"))
+	commented := l.writeFile("alice-bob-eve/alice-commented.toml", string(b)+"\n# reviewed\n", 0o644)
+	r = l.mustApply("alice", commented)
+	if !strings.Contains(r.stdout, "(0 load-conn") || !strings.Contains(r.stdout, "0 secrets loaded") || strings.Contains(r.stdout, "as at the last apply") {
+		t.Fatalf("re-apply of an equivalent file: %s", r)
+	}
+	if logged, _ := l.logSince("alice", off); strings.Contains(logged, "vici connection") {
+		t.Fatalf("re-apply of an equivalent file reached charon's configuration:\n%s", logged)
 	}
 	same := installed(l.sas("alice"))
 	for name, ch := range before {

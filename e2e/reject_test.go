@@ -55,7 +55,7 @@ func TestRejectedPolicyKeepsPrevious(t *testing.T) {
 	defer cancel()
 	client := l.client("alice")
 	e := &assign.Engine{Daemon: assign.ViciDaemon{Client: client}, Store: assign.Store{Dir: l.stateDir}, Socket: l.Host("alice").Socket}
-	_, err := e.Apply(ctx, bad)
+	_, err := e.Apply(ctx, bad, assign.Inputs{})
 	var re *assign.RejectedError
 	if !errors.As(err, &re) || !re.Restored {
 		t.Fatalf("apply of a policy charon rejects: err = %v, want a RejectedError with the previous assignment restored", err)

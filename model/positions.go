@@ -1,7 +1,6 @@
 package model
 
 import (
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,7 +17,28 @@ type positions struct {
 	plain map[string][]int // index-free path -> lines, sorted
 }
 
-var indexRe = regexp.MustCompile(`\[\d+\]`)
+// stripIndexes removes "[N]" array indexes from a key path.
+func stripIndexes(k string) string {
+	if !strings.Contains(k, "[") {
+		return k
+	}
+	var b strings.Builder
+	b.Grow(len(k))
+	for i := 0; i < len(k); i++ {
+		if k[i] == '[' {
+			j := i + 1
+			for j < len(k) && k[j] >= '0' && k[j] <= '9' {
+				j++
+			}
+			if j > i+1 && j < len(k) && k[j] == ']' {
+				i = j
+				continue
+			}
+		}
+		b.WriteByte(k[i])
+	}
+	return b.String()
+}
 
 // scanPositions records table headers and key assignments of a TOML text.
 func scanPositions(text string) positions {
@@ -105,7 +125,7 @@ func scanPositions(text string) positions {
 	}
 	p := positions{at: pos, plain: map[string][]int{}}
 	for k, l := range pos {
-		pk := indexRe.ReplaceAllString(k, "")
+		pk := stripIndexes(k)
 		p.plain[pk] = append(p.plain[pk], l)
 	}
 	for k, ls := range p.plain {

@@ -13,6 +13,18 @@ type Assigned struct {
 	Endpoint Endpoint // ID defaulted to the first address
 	Policy   *Policy
 	Rules    []ResolvedRule // enabled rules, in file order
+	// Inputs are the files (keys, certificates) and environment variables
+	// the assigned policy was read from, besides the policy file itself,
+	// with what was read. Apply fingerprints them to tell cheaply whether
+	// anything changed since the last assignment.
+	Inputs []Input
+}
+
+// Input is one file or environment variable a policy was read from.
+type Input struct {
+	Kind string // "file" or "env"
+	Name string // the path or the variable
+	Data Secret // what was read
 }
 
 // ResolvedRule is a rule with its filter list, filter action and

@@ -43,6 +43,10 @@ type validator struct {
 	o     ValidateOptions
 	errs  Problems
 	warns []Problem
+	// Files and variables read, once each: many rules share a key file.
+	okFiles map[string]bool   // passed secretFileOK
+	data    map[string][]byte // read by readFile
+	inputs  []Input
 }
 
 func (v *validator) errf(path, where, format string, args ...any) {
@@ -92,7 +96,7 @@ func (v *validator) run() *Assigned {
 	for i := range f.Policies {
 		rules := v.policy(i, ep, lists, actions, i == assigned)
 		if i == assigned {
-			out = &Assigned{File: f, Endpoint: ep, Policy: &f.Policies[i], Rules: rules}
+			out = &Assigned{File: f, Endpoint: ep, Policy: &f.Policies[i], Rules: rules, Inputs: v.inputs}
 		}
 	}
 	if out != nil {

@@ -260,6 +260,9 @@ func (v *validator) psk(path, where string, a Auth) (Secret, string) {
 	case a.SecretEnv != "":
 		src = "secret_env " + a.SecretEnv
 		s, ok := v.o.LookupEnv(a.SecretEnv)
+		if ok {
+			v.inputs = append(v.inputs, Input{Kind: "env", Name: a.SecretEnv, Data: NewSecret(s)})
+		}
 		if !ok {
 			v.errf(path+".secret_env", where, "secret_env: environment variable %s is not set", a.SecretEnv)
 			return Secret{}, src
@@ -282,6 +285,9 @@ func (v *validator) psk(path, where string, a Auth) (Secret, string) {
 
 // secretFileOK refuses a secret file that group or others can read.
 func (v *validator) secretFileOK(path, where, key, file string) bool {
+	if v.okFiles[file] {
+		return true
+	}
 	st, err := os.Stat(file)
 	if err != nil {
 		v.errf(path, where, "%s %s: %v", key, file, statErr(err))
@@ -299,6 +305,10 @@ func (v *validator) secretFileOK(path, where, key, file string) bool {
 		v.errf(path, where, "%s %s is readable by group or others (mode %04o): run chmod 600 %s, or pass --insecure-secrets", key, file, perm, file)
 		return false
 	}
+	if v.okFiles == nil {
+		v.okFiles = map[string]bool{}
+	}
+	v.okFiles[file] = true
 	return true
 }
 
@@ -308,6 +318,9 @@ func (v *validator) secretFileOK(path, where, key, file string) bool {
 const maxFileSize = 1 << 20
 
 func (v *validator) readFile(path, where, key, file string) []byte {
+	if b, ok := v.data[file]; ok {
+		return b
+	}
 	// Stat before opening: opening a FIFO would wait for a writer.
 	if st, err := os.Stat(file); err == nil && !st.Mode().IsRegular() {
 		v.errf(path, where, "%s %s is not a regular file", key, file)
@@ -328,6 +341,11 @@ func (v *validator) readFile(path, where, key, file string) []byte {
 		v.errf(path, where, "%s %s is larger than %d bytes", key, file, maxFileSize)
 		return nil
 	}
+	if v.data == nil {
+		v.data = map[string][]byte{}
+	}
+	v.data[file] = b
+	v.inputs = append(v.inputs, Input{Kind: "file", Name: file, Data: NewSecret(string(b))})
 	return b
 }
 

@@ -117,27 +117,27 @@ type Key struct {
 // Section is an ordered set of settings, the common form of a swanctl.conf
 // section and a VICI message section.
 type Section struct {
-	Items []Item
+	Items []Item `json:"items"`
 }
 
 // Item is one setting: a value, a list, or a subsection. A list of Files
 // is written as file names in swanctl.conf and sent as their contents over
 // VICI (certificates).
 type Item struct {
-	Key     string
-	Value   string
-	List    []string
-	IsList  bool
-	Files   []FileRef
-	Sec     *Section
-	Comment string
+	Key     string    `json:"k"`
+	Value   string    `json:"v,omitempty"`
+	List    []string  `json:"l,omitempty"`
+	IsList  bool      `json:"il,omitempty"`
+	Files   []FileRef `json:"f,omitempty"`
+	Sec     *Section  `json:"s,omitempty"`
+	Comment string    `json:"c,omitempty"`
 }
 
 // FileRef is a file whose name goes into swanctl.conf and whose data goes
 // over VICI.
 type FileRef struct {
-	Path string
-	Data []byte
+	Path string `json:"path"`
+	Data []byte `json:"data"`
 }
 
 // Set appends a value.

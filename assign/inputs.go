@@ -1,0 +1,165 @@
+package assign
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/swanmgr/swanmgr/model"
+)
+
+// Inputs is what an assignment was made from, besides the rendered
+// policy: the policy file and the files and variables it read. Apply
+// records their fingerprints; UpToDate compares them.
+type Inputs struct {
+	PolicyFile string        // as given to apply
+	Policy     []byte        // its contents
+	Read       []model.Input // keys, certificates, variables
+	Warnings   []string      // validation warnings, shown again when nothing is re-read
+	Insecure   bool          // --insecure-secrets was given
+}
+
+var (
+	programOnce sync.Once
+	programID   string
+)
+
+// programFingerprint identifies the running swanmgr binary: a different
+// program may render differently, so it invalidates the shortcut.
+func programFingerprint() string {
+	programOnce.Do(func() {
+		f, err := os.Open("/proc/self/exe")
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err == nil {
+			programID = hex.EncodeToString(h.Sum(nil))
+		}
+	})
+	return programID
+}
+
+func keyedFingerprint(key []byte, kind, name string, data []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(kind))
+	m.Write([]byte{0})
+	m.Write([]byte(name))
+	m.Write([]byte{0})
+	m.Write(data)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// recordInputs fingerprints the inputs of an assignment. The order is
+// stable and each file or variable appears once.
+func recordInputs(key []byte, in Inputs, backend string) []RecordInput {
+	abs, _ := filepath.Abs(in.PolicyFile)
+	out := []RecordInput{
+		{Kind: "program", Name: "swanmgr", Fingerprint: programFingerprint()},
+		{Kind: "backend", Name: backend, Fingerprint: keyedFingerprint(key, "backend", backend, nil)},
+		{Kind: "policy", Name: abs, Fingerprint: keyedFingerprint(key, "policy", abs, in.Policy)},
+	}
+	seen := map[string]bool{}
+	var read []RecordInput
+	for _, i := range in.Read {
+		if seen[i.Kind+"\x00"+i.Name] {
+			continue
+		}
+		seen[i.Kind+"\x00"+i.Name] = true
+		read = append(read, RecordInput{Kind: i.Kind, Name: i.Name, Fingerprint: keyedFingerprint(key, i.Kind, i.Name, []byte(i.Data.Reveal()))})
+	}
+	sort.Slice(read, func(a, b int) bool { return read[a].Kind+read[a].Name < read[b].Kind+read[b].Name })
+	return append(out, read...)
+}
+
+// inputsUnchanged reads the recorded inputs again and reports whether all
+// are as they were. A key file that became readable by others counts as a
+// change, so that validation runs and refuses it.
+func inputsUnchanged(key []byte, rec *Record, in Inputs, backend string) bool {
+	if rec == nil || len(rec.Inputs) < 3 || programFingerprint() == "" {
+		return false
+	}
+	abs, _ := filepath.Abs(in.PolicyFile)
+	for _, ri := range rec.Inputs {
+		var want string
+		switch ri.Kind {
+		case "program":
+			want = programFingerprint()
+		case "backend":
+			want = keyedFingerprint(key, "backend", backend, nil)
+		case "policy":
+			if ri.Name != abs {
+				return false
+			}
+			want = keyedFingerprint(key, "policy", abs, in.Policy)
+		case "file":
+			st, err := os.Stat(ri.Name)
+			if err != nil || !st.Mode().IsRegular() || (st.Mode().Perm()&0o077 != 0 && !in.Insecure) {
+				return false
+			}
+			b, err := os.ReadFile(ri.Name)
+			if err != nil {
+				return false
+			}
+			want = keyedFingerprint(key, "file", ri.Name, b)
+		case "env":
+			v, ok := os.LookupEnv(ri.Name)
+			if !ok {
+				return false
+			}
+			want = keyedFingerprint(key, "env", ri.Name, []byte(v))
+		default:
+			return false
+		}
+		if !hmac.Equal([]byte(want), []byte(ri.Fingerprint)) {
+			return false
+		}
+	}
+	return true
+}
+
+// UpToDate reports whether charon already has the assignment that in
+// would make: the policy file, everything it read and the program are
+// unchanged since the last apply, and charon still has every connection
+// and secret of it (asked with get-conns and get-shared). Then apply need
+// not even parse the policy. The record comes back for the summary.
+func (e *Engine) UpToDate(ctx context.Context, in Inputs, backend string) (bool, *Record, error) {
+	unlock, err := e.Store.Lock(ctx, e.Socket)
+	if err != nil {
+		return false, nil, err
+	}
+	defer unlock()
+	key := e.Store.existingFingerprintKey()
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil || key == nil || !inputsUnchanged(key, rec, in, backend) {
+		return false, rec, err
+	}
+	live, err := e.Daemon.Conns(ctx)
+	if err != nil {
+		return false, rec, err
+	}
+	liveSet := set(live)
+	for _, c := range rec.Conns {
+		if !liveSet[c.Name] {
+			return false, rec, nil
+		}
+	}
+	shared, err := e.Daemon.SharedIDs(ctx)
+	if err != nil {
+		return false, rec, err
+	}
+	sharedSet := set(shared)
+	for _, s := range rec.Secrets {
+		if !sharedSet[s.Name] {
+			return false, rec, nil
+		}
+	}
+	return true, rec, nil
+}

@@ -1,0 +1,193 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/swanmgr/swanmgr/lab"
+)
+
+// applyPrereqs skips (or, with SWANMGR_E2E=1, fails) without a lab.
+func applyPrereqs(b *testing.B) {
+	b.Helper()
+	if err := lab.Check(lab.Kernel); err != nil {
+		if os.Getenv("SWANMGR_E2E") == "1" {
+			b.Fatalf("SWANMGR_E2E=1 but: %v", err)
+		}
+		b.Skip(err)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// swanmgrBinary builds the swanmgr command once per run: apply is measured
+// as an operator runs it, a process like swanctl.
+func swanmgrBinary(b *testing.B) string {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "swanmgr-bench-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "swanmgr")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/swanmgr").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		b.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// generatedPolicy writes a policy of n rules, each with its own peer
+// (10.x.y.z) and one filter, all sharing one key file; change moves rule
+// 1's port, the one-rule change.
+func generatedPolicy(dir string, n int, change bool) (string, error) {
+	var b strings.Builder
+	b.WriteString("assign = \"Generated\"\n\n[endpoint]\naddresses = [\"172.16.98.231\"]\n\n")
+	b.WriteString("[[filter_action]]\nname = \"Encrypt\"\naction = \"negotiate\"\npfs = true\n\n")
+	for i := 0; i < n; i++ {
+		port := 22
+		if change && i == 0 {
+			port = 2222
+		}
+		fmt.Fprintf(&b, "[[filter_list]]\nname = \"Peer %d\"\n  [[filter_list.filter]]\n  source = \"me\"\n  destination = \"10.%d.%d.%d\"\n  protocol = \"tcp\"\n  destination_port = %d\n\n",
+			i, 1+i/65536, (i/256)%256, i%256, port)
+	}
+	b.WriteString("[[policy]]\nname = \"Generated\"\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  [[policy.rule]]\n  name = \"Peer %d\"\n  filter_list = \"Peer %d\"\n  filter_action = \"Encrypt\"\n  authentication = [ { method = \"psk\", secret_file = \"bench.psk\" } ]\n", i, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bench.psk"), []byte("lab-only: generated-benchmark-key-5f1e2d3c\n"), 0o600); err != nil {
+		return "", err
+	}
+	name := "policy.toml"
+	if change {
+		name = "policy-changed.toml"
+	}
+	p := filepath.Join(dir, name)
+	return p, os.WriteFile(p, []byte(b.String()), 0o644)
+}
+
+// timed runs a command and returns its wall time and peak RSS.
+func timed(b *testing.B, cmd *exec.Cmd) (time.Duration, int64) {
+	b.Helper()
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		b.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, lastLines(out.String(), 20))
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss * 1024
+	}
+	return d, rss
+}
+
+func lastLines(s string, n int) string {
+	ls := strings.Split(strings.TrimSpace(s), "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// BenchmarkApply loads generated policies of 1,000 and 5,000 rules into a
+// lab charon, side by side with `swanctl --load-all --file` of the same
+// rendered swanctl.conf: cold load, unchanged re-load, one-rule change,
+// and swanmgr's peak RSS. Run it with
+//
+//	SWANMGR_E2E=1 go test -run '^$' -bench Apply -benchtime 1x ./bench/
+func BenchmarkApply(b *testing.B) {
+	applyPrereqs(b)
+	bin := swanmgrBinary(b)
+	for _, n := range []int{1000, 5000} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				benchApply(b, bin, n)
+			}
+		})
+	}
+}
+
+func benchApply(b *testing.B, bin string, n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := b.TempDir()
+	l, err := lab.Up(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Backend: lab.Kernel, Prefix: fmt.Sprintf("bn%d", os.Getpid()%100000), Hosts: []string{"alice"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Down()
+	h := l.Host("alice")
+
+	policy, err := generatedPolicy(dir, n, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	changed, err := generatedPolicy(dir, n, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// swanctl reads credentials from folders beside its file.
+	for _, sub := range []string{"x509", "x509ca", "x509ocsp", "x509aa", "x509ac", "x509crl", "pubkey", "private", "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12"} {
+		os.Mkdir(filepath.Join(dir, sub), 0o700)
+	}
+	conf := filepath.Join(dir, "swanctl.conf")
+	out, err := exec.Command(bin, "render", "-f", policy, "--ipsec-backend", "kernel", "--show-secrets").Output()
+	if err != nil {
+		b.Fatalf("render: %v", err)
+	}
+	if err := os.WriteFile(conf, out, 0o600); err != nil {
+		b.Fatal(err)
+	}
+
+	b.StopTimer()
+	swCold, _ := timed(b, h.Swanctl(ctx, "--load-all", "--file", conf))
+	swReload, _ := timed(b, h.Swanctl(ctx, "--load-all", "--file", conf))
+
+	// A fresh charon for swanmgr, as for swanctl's cold load.
+	if err := h.RestartCharon(ctx); err != nil {
+		b.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	apply := func(file string) *exec.Cmd {
+		return exec.CommandContext(ctx, bin, "apply", "--socket", h.Socket, "--state-dir", state, "--ipsec-backend", "kernel", "-f", file)
+	}
+	b.StartTimer()
+	smCold, rssCold := timed(b, apply(policy))
+	b.StopTimer()
+	smSame, rssSame := timed(b, apply(policy))
+	smOne, rssOne := timed(b, apply(changed))
+
+	rss := max(rssCold, rssSame, rssOne)
+	b.ReportMetric(swCold.Seconds(), "swanctl-cold-s")
+	b.ReportMetric(smCold.Seconds(), "swanmgr-cold-s")
+	b.ReportMetric(smCold.Seconds()/swCold.Seconds(), "cold-ratio")
+	b.ReportMetric(swReload.Seconds(), "swanctl-reload-s")
+	b.ReportMetric(smSame.Seconds(), "swanmgr-unchanged-s")
+	b.ReportMetric(smSame.Seconds()/swReload.Seconds(), "unchanged-ratio")
+	b.ReportMetric(smOne.Seconds(), "swanmgr-one-rule-s")
+	b.ReportMetric(smOne.Seconds()/swReload.Seconds(), "one-rule-ratio")
+	b.ReportMetric(float64(rss)/(1<<20), "swanmgr-peak-MB")
+	b.Logf("%d rules: swanctl cold %.2fs, reload %.2fs; swanmgr cold %.2fs (%.2fx), unchanged %.3fs (%.3fx), one rule %.3fs (%.3fx); peak RSS %.1f MB",
+		n, swCold.Seconds(), swReload.Seconds(), smCold.Seconds(), smCold.Seconds()/swCold.Seconds(),
+		smSame.Seconds(), smSame.Seconds()/swReload.Seconds(), smOne.Seconds(), smOne.Seconds()/swReload.Seconds(), float64(rss)/(1<<20))
+}
