@@ -97,6 +97,39 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result, in Inputs) (
 	if err != nil {
 		return nil, err
 	}
+	return e.applyLocked(ctx, rec, desired, in)
+}
+
+// Assign is Apply with a shortcut: when the policy file, everything it
+// read and the program are unchanged since the last apply, and charon
+// still has every connection and secret of it, nothing is parsed or sent
+// and the record comes back instead of a report. Otherwise prepare reads,
+// validates and renders the policy, and Apply goes ahead, all under one
+// hold of the lock.
+func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare func() (*render.Result, Inputs, error)) (*Report, *Record, error) {
+	unlock, err := e.Store.Lock(ctx, e.Socket)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil {
+		return nil, nil, err
+	}
+	if same, err := e.upToDate(ctx, rec, in, backend); err != nil {
+		return nil, nil, err
+	} else if same {
+		return nil, rec, nil
+	}
+	desired, in, err := prepare()
+	if err != nil {
+		return nil, nil, err
+	}
+	rep, err := e.applyLocked(ctx, rec, desired, in)
+	return rep, nil, err
+}
+
+func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.Result, in Inputs) (*Report, error) {
 	p, err := Compute(ctx, e.Daemon, e.Socket, rec, desired)
 	if err != nil {
 		return nil, err
@@ -206,9 +239,18 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result, in Inputs) (
 
 	newRec := &Record{Socket: e.Socket, Source: desired.Source, Policy: desired.Policy, Backend: string(desired.Backend),
 		AppliedAt: e.now().UTC(), Keys: keyIDs, Inputs: recordInputs(key, in, string(desired.Backend)), Warnings: in.Warnings}
-	for _, c := range desired.Conns {
-		newRec.Conns = append(newRec.Conns, RecordConn{Name: c.Name, Hash: c.Hash(), IKEHash: c.IKEHash(),
-			ChildHashes: c.ChildHashes(), Origin: c.Origin, Children: c.Children, Body: c.Body})
+	for _, cp := range p.Conns {
+		if cp.New == nil {
+			continue
+		}
+		c := cp.New
+		rc := RecordConn{Name: c.Name, Hash: cp.Hash, Origin: c.Origin, Children: c.Children, Body: c.Body}
+		if cp.Change == Unchanged && cp.Old != nil {
+			rc.IKEHash, rc.ChildHashes = cp.Old.IKEHash, cp.Old.ChildHashes
+		} else {
+			rc.IKEHash, rc.ChildHashes = c.IKEHash(), c.ChildHashes()
+		}
+		newRec.Conns = append(newRec.Conns, rc)
 	}
 	for _, s := range desired.Secrets {
 		newRec.Secrets = append(newRec.Secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: fingerprint(key, s)})

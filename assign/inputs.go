@@ -125,41 +125,34 @@ func inputsUnchanged(key []byte, rec *Record, in Inputs, backend string) bool {
 	return true
 }
 
-// UpToDate reports whether charon already has the assignment that in
+// upToDate reports whether charon already has the assignment that in
 // would make: the policy file, everything it read and the program are
-// unchanged since the last apply, and charon still has every connection
-// and secret of it (asked with get-conns and get-shared). Then apply need
-// not even parse the policy. The record comes back for the summary.
-func (e *Engine) UpToDate(ctx context.Context, in Inputs, backend string) (bool, *Record, error) {
-	unlock, err := e.Store.Lock(ctx, e.Socket)
-	if err != nil {
-		return false, nil, err
-	}
-	defer unlock()
+// unchanged since the last apply (rec), and charon still has every
+// connection and secret of it (asked with get-conns and get-shared).
+func (e *Engine) upToDate(ctx context.Context, rec *Record, in Inputs, backend string) (bool, error) {
 	key := e.Store.existingFingerprintKey()
-	rec, err := e.Store.Load(e.Socket)
-	if err != nil || key == nil || !inputsUnchanged(key, rec, in, backend) {
-		return false, rec, err
+	if key == nil || !inputsUnchanged(key, rec, in, backend) {
+		return false, nil
 	}
 	live, err := e.Daemon.Conns(ctx)
 	if err != nil {
-		return false, rec, err
+		return false, err
 	}
 	liveSet := set(live)
 	for _, c := range rec.Conns {
 		if !liveSet[c.Name] {
-			return false, rec, nil
+			return false, nil
 		}
 	}
 	shared, err := e.Daemon.SharedIDs(ctx)
 	if err != nil {
-		return false, rec, err
+		return false, err
 	}
 	sharedSet := set(shared)
 	for _, s := range rec.Secrets {
 		if !sharedSet[s.Name] {
-			return false, rec, nil
+			return false, nil
 		}
 	}
-	return true, rec, nil
+	return true, nil
 }

@@ -26,6 +26,7 @@ type ConnPlan struct {
 	Change Change
 	Origin render.Origin
 	New    *render.Conn // nil when removed
+	Hash   string       // New's hash
 	Old    *RecordConn  // nil when added
 	// Restore: the daemon lacks a connection the record lists (charon
 	// restarted or someone unloaded it), so it is loaded again.
@@ -111,7 +112,8 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 			c := &desired.Conns[i]
 			want[c.Name] = true
 			old := rec.Conn(c.Name)
-			cp := ConnPlan{Name: c.Name, Origin: c.Origin, New: c, Old: old}
+			hash := c.Hash()
+			cp := ConnPlan{Name: c.Name, Origin: c.Origin, New: c, Old: old, Hash: hash}
 			switch {
 			case old == nil && liveSet[c.Name]:
 				conflicts = append(conflicts, c.Name)
@@ -120,10 +122,10 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 				cp.Change = Added
 			case !liveSet[c.Name]:
 				cp.Change, cp.Restore = Changed, true
-				if old.Hash == c.Hash() {
+				if old.Hash == hash {
 					cp.Change = Added
 				}
-			case old.Hash == c.Hash():
+			case old.Hash == hash:
 				cp.Change = Unchanged
 			default:
 				cp.Change = Changed
@@ -149,6 +151,12 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 		return nil, &ConflictError{Names: conflicts}
 	}
 	if rec != nil {
+		keepSecret := map[string]bool{}
+		if desired != nil {
+			for _, ds := range desired.Secrets {
+				keepSecret[ds.Name] = true
+			}
+		}
 		for i := range rec.Conns {
 			old := &rec.Conns[i]
 			if want[old.Name] {
@@ -161,13 +169,7 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 			p.Conns = append(p.Conns, cp)
 		}
 		for _, s := range rec.Secrets {
-			keep := false
-			if desired != nil {
-				for _, ds := range desired.Secrets {
-					keep = keep || ds.Name == s.Name
-				}
-			}
-			if !keep && sharedSet[s.Name] {
+			if !keepSecret[s.Name] && sharedSet[s.Name] {
 				p.Stale = append(p.Stale, s.Name)
 			}
 		}

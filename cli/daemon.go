@@ -117,26 +117,27 @@ func applyCommand() *ucli.Command {
 			}
 			defer s.Close()
 			in := assign.Inputs{PolicyFile: path, Policy: data, Insecure: c.Bool(insecureFlag.Name)}
-			if same, rec, err := s.engine.UpToDate(ctx, in, string(backend)); err != nil {
+			var l *loaded
+			rep, same, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
+				var err error
+				if l, err = loadPolicyData(c, backend, path, data); err != nil {
+					return nil, in, err
+				}
+				in.Read = l.assigned.Inputs
+				for _, w := range l.warnings {
+					in.Warnings = append(in.Warnings, w.Error())
+				}
+				return l.result, in, nil
+			})
+			if err != nil {
 				return err
-			} else if same {
-				for _, w := range rec.Warnings {
+			}
+			if same != nil {
+				for _, w := range same.Warnings {
 					fmt.Fprintln(c.App.ErrWriter, w)
 				}
-				printUnchanged(c.App.Writer, rec, s.socket)
+				printUnchanged(c.App.Writer, same, s.socket)
 				return nil
-			}
-			l, err := loadPolicyData(c, backend, path, data)
-			if err != nil {
-				return err
-			}
-			in.Read = l.assigned.Inputs
-			for _, w := range l.warnings {
-				in.Warnings = append(in.Warnings, w.Error())
-			}
-			rep, err := s.engine.Apply(ctx, l.result, in)
-			if err != nil {
-				return err
 			}
 			w := c.App.Writer
 			fmt.Fprintf(w, "policy %q from %s assigned to charon at %s (%s backend)\n", l.result.Policy, l.result.Source, s.socket, l.result.Backend)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 
 	"github.com/swanmgr/swanmgr/model"
 )
@@ -170,24 +171,39 @@ func (s *Section) Get(key string) *Item {
 }
 
 func (s *Section) hash(w io.Writer) {
+	// Length-prefixed fields: unambiguous and cheap (no fmt).
+	var buf []byte
+	put := func(tag byte, v string) {
+		buf = append(buf, tag)
+		buf = strconv.AppendInt(buf, int64(len(v)), 10)
+		buf = append(buf, ':')
+		buf = append(buf, v...)
+	}
 	for _, it := range s.Items {
+		buf = buf[:0]
+		put('k', it.Key)
 		switch {
 		case it.Sec != nil:
-			fmt.Fprintf(w, "%q{\n", it.Key)
+			buf = append(buf, '{')
+			w.Write(buf)
 			it.Sec.hash(w)
-			fmt.Fprintf(w, "}\n")
+			w.Write([]byte{'}'})
+			continue
 		case len(it.Files) > 0:
-			fmt.Fprintf(w, "%q=files[", it.Key)
 			for _, f := range it.Files {
 				sum := sha256.Sum256(f.Data)
-				fmt.Fprintf(w, "%x,", sum)
+				put('f', string(sum[:]))
 			}
-			fmt.Fprintf(w, "]\n")
 		case it.IsList:
-			fmt.Fprintf(w, "%q=%q\n", it.Key, it.List)
+			buf = append(buf, '[')
+			for _, v := range it.List {
+				put('l', v)
+			}
+			buf = append(buf, ']')
 		default:
-			fmt.Fprintf(w, "%q=%q\n", it.Key, it.Value)
+			put('v', it.Value)
 		}
+		w.Write(buf)
 	}
 }
 
