@@ -88,16 +88,26 @@ func (e *Engine) Plan(ctx context.Context, desired *render.Result) (*Plan, error
 // desired's connections and secrets among those swanmgr owns, and the
 // record says so. On error nothing changed (see RejectedError).
 func (e *Engine) Apply(ctx context.Context, desired *render.Result, in Inputs) (*Report, error) {
-	unlock, err := e.Store.Lock(ctx, e.Socket)
+	unlock, rec, err := e.lockAndLoad(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	return e.applyLocked(ctx, rec, desired, in)
+}
+
+// lockAndLoad takes the socket's lock and reads the record under it.
+func (e *Engine) lockAndLoad(ctx context.Context) (func(), *Record, error) {
+	unlock, err := e.Store.Lock(ctx, e.Socket)
+	if err != nil {
+		return nil, nil, err
+	}
 	rec, err := e.Store.Load(e.Socket)
 	if err != nil {
-		return nil, err
+		unlock()
+		return nil, nil, err
 	}
-	return e.applyLocked(ctx, rec, desired, in)
+	return unlock, rec, nil
 }
 
 // Assign is Apply with a shortcut: when the policy file, everything it
@@ -107,15 +117,11 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result, in Inputs) (
 // validates and renders the policy, and Apply goes ahead, all under one
 // hold of the lock.
 func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare func() (*render.Result, Inputs, error)) (*Report, *Record, error) {
-	unlock, err := e.Store.Lock(ctx, e.Socket)
+	unlock, rec, err := e.lockAndLoad(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer unlock()
-	rec, err := e.Store.Load(e.Socket)
-	if err != nil {
-		return nil, nil, err
-	}
 	if same, err := e.upToDate(ctx, rec, in, backend); err != nil {
 		return nil, nil, err
 	} else if same {
@@ -409,15 +415,11 @@ func (e *Engine) rollback(ctx context.Context, rec *Record, done []ConnPlan, sec
 // Unassign unloads everything swanmgr loaded into this daemon (and
 // terminates its SAs), and nothing else.
 func (e *Engine) Unassign(ctx context.Context) (*Report, error) {
-	unlock, err := e.Store.Lock(ctx, e.Socket)
+	unlock, rec, err := e.lockAndLoad(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	rec, err := e.Store.Load(e.Socket)
-	if err != nil {
-		return nil, err
-	}
 	p, err := Compute(ctx, e.Daemon, e.Socket, rec, nil)
 	if err != nil {
 		return nil, err

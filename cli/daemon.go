@@ -345,18 +345,7 @@ func initiateCommand() *ucli.Command {
 			&ucli.DurationFlag{Name: "negotiation-timeout", Value: 30 * time.Second, Usage: "how long charon may try each SA"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "do not show charon's log"},
 		),
-		Action: func(c *ucli.Context) error {
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			s, err := openSession(ctx, c)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			conns, _, err := assignedConns(s, c.String("rule"))
-			if err != nil {
-				return err
-			}
+		Action: withRules(func(c *ucli.Context, ctx context.Context, s *session, conns []assign.RecordConn) error {
 			live, err := s.client.ListSAs(ctx, vici.SAFilter{})
 			if err != nil {
 				return err
@@ -417,7 +406,7 @@ func initiateCommand() *ucli.Command {
 				return &exitError{code: ExitFailure, err: fmt.Errorf("%d of the SAs could not be established", len(failed))}
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -509,18 +498,7 @@ func terminateCommand() *ucli.Command {
 		Name:  "terminate",
 		Usage: "close the SAs of a rule (all rules without --rule); trap rules come back on the next matching packet",
 		Flags: daemonFlags(&ucli.StringFlag{Name: "rule", Usage: "the rule to stop"}),
-		Action: func(c *ucli.Context) error {
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			s, err := openSession(ctx, c)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			conns, _, err := assignedConns(s, c.String("rule"))
-			if err != nil {
-				return err
-			}
+		Action: withRules(func(c *ucli.Context, ctx context.Context, s *session, conns []assign.RecordConn) error {
 			live, err := s.engine.Daemon.LiveSAs(ctx)
 			if err != nil {
 				return err
@@ -545,6 +523,25 @@ func terminateCommand() *ucli.Command {
 				fmt.Fprintln(c.App.Writer, "no SAs to close")
 			}
 			return errors.Join(errs...)
-		},
+		}),
+	}
+}
+
+// withRules runs fn with a session to charon and the recorded connections
+// of the --rule flag's rule (all rules when it is empty).
+func withRules(fn func(c *ucli.Context, ctx context.Context, s *session, conns []assign.RecordConn) error) ucli.ActionFunc {
+	return func(c *ucli.Context) error {
+		ctx, cancel := withTimeout(c)
+		defer cancel()
+		s, err := openSession(ctx, c)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		conns, _, err := assignedConns(s, c.String("rule"))
+		if err != nil {
+			return err
+		}
+		return fn(c, ctx, s, conns)
 	}
 }
