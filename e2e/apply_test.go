@@ -186,6 +186,11 @@ func TestMinimalChangeAndOwnership(t *testing.T) {
 		b, _ := os.ReadFile(l.example("alice-bob-eve/" + h + ".toml"))
 		l.writeFile("alice-bob-eve/"+h+"-515.toml", strings.ReplaceAll(string(b), "destination_port = 514", "destination_port = 515"), 0o644)
 	}
+	// plan names the SA the change would tear down, and changes nothing.
+	r = l.swanmgr("alice", "plan", "--exit-code", "-f", l.example("alice-bob-eve/alice-515.toml"))
+	if r.code != 3 || !strings.Contains(r.stdout, "~ Syslog with Eve") || !strings.Contains(r.stdout, "tears down IKE_SA sm-syslog-with-eve") || !strings.Contains(r.stdout, "= Abczz with Bob") {
+		t.Fatalf("plan of a one-rule change: %s", r)
+	}
 	_, off = l.logSince("alice", 0)
 	r = l.mustApply("alice", l.example("alice-bob-eve/alice-515.toml"))
 	if !strings.Contains(r.stdout, "(1 load-conn") || !strings.Contains(r.stdout, "0 added, 1 changed, 0 removed, 1 unchanged") {
@@ -312,5 +317,19 @@ func TestConcurrentApplies(t *testing.T) {
 	}
 	if later == 0 && !strings.Contains(results[0].stdout, "- Syslog with Eve") {
 		t.Fatalf("the later apply did not see the earlier one's result (interleaved?): %s", results[0])
+	}
+}
+
+// A peer that does not answer: initiate says so, naming the peer.
+func TestPeerNotResponding(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "eve")
+	if err := l.Host("eve").StopCharon(); err != nil {
+		t.Fatal(err)
+	}
+	l.mustApply("alice", l.example("alice-bob-eve/alice.toml"))
+	r := l.swanmgr("alice", "initiate", "--rule", "Syslog with Eve", "--quiet")
+	if r.code != 1 || !strings.Contains(r.stderr, `rule "Syslog with Eve"`) || !strings.Contains(r.stderr, "no answer from 172.20.0.5") {
+		t.Fatalf("initiate towards a silent peer: %s", r)
 	}
 }
