@@ -5,11 +5,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 
 	"github.com/swanmgr/swanmgr/model"
 )
@@ -31,18 +32,26 @@ var (
 )
 
 // programFingerprint identifies the running swanmgr binary: a different
-// program may render differently, so it invalidates the shortcut.
+// program may render differently, so it invalidates the shortcut. The
+// executable's path, inode, size and modification time identify it
+// without reading it (a rebuilt or replaced binary changes them).
 func programFingerprint() string {
 	programOnce.Do(func() {
-		f, err := os.Open("/proc/self/exe")
+		exe, err := os.Executable()
 		if err != nil {
 			return
 		}
-		defer f.Close()
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err == nil {
-			programID = hex.EncodeToString(h.Sum(nil))
+		st, err := os.Stat(exe)
+		if err != nil {
+			return
 		}
+		var ino uint64
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			ino = sys.Ino
+		}
+		h := sha256.New()
+		fmt.Fprintf(h, "%s\x00%d\x00%d\x00%d", exe, ino, st.Size(), st.ModTime().UnixNano())
+		programID = hex.EncodeToString(h.Sum(nil))
 	})
 	return programID
 }
