@@ -387,7 +387,7 @@ func initiateCommand() *ucli.Command {
 						continue
 					}
 					if err != nil {
-						fail(conn, ch.Name, explain(err))
+						fail(conn, ch.Name, explain(err)+ourProposals(err, conn, ch.Name))
 						continue
 					}
 					after, err := s.client.ListSAs(ctx, vici.SAFilter{IKE: conn.Name})
@@ -478,6 +478,30 @@ func narrowed(conn assign.RecordConn, child string, sa vici.IKESA, ch vici.Child
 		return fmt.Sprintf("the peer's filters do not mirror yours: check for reversed addresses or ports (the SA came up narrowed to remote %s; it does not carry this filter's traffic)", d)
 	}
 	return ""
+}
+
+// ourProposals adds, to a "no common security method" failure, what this
+// side proposed. The peer's proposals never reach the initiator (it only
+// gets NO_PROPOSAL_CHOSEN); the peer's log has them.
+func ourProposals(err error, conn assign.RecordConn, child string) string {
+	var ne *vici.NegotiationError
+	if !errors.As(err, &ne) || ne.Reason != vici.ReasonNoProposal || conn.Body == nil {
+		return ""
+	}
+	var parts []string
+	if it := conn.Body.Get("proposals"); it != nil {
+		parts = append(parts, "IKE "+strings.Join(it.List, ", "))
+	}
+	if cs := conn.Body.Get("children"); cs != nil && cs.Sec != nil {
+		if c := cs.Sec.Get(child); c != nil && c.Sec != nil {
+			for _, k := range []string{"esp_proposals", "ah_proposals"} {
+				if it := c.Sec.Get(k); it != nil {
+					parts = append(parts, strings.ToUpper(strings.TrimSuffix(k, "_proposals"))+" "+strings.Join(it.List, ", "))
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("; you proposed %s; the peer's own proposals are only in its log (\"received proposals\" / \"configured proposals\")", strings.Join(parts, "; "))
 }
 
 // explain words an initiate failure for an operator.

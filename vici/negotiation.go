@@ -13,6 +13,9 @@ const (
 	// ReasonTSMismatch: the peer refused our traffic selectors; its filters
 	// do not mirror ours (reversed addresses or ports, other protocol).
 	ReasonTSMismatch Reason = "ts-mismatch"
+	// ReasonUntrustedCA: the peer's certificate is signed by a CA we do not
+	// trust (charon found no issuer certificate for it).
+	ReasonUntrustedCA Reason = "untrusted-ca"
 	// ReasonAuthFailed: preshared keys or certificates differ.
 	ReasonAuthFailed Reason = "auth-failed"
 	// ReasonNoProposal: the two sides have no proposal in common.
@@ -46,6 +49,8 @@ func (e *NegotiationError) Explain() string {
 	switch e.Reason {
 	case ReasonTSMismatch:
 		return "the peer's filters do not mirror yours: check for reversed addresses or ports"
+	case ReasonUntrustedCA:
+		return "the peer's certificate is not signed by a CA you trust"
 	case ReasonAuthFailed:
 		return "authentication failed: preshared keys or certificates differ"
 	case ReasonNoProposal:
@@ -72,6 +77,10 @@ var reasonRules = []struct {
 	// "no acceptable traffic selectors found" (responder),
 	// "traffic selectors 10.0.0.0/24 === 10.1.0.0/24 unacceptable"
 	{ReasonTSMismatch, regexp.MustCompile(`TS_UNACCEPTABLE|no acceptable traffic selectors|traffic selectors .* unacceptable`)},
+	// "no issuer certificate found for "O=lab, CN=bob"" (the CA that
+	// signed the peer's certificate is not one we trust); it comes before
+	// the generic "no trusted ECDSA public key found for 'x'".
+	{ReasonUntrustedCA, regexp.MustCompile(`no issuer certificate found for`)},
 	// "received AUTHENTICATION_FAILED notify error",
 	// "tried 1 shared key for 'a' - 'b', but MAC mismatched",
 	// "no shared key found for 'a' - 'b'",
