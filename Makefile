@@ -6,12 +6,15 @@ GO ?= go
 E2E ?= 1
 FUZZTIME ?= 15s
 
-.PHONY: all build deps demo test unit fuzz vet clean lab-down
+.PHONY: all build deps deps-test demo test unit fuzz vet clean lab-down
 
 all: build
 
 deps:
 	@sh scripts/install-deps.sh
+
+deps-test:
+	@sh scripts/install-deps.sh test
 
 build:
 	$(GO) build -o bin/swanmgr ./cmd/swanmgr
@@ -22,9 +25,11 @@ demo: deps build
 
 # Everything CI runs: vet, unit and golden tests, e2e against real charon
 # daemons in network namespaces, and a short fuzz of the policy loader.
-test: deps
+test: deps-test
 	test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	# The docker-compose lab cannot run here (no Docker engine): validate the file.
+	docker-compose -f docker-compose.yml config -q
 	SWANMGR_E2E=$(E2E) $(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./model
 

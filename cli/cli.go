@@ -103,6 +103,10 @@ func commands() []*ucli.Command {
 		initiateCommand(),
 		terminateCommand(),
 		labCommand(),
+		statusCommand(),
+		metricsCommand(),
+		mirrorCommand(),
+		checkCommand(),
 	}
 }
 

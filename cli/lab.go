@@ -37,17 +37,21 @@ func labCommand() *ucli.Command {
 					&ucli.StringSliceFlag{Name: "host", Usage: "hosts to create (repeat); default alice, bob, eve"},
 					&ucli.StringFlag{Name: "prefix", Value: lab.DefaultPrefix, Usage: "namespace name prefix"},
 					&ucli.BoolFlag{Name: "verbose", Usage: "log charon's configuration handling in detail (cfg level 2)"},
+					&ucli.StringFlag{Name: "topology", Value: string(lab.TopologyFlat), Usage: "flat (every host on one segment) or nat (the first host, alice 192.168.98.231, behind a router namespace that masquerades it as 172.16.0.1)"},
 				},
 				Action: func(c *ucli.Context) error {
 					if err := lab.Check(lab.Backend(c.String("backend"))); err != nil {
 						return err
 					}
 					l, err := lab.Up(c.Context, lab.Options{Dir: c.String("dir"), Backend: lab.Backend(c.String("backend")),
-						Prefix: c.String("prefix"), Hosts: c.StringSlice("host"), Verbose: c.Bool("verbose")})
+						Prefix: c.String("prefix"), Hosts: c.StringSlice("host"), Verbose: c.Bool("verbose"), Topology: lab.Topology(c.String("topology"))})
 					if err != nil {
 						return err
 					}
 					printLab(c, l.Status())
+					if r := l.Router; r != nil {
+						fmt.Fprintf(c.App.Writer, "\n%s sits behind the router %s (%s inside, %s outside), which masquerades it:\nother hosts see it as %s.\n", l.Hosts[0].Name, r.Netns, r.Inside, r.Outside, r.Outside)
+					}
 					fmt.Fprintf(c.App.Writer, "\nApply a policy:  swanmgr apply --socket %s --ipsec-backend %s -f examples/alice-bob/alice.toml\n", l.Hosts[0].Socket, rendererBackend(l.Backend))
 					fmt.Fprintf(c.App.Writer, "Take it down:    swanmgr lab down --dir %s\n", l.Dir)
 					return nil
@@ -104,6 +108,20 @@ func labCommand() *ucli.Command {
 				},
 				Action: labSend,
 			},
+			{
+				Name:  "certs",
+				Usage: "issue a throwaway lab CA and a certificate and key per host (ECDSA P-256, the host's address and name as subjectAltName)",
+				Description: "Writes ca.pem, <host>.pem and <host>.key (mode 0600) into --out. With a lab up in --dir,\n" +
+					"its hosts and addresses are used; otherwise alice, bob and eve at their lab addresses.\n" +
+					"The CA's private key is not kept. Lab-only credentials: never use them elsewhere.",
+				Flags: []ucli.Flag{labDirFlag,
+					&ucli.StringFlag{Name: "out", Required: true, Usage: "folder to write the certificates and keys into"},
+					&ucli.StringFlag{Name: "ca-name", Value: "swanmgr lab CA", Usage: "the CA's common name"},
+					&ucli.DurationFlag{Name: "validity", Value: 10 * 365 * 24 * time.Hour, Usage: "how long the certificates are valid"},
+				},
+				Action: labCerts,
+			},
+			labHostCommand(),
 		},
 	}
 }
@@ -191,4 +209,22 @@ func hostNames(l *lab.Lab) string {
 		ns = append(ns, h.Name)
 	}
 	return strings.Join(ns, ", ")
+}
+
+func labCerts(c *ucli.Context) error {
+	hosts := lab.DefaultCertHosts()
+	if l, err := lab.Open(c.String("dir")); err == nil {
+		hosts = l.CertHosts()
+	} else if !errors.Is(err, lab.ErrNotUp) {
+		return err
+	}
+	got, err := lab.IssueCerts(c.String("out"), lab.CertOptions{CAName: c.String("ca-name"), Hosts: hosts, Validity: c.Duration("validity")})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "lab CA %q: %s\n", c.String("ca-name"), got.CA)
+	for _, h := range hosts {
+		fmt.Fprintf(c.App.Writer, "%s (%s): %s, key %s\n", h.Name, h.Addr, got.Certs[h.Name], got.Keys[h.Name])
+	}
+	return nil
 }

@@ -19,6 +19,18 @@
 // in the lab folder (reachable from any namespace), and Listen/Dial open
 // their sockets on a thread that has switched into the host's namespace.
 //
+// # Topologies and certificates
+//
+// [TopologyNAT] (Options.Topology, `swanmgr lab up --topology nat`) puts
+// the first host on a private segment (alice 192.168.98.231/24) behind a
+// router namespace that forwards and masquerades it with nftables as
+// 172.16.0.1 on the switch; the other hosts stay on the flat segment and
+// have no route to the private one. docs/nat.md shows what it proves.
+//
+// [IssueCerts] (`swanmgr lab certs --out DIR`) issues a throwaway lab CA
+// and an ECDSA P-256 certificate per host with the host's address and
+// name as subjectAltNames, for certificate authentication in the lab.
+//
 // # The machine this runs on
 //
 // The kernels of the build machines have XFRM but no ESP, so by default

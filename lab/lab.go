@@ -102,7 +102,64 @@ type Options struct {
 	// subsystem at level 1 and ike at 2, which has the lines that tell
 	// failures apart.
 	Verbose bool
+	// Topology: "" or TopologyFlat for one segment; TopologyNAT puts the
+	// first host behind a masquerading router (see TopologyNAT).
+	Topology Topology
 }
+
+// Topology is how the lab's hosts are connected.
+type Topology string
+
+const (
+	// TopologyFlat: every host on one segment (172.16.0.0/12) through the
+	// switch namespace. The default.
+	TopologyFlat Topology = "flat"
+	// TopologyNAT: the first host (alice: 192.168.98.231/24) sits on a
+	// private segment of its own behind a router namespace
+	// (<prefix>-router: 192.168.98.1 inside, 172.16.0.1/12 outside, on the
+	// switch) that forwards and masquerades it with nftables; every other
+	// host is on the outside segment at its usual address. Outside hosts
+	// see the first host's traffic coming from 172.16.0.1 and have no route
+	// to 192.168.98.0/24.
+	TopologyNAT Topology = "nat"
+)
+
+// NAT topology addresses.
+var (
+	natInside       = netip.MustParsePrefix("192.168.98.0/24")
+	natRouterInside = netip.MustParseAddr("192.168.98.1")
+	natRouterWAN    = netip.MustParseAddr("172.16.0.1")
+	natAliceAddr    = netip.MustParseAddr("192.168.98.231")
+	natOtherAddr    = netip.MustParseAddr("192.168.98.10")
+)
+
+const (
+	routerName = "router"
+	routerWAN  = "wan0" // the router's interface on the switch
+	routerLAN  = "lan0" // the router's interface to the host behind it
+)
+
+// Router is the NAT topology's router namespace.
+type Router struct {
+	Netns string
+	// Inside is its address on the private segment (the NATed host's
+	// gateway), Outside its address on the switch: what outside hosts see
+	// as the NATed host's address.
+	Inside, Outside netip.Addr
+	// Private is the NATed host's segment.
+	Private netip.Prefix
+}
+
+// natRuleset masquerades everything the router sends out of its outside
+// interface: the private host's IKE (UDP 500 → 4500) and everything else
+// leave with the router's address.
+const natRuleset = `table ip swanmgr-nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "` + routerWAN + `" masquerade
+	}
+}
+`
 
 // Lab is a running lab, from Up or Open.
 type Lab struct {
@@ -114,6 +171,10 @@ type Lab struct {
 	// Segment is the one network all hosts are on: 172.16.0.0/12.
 	Segment netip.Prefix
 	Hosts   []*Host
+	// Topology is TopologyFlat or TopologyNAT; Router is set for the
+	// latter, and Hosts[0] is then the host behind it.
+	Topology Topology
+	Router   *Router
 
 	verbose bool     // Options.Verbose, for Up
 	madeDir string   // the topmost folder Up created for Dir, "" if Dir existed
@@ -130,6 +191,9 @@ type state struct {
 	Prefix  string      `json:"prefix"`
 	Switch  string      `json:"switch"`
 	Hosts   []hostState `json:"hosts"`
+	// Topology and Router: "" and nil for a flat lab.
+	Topology Topology `json:"topology,omitempty"`
+	Router   *Router  `json:"router,omitempty"`
 	// What Up created, and so what Down removes.
 	MadeDir    string   `json:"made_dir,omitempty"`
 	Namespaces []string `json:"namespaces"`
@@ -186,6 +250,11 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := Check(l.Backend); err != nil {
 		return nil, err
 	}
+	if l.Router != nil {
+		if _, err := exec.LookPath("nft"); err != nil {
+			return nil, fmt.Errorf("lab: the nat topology needs nft (install nftables): %w", err)
+		}
+	}
 	if err := l.claimDir(); err != nil {
 		return nil, err
 	}
@@ -223,6 +292,15 @@ func newLab(o Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab: prefix %q: want lower-case letters and digits, at most 20", l.Prefix)
 	}
 	l.Switch = l.Prefix + "-" + switchName
+	switch o.Topology {
+	case "", TopologyFlat:
+		l.Topology = TopologyFlat
+	case TopologyNAT:
+		l.Topology = TopologyNAT
+		l.Router = &Router{Netns: l.Prefix + "-" + routerName, Inside: natRouterInside, Outside: natRouterWAN, Private: natInside}
+	default:
+		return nil, fmt.Errorf("lab: unknown topology %q (want %q or %q)", o.Topology, TopologyFlat, TopologyNAT)
+	}
 	names := o.Hosts
 	if names == nil {
 		names = []string{"alice", "bob", "eve"}
@@ -233,8 +311,8 @@ func newLab(o Options) (*Lab, error) {
 	seen := map[string]bool{}
 	next := otherNet
 	for _, n := range names {
-		if !hostRE.MatchString(n) || n == switchName {
-			return nil, fmt.Errorf("lab: host name %q: want lower-case letters and digits, at most 12, not %q", n, switchName)
+		if !hostRE.MatchString(n) || n == switchName || n == routerName {
+			return nil, fmt.Errorf("lab: host name %q: want lower-case letters and digits, at most 12, not %q or %q", n, switchName, routerName)
 		}
 		if seen[n] {
 			return nil, fmt.Errorf("lab: host %q twice", n)
@@ -243,6 +321,13 @@ func newLab(o Options) (*Lab, error) {
 		addr, ok := knownAddrs[n]
 		if !ok {
 			addr, next = next, next.Next()
+		}
+		if l.Router != nil && len(l.Hosts) == 0 {
+			// The first host is the one behind the router.
+			addr = natOtherAddr
+			if n == "alice" {
+				addr = natAliceAddr
+			}
 		}
 		hd := filepath.Join(l.Dir, n)
 		h := &Host{
@@ -324,7 +409,32 @@ func (l *Lab) build(ctx context.Context) error {
 		{"-n", l.Switch, "link", "add", bridgeName, "type", "bridge"},
 		{"-n", l.Switch, "link", "set", bridgeName, "up"},
 	}
-	for _, h := range l.Hosts {
+	if r := l.Router; r != nil {
+		steps = append(steps,
+			[]string{"netns", "add", r.Netns},
+			[]string{"-n", l.Switch, "link", "add", portPrefix + routerName, "type", "veth", "peer", "name", routerWAN, "netns", r.Netns},
+			[]string{"-n", l.Switch, "link", "set", portPrefix + routerName, "master", bridgeName, "up"},
+			[]string{"-n", r.Netns, "link", "set", "lo", "up"},
+			[]string{"-n", r.Netns, "addr", "add", netip.PrefixFrom(r.Outside, l.Segment.Bits()).String(), "dev", routerWAN},
+			[]string{"-n", r.Netns, "link", "set", routerWAN, "up"},
+		)
+	}
+	for i, h := range l.Hosts {
+		if l.Router != nil && i == 0 {
+			r := l.Router
+			steps = append(steps,
+				[]string{"netns", "add", h.Netns},
+				// A cable from the router straight to the host.
+				[]string{"-n", r.Netns, "link", "add", routerLAN, "type", "veth", "peer", "name", h.Iface, "netns", h.Netns},
+				[]string{"-n", r.Netns, "addr", "add", netip.PrefixFrom(r.Inside, r.Private.Bits()).String(), "dev", routerLAN},
+				[]string{"-n", r.Netns, "link", "set", routerLAN, "up"},
+				[]string{"-n", h.Netns, "link", "set", "lo", "up"},
+				[]string{"-n", h.Netns, "addr", "add", netip.PrefixFrom(h.Addr, r.Private.Bits()).String(), "dev", h.Iface},
+				[]string{"-n", h.Netns, "link", "set", h.Iface, "up"},
+				[]string{"-n", h.Netns, "route", "add", "default", "via", r.Inside.String()},
+			)
+			continue
+		}
 		steps = append(steps,
 			[]string{"netns", "add", h.Netns},
 			// Created in the switch namespace with its peer moved straight
@@ -354,6 +464,18 @@ func (l *Lab) build(ctx context.Context) error {
 			}
 		}
 	}
+	if r := l.Router; r != nil {
+		if err := inNetns(r.Netns, func() error {
+			return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
+		}); err != nil {
+			return fmt.Errorf("lab: enable forwarding in %s: %w", r.Netns, err)
+		}
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", r.Netns, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(natRuleset)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("lab: nft in %s: %w: %s", r.Netns, err, strings.TrimSpace(string(out)))
+		}
+	}
 	for _, h := range l.Hosts {
 		if err := os.Mkdir(h.dir(), 0o755); err != nil {
 			return fmt.Errorf("lab: %w", err)
@@ -380,6 +502,9 @@ func (l *Lab) namespaces() []string {
 	var ns []string
 	for _, h := range l.Hosts {
 		ns = append(ns, h.Netns)
+	}
+	if l.Router != nil {
+		ns = append(ns, l.Router.Netns)
 	}
 	return append(ns, l.Switch)
 }
@@ -411,7 +536,11 @@ func Open(dir string) (*Lab, error) {
 	}
 	l := &Lab{
 		Dir: s.Dir, Backend: s.Backend, Prefix: s.Prefix, Switch: s.Switch, Segment: segment,
+		Topology: s.Topology, Router: s.Router,
 		madeDir: s.MadeDir, netns: s.Namespaces, folders: s.Folders,
+	}
+	if l.Topology == "" {
+		l.Topology = TopologyFlat
 	}
 	for _, hs := range s.Hosts {
 		l.Hosts = append(l.Hosts, &Host{
@@ -429,7 +558,10 @@ func (l *Lab) save() error {
 	defer l.mu.Unlock()
 	s := state{
 		Dir: l.Dir, Backend: l.Backend, Prefix: l.Prefix, Switch: l.Switch,
-		MadeDir: l.madeDir, Namespaces: l.netns, Folders: l.folders,
+		MadeDir: l.madeDir, Namespaces: l.netns, Folders: l.folders, Router: l.Router,
+	}
+	if l.Topology != TopologyFlat {
+		s.Topology = l.Topology
 	}
 	for _, h := range l.Hosts {
 		s.Hosts = append(s.Hosts, hostState{

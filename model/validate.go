@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ValidateOptions tune validation.
@@ -18,6 +19,15 @@ type ValidateOptions struct {
 	InsecureSecrets bool
 	// LookupEnv reads secret_env variables; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// Now is the time certificates are checked against; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o ValidateOptions) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
 }
 
 // MinPSKLength is the length under which a preshared key draws a warning.
@@ -47,6 +57,9 @@ type validator struct {
 	okFiles map[string]bool   // passed secretFileOK
 	data    map[string][]byte // read by readFile
 	inputs  []Input
+	// certsChecked: certificate material already checked (ca, certificate,
+	// key, identity), so that rules sharing it draw one message.
+	certsChecked map[string]bool
 }
 
 func (v *validator) errf(path, where, format string, args ...any) {

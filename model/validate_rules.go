@@ -84,7 +84,7 @@ func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actio
 		if ai != nil && li != nil && ai.ok && li.ok {
 			v.ruleShape(path, where, &rr, ep)
 		}
-		rr.Auth = v.auths(path, where, r, rr.Action.Action, assigned)
+		rr.Auth = v.auths(path, where, r, rr.Action.Action, assigned, ep)
 		if assigned && !r.Disabled && len(v.errs) == n && len(rr.Auth) > 0 && rr.Auth[0].Method == PSK {
 			for _, peer := range Peers(rr) {
 				if _, err := netip.ParseAddr(peer); err != nil {
@@ -154,7 +154,7 @@ func otherSide(f ResolvedFilter) Addr {
 	return f.Src
 }
 
-func (v *validator) auths(path, where string, r *Rule, action Action, assigned bool) []ResolvedAuth {
+func (v *validator) auths(path, where string, r *Rule, action Action, assigned bool, ep Endpoint) []ResolvedAuth {
 	if action != Negotiate {
 		if len(r.Authentication) > 0 && action != "" {
 			v.warnf(path+".authentication", where, "authentication is not used by a %s rule (no IKE negotiation happens)", action)
@@ -203,6 +203,9 @@ func (v *validator) auths(path, where string, r *Rule, action Action, assigned b
 					v.errf(apath, awhere, "method = \"certificate\" needs %s", req.key)
 				}
 			}
+			if a.PeerID != "" && !identityRe.MatchString(a.PeerID) {
+				v.errf(apath+".peer_id", awhere, "peer_id %q is not a usable IKE identity (an address, a DNS name, an e-mail address or a distinguished name like \"CN=Bobslap\")", a.PeerID)
+			}
 			if a.CA == "" || a.Certificate == "" || a.PrivateKey == "" {
 				break
 			}
@@ -218,6 +221,7 @@ func (v *validator) auths(path, where string, r *Rule, action Action, assigned b
 						ra.Key = NewSecret(string(b))
 					}
 				}
+				v.checkCertAuth(apath, awhere, ra, ca, cert, key, ep.ID)
 			}
 		case Kerberos:
 			v.errf(apath+".method", awhere, "method = \"kerberos\" is not available: strongSwan has no Kerberos (Windows 2000 default) authentication; use method = \"certificate\" with a CA both computers trust, or \"psk\"")

@@ -1,11 +1,16 @@
 #!/bin/sh
 # Installs what swanmgr's demo and tests need on Debian or Ubuntu, as root:
 # strongSwan's charon and swanctl with the userspace IPsec plugin, iproute2,
-# tcpdump and nftables. Packages already present are left alone. Go itself
+# tcpdump and nftables; with the argument "test" also docker-compose (the
+# tests validate docker-compose.yml with it). Packages already present are
+# left alone. Go itself
 # must be 1.21 or newer (it then fetches the toolchain go.mod asks for).
 set -eu
 
 PACKAGES="strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins strongswan-pki iproute2 tcpdump nftables ca-certificates"
+if [ "${1:-}" = test ]; then
+	PACKAGES="$PACKAGES docker-compose"
+fi
 
 missing=""
 for p in $PACKAGES; do

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Entrypoint of the docker-compose lab's containers (docker-compose.yml), and
+# what TestDockerEntrypointInNamespace runs inside a network-namespace lab
+# host, so CI exercises the very code path the containers run.
+#
+# `swanmgr lab host` writes strongswan.conf exactly as `swanmgr lab up` does
+# for each of its hosts, starts charon, waits for its VICI socket, applies
+# $SWANMGR_POLICY and stays in the foreground until SIGTERM (docker stop).
+# Settings come from the environment (see docker-compose.yml):
+#   SWANMGR_HOST           host name (alice, bob, eve)
+#   SWANMGR_POLICY         policy file to apply
+#   SWANMGR_IPSEC_BACKEND  kernel (needs ESP in the host's kernel) or libipsec
+#                          (userspace ESP; needs /dev/net/tun)
+#   SWANMGR_HOST_DIR       strongswan.conf, charon.vici, charon.log
+#                          (default /var/lib/swanmgr/host)
+set -eu
+: "${SWANMGR_HOST:?set SWANMGR_HOST to the host name}"
+: "${SWANMGR_POLICY:?set SWANMGR_POLICY to the policy file}"
+exec swanmgr lab host "$@"

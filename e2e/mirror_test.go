@@ -1,0 +1,325 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/swanmgr/swanmgr/lab"
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// Bob's file written by `swanmgr mirror` from Alice's works against
+// Alice's: check agrees, every SA comes up, traffic is encrypted both ways.
+func TestMirrorEstablishes(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob")
+	alice := l.example("alice-bob/alice.toml")
+	bob := l.example("alice-bob/bob-mirror.toml")
+	r := run("swanmgr", "mirror", "-f", alice, "--peer", "172.31.67.244", "--name", "Bobslap", "-o", bob)
+	if r.code != 0 {
+		t.Fatalf("mirror: %s", r)
+	}
+	if r := run("swanmgr", "validate", "-f", bob); r.code != 0 {
+		t.Fatalf("validate of the mirror: %s", r)
+	}
+	if r := run("swanmgr", "check", alice, bob); r.code != 0 {
+		t.Fatalf("check of the mirror: %s", r)
+	}
+	l.mustApply("alice", alice)
+	l.mustApply("bob", bob)
+	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
+	l.waitInstalled("bob", "sm-abczz-with-alicepc-1", "sm-abczz-with-alicepc-2", "sm-abczz-with-alicepc-3")
+	if r := l.swanmgr("alice", "initiate", "--rule", "Abczz with Bob"); r.code != 0 {
+		t.Fatalf("initiate against the mirror: %s", r)
+	}
+	l.sendEncrypted("alice", "bob", 6667)
+	l.sendEncrypted("bob", "alice", 6668)
+}
+
+// Alice has rules for Bob and Eve: each mirror holds only its own rule and
+// key, and all three hosts establish their SAs with Alice.
+func TestMirrorAliceBobEve(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob", "eve")
+	alice := l.example("alice-bob-eve/alice.toml")
+	bob, eve := l.example("alice-bob-eve/bob-mirror.toml"), l.example("alice-bob-eve/eve-mirror.toml")
+	for _, m := range [][]string{{"172.31.67.244", "Bobslap", bob}, {"172.20.0.5", "Evepc", eve}} {
+		if r := run("swanmgr", "mirror", "-f", alice, "--peer", m[0], "--name", m[1], "-o", m[2]); r.code != 0 {
+			t.Fatalf("mirror for %s: %s", m[1], r)
+		}
+	}
+	b, _ := os.ReadFile(bob)
+	if strings.Contains(string(b), "Syslog") || strings.Contains(string(b), "alice-eve.psk") {
+		t.Fatalf("Bob's mirror holds Eve's rule:\n%s", b)
+	}
+	if r := run("swanmgr", "check", alice, bob, eve); r.code != 0 {
+		t.Fatalf("check: %s", r)
+	}
+	l.mustApply("alice", alice)
+	l.mustApply("bob", bob)
+	l.mustApply("eve", eve)
+	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-syslog-with-eve-1")
+	l.waitInstalled("eve", "sm-syslog-with-alicepc-1")
+	l.sendEncrypted("alice", "bob", 6667)
+}
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// buildSwanmgr builds the swanmgr binary the containers run.
+func buildSwanmgr(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	dir := t.TempDir()
+	out, err := exec.Command(goBin, "build", "-o", filepath.Join(dir, "swanmgr"), "../cmd/swanmgr").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// The docker-compose lab's entrypoint (docker/entrypoint.sh → `swanmgr
+// lab host`), run as each container runs it but inside a namespace-lab
+// host: it writes strongswan.conf as `lab up` does, starts charon, applies
+// the host's policy, and carries Abczz traffic; SIGTERM (docker stop)
+// stops charon and exits 0.
+func TestDockerEntrypointInNamespace(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob")
+	binDir := buildSwanmgr(t)
+	entry, err := filepath.Abs("../docker/entrypoint.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	type proc struct {
+		cmd    *exec.Cmd
+		out    *lockedBuffer
+		socket string
+		done   chan error
+	}
+	procs := map[string]*proc{}
+	for _, h := range []string{"alice", "bob"} {
+		host := l.Host(h)
+		// The lab's own charon makes way for the container's.
+		if err := host.StopCharon(); err != nil {
+			t.Fatal(err)
+		}
+		// As a container: its own /run (charon's pid file), its own network.
+		cmd := exec.Command("ip", "netns", "exec", host.Netns, "unshare", "--mount", "--propagation", "private",
+			"sh", "-c", `mount -t tmpfs -o mode=0755 swanmgr-lab /run && exec "$0"`, entry)
+		dir := filepath.Join(work, h)
+		cmd.Env = []string{
+			"PATH=" + binDir + ":/usr/sbin:/usr/bin:/sbin:/bin",
+			"SWANMGR_HOST=" + h,
+			"SWANMGR_POLICY=" + l.example("alice-bob/"+h+".toml"),
+			"SWANMGR_IPSEC_BACKEND=libipsec",
+			"SWANMGR_HOST_DIR=" + dir,
+			"SWANMGR_STATE_DIR=" + filepath.Join(work, "state-"+h),
+		}
+		p := &proc{cmd: cmd, out: &lockedBuffer{}, socket: filepath.Join(dir, "charon.vici"), done: make(chan error, 1)}
+		cmd.Stdout, cmd.Stderr = p.out, p.out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.done <- cmd.Wait() }()
+		procs[h] = p
+		t.Cleanup(func() {
+			// By pid: only the process this test started.
+			select {
+			case <-p.done:
+				return
+			default:
+			}
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				<-p.done
+			}
+		})
+	}
+	for h, p := range procs {
+		eventually(t, 30*time.Second, func() (bool, string) {
+			select {
+			case err := <-p.done:
+				p.done <- err
+				return true, ""
+			default:
+			}
+			return strings.Contains(p.out.String(), "assigned; running until SIGTERM"), fmt.Sprintf("%s's entrypoint did not apply its policy:\n%s", h, p.out.String())
+		})
+		select {
+		case err := <-p.done:
+			t.Fatalf("%s's entrypoint exited (%v):\n%s", h, err, p.out.String())
+		default:
+		}
+	}
+	// strongswan.conf is the one `lab up` writes for a host.
+	conf, err := os.ReadFile(filepath.Join(work, "alice", "strongswan.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := lab.FilesIn(filepath.Join(work, "alice"))
+	if string(conf) != lab.HostConf(lab.Libipsec, "alice", files, false) || !strings.Contains(string(conf), "allow_peer_ts = yes") {
+		t.Fatalf("the entrypoint's strongswan.conf differs from the lab's:\n%s", conf)
+	}
+	// The SAs come up between the two "containers".
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := vici.Dial(ctx, procs["alice"].socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eventually(t, 30*time.Second, func() (bool, string) {
+		sas, err := c.ListSAs(ctx, vici.SAFilter{})
+		if err != nil {
+			return false, err.Error()
+		}
+		got := installed(sas)
+		_, ok := got["sm-abczz-with-bob-1"]
+		return ok, fmt.Sprintf("alice's CHILD_SAs: %v", keys(got))
+	})
+	l.sendEncrypted("alice", "bob", 6667)
+
+	// docker stop: SIGTERM, charon stops, exit 0.
+	for h, p := range procs {
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			if err != nil {
+				t.Errorf("%s's entrypoint after SIGTERM: %v\n%s", h, err, p.out.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s's entrypoint ignored SIGTERM:\n%s", h, p.out.String())
+		}
+		if !strings.Contains(p.out.String(), "stopping charon") {
+			t.Errorf("%s: no shutdown message:\n%s", h, p.out.String())
+		}
+	}
+}
+
+// The docker lab's policies: Bob's and Eve's are what `swanmgr mirror`
+// writes from Alice's, and all three agree.
+func TestDockerPolicies(t *testing.T) {
+	// The repository's layout (docker/policies next to examples/), with
+	// key files at mode 0600.
+	root := t.TempDir()
+	copyExamples(t, filepath.Join(root, "examples"))
+	src := filepath.Join(root, "docker", "policies")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"alice.toml", "bob.toml", "eve.toml"} {
+		b, err := os.ReadFile(filepath.Join("..", "docker", "policies", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range []struct{ peer, name, owner, file string }{
+		{"10.67.0.244", "Bobslap", "Bob", "bob.toml"},
+		{"10.67.0.5", "Evepc", "Eve", "eve.toml"},
+	} {
+		out := filepath.Join(src, "new-"+m.file)
+		args := []string{"swanmgr", "mirror", "-f", filepath.Join(src, "alice.toml"), "--peer", m.peer, "--name", m.name,
+			"--rename", "Alice's IPSec=" + m.owner + "'s IPSec", "-o", out}
+		for _, r := range map[string][]string{
+			"bob.toml": {"Abczz with Bob=Abczz with Alice", "Abczz to Bob's PC=Abczz to Alice's PC"},
+			"eve.toml": {"Syslog with Eve=Syslog with Alice", "Syslog to Eve's PC=Syslog from Alice's PC"},
+		}[m.file] {
+			args = append(args, "--rename", r)
+		}
+		if r := run(args...); r.code != 0 {
+			t.Fatalf("mirror: %s", r)
+		}
+		want, _ := os.ReadFile(filepath.Join(src, m.file))
+		got, _ := os.ReadFile(out)
+		if string(want) != string(got) {
+			t.Errorf("docker/policies/%s is not what mirror writes now; regenerate it (docs/docker.md). mirror writes:\n%s", m.file, got)
+		}
+	}
+	r := run("swanmgr", "check", filepath.Join(src, "alice.toml"), filepath.Join(src, "bob.toml"), filepath.Join(src, "eve.toml"))
+	if r.code != 0 {
+		t.Fatalf("check of the docker policies: %s", r)
+	}
+}
+
+// docker-compose.yml gives each service the address its policy's endpoint
+// has and points it at its own policy and the shared entrypoint.
+func TestDockerComposeMatchesPolicies(t *testing.T) {
+	b, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	for _, h := range []string{"alice", "bob", "eve"} {
+		i := strings.Index(text, "\n  "+h+":\n")
+		if i < 0 {
+			t.Fatalf("docker-compose.yml has no service %s", h)
+		}
+		svc := text[i+1:]
+		// Up to the next service or top-level key.
+		first := strings.Index(svc, "\n") + 1
+		if loc := regexp.MustCompile(`(?m)^ {0,2}\S`).FindStringIndex(svc[first:]); loc != nil {
+			svc = svc[:first+loc[0]]
+		}
+		policy := filepath.Join("..", "docker", "policies", h+".toml")
+		p, err := os.ReadFile(policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := regexp.MustCompile(`(?m)^addresses = \["([^"]+)"\]`).FindStringSubmatch(string(p))
+		if addr == nil {
+			t.Fatalf("%s: no endpoint address", policy)
+		}
+		for _, want := range []string{"SWANMGR_HOST: " + h, "SWANMGR_POLICY: /opt/swanmgr/docker/policies/" + h + ".toml", "ipv4_address: " + addr[1]} {
+			if !strings.Contains(svc, want) {
+				t.Errorf("service %s lacks %q:\n%s", h, want, svc)
+			}
+		}
+	}
+	df, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(df), `ENTRYPOINT ["/opt/swanmgr/docker/entrypoint.sh"]`) {
+		t.Error("the Dockerfile's entrypoint is not docker/entrypoint.sh, the script TestDockerEntrypointInNamespace runs")
+	}
+}

@@ -1,0 +1,93 @@
+package status
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// Daemon is what Collect asks charon. *vici.Client satisfies it; every
+// method is a read-only VICI command.
+type Daemon interface {
+	ListSAs(ctx context.Context, f vici.SAFilter) ([]vici.IKESA, error)
+	ListConns(ctx context.Context) ([]vici.ConnInfo, error)
+	Conns(ctx context.Context) ([]string, error)
+	Stats(ctx context.Context) (vici.Stats, error)
+	Counters(ctx context.Context) (map[string]uint64, error)
+	Version(ctx context.Context) (vici.Version, error)
+}
+
+var _ Daemon = (*vici.Client)(nil)
+
+// CollectOptions tune Collect.
+type CollectOptions struct {
+	// Now gives the time of the snapshot; nil is time.Now.
+	Now func() time.Time
+}
+
+// Collect asks charon for everything a view needs and returns it as an
+// Input, with the record that records returns (nil records: none). The
+// record is read while charon answers list-sas. Events are the caller's
+// to add.
+//
+// list-sas is the one answer a view cannot do without: when it fails,
+// Input.DaemonErr is set. The small commands (get-conns, stats, version,
+// get-counters) run on the shared session while list-sas streams on its
+// own. list-conns costs about as much as list-sas on a big configuration,
+// so it is asked only when needed: for the authentication classes of
+// IKE_SAs of connections swanmgr did not load (not in rec); those of its
+// own connections are in the record.
+func Collect(ctx context.Context, d Daemon, records func() (*assign.Record, error), o CollectOptions) Input {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	var in Input
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if records != nil {
+			in.Record, in.RecordErr = records()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		in.Loaded, in.LoadedErr = d.Conns(ctx)
+		if v, err := d.Version(ctx); err == nil {
+			in.Version = &v
+		} else {
+			in.VersionErr = err
+		}
+		if s, err := d.Stats(ctx); err == nil {
+			in.Stats = &s
+		} else {
+			in.StatsErr = err
+		}
+		in.Counters, in.CountersErr = d.Counters(ctx)
+	}()
+	sas, err := d.ListSAs(ctx, vici.SAFilter{})
+	wg.Wait()
+	if err != nil {
+		return Input{Time: now(), Location: time.Local, DaemonErr: err, Record: in.Record, RecordErr: in.RecordErr}
+	}
+	in.SAs = sas
+	mine := map[string]bool{}
+	if in.Record != nil {
+		for _, c := range in.Record.Conns {
+			mine[c.Name] = true
+		}
+	}
+	for _, sa := range sas {
+		if !mine[sa.Name] {
+			in.Conns, in.ConnsErr = d.ListConns(ctx)
+			break
+		}
+	}
+	in.Time = now()
+	in.Location = time.Local
+	return in
+}

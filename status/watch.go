@@ -1,0 +1,243 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// Watchable is a Daemon that also delivers events. *vici.Client has it.
+type Watchable interface {
+	Daemon
+	// Watch delivers charon's events until ctx ends or charon goes away
+	// (then the channel closes).
+	Watch(ctx context.Context, events ...string) (<-chan vici.Event, error)
+	Close() error
+}
+
+var _ Watchable = (*vici.Client)(nil)
+
+// WatchOptions configure Watch.
+type WatchOptions struct {
+	Socket string
+	// Interval between refreshes when nothing happens (IPSecMon's refresh
+	// interval). Events refresh at once.
+	Interval time.Duration
+	// Timeout bounds each refresh (charon's answers).
+	Timeout time.Duration
+	Filter  Filter
+	// Dial connects to charon; called again after it failed.
+	Dial func(ctx context.Context) (Watchable, error)
+	// Record returns swanmgr's record for the socket, read again at each
+	// refresh so an apply during the watch shows (nil: none).
+	Record func() (*assign.Record, error)
+	// Emit shows a view; it runs on Watch's goroutine. An error ends Watch.
+	Emit func(*Status) error
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+	// MaxBackoff caps the wait between reconnection attempts (default 2 s).
+	MaxBackoff time.Duration
+}
+
+// minBackoff is the first wait before dialing charon again: a restart
+// takes about 0.1 s.
+const minBackoff = 50 * time.Millisecond
+
+// Watch shows a view at once, then again at every tick of o.Interval and
+// as soon as charon raises an event that changes SAs (ike-updown,
+// child-updown, ike-rekey, child-rekey), on a session of its own. While
+// charon is unreachable it shows "daemon unavailable" and dials again with
+// a growing backoff; a restarted charon is picked up within the backoff.
+// Between events it only waits: the ticker is its one timer.
+//
+// It returns when ctx ends (nil) or Emit fails. Build errors (an unknown
+// --rule) end it too.
+func Watch(ctx context.Context, o WatchOptions) error {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 2 * time.Second
+	}
+	w := &watcher{o: o, now: now, counts: &EventCounts{Since: now()}}
+	defer func() {
+		if w.client != nil {
+			w.client.Close()
+		}
+	}()
+	return w.run(ctx)
+}
+
+type watcher struct {
+	o      WatchOptions
+	now    func() time.Time
+	counts *EventCounts
+	client Watchable
+	events <-chan vici.Event
+	// subscribed is set once a Watch succeeded: a later one is a reconnect.
+	subscribed bool
+	// down: the last view showed charon unavailable, for lastErr.
+	down    bool
+	lastErr error
+}
+
+func (w *watcher) run(ctx context.Context) error {
+	tick := time.NewTicker(w.o.Interval)
+	defer tick.Stop()
+	backoff := time.Duration(0)
+	var retry <-chan time.Time
+	var retryTimer *time.Timer
+	defer func() {
+		if retryTimer != nil {
+			retryTimer.Stop()
+		}
+	}()
+	for {
+		if w.events == nil && retry == nil {
+			// Connect (or reconnect) and subscribe, then show a view.
+			err := w.connect(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				if !w.down {
+					if err := w.emitDown(err); err != nil {
+						return err
+					}
+				}
+				backoff = min(max(2*backoff, minBackoff), w.o.MaxBackoff)
+				retryTimer = time.NewTimer(backoff)
+				retry = retryTimer.C
+			} else {
+				backoff = 0
+				if err := w.refresh(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-retry:
+			retry, retryTimer = nil, nil
+		case ev, ok := <-w.events:
+			if !ok {
+				// charon went away (stopped, restarted): reconnect right
+				// away; connect fails and the view says so while it is down.
+				w.events = nil
+				if ctx.Err() != nil {
+					return nil
+				}
+				continue
+			}
+			changed := w.counts.Count(ev)
+			// Take whatever else is queued, so a burst gives one refresh.
+			for more := true; more; {
+				select {
+				case ev, ok := <-w.events:
+					if !ok {
+						w.events = nil
+						more = false
+						break
+					}
+					changed = w.counts.Count(ev) || changed
+				default:
+					more = false
+				}
+			}
+			if changed {
+				if err := w.refresh(ctx); err != nil {
+					return err
+				}
+			}
+		case <-tick.C:
+			if w.events == nil {
+				// Unavailable: keep the view's clock going.
+				if err := w.emitDown(w.lastErr); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := w.refresh(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// connect dials charon if needed and subscribes to its events.
+func (w *watcher) connect(ctx context.Context) error {
+	if w.client == nil {
+		dctx, cancel := context.WithTimeout(ctx, w.o.Timeout)
+		c, err := w.o.Dial(dctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		w.client = c
+	}
+	ch, err := w.client.Watch(ctx, WatchedEvents...)
+	if err != nil {
+		if errors.Is(err, vici.ErrClosed) {
+			w.client.Close()
+			w.client = nil
+		}
+		return err
+	}
+	if w.subscribed {
+		w.counts.Reconnects++
+	}
+	w.subscribed = true
+	w.events = ch
+	return nil
+}
+
+func (w *watcher) record() (*assign.Record, error) {
+	if w.o.Record == nil {
+		return nil, nil
+	}
+	return w.o.Record()
+}
+
+func (w *watcher) refresh(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, w.o.Timeout)
+	in := Collect(cctx, w.client, w.record, CollectOptions{Now: w.now})
+	cancel()
+	if ctx.Err() != nil {
+		return nil
+	}
+	in.Socket, in.Events = w.o.Socket, w.counts.Copy()
+	st, err := Build(in, w.o.Filter)
+	if err != nil {
+		return err
+	}
+	w.down, w.lastErr = in.DaemonErr != nil, in.DaemonErr
+	return w.o.Emit(st)
+}
+
+func (w *watcher) emitDown(cause error) error {
+	if cause == nil {
+		cause = errors.New("not connected")
+	}
+	rec, err := w.record()
+	if err != nil {
+		return err
+	}
+	in := Input{Time: w.now(), Socket: w.o.Socket, Record: rec, DaemonErr: cause}
+	st, err := Build(in, w.o.Filter)
+	if err != nil {
+		return err
+	}
+	w.down, w.lastErr = true, cause
+	return w.o.Emit(st)
+}
