@@ -32,9 +32,10 @@ mkdir -p "$POL"
 cp examples/alice-bob/alice.toml examples/alice-bob/bob.toml examples/alice-bob/alice-bob.psk "$POL/"
 chmod 600 "$POL/alice-bob.psk"
 
-say "Validate both ends"
+say "Validate both ends, and check that they agree with each other"
 "$SWANMGR" validate -f "$POL/alice.toml" --ipsec-backend libipsec
 "$SWANMGR" validate -f "$POL/bob.toml" --ipsec-backend libipsec
+"$SWANMGR" check "$POL/alice.toml" "$POL/bob.toml"
 
 say "What Alice's policy becomes in strongSwan (secrets redacted)"
 "$SWANMGR" render -f "$POL/alice.toml" --ipsec-backend libipsec
@@ -50,15 +51,17 @@ say "Alice → Bob's Abczz port 6667, Bob → Alice's port 6668, with tcpdump on
 "$SWANMGR" lab send --dir "$LAB" --from alice --to bob --port 6667 --expect-encrypted "Hello Bob, this is Alice on Abczz"
 "$SWANMGR" lab send --dir "$LAB" --from bob --to alice --port 6668 --expect-encrypted "Hi Alice, Bob here"
 
-say "Security associations: Alice"
-swanctl --list-sas --uri "unix://$LAB/alice/charon.vici"
-say "Security associations: Bob"
-swanctl --list-sas --uri "unix://$LAB/bob/charon.vici"
+say "IP Security Monitor: Alice (swanmgr status)"
+"$SWANMGR" status --socket "$LAB/alice/charon.vici"
+say "IP Security Monitor: Bob"
+"$SWANMGR" status --socket "$LAB/bob/charon.vici"
 
 say "The lab stays up. Look around:"
 cat <<EOF
   swanmgr plan     --socket $LAB/alice/charon.vici --ipsec-backend libipsec -f $POL/alice.toml
   swanmgr initiate --socket $LAB/bob/charon.vici
+  swanmgr status --watch --socket $LAB/alice/charon.vici
+  swanmgr check $POL/alice.toml $POL/bob.toml
   swanctl --list-sas --uri unix://$LAB/bob/charon.vici
   ip netns exec swl-alice ip addr        (hosts: swl-alice, swl-bob)
   tail -f $LAB/alice/charon.log
