@@ -24,18 +24,25 @@ type Report struct {
 	Warnings []string
 }
 
-// RejectedError says charon refused part of a policy; the previous
-// assignment was restored.
+// RejectedError says charon refused part of a policy (or the apply was
+// interrupted); the previous assignment was restored as far as
+// RestoreErrs does not say otherwise.
 type RejectedError struct {
 	What     string // `rule "Abczz with Bob" (connection sm-abczz-with-bob)`
 	Err      error  // charon's answer
 	Restored bool
+	// Interrupted: the apply was cancelled (a signal, --timeout) rather
+	// than refused by charon.
+	Interrupted bool
 	// RestoreErrs lists what could not be put back.
 	RestoreErrs []error
 }
 
 func (e *RejectedError) Error() string {
 	msg := fmt.Sprintf("charon rejected %s: %v", e.What, e.Err)
+	if e.Interrupted {
+		msg = fmt.Sprintf("interrupted while loading %s: %v", e.What, e.Err)
+	}
 	if len(e.RestoreErrs) == 0 {
 		return msg + "; nothing was changed: the previous assignment is still in place"
 	}
@@ -158,38 +165,50 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 
 	for _, c := range desired.Certs {
 		if err := e.Daemon.LoadCert(ctx, "X509", c.Flag, c.Data); err != nil {
-			return nil, &RejectedError{What: "certificate " + c.Path, Err: err}
+			return nil, e.rejected(ctx, "certificate "+c.Path, err)
 		}
 		rep.LoadCert++
 	}
-	var keyIDs []string
+	// Private keys: charon names a key by its public key, so loading a key
+	// it already has (loaded by someone else) returns an id that is not
+	// swanmgr's to unload later.
+	liveKeys, err := e.Daemon.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var keyIDs, addedKeys []string
 	for _, k := range desired.Keys {
 		id, err := e.Daemon.LoadKey(ctx, "any", []byte(k.Data.Reveal()))
 		if err != nil {
-			return nil, &RejectedError{What: "private key " + k.Path, Err: err}
+			return nil, e.rollback(ctx, rec, rollbackSet{keys: addedKeys}, "private key "+k.Path, err)
 		}
 		rep.LoadKey++
-		keyIDs = append(keyIDs, id)
+		switch {
+		case rec.hasKey(id):
+			keyIDs = append(keyIDs, id)
+		case !contains(liveKeys, id):
+			keyIDs = append(keyIDs, id)
+			addedKeys = append(addedKeys, id)
+		}
 	}
 
 	// Secrets charon does not have yet go first: a connection with a start
 	// action initiates as soon as it is loaded and needs its key then. They
 	// can be unloaded again if charon rejects a connection. Secrets charon
 	// has (the same id) are replaced after the connections, so a rejected
-	// policy leaves them as they were.
-	var added []string
+	// connection leaves them as they were.
+	undo := rollbackSet{keys: addedKeys}
 	for _, s := range p.Secrets {
 		if p.LiveSecrets[s.Name] {
 			continue
 		}
 		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
-			return nil, e.rollback(ctx, rec, nil, added, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
+			return nil, e.rollback(ctx, rec, undo, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
 		}
 		rep.LoadShared++
-		added = append(added, s.Name)
+		undo.secrets = append(undo.secrets, s.Name)
 	}
 
-	var done []ConnPlan
 	for _, c := range p.Conns {
 		if c.Change != Added && c.Change != Changed {
 			continue
@@ -199,52 +218,62 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 			err = e.Daemon.LoadConn(ctx, c.Name, msg)
 		}
 		if err != nil {
-			return nil, e.rollback(ctx, rec, done, added, ruleWhat(c), err)
+			return nil, e.rollback(ctx, rec, undo, ruleWhat(c), err)
 		}
 		rep.LoadConn++
-		done = append(done, c)
+		undo.conns = append(undo.conns, c)
 	}
 	for _, s := range p.Secrets {
 		if !p.LiveSecrets[s.Name] {
 			continue
 		}
 		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
-			return nil, e.rollback(ctx, rec, done, added, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
+			return nil, e.rollback(ctx, rec, undo, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
 		}
 		rep.LoadShared++
+		undo.replaced = append(undo.replaced, s.Name)
 	}
 
-	// The new policy is in place: take away what it no longer has.
+	newRec := &Record{Socket: e.Socket, Source: desired.Source, Policy: desired.Policy, Backend: string(desired.Backend),
+		AppliedAt: e.now().UTC(), Keys: keyIDs, Inputs: recordInputs(key, in, string(desired.Backend)), Warnings: in.Warnings,
+		UsesCertificates: len(desired.Certs) > 0}
+
+	// The new policy is in place: take away what it no longer has. What
+	// will not unload stays in the record, so that the next apply or
+	// unassign tries again instead of forgetting it is swanmgr's.
 	for _, c := range p.Conns {
 		if c.Change != Removed || c.Restore {
 			continue
 		}
 		if err := e.Daemon.UnloadConn(ctx, c.Name); err != nil {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading %s: %v", ruleWhat(c), err))
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading %s: %v (kept in swanmgr's record; the next apply tries again)", ruleWhat(c), err))
+			newRec.Conns = append(newRec.Conns, *c.Old)
 			continue
 		}
 		rep.UnloadConn++
 	}
 	for _, id := range p.Stale {
 		if err := e.Daemon.UnloadShared(ctx, id); err != nil {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading secret %s: %v", id, err))
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading secret %s: %v (kept in swanmgr's record; the next apply tries again)", id, err))
+			newRec.Secrets = append(newRec.Secrets, *rec.secret(id))
 			continue
 		}
 		rep.UnloadShared++
 	}
 	if rec != nil {
 		for _, id := range rec.Keys {
-			if !contains(keyIDs, id) {
-				if err := e.Daemon.UnloadKey(ctx, id); err != nil {
-					rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading private key %s: %v", id, err))
-				}
+			if contains(keyIDs, id) {
+				continue
+			}
+			if err := e.Daemon.UnloadKey(ctx, id); err != nil {
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading private key %s: %v (kept in swanmgr's record; the next apply tries again)", id, err))
+				newRec.Keys = append(newRec.Keys, id)
 			}
 		}
 	}
 	e.teardown(ctx, p, before, rep)
 
-	newRec := &Record{Socket: e.Socket, Source: desired.Source, Policy: desired.Policy, Backend: string(desired.Backend),
-		AppliedAt: e.now().UTC(), Keys: keyIDs, Inputs: recordInputs(key, in, string(desired.Backend)), Warnings: in.Warnings}
+	var kept []RecordConn
 	for _, cp := range p.Conns {
 		if cp.New == nil {
 			continue
@@ -256,12 +285,15 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 		} else {
 			rc.IKEHash, rc.ChildHashes = c.IKEHash(), c.ChildHashes()
 		}
-		newRec.Conns = append(newRec.Conns, rc)
+		kept = append(kept, rc)
 	}
+	newRec.Conns = append(kept, newRec.Conns...)
+	var secrets []RecordSecret
 	for _, s := range desired.Secrets {
-		newRec.Secrets = append(newRec.Secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: fingerprint(key, s)})
+		secrets = append(secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: fingerprint(key, s)})
 	}
-	connsChanged := rec == nil
+	newRec.Secrets = append(secrets, newRec.Secrets...)
+	connsChanged := rec == nil || len(newRec.Conns) != len(desired.Conns)
 	for _, c := range p.Conns {
 		connsChanged = connsChanged || c.Change != Unchanged
 	}
@@ -370,22 +402,34 @@ func sameRecord(a, b *Record) bool {
 	return true
 }
 
+// rollbackSet is what an apply has changed so far.
+type rollbackSet struct {
+	conns    []ConnPlan // loaded (added or changed)
+	secrets  []string   // added
+	keys     []string   // added
+	replaced []string   // secrets charon had, now holding their new value
+}
+
+// rollbackTimeout bounds putting things back after a failure.
+const rollbackTimeout = 30 * time.Second
+
+// rejected reports a failure before anything was changed.
+func (e *Engine) rejected(ctx context.Context, what string, cause error) error {
+	return &RejectedError{What: what, Err: cause, Interrupted: ctx.Err() != nil, Restored: true}
+}
+
 // rollback puts back what this apply loaded: changed connections get their
-// recorded settings again, added ones and added secrets are unloaded.
-func (e *Engine) rollback(ctx context.Context, rec *Record, done []ConnPlan, secrets []string, what string, cause error) error {
-	re := &RejectedError{What: what, Err: cause}
+// recorded settings again, added ones and added secrets and keys are
+// unloaded. It runs even when ctx was cancelled (Ctrl-C, --timeout): what
+// was loaded must not be left behind unowned.
+func (e *Engine) rollback(ctx context.Context, rec *Record, u rollbackSet, what string, cause error) error {
+	re := &RejectedError{What: what, Err: cause, Interrupted: ctx.Err() != nil}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
 	var bodiesErr error
 	bodiesLoaded := false
-	defer func() {
-		for _, id := range secrets {
-			if err := e.Daemon.UnloadShared(ctx, id); err != nil {
-				re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("secret %s: %w", id, err))
-			}
-		}
-		re.Restored = len(re.RestoreErrs) == 0
-	}()
-	for i := len(done) - 1; i >= 0; i-- {
-		c := done[i]
+	for i := len(u.conns) - 1; i >= 0; i-- {
+		c := u.conns[i]
 		var err error
 		if c.Change == Changed && c.Old != nil && !c.Restore {
 			if !bodiesLoaded {
@@ -407,6 +451,19 @@ func (e *Engine) rollback(ctx context.Context, rec *Record, done []ConnPlan, sec
 		if err != nil {
 			re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("%s: %w", c.Name, err))
 		}
+	}
+	for _, id := range u.secrets {
+		if err := e.Daemon.UnloadShared(ctx, id); err != nil {
+			re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("secret %s: %w", id, err))
+		}
+	}
+	for _, id := range u.keys {
+		if err := e.Daemon.UnloadKey(ctx, id); err != nil {
+			re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("private key %s: %w", id, err))
+		}
+	}
+	for _, id := range u.replaced {
+		re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("secret %s already holds its new value (charon cannot give the old one back)", id))
 	}
 	re.Restored = len(re.RestoreErrs) == 0
 	return re

@@ -20,16 +20,20 @@ import (
 // fakeDaemon keeps connections and secrets like charon does and records
 // every call.
 type fakeDaemon struct {
-	mu      sync.Mutex
-	conns   map[string]string // name -> message text
-	shared  map[string][]byte
-	calls   []string
-	rejectC map[string]bool // connection names load-conn refuses
-	sas     []LiveSA
+	mu       sync.Mutex
+	conns    map[string]string // name -> message text
+	shared   map[string][]byte
+	keys     map[string]bool
+	calls    []string
+	rejectC  map[string]bool // connection names load-conn refuses
+	refuseUn map[string]bool // connection names unload-conn refuses
+	sas      []LiveSA
+	// onLoadConn runs before each load-conn (e.g. to cancel the apply).
+	onLoadConn func(name string)
 }
 
 func newFake() *fakeDaemon {
-	return &fakeDaemon{conns: map[string]string{}, shared: map[string][]byte{}, rejectC: map[string]bool{}}
+	return &fakeDaemon{conns: map[string]string{}, shared: map[string][]byte{}, keys: map[string]bool{}, rejectC: map[string]bool{}, refuseUn: map[string]bool{}}
 }
 
 func (f *fakeDaemon) call(s string) { f.calls = append(f.calls, s) }
@@ -44,10 +48,16 @@ func (f *fakeDaemon) count(prefix string) int {
 	return n
 }
 
-func (f *fakeDaemon) LoadConn(_ context.Context, name string, m *govici.Message) error {
+func (f *fakeDaemon) LoadConn(ctx context.Context, name string, m *govici.Message) error {
+	if f.onLoadConn != nil {
+		f.onLoadConn(name)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("load-conn " + name)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if f.rejectC[name] {
 		return errors.New("unknown option: bogus, config discarded")
 	}
@@ -59,6 +69,9 @@ func (f *fakeDaemon) UnloadConn(_ context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("unload-conn " + name)
+	if f.refuseUn[name] {
+		return errors.New("unload: busy")
+	}
 	if _, ok := f.conns[name]; !ok {
 		return fmt.Errorf("connection '%s' not found", name)
 	}
@@ -104,10 +117,30 @@ func (f *fakeDaemon) SharedIDs(context.Context) ([]string, error) {
 }
 
 func (f *fakeDaemon) LoadCert(context.Context, string, string, []byte) error { return nil }
-func (f *fakeDaemon) LoadKey(context.Context, string, []byte) (string, error) {
-	return "key", nil
+func (f *fakeDaemon) LoadKey(_ context.Context, _ string, data []byte) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := fmt.Sprintf("%x", len(data)) + string(data[:4])
+	f.call("load-key " + id)
+	f.keys[id] = true
+	return id, nil
 }
-func (f *fakeDaemon) UnloadKey(context.Context, string) error { return nil }
+func (f *fakeDaemon) UnloadKey(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.call("unload-key " + id)
+	delete(f.keys, id)
+	return nil
+}
+func (f *fakeDaemon) Keys(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for k := range f.keys {
+		out = append(out, k)
+	}
+	return out, nil
+}
 func (f *fakeDaemon) LiveSAs(context.Context) ([]LiveSA, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -383,5 +416,85 @@ func TestChangedSecretIsSentAlone(t *testing.T) {
 	}
 	if string(d.shared["ike-sm-with-eve"]) != "a-new-long-lab-only-key-for-eve" {
 		t.Fatal("charon does not have the new key")
+	}
+}
+
+// An apply interrupted (Ctrl-C, --timeout) while loading puts back what it
+// loaded although its context is gone, and says it was interrupted.
+func TestInterruptedApplyRollsBack(t *testing.T) {
+	d := newFake()
+	e := newEngine(t, d)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d.onLoadConn = func(name string) {
+		if name == "sm-with-eve" {
+			cancel()
+		}
+	}
+	_, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{})
+	var re *RejectedError
+	if !errors.As(err, &re) || !re.Interrupted || !re.Restored || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("err = %v; want an interrupted, restored apply", err)
+	}
+	if len(d.conns) != 0 || len(d.shared) != 0 {
+		t.Fatalf("an interrupted apply left %v / %v behind", d.conns, d.shared)
+	}
+	// And the next apply is not blocked by leftovers.
+	d.onLoadConn = nil
+	if _, err := e.Apply(context.Background(), renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A connection that will not unload stays swanmgr's: the record keeps it
+// and the next apply tries again.
+func TestFailedUnloadStaysOwned(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	d.refuseUn["sm-with-eve"] = true
+	rep, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Warnings) == 0 {
+		t.Fatal("a failed unload gave no warning")
+	}
+	rec, _ := e.Store.Load(e.Socket)
+	if rec.Conn("sm-with-eve") == nil {
+		t.Fatal("the record forgot a connection that is still loaded")
+	}
+	d.refuseUn = map[string]bool{}
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.conns["sm-with-eve"]; ok {
+		t.Fatal("the next apply did not unload the leftover")
+	}
+}
+
+// A private key charon already had (loaded by someone else) is not
+// swanmgr's: it is not recorded and never unloaded.
+func TestForeignKeyIsNotOwned(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	res := renderPolicy(t, 6667, false)
+	res.Keys = []render.Key{{Name: "private-x", Path: "/k", Data: model.NewSecret("KEYDATA1")}}
+	d.keys["8KEYD"] = true // the same key, loaded by hand
+	if _, err := e.Apply(ctx, res, Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := e.Store.Load(e.Socket); len(rec.Keys) != 0 {
+		t.Fatalf("recorded %v as swanmgr's", rec.Keys)
+	}
+	if _, err := e.Unassign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !d.keys["8KEYD"] {
+		t.Fatal("unassign unloaded a key swanmgr did not load")
 	}
 }

@@ -18,6 +18,7 @@ type Daemon interface {
 	LoadCert(ctx context.Context, typ, flag string, data []byte) error
 	LoadKey(ctx context.Context, typ string, data []byte) (string, error)
 	UnloadKey(ctx context.Context, id string) error
+	Keys(ctx context.Context) ([]string, error)
 	// LiveSAs lists the IKE_SAs (with their CHILD_SAs) of the named
 	// connections; all when names is empty.
 	LiveSAs(ctx context.Context) ([]LiveSA, error)

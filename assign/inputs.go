@@ -140,7 +140,9 @@ func inputsUnchanged(key []byte, rec *Record, in Inputs, backend string) bool {
 // connection and secret of it (asked with get-conns and get-shared).
 func (e *Engine) upToDate(ctx context.Context, rec *Record, in Inputs, backend string) (bool, error) {
 	key := e.Store.existingFingerprintKey()
-	if key == nil || !inputsUnchanged(key, rec, in, backend) {
+	// Certificates expire and private keys are not listed by get-shared:
+	// policies with them are always validated and applied in full.
+	if key == nil || rec == nil || rec.UsesCertificates || len(rec.Keys) > 0 || !inputsUnchanged(key, rec, in, backend) {
 		return false, nil
 	}
 	live, err := e.Daemon.Conns(ctx)

@@ -46,6 +46,9 @@ type Record struct {
 	// read, and the swanmgr program that rendered it.
 	Inputs   []RecordInput `json:"inputs,omitempty"`
 	Warnings []string      `json:"warnings,omitempty"`
+	// UsesCertificates: the policy loads certificates, whose validity
+	// depends on the date, so apply always validates it again.
+	UsesCertificates bool `json:"uses_certificates,omitempty"`
 
 	byName map[string]int
 }
@@ -165,18 +168,25 @@ func (r *Record) Conn(name string) *RecordConn {
 
 func (r *Record) hasSecret(name string) bool { return r.secret(name) != nil }
 
+func (r *Record) hasKey(id string) bool { return r != nil && contains(r.Keys, id) }
+
 // Store keeps records and locks in a folder.
 type Store struct {
 	Dir string
 }
 
-// path returns the record file for a socket: its path made into a file name.
+// path returns the record file for a socket: a readable part of its path
+// and a hash of all of it, so that different sockets never share a file.
 func (s Store) path(socket, ext string) string {
 	name := strings.Trim(strings.NewReplacer("/", "_", ":", "_").Replace(socket), "_")
+	if len(name) > 60 {
+		name = name[len(name)-60:]
+	}
 	if name == "" {
 		name = "default"
 	}
-	return filepath.Join(s.Dir, name+ext)
+	sum := sha256.Sum256([]byte(socket))
+	return filepath.Join(s.Dir, name+"-"+hex.EncodeToString(sum[:6])+ext)
 }
 
 // Load reads the record for a socket; nil without error when there is none.

@@ -47,14 +47,23 @@ func daemonFlags(extra ...ucli.Flag) []ucli.Flag {
 	return append([]ucli.Flag{socketFlag, stateDirFlag, timeoutFlag}, extra...)
 }
 
-// socketPath normalizes --socket to an absolute path: the record and the
-// lock are keyed by it.
+// socketPath normalizes --socket to an absolute path without symbolic
+// links: the record and the lock are keyed by it.
 func socketPath(c *ucli.Context) (string, error) {
 	s := strings.TrimPrefix(c.String(socketFlag.Name), "unix://")
 	if s == "" {
 		return "", usageErrorf("--socket is empty")
 	}
-	return filepath.Abs(s)
+	abs, err := filepath.Abs(s)
+	if err != nil {
+		return "", err
+	}
+	// One socket, one record and one lock, however it is spelt
+	// (/var/run is a link to /run on most systems).
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real, nil
+	}
+	return abs, nil
 }
 
 // session is a connection to charon and the engine working on it.
