@@ -20,6 +20,6 @@ COPY --from=build /out/swanmgr /usr/local/bin/swanmgr
 COPY examples /opt/swanmgr/examples
 COPY docker /opt/swanmgr/docker
 # Git does not keep file modes; swanmgr refuses keys others can read.
-RUN find /opt/swanmgr -name '*.psk' -exec chmod 600 {} + && chmod 755 /opt/swanmgr/docker/*.sh
+RUN find /opt/swanmgr \( -name '*.psk' -o -name '*.key' \) -exec chmod 600 {} + && chmod 755 /opt/swanmgr/docker/*.sh
 WORKDIR /opt/swanmgr
 ENTRYPOINT ["/opt/swanmgr/docker/entrypoint.sh"]

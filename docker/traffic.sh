@@ -11,12 +11,27 @@ BOB=10.67.0.244
 
 $DC exec -T bob sh -c 'rm -f /tmp/abczz.txt; timeout 20 nc -l 6667 > /tmp/abczz.txt' &
 listener=$!
-sleep 1
+# Wait (at most 10 s) until Bob listens.
+tries=0
+until $DC exec -T bob sh -c 'ss -ltn | grep -q ":6667 "'; do
+	tries=$((tries + 1))
+	if [ "$tries" -ge 50 ]; then
+		echo "traffic: bob is not listening on 6667" >&2
+		exit 1
+	fi
+	sleep 0.2
+done
 # With the kernel backend the first packet starts IKE (a trap policy) and
 # TCP retransmits the SYN once the SA is up, hence the generous -w.
-echo "Abczz from alice at $(date -u +%T)" | $DC exec -T alice nc -N -w 10 "$BOB" 6667
+msg="Abczz from alice at $(date -u +%T)"
+echo "$msg" | $DC exec -T alice nc -N -w 10 "$BOB" 6667
 wait "$listener" || true
-echo "bob received: $($DC exec -T bob cat /tmp/abczz.txt)"
+got=$($DC exec -T bob cat /tmp/abczz.txt)
+echo "bob received: $got"
+if [ "$got" != "$msg" ]; then
+	echo "traffic: the message did not arrive" >&2
+	exit 1
+fi
 for h in alice bob; do
 	echo "--- $h"
 	$DC exec -T "$h" sh -c "swanmgr status --socket $SOCK 2>/dev/null || swanctl --list-sas --uri unix://$SOCK"

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -179,7 +180,12 @@ func TestPFSMismatchFailsAtRekey(t *testing.T) {
 		}
 		return false, "no CHILD_SA created with IKE_AUTH on alice"
 	})
-	time.Sleep(300 * time.Millisecond) // let the other children's attempts finish
+	// Wait until the other two children's attempts have been refused.
+	eventually(t, 10*time.Second, func() (bool, string) {
+		log, _ := l.logSince("alice", 0)
+		n := strings.Count(log, "NO_PROPOSAL_CHOSEN")
+		return n >= 2, fmt.Sprintf("alice's log shows %d refused CHILD_SAs, want 2:\n%s", n, lastLines(log, 20))
+	})
 	for name, ch := range installed(l.sas("alice")) {
 		if ch.DHGroup != "" {
 			t.Errorf("%s #%d installed with DH group %s although Bob has no PFS", name, ch.UniqueID, ch.DHGroup)
