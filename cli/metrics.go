@@ -41,7 +41,7 @@ func metricsCommand() *ucli.Command {
 				return err
 			}
 			records := &status.RecordReader{Store: assign.Store{Dir: c.String(stateDirFlag.Name)}, Socket: sock}
-			exp := metrics.New(metrics.Options{Socket: sock, Records: records.Load, Timeout: c.Duration("scrape-timeout")})
+			exp := metrics.New(metrics.Options{Socket: sock, Records: records, Timeout: c.Duration("scrape-timeout")})
 			defer exp.Close()
 
 			ln, err := net.Listen("tcp", c.String("listen"))

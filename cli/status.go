@@ -175,7 +175,7 @@ func runStatus(c *ucli.Context) error {
 			return usageErrorf("--interval must be positive")
 		}
 		// An unknown --rule is a usage error before anything is shown.
-		if rec, err := records.Load(); err != nil {
+		if rec, err := records.Record(); err != nil {
 			return err
 		} else if _, err := build(status.Input{Time: time.Now(), Socket: sock, Record: rec}); err != nil {
 			return err
@@ -188,8 +188,8 @@ func runStatus(c *ucli.Context) error {
 			Dial: func(ctx context.Context) (status.Watchable, error) {
 				return vici.Dial(ctx, sock)
 			},
-			Record: records.Load,
-			Emit:   func(st *status.Status) error { return out.show(st, true) },
+			Records: records,
+			Emit:    func(st *status.Status) error { return out.show(st, true) },
 		})
 		if errors.Is(err, status.ErrUnknownRule) {
 			return usageErrorf("%v", err)
@@ -199,19 +199,20 @@ func runStatus(c *ucli.Context) error {
 
 	// One view and exit: garbage collection would only slow it down (a
 	// view of 1,000 SAs allocates some 40 MB); the memory limit brings it
-	// back for very large views.
-	debug.SetGCPercent(-1)
-	debug.SetMemoryLimit(256 << 20)
+	// back for very large views. Both are restored for a caller that
+	// runs swanmgr in-process (tests).
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(256 << 20))
 	ctx, cancel := context.WithTimeout(c.Context, timeout)
 	defer cancel()
 	var in status.Input
 	client, err := vici.Dial(ctx, sock)
 	if err != nil {
-		rec, rerr := records.Load()
+		rec, rerr := records.Record()
 		in = status.Input{Time: time.Now(), Location: time.Local, DaemonErr: err, Record: rec, RecordErr: rerr}
 	} else {
 		defer client.Close()
-		in = status.Collect(ctx, client, records.Load, status.CollectOptions{})
+		in = status.Collect(ctx, client, records, status.CollectOptions{})
 	}
 	in.Socket = sock
 	st, err := build(in)

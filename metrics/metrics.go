@@ -36,8 +36,8 @@ import (
 // Options configure an Exporter.
 type Options struct {
 	Socket string // charon's VICI socket
-	// Records reads swanmgr's record for the socket; nil: no policy.
-	Records func() (*assign.Record, error)
+	// Records give swanmgr's record for the socket; nil: no policy.
+	Records status.Records
 	// Timeout bounds one scrape's questions to charon (default 10 s).
 	Timeout time.Duration
 	// Dial connects to charon (default vici.Dial of Socket).
@@ -224,7 +224,7 @@ func (e *Exporter) collect(ctx context.Context) status.Input {
 			var rec *assign.Record
 			var rerr error
 			if e.o.Records != nil {
-				rec, rerr = e.o.Records()
+				rec, rerr = e.o.Records.Record()
 			}
 			return status.Input{Time: e.o.Now(), DaemonErr: err, Record: rec, RecordErr: rerr}
 		}
@@ -285,7 +285,7 @@ func (e *Exporter) Run(ctx context.Context) {
 			}
 			client = c
 		}
-		ch, err := client.Watch(ctx, status.WatchedEvents...)
+		ch, err := status.WatchEach(ctx, client, status.WatchedEvents...)
 		if err != nil {
 			if errors.Is(err, vici.ErrClosed) {
 				client.Close()

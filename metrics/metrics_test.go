@@ -87,7 +87,7 @@ func TestExporter(t *testing.T) {
 	rec := record()
 	e := New(Options{
 		Socket:  srv.Socket(),
-		Records: func() (*assign.Record, error) { return rec, nil },
+		Records: staticRecords{rec},
 		Timeout: 5 * time.Second,
 	})
 	defer e.Close()
@@ -139,7 +139,7 @@ func TestExporterDaemonDown(t *testing.T) {
 	rec := record()
 	e := New(Options{
 		Socket:  "/nonexistent/charon.vici",
-		Records: func() (*assign.Record, error) { return rec, nil },
+		Records: staticRecords{rec},
 		Dial: func(context.Context) (status.Watchable, error) {
 			return nil, errors.New("cannot reach charon at /nonexistent/charon.vici: is it running?")
 		},
@@ -166,9 +166,7 @@ func TestExporterCountsEvents(t *testing.T) {
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	for srv.Subscribers("ike-updown") == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitSubscribed(srv)
 	srv.Emit("ike-updown", vicitest.Msg("up", "yes", "x", vicitest.Msg("uniqueid", "1")))
 	srv.Emit("child-updown", vicitest.Msg("up", "yes", "x", vicitest.Msg("uniqueid", "1",
 		"child-sas", vicitest.Msg("c-1", vicitest.Msg("name", "c", "uniqueid", "1")))))
@@ -210,3 +208,19 @@ func TestExporterCountsEvents(t *testing.T) {
 }
 
 var _ status.Watchable = (*vici.Client)(nil)
+
+// staticRecords gives one record, with its bodies.
+type staticRecords struct{ rec *assign.Record }
+
+func (s staticRecords) Record() (*assign.Record, error)     { return s.rec, nil }
+func (s staticRecords) WithBodies() (*assign.Record, error) { return s.rec, nil }
+
+// waitSubscribed waits until a client is registered for every event the
+// exporter watches.
+func waitSubscribed(srv *vicitest.Server) {
+	for _, e := range status.WatchedEvents {
+		for srv.Subscribers(e) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/swanmgr/swanmgr/assign"
@@ -75,6 +77,10 @@ type builder struct {
 	f   Filter
 	now time.Time // charon's figures are in seconds: times derived from them are too
 
+	// secs shares the description of equal protection between rows
+	// (without the SPIs, which each row sets).
+	secs map[secKey]*Security
+
 	conns  map[string]*connConfig // swanmgr's connections by name
 	loaded map[string]bool        // nil when get-conns failed
 }
@@ -90,7 +96,11 @@ type connConfig struct {
 	remoteAddrs                      []string
 	authLocal                        string
 	authRemote                       string
-	children                         map[string]*childConfig
+	children                         map[string]*childConfig // empty without the record's bodies
+	// The rule's PFS group ("" for none) when known: from the record's
+	// bodies, or from the connection's SAs (see inferPFS).
+	pfsKnown bool
+	pfsGroup string
 }
 
 type childOrigin struct {
@@ -193,6 +203,12 @@ func (b *builder) readRecord() {
 	if b.in.Record == nil {
 		return
 	}
+	psk := map[string]bool{}
+	for _, sec := range b.in.Record.Secrets {
+		for _, c := range sec.Conns {
+			psk[c] = true
+		}
+	}
 	for i := range b.in.Record.Conns {
 		rc := &b.in.Record.Conns[i]
 		o := rc.Origin
@@ -205,6 +221,13 @@ func (b *builder) readRecord() {
 			}
 			f.text = optStr(co.Summary)
 			cc.filters[co.Name] = f
+		}
+		// swanmgr renders preshared keys (with a secret) or certificates.
+		if o.Action == "negotiate" {
+			cc.authLocal, cc.authRemote = "public key", "public key"
+			if psk[rc.Name] {
+				cc.authLocal, cc.authRemote = "pre-shared key", "pre-shared key"
+			}
 		}
 		if body := rc.Body; body != nil {
 			cc.localAddrs = listOf(body, "local_addrs")
@@ -230,11 +253,89 @@ func (b *builder) readRecord() {
 						chc.mode = "tunnel" // swanctl's default
 					}
 					cc.children[it.Key] = chc
+					if !cc.pfsKnown && len(chc.proposals) > 0 {
+						cc.pfsKnown, cc.pfsGroup = true, proposalGroup(chc.proposals[0])
+					}
 				}
 			}
 		}
 		b.conns[rc.Name] = cc
 	}
+	for name, known := range inferPFS(b.in.SAs) {
+		if cc := b.conns[name]; cc != nil && !cc.pfsKnown {
+			cc.pfsKnown, cc.pfsGroup = known.known, known.group
+		}
+	}
+}
+
+type pfsState struct {
+	known bool
+	group string
+}
+
+// inferPFS tells, per connection, whether its CHILD_SAs show the rule's
+// PFS group. A CHILD_SA made with its own key exchange reports the group.
+// In IKEv2 only the first CHILD_SA of an IKE_SA is set up with IKE_AUTH,
+// without one; every other is created (or rekeyed) with CREATE_CHILD_SA,
+// which uses the group if the proposal has one. So a connection with two
+// CHILD_SAs in one IKE_SA and no group has no PFS; with one CHILD_SA and
+// no group it cannot be told from the SAs (and swanmgr reads its record's
+// bodies, see NeedsBodies). All children of a swanmgr connection share its
+// rule's proposal.
+func inferPFS(sas []vici.IKESA) map[string]pfsState {
+	out := map[string]pfsState{}
+	for _, ike := range sas {
+		st := out[ike.Name]
+		if st.known && st.group != "" {
+			continue
+		}
+		for _, ch := range ike.Children {
+			if ch.DHGroup != "" {
+				st = pfsState{true, groupKeyword(ch.DHGroup)}
+				break
+			}
+		}
+		if !st.known && (len(ike.Children) >= 2 || ike.Version == 1) {
+			st = pfsState{known: true}
+		}
+		out[ike.Name] = st
+	}
+	return out
+}
+
+// NeedsBodies tells whether a view of these SAs needs the connections'
+// settings from swanmgr's record (assign.Store.LoadBodies), which take
+// longer to read than charon takes to list a thousand SAs: for rule
+// filters without a CHILD_SA (the view shows their configured selectors
+// and proposals), and for a connection whose SAs do not tell whether its
+// rule asks for PFS (see inferPFS).
+func NeedsBodies(rec *assign.Record, sas []vici.IKESA) bool {
+	if rec == nil {
+		return false
+	}
+	have := map[string]map[string]bool{}
+	for _, ike := range sas {
+		m := have[ike.Name]
+		if m == nil {
+			m = map[string]bool{}
+			have[ike.Name] = m
+		}
+		for _, ch := range ike.Children {
+			m[ch.Name] = true
+		}
+	}
+	pfs := inferPFS(sas)
+	for _, c := range rec.Conns {
+		for _, ch := range c.Children {
+			if !have[c.Name][ch.Name] {
+				return true
+			}
+		}
+		if len(have[c.Name]) > 0 && !pfs[c.Name].known {
+			return true
+		}
+	}
+	return false
 }
 
 func sub(s *render.Section, key string) *render.Section {
@@ -333,7 +434,57 @@ func cmpU(a, b uint64) int {
 	return 0
 }
 
+// rowJob is a row to make: a CHILD_SA (ike, ch), or a rule filter
+// without one (ch nil; ikes are its connection's IKE_SAs).
+type rowJob struct {
+	ike  *vici.IKESA
+	ch   *vici.ChildSA
+	cc   *connConfig
+	co   *render.ChildOrigin
+	ikes []*vici.IKESA
+}
+
 func (b *builder) saRows() []SA {
+	return b.makeRows(b.rowJobs())
+}
+
+// makeRows makes the rows; thousands of them on every CPU.
+func (b *builder) makeRows(jobs []rowJob) []SA {
+	rows := make([]SA, len(jobs))
+	workers := 1
+	if len(jobs) >= 512 {
+		workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	per := (len(jobs) + workers - 1) / max(workers, 1)
+	var wg sync.WaitGroup
+	for k := 0; k < workers; k++ {
+		lo, hi := k*per, min((k+1)*per, len(jobs))
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := *b // the maps it shares are only read; the cache is its own
+			w.secs = nil
+			for i := lo; i < hi; i++ {
+				j := jobs[i]
+				if j.ch == nil {
+					rows[i] = w.configRow(j.cc, j.co, j.ikes)
+				} else {
+					rows[i] = w.saRow(j.ike, j.ch, j.cc, j.co)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return rows
+}
+
+// rowJobs lists the rows in the view's order: swanmgr's rules in policy
+// order (each filter's SAs by IKE_SA and CHILD_SA id, or the filter alone),
+// then the connections swanmgr did not load, by name.
+func (b *builder) rowJobs() []rowJob {
 	n := 0
 	for _, ike := range b.in.SAs {
 		n += len(ike.Children)
@@ -343,7 +494,7 @@ func (b *builder) saRows() []SA {
 			n += len(c.Children)
 		}
 	}
-	rows := make([]SA, 0, n)
+	rows := make([]rowJob, 0, n)
 	byConn := b.ikesByConn()
 	if rec := b.in.Record; rec != nil {
 		for i := range rec.Conns {
@@ -368,11 +519,11 @@ func (b *builder) saRows() []SA {
 				sortRefs(refs)
 				for _, r := range refs {
 					if b.peerMatch(r.ike.RemoteHost, r.ike.RemoteID) {
-						rows = append(rows, b.saRow(r.ike, r.child, cc, co))
+						rows = append(rows, rowJob{ike: r.ike, ch: r.child, cc: cc, co: co})
 					}
 				}
 				if len(refs) == 0 && b.peerMatch(rc.Origin.Peer) {
-					rows = append(rows, b.configRow(cc, co, ikes))
+					rows = append(rows, rowJob{cc: cc, co: co, ikes: ikes})
 				}
 			}
 			// CHILD_SAs of this connection that the record does not list
@@ -388,7 +539,7 @@ func (b *builder) saRows() []SA {
 			sortRefs(extra)
 			for _, r := range extra {
 				if b.peerMatch(r.ike.RemoteHost, r.ike.RemoteID) {
-					rows = append(rows, b.saRow(r.ike, r.child, cc, nil))
+					rows = append(rows, rowJob{ike: r.ike, ch: r.child, cc: cc})
 				}
 			}
 		}
@@ -417,7 +568,7 @@ func (b *builder) saRows() []SA {
 	})
 	for _, r := range other {
 		if b.peerMatch(r.ike.RemoteHost, r.ike.RemoteID) {
-			rows = append(rows, b.saRow(r.ike, r.child, nil, nil))
+			rows = append(rows, rowJob{ike: r.ike, ch: r.child})
 		}
 	}
 	return rows
@@ -443,43 +594,63 @@ func (b *builder) childConfig(cc *connConfig, child string) *childConfig {
 	return cc.children[child]
 }
 
+// rowValues hold what a row's pointers point to, in one allocation per
+// row rather than one per value: a view of thousands of SAs is built on
+// the path an operator waits for.
+type rowValues struct {
+	ikeID, childID                           uint64
+	bytesIn, bytesOut, packetsIn, packetsOut uint64
+	encap                                    bool
+	peer, mode, spiIn, spiOut                string
+	estAt, rekeyAt, expAt                    time.Time
+	estS, rekeyS, expS                       int64
+	sec                                      Security
+}
+
 // saRow is the row of a CHILD_SA.
 func (b *builder) saRow(ike *vici.IKESA, ch *vici.ChildSA, cc *connConfig, co *render.ChildOrigin) SA {
+	v := &rowValues{ikeID: ike.UniqueID, childID: ch.UniqueID, bytesIn: ch.BytesIn, bytesOut: ch.BytesOut,
+		packetsIn: ch.PacketsIn, packetsOut: ch.PacketsOut, encap: ch.Encap,
+		peer: ike.RemoteHost, mode: ch.Mode, spiIn: ch.SPIIn, spiOut: ch.SPIOut}
 	r := SA{
 		Connection: ike.Name,
 		Child:      ch.Name,
 		State:      ch.State,
 		HasSA:      true,
-		IKESAID:    ptr(ike.UniqueID),
-		ChildSAID:  ptr(ch.UniqueID),
-		Peer:       optStr(ike.RemoteHost),
-		Mode:       optStr(ch.Mode),
-		UDPEncap:   ptr(ch.Encap),
-		BytesIn:    ptr(ch.BytesIn),
-		BytesOut:   ptr(ch.BytesOut),
-		PacketsIn:  ptr(ch.PacketsIn),
-		PacketsOut: ptr(ch.PacketsOut),
+		IKESAID:    &v.ikeID,
+		ChildSAID:  &v.childID,
+		Peer:       strPtr(&v.peer),
+		Mode:       strPtr(&v.mode),
+		UDPEncap:   &v.encap,
+		BytesIn:    &v.bytesIn,
+		BytesOut:   &v.bytesOut,
+		PacketsIn:  &v.packetsIn,
+		PacketsOut: &v.packetsOut,
 	}
 	origin(&r, cc, co)
-	chc := b.childConfig(cc, ch.Name)
 	var lts, rts []render.TS
 	r.Source, lts = endpoint(ch.LocalTS, nil)
 	r.Destination, rts = endpoint(ch.RemoteTS, nil)
 	r.Protocol = protocol(lts, rts)
-	r.Security = childSecurity(*ch, chc)
-	r.EstablishedAt, r.EstablishedSeconds = b.ago(ch.InstallTime)
-	r.RekeyAt, r.RekeyInSeconds = b.in_(ch.RekeyTime)
-	r.ExpiresAt, r.ExpiresInSeconds = b.in_(ch.LifeTime)
+	v.sec = *b.security(ch, cc)
+	v.sec.SPIIn, v.sec.SPIOut = strPtr(&v.spiIn), strPtr(&v.spiOut)
+	r.Security = &v.sec
+	v.estAt, v.estS = b.now.Add(-ch.InstallTime), int64(ch.InstallTime/time.Second)
+	r.EstablishedAt, r.EstablishedSeconds = &v.estAt, &v.estS
+	if ch.RekeyTime != 0 {
+		v.rekeyAt, v.rekeyS = b.now.Add(ch.RekeyTime), int64(ch.RekeyTime/time.Second)
+		r.RekeyAt, r.RekeyInSeconds = &v.rekeyAt, &v.rekeyS
+	}
+	if ch.LifeTime != 0 {
+		v.expAt, v.expS = b.now.Add(ch.LifeTime), int64(ch.LifeTime/time.Second)
+		r.ExpiresAt, r.ExpiresInSeconds = &v.expAt, &v.expS
+	}
 
+	// A tunnel whose selectors are the two IKE addresses has no tunnel
+	// endpoint in Windows' sense: it is how swanmgr renders a rule
+	// without one on the libipsec backend (dynamic selectors).
 	hostToHost := false
-	switch {
-	case strings.HasPrefix(ch.Mode, "TRANSPORT") || ch.Mode == "BEET":
-	case chc != nil:
-		hostToHost = dynamicOnly(chc.localTS) && dynamicOnly(chc.remoteTS)
-		if !hostToHost {
-			r.TunnelEndpoint = optStr(ike.RemoteHost)
-		}
-	default:
+	if !strings.HasPrefix(ch.Mode, "TRANSPORT") && ch.Mode != "BEET" {
 		hostToHost = singleHost(ch.LocalTS, ike.LocalHost) && singleHost(ch.RemoteTS, ike.RemoteHost)
 		if !hostToHost {
 			r.TunnelEndpoint = optStr(ike.RemoteHost)
@@ -648,7 +819,7 @@ func endpoint(ts []string, dynamic []string) (Endpoint, []render.TS) {
 		}
 		parsed = append(parsed, t)
 		if !t.Dynamic {
-			add(addrText(t.Prefix), selText(t))
+			add(addrAndSel(t))
 			continue
 		}
 		if len(dynamic) == 0 {
@@ -657,8 +828,7 @@ func endpoint(ts []string, dynamic []string) (Endpoint, []render.TS) {
 		}
 		for _, d := range dynamic {
 			if a, err := netip.ParseAddr(d); err == nil {
-				rt := t.Resolve(a)
-				add(addrText(rt.Prefix), selText(rt))
+				add(addrAndSel(t.Resolve(a)))
 			} else {
 				add(d, d+strings.TrimPrefix(selText(t), "dynamic"))
 			}
@@ -684,19 +854,35 @@ func endpoint(ts []string, dynamic []string) (Endpoint, []render.TS) {
 	return e, parsed
 }
 
+// addrAndSel returns a resolved selector's address column (a host
+// without its prefix length) and the selector (selText), formatting the
+// address once.
+func addrAndSel(t render.TS) (addr, sel string) {
+	a := t.Prefix.Addr().String()
+	prefix := a + "/" + strconv.Itoa(t.Prefix.Bits())
+	addr = prefix
+	if t.Prefix.IsSingleIP() {
+		addr = a
+	}
+	return addr, prefix + selSuffix(t)
+}
+
 // selText writes a selector as charon does, with port numbers:
 // 10.0.0.0/8[tcp/443], 192.0.2.1/32[udp], 0.0.0.0/0 (render.TS.String's
 // format, without its formatting costs).
 func selText(t render.TS) string {
-	var b strings.Builder
 	if t.Dynamic {
-		b.WriteString("dynamic")
-	} else {
-		b.WriteString(t.Prefix.String())
+		return "dynamic" + selSuffix(t)
 	}
+	return t.Prefix.String() + selSuffix(t)
+}
+
+// selSuffix is a selector's protocol and ports: [tcp/443], [udp], "".
+func selSuffix(t render.TS) string {
 	if t.Proto == 0 && t.PortLo == 0 && t.PortHi == 65535 {
-		return b.String()
+		return ""
 	}
+	var b strings.Builder
 	b.WriteByte('[')
 	if t.Proto == 0 {
 		b.WriteString("%any")
@@ -754,6 +940,42 @@ func protoName(n int) string {
 		return "sctp"
 	}
 	return strconv.Itoa(n)
+}
+
+// strPtr points to s, nil when it is empty.
+func strPtr(s *string) *string {
+	if *s == "" {
+		return nil
+	}
+	return s
+}
+
+// secKey is what a CHILD_SA's Security depends on, but for its SPIs.
+type secKey struct {
+	proto, encr, integ, dh string
+	encrKS, integKS        int
+	managed, pfsKnown      bool
+	pfsGroup               string
+}
+
+// security describes a CHILD_SA's protection, shared between rows with
+// the same; the caller copies it and adds the SPIs.
+func (b *builder) security(ch *vici.ChildSA, cc *connConfig) *Security {
+	k := secKey{proto: ch.Protocol, encr: ch.EncrAlg, integ: ch.IntegAlg, dh: ch.DHGroup,
+		encrKS: ch.EncrKeysize, integKS: ch.IntegKeysize, managed: cc != nil}
+	if cc != nil {
+		k.pfsKnown, k.pfsGroup = cc.pfsKnown, cc.pfsGroup
+	}
+	if s, ok := b.secs[k]; ok {
+		return s
+	}
+	s := childSecurity(vici.ChildSA{Protocol: ch.Protocol, EncrAlg: ch.EncrAlg, EncrKeysize: ch.EncrKeysize,
+		IntegAlg: ch.IntegAlg, IntegKeysize: ch.IntegKeysize, DHGroup: ch.DHGroup}, k.pfsKnown, k.pfsGroup)
+	if b.secs == nil {
+		b.secs = map[secKey]*Security{}
+	}
+	b.secs[k] = s
+	return s
 }
 
 // ago turns charon's "seconds since" into a time and seconds.

@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/vici"
 )
 
@@ -29,9 +28,9 @@ type CollectOptions struct {
 }
 
 // Collect asks charon for everything a view needs and returns it as an
-// Input, with the record that records returns (nil records: none). The
-// record is read while charon answers list-sas. Events are the caller's
-// to add.
+// Input, with swanmgr's record from records (nil: none), read while charon
+// answers list-sas; the connections' settings are read only if the view
+// needs them (NeedsBodies). Events are the caller's to add.
 //
 // list-sas is the one answer a view cannot do without: when it fails,
 // Input.DaemonErr is set. The small commands (get-conns, stats, version,
@@ -40,7 +39,7 @@ type CollectOptions struct {
 // so it is asked only when needed: for the authentication classes of
 // IKE_SAs of connections swanmgr did not load (not in rec); those of its
 // own connections are in the record.
-func Collect(ctx context.Context, d Daemon, records func() (*assign.Record, error), o CollectOptions) Input {
+func Collect(ctx context.Context, d Daemon, records Records, o CollectOptions) Input {
 	now := o.Now
 	if now == nil {
 		now = time.Now
@@ -51,7 +50,7 @@ func Collect(ctx context.Context, d Daemon, records func() (*assign.Record, erro
 	go func() {
 		defer wg.Done()
 		if records != nil {
-			in.Record, in.RecordErr = records()
+			in.Record, in.RecordErr = records.Record()
 		}
 	}()
 	go func() {
@@ -75,6 +74,9 @@ func Collect(ctx context.Context, d Daemon, records func() (*assign.Record, erro
 		return Input{Time: now(), Location: time.Local, DaemonErr: err, Record: in.Record, RecordErr: in.RecordErr}
 	}
 	in.SAs = sas
+	if in.RecordErr == nil && NeedsBodies(in.Record, sas) {
+		in.Record, in.RecordErr = records.WithBodies()
+	}
 	mine := map[string]bool{}
 	if in.Record != nil {
 		for _, c := range in.Record.Conns {

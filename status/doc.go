@@ -13,14 +13,17 @@
 //
 // The package is split by what touches the daemon:
 //
-//   - model.go, build.go, security.go, events.go, table.go, json.go are
-//     pure: they never talk to charon, read files or look at the clock
-//     (the time of a snapshot comes in with it), so the same input always
-//     gives the same output; golden tests in testdata/ pin it down.
+//   - model.go, build.go, security.go, events.go, table.go, textfmt.go,
+//     json.go and jsonrow.go are pure: they never talk to charon, read
+//     files or look at the clock (the time of a snapshot comes in with
+//     it), so the same input always gives the same output; golden tests in
+//     testdata/ pin it down (go test ./status -update rewrites them).
 //   - collect.go (Collect) asks charon, through the small Daemon
-//     interface that *vici.Client satisfies.
-//   - watch.go (Watch) keeps collecting: at each tick and at once when
-//     charon raises an event, reconnecting after a charon restart.
+//     interface that *vici.Client satisfies, and record.go reads
+//     swanmgr's record (RecordReader).
+//   - watch.go (Watch, WatchEach) keeps collecting: at each tick and at
+//     once when charon raises an event, reconnecting after a charon
+//     restart.
 //
 // What it must not do: invent a figure. A number charon does not report is
 // nil in the model (null in JSON, "n/a" in the table), and a number swanmgr

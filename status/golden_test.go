@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,31 @@ func loadCase(t *testing.T, path string) *goldenCase {
 	return &c
 }
 
+// caseRecords gives a case's record as a RecordReader would: without the
+// bodies unless asked.
+type caseRecords struct {
+	lean, full *assign.Record
+	asked      bool // WithBodies was called
+}
+
+func (r *caseRecords) Record() (*assign.Record, error) { return r.lean, nil }
+func (r *caseRecords) WithBodies() (*assign.Record, error) {
+	r.asked = true
+	return r.full, nil
+}
+
+func (c *goldenCase) records() *caseRecords {
+	if c.Record == nil {
+		return &caseRecords{}
+	}
+	lean := *c.Record
+	lean.Conns = slices.Clone(c.Record.Conns)
+	for i := range lean.Conns {
+		lean.Conns[i].Body = nil
+	}
+	return &caseRecords{lean: &lean, full: c.Record}
+}
+
 // fakeCharon serves a case's replies.
 func fakeCharon(t *testing.T, r replies) *vicitest.Server {
 	srv := vicitest.NewServer(t)
@@ -108,6 +134,14 @@ func fakeCharon(t *testing.T, r replies) *vicitest.Server {
 // view builds a case's view through a fake charon and vici.Client.
 func view(t *testing.T, c *goldenCase) *Status {
 	t.Helper()
+	st, _ := viewRecords(t, c)
+	return st
+}
+
+// viewRecords is view, also telling whether the record's bodies were read.
+func viewRecords(t *testing.T, c *goldenCase) (*Status, bool) {
+	t.Helper()
+	recs := c.records()
 	var in Input
 	if c.Unreachable != "" {
 		in = Input{Time: c.Time, DaemonErr: fmt.Errorf("%s", c.Unreachable)}
@@ -120,15 +154,18 @@ func view(t *testing.T, c *goldenCase) *Status {
 			t.Fatal(err)
 		}
 		defer client.Close()
-		in = Collect(ctx, client, func() (*assign.Record, error) { return c.Record, nil }, CollectOptions{Now: func() time.Time { return c.Time }})
+		in = Collect(ctx, client, recs, CollectOptions{Now: func() time.Time { return c.Time }})
 	}
 	in.Location = time.UTC
-	in.Socket, in.Record, in.Events = c.Socket, c.Record, c.Events
+	in.Socket, in.Events = c.Socket, c.Events
+	if c.Unreachable != "" {
+		in.Record = recs.lean
+	}
 	st, err := Build(in, c.Filter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st
+	return st, recs.asked
 }
 
 // TestGolden renders every testdata/*.case.json as a table and as JSON

@@ -3,10 +3,29 @@ package status
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"runtime"
 	"sync"
 )
+
+// WriteJSON writes a view as one JSON document (docs/status-json.md). With
+// compact it is one line (one object per line when watching); otherwise
+// the document's top two levels are indented and every deeper value (an
+// SA, an IKE_SA, a statistic) is one line of its own: readable, and far
+// cheaper than indenting thousands of SAs field by field.
+//
+// The SA rows are encoded on every CPU and spliced into the rest of the
+// document: a view is written once its SAs are known, so this is on the
+// path an operator waits for.
+func WriteJSON(w io.Writer, st *Status, compact bool) error {
+	b, err := encode(st, !compact)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
 
 // marshalOne encodes v without escaping <, > and & ("<Dynamic>" stays
 // readable) and without a trailing newline.
@@ -20,83 +39,88 @@ func marshalOne(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// saKey is where the rows go in the encoded document.
-const saKey = `"security_associations":[]`
+// Where the rows go in the encoded document, compact and indented.
+const (
+	saKey         = `"security_associations":[]`
+	saKeyIndented = `"security_associations": []`
+)
 
-// marshal encodes a view compactly. Thousands of SA rows are encoded on
-// all CPUs and spliced into the rest of the document: a view is written
-// once its SAs are known, so this is on the path an operator waits for.
-func marshal(st *Status) ([]byte, error) {
-	if len(st.SAs) < 256 {
-		return marshalOne(st)
-	}
+// encode writes the document and a newline. The rows (the bulk of a big
+// view) are encoded by appendSA on several CPUs into one buffer each, and
+// the document assembled in one copy.
+func encode(st *Status, pretty bool) ([]byte, error) {
 	shell := *st
 	shell.SAs = []SA{}
 	head, err := marshalOne(&shell)
 	if err != nil {
 		return nil, err
 	}
-	at := bytes.Index(head, []byte(saKey))
-	if at < 0 {
-		return marshalOne(st)
+	key, sep, open, end := saKey, ",", "[", "]"
+	if pretty {
+		head = indentTop(head, 2)
+		key, sep, open, end = saKeyIndented, ",\n    ", "[\n    ", "\n  ]"
 	}
-	workers := min(runtime.GOMAXPROCS(0), 8)
+	at := bytes.Index(head, []byte(key))
+	if at < 0 {
+		return nil, errors.New("status: encoding the view: no place for the rows")
+	}
+	if len(st.SAs) == 0 {
+		return append(head, '\n'), nil
+	}
+	parts := encodeRows(st.SAs, sep)
+	n := len(head) + len(open) + len(end) + 1
+	for _, p := range parts {
+		n += len(p) + len(sep)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, head[:at+len(key)-2]...)
+	out = append(out, open...)
+	first := true
+	for _, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		if !first {
+			out = append(out, sep...)
+		}
+		out = append(out, p...)
+		first = false
+	}
+	out = append(out, end...)
+	out = append(out, head[at+len(key):]...)
+	return append(out, '\n'), nil
+}
+
+// encodeRows encodes rows compactly (appendSA), separated by sep within
+// each part, on several CPUs when there are many.
+func encodeRows(rows []SA, sep string) [][]byte {
+	workers := 1
+	if len(rows) >= 256 {
+		workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	per := (len(rows) + workers - 1) / workers
 	parts := make([][]byte, workers)
-	errs := make([]error, workers)
-	per := (len(st.SAs) + workers - 1) / workers
 	var wg sync.WaitGroup
 	for k := 0; k < workers; k++ {
-		lo, hi := k*per, min((k+1)*per, len(st.SAs))
+		lo, hi := k*per, min((k+1)*per, len(rows))
 		if lo >= hi {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// A slice of rows encodes as a JSON array: drop its brackets.
-			b, err := marshalOne(st.SAs[lo:hi])
-			if err == nil {
-				b = b[1 : len(b)-1]
+			buf := make([]byte, 0, (hi-lo)*1600)
+			for i := lo; i < hi; i++ {
+				if i > lo {
+					buf = append(buf, sep...)
+				}
+				buf = appendSA(buf, &rows[i])
 			}
-			parts[k], errs[k] = b, err
+			parts[k] = buf
 		}()
 	}
 	wg.Wait()
-	out := make([]byte, 0, len(head)+len(st.SAs)*2048)
-	out = append(out, head[:at+len(saKey)-1]...)
-	first := true
-	for k, p := range parts {
-		if errs[k] != nil {
-			return nil, errs[k]
-		}
-		if len(p) == 0 {
-			continue
-		}
-		if !first {
-			out = append(out, ',')
-		}
-		out = append(out, p...)
-		first = false
-	}
-	out = append(out, head[at+len(saKey)-1:]...)
-	return out, nil
-}
-
-// WriteJSON writes a view as one JSON document (docs/status-json.md). With
-// compact it is one line (one object per line when watching); otherwise
-// the document's top two levels are indented and every deeper value (an
-// SA, an IKE_SA, a statistic) is one line of its own: readable, and far
-// cheaper than indenting thousands of SAs field by field.
-func WriteJSON(w io.Writer, st *Status, compact bool) error {
-	b, err := marshal(st)
-	if err != nil {
-		return err
-	}
-	if !compact {
-		b = indentTop(b, 2)
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
+	return parts
 }
 
 // indentTop indents compact JSON like json.Indent with two spaces, but

@@ -90,9 +90,10 @@ func proposalGroup(proposal string) string {
 	return ""
 }
 
-// childSecurity describes what protects a CHILD_SA. cfg is swanmgr's
-// configuration of the child (nil when swanmgr did not load it).
-func childSecurity(ch vici.ChildSA, cfg *childConfig) *Security {
+// childSecurity describes what protects a CHILD_SA. pfsKnown says whether
+// the PFS group of the rule it belongs to is known (pfsGroup, "" for none);
+// false also for connections swanmgr did not load.
+func childSecurity(ch vici.ChildSA, pfsKnown bool, pfsGroup string) *Security {
 	proto := ch.Protocol
 	if proto == "" {
 		proto = "ESP"
@@ -110,26 +111,18 @@ func childSecurity(ch vici.ChildSA, cfg *childConfig) *Security {
 	if ch.DHGroup != "" {
 		s.DHGroup = ptr(groupKeyword(ch.DHGroup))
 	}
-	text := proto + " " + algText(ch.EncrAlg, ch.EncrKeysize, ch.IntegAlg, ch.IntegKeysize)
-	var group string
-	if cfg != nil {
-		s.ConfiguredProposals = cfg.proposals
-		for _, p := range cfg.proposals {
-			if g := proposalGroup(p); g != "" {
-				group = g
-				break
-			}
-		}
-		s.ConfiguredPFSGroup = optStr(group)
+	if pfsKnown {
+		s.ConfiguredPFSGroup = optStr(pfsGroup)
 	}
+	text := proto + " " + algText(ch.EncrAlg, ch.EncrKeysize, ch.IntegAlg, ch.IntegKeysize)
 	switch {
 	case ch.DHGroup != "":
 		text += ", PFS " + groupKeyword(ch.DHGroup)
-	case group != "":
+	case pfsKnown && pfsGroup != "":
 		// In IKEv2 the first CHILD_SA is set up with IKE_AUTH and takes
 		// its keys from the IKE_SA; the group is used from the first rekey.
-		text += ", keys from IKE_SA (PFS " + group + " from the first rekey)"
-	case cfg != nil:
+		text += ", keys from IKE_SA (PFS " + pfsGroup + " from the first rekey)"
+	case pfsKnown:
 		text += ", no PFS"
 	default:
 		text += ", keys from IKE_SA"

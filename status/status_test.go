@@ -3,12 +3,15 @@ package status
 import (
 	"bytes"
 	"errors"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	govici "github.com/strongswan/govici/vici"
 
+	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/vici"
 	"github.com/swanmgr/swanmgr/vici/vicitest"
 )
@@ -36,21 +39,20 @@ func TestSecurityText(t *testing.T) {
 	first := vici.ChildSA{Protocol: "ESP", EncrAlg: "AES_GCM_16", EncrKeysize: 256}
 	rekeyed := first
 	rekeyed.DHGroup = "CURVE_25519"
-	pfs := &childConfig{proposals: []string{"aes256gcm16-x25519"}}
-	noPFS := &childConfig{proposals: []string{"aes256gcm16"}}
 	for _, c := range []struct {
-		ch   vici.ChildSA
-		cfg  *childConfig
-		want string
+		ch    vici.ChildSA
+		known bool
+		group string
+		want  string
 	}{
-		{rekeyed, pfs, "ESP AES_GCM_16-256, PFS x25519"},
-		{first, pfs, "ESP AES_GCM_16-256, keys from IKE_SA (PFS x25519 from the first rekey)"},
-		{first, noPFS, "ESP AES_GCM_16-256, no PFS"},
-		{first, nil, "ESP AES_GCM_16-256, keys from IKE_SA"},
-		{vici.ChildSA{Protocol: "ESP", EncrAlg: "AES_CBC", EncrKeysize: 128, IntegAlg: "HMAC_SHA2_256_128"}, nil,
+		{rekeyed, true, "x25519", "ESP AES_GCM_16-256, PFS x25519"},
+		{first, true, "x25519", "ESP AES_GCM_16-256, keys from IKE_SA (PFS x25519 from the first rekey)"},
+		{first, true, "", "ESP AES_GCM_16-256, no PFS"},
+		{first, false, "", "ESP AES_GCM_16-256, keys from IKE_SA"},
+		{vici.ChildSA{Protocol: "ESP", EncrAlg: "AES_CBC", EncrKeysize: 128, IntegAlg: "HMAC_SHA2_256_128"}, false, "",
 			"ESP AES_CBC-128/HMAC_SHA2_256_128, keys from IKE_SA"},
 	} {
-		if got := childSecurity(c.ch, c.cfg).Text; got != c.want {
+		if got := childSecurity(c.ch, c.known, c.group).Text; got != c.want {
 			t.Errorf("got %q, want %q", got, c.want)
 		}
 	}
@@ -175,5 +177,135 @@ func TestStatisticsNeverInvented(t *testing.T) {
 	st = view(t, c)
 	if f := st.Statistics.Rekeys; f.Value == nil || *f.Value != 5 || *f.Source != SourceEvents {
 		t.Errorf("rekeys counted from events: %+v", f)
+	}
+}
+
+// The parallel encoding of many rows gives the same document as
+// encoding/json in one piece (compact) and as indenting that (pretty).
+func TestEncodeManyRows(t *testing.T) {
+	st := view(t, loadCase(t, "testdata/gateway.case.json"))
+	for len(st.SAs) < 1000 {
+		st.SAs = append(st.SAs, st.SAs...)
+	}
+	st.SAs = st.SAs[:1001]
+	want, err := marshalOne(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pretty := range []bool{false, true} {
+		got, err := encode(st, pretty)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := want
+		if pretty {
+			w = indentTop(want, 2)
+		}
+		w = append(w, '\n')
+		if !bytes.Equal(got, w) {
+			t.Fatalf("pretty %v: the parallel encoding differs:\n%s", pretty, lineDiff(string(w), string(got)))
+		}
+	}
+}
+
+// The record's bodies are read only when the view needs them: not when
+// every filter has an SA that tells the rule's PFS; yes for a filter
+// without SA.
+func TestBodiesOnlyWhenNeeded(t *testing.T) {
+	for name, want := range map[string]bool{"kb-alice": false, "eve-refused": true, "gateway": true} {
+		if _, asked := viewRecords(t, loadCase(t, "testdata/"+name+".case.json")); asked != want {
+			t.Errorf("%s: bodies read %v, want %v", name, asked, want)
+		}
+	}
+	// One CHILD_SA without a group does not tell whether the rule has
+	// PFS (the first CHILD_SA takes its keys from the IKE_SA); two do.
+	c := loadCase(t, "testdata/kb-alice.case.json")
+	rec := c.Record
+	one := []vici.IKESA{{Name: "sm-abczz-with-bob", Version: 2, Children: []vici.ChildSA{{Name: "sm-abczz-with-bob-1"}}}}
+	lean := *rec
+	lean.Conns = []assign.RecordConn{rec.Conns[0]}
+	lean.Conns[0].Children = lean.Conns[0].Children[:1]
+	if !NeedsBodies(&lean, one) {
+		t.Error("one CHILD_SA without a DH group: bodies not asked for")
+	}
+	two := []vici.IKESA{{Name: "sm-abczz-with-bob", Version: 2, Children: []vici.ChildSA{{Name: "sm-abczz-with-bob-1"}, {Name: "sm-abczz-with-bob-1"}}}}
+	if NeedsBodies(&lean, two) {
+		t.Error("two CHILD_SAs of one IKE_SA without a group (no PFS): bodies asked for")
+	}
+	if st := inferPFS(two)["sm-abczz-with-bob"]; !st.known || st.group != "" {
+		t.Errorf("inferPFS of two CHILD_SAs without a group: %+v", st)
+	}
+}
+
+// Many rows are built and written on every CPU; the result is the same as
+// on one.
+func TestParallelMatchesSequential(t *testing.T) {
+	render := func() (string, string) {
+		st, err := Build(bulkInput(1000), Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Groups that change at chunk boundaries: many rules in turn.
+		g := view(t, loadCase(t, "testdata/gateway.case.json"))
+		for len(st.SAs) < 2000 {
+			st.SAs = append(st.SAs, g.SAs...)
+		}
+		var table, js bytes.Buffer
+		if err := WriteTable(&table, st, TableOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteJSON(&js, st, false); err != nil {
+			t.Fatal(err)
+		}
+		return table.String(), js.String()
+	}
+	prev := runtime.GOMAXPROCS(1)
+	seqTable, seqJSON := render()
+	runtime.GOMAXPROCS(max(prev, 4))
+	parTable, parJSON := render()
+	runtime.GOMAXPROCS(prev)
+	if seqTable != parTable {
+		t.Errorf("table differs:\n%s", lineDiff(seqTable, parTable))
+	}
+	if seqJSON != parJSON {
+		t.Errorf("JSON differs:\n%s", lineDiff(seqJSON, parJSON))
+	}
+}
+
+// appendSA writes exactly what encoding/json writes, for every row of
+// every golden case, the bulk view, and rows with every field set or
+// unset and strings that need escaping.
+func TestAppendSAMatchesJSON(t *testing.T) {
+	var rows []SA
+	cases, _ := filepath.Glob("testdata/*.case.json")
+	for _, p := range cases {
+		rows = append(rows, view(t, loadCase(t, p)).SAs...)
+	}
+	st, _ := Build(bulkInput(10), Filter{})
+	rows = append(rows, st.SAs...)
+	odd := "q\"b\\s<a>&\n\r\t\x01\x1f é \u2028\u2029 \xff end"
+	n, i64, u := 7, int64(-3), uint64(1<<63)
+	tm := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	yes := true
+	full := SA{Managed: true, Policy: &odd, Rule: &odd, FilterList: &odd, Filter: &n, FilterText: &odd, Action: &odd,
+		Connection: odd, Child: odd, Peer: &odd, State: odd, HasSA: true, IKESAID: &u, ChildSAID: &u,
+		Source:      Endpoint{Addresses: []string{odd, ""}, AnyPort: true, Port: &n, PortRange: &[2]int{1, 65535}, Selectors: []string{}},
+		Destination: Endpoint{},
+		Protocol:    &odd, TunnelEndpoint: &odd, HostToHostTunnel: true, Mode: &odd, UDPEncap: &yes,
+		Security: &Security{Text: odd, Protocol: &odd, Encryption: &odd, EncryptionKeySize: &n, Integrity: &odd,
+			IntegrityKeySize: &n, DHGroup: &odd, Confidential: &yes, SPIIn: &odd, SPIOut: &odd,
+			ConfiguredProposals: []string{odd}, ConfiguredPFSGroup: &odd},
+		BytesIn: &u, BytesOut: &u, PacketsIn: &u, PacketsOut: &u,
+		EstablishedAt: &tm, EstablishedSeconds: &i64, RekeyAt: &tm, RekeyInSeconds: &i64, ExpiresAt: &tm, ExpiresInSeconds: &i64,
+		Note: &odd}
+	rows = append(rows, full, SA{}, SA{Security: &Security{}})
+	for i := range rows {
+		want, err := marshalOne(&rows[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendSA(nil, &rows[i]); !bytes.Equal(got, want) {
+			t.Fatalf("row %d:\n got %s\nwant %s", i, got, want)
+		}
 	}
 }

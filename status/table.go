@@ -3,8 +3,10 @@ package status
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -254,43 +256,35 @@ func (t *tableWriter) sas(st *Status) {
 	const indent = 2
 	w, heads := layout(saColumns, cells, indent, t.width)
 	detailIndent := indent + w[0] + 2
+	// Thousands of rows are written on every CPU, in chunks joined in order.
+	workers := 1
+	if len(st.SAs) >= 512 {
+		workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	per := (len(st.SAs) + workers - 1) / workers
+	parts := make([]strings.Builder, workers)
+	var wg sync.WaitGroup
+	for k := 0; k < workers; k++ {
+		lo, hi := k*per, min((k+1)*per, len(st.SAs))
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sb := &parts[k]
+			sb.Grow((hi - lo) * 400)
+			for i := lo; i < hi; i++ {
+				t.saRow(sb, st, i, cells[i], w, heads, indent, detailIndent)
+			}
+		}()
+	}
+	wg.Wait()
 	hostToHost := false
-	for i, r := range st.SAs {
-		if i == 0 || groupKey(r) != groupKey(st.SAs[i-1]) {
-			if i > 0 {
-				t.sb.WriteString("\n")
-			}
-			t.groupTitle(r)
-			writeRow(&t.sb, saColumns, w, heads, indent, func(_ int, s string) string { return t.color(ansiDim, s) })
-		}
-		writeRow(&t.sb, saColumns, w, cells[i], indent, func(col int, s string) string {
-			if col == len(saColumns)-1 {
-				return t.color(t.stateColor(r.State), s)
-			}
-			return s
-		})
-		var items []string
-		if r.Security != nil {
-			items = append(items, r.Security.Text)
-		}
-		items = append(items, TrafficText(r))
-		if r.EstablishedSeconds != nil {
-			items = append(items, "established "+age(*r.EstablishedSeconds)+" ago")
-		}
-		if r.RekeyInSeconds != nil {
-			if *r.RekeyInSeconds < 0 {
-				items = append(items, "rekey overdue by "+age(-*r.RekeyInSeconds))
-			} else {
-				items = append(items, "rekey in "+age(*r.RekeyInSeconds))
-			}
-		}
-		if r.HasSA && r.Filter == nil && r.FilterText == nil && r.Managed {
-			items = append(items, "filter unknown")
-		}
-		if r.Note != nil {
-			items = append(items, *r.Note)
-		}
-		writeItems(&t.sb, items, detailIndent, t.width)
+	for k := range parts {
+		t.sb.WriteString(parts[k].String())
+	}
+	for _, r := range st.SAs {
 		hostToHost = hostToHost || r.HostToHostTunnel
 	}
 	if hostToHost {
@@ -304,7 +298,48 @@ func (t *tableWriter) sas(st *Status) {
 	}
 }
 
-func (t *tableWriter) groupTitle(r SA) {
+// saRow writes row i of the SA section (after its group's title and
+// headings when it starts a group) to sb.
+func (t *tableWriter) saRow(sb *strings.Builder, st *Status, i int, cells []string, w []int, heads []string, indent, detailIndent int) {
+	r := st.SAs[i]
+	if i == 0 || groupKey(r) != groupKey(st.SAs[i-1]) {
+		if i > 0 {
+			sb.WriteString("\n")
+		}
+		t.groupTitle(sb, r)
+		writeRow(sb, saColumns, w, heads, indent, func(_ int, s string) string { return t.color(ansiDim, s) })
+	}
+	writeRow(sb, saColumns, w, cells, indent, func(col int, s string) string {
+		if col == len(saColumns)-1 {
+			return t.color(t.stateColor(r.State), s)
+		}
+		return s
+	})
+	items := make([]string, 0, 6)
+	if r.Security != nil {
+		items = append(items, r.Security.Text)
+	}
+	items = append(items, TrafficText(r))
+	if r.EstablishedSeconds != nil {
+		items = append(items, "established "+age(*r.EstablishedSeconds)+" ago")
+	}
+	if r.RekeyInSeconds != nil {
+		if *r.RekeyInSeconds < 0 {
+			items = append(items, "rekey overdue by "+age(-*r.RekeyInSeconds))
+		} else {
+			items = append(items, "rekey in "+age(*r.RekeyInSeconds))
+		}
+	}
+	if r.HasSA && r.Filter == nil && r.FilterText == nil && r.Managed {
+		items = append(items, "filter unknown")
+	}
+	if r.Note != nil {
+		items = append(items, *r.Note)
+	}
+	writeItems(sb, items, detailIndent, t.width)
+}
+
+func (t *tableWriter) groupTitle(sb *strings.Builder, r SA) {
 	var s string
 	if r.Managed && r.Rule != nil {
 		pol := ""
@@ -326,7 +361,7 @@ func (t *tableWriter) groupTitle(r SA) {
 		if i > 0 {
 			p = "  " + p
 		}
-		t.sb.WriteString(t.color(ansiBold, p) + "\n")
+		sb.WriteString(t.color(ansiBold, p) + "\n")
 	}
 }
 

@@ -3,6 +3,8 @@ package status
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/swanmgr/swanmgr/assign"
@@ -31,9 +33,9 @@ type WatchOptions struct {
 	Filter  Filter
 	// Dial connects to charon; called again after it failed.
 	Dial func(ctx context.Context) (Watchable, error)
-	// Record returns swanmgr's record for the socket, read again at each
+	// Records give swanmgr's record for the socket, asked again at each
 	// refresh so an apply during the watch shows (nil: none).
-	Record func() (*assign.Record, error)
+	Records Records
 	// Emit shows a view; it runs on Watch's goroutine. An error ends Watch.
 	Emit func(*Status) error
 	// Now is the clock; nil is time.Now.
@@ -186,7 +188,7 @@ func (w *watcher) connect(ctx context.Context) error {
 		}
 		w.client = c
 	}
-	ch, err := w.client.Watch(ctx, WatchedEvents...)
+	ch, err := WatchEach(ctx, w.client, WatchedEvents...)
 	if err != nil {
 		if errors.Is(err, vici.ErrClosed) {
 			w.client.Close()
@@ -203,15 +205,15 @@ func (w *watcher) connect(ctx context.Context) error {
 }
 
 func (w *watcher) record() (*assign.Record, error) {
-	if w.o.Record == nil {
+	if w.o.Records == nil {
 		return nil, nil
 	}
-	return w.o.Record()
+	return w.o.Records.Record()
 }
 
 func (w *watcher) refresh(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, w.o.Timeout)
-	in := Collect(cctx, w.client, w.record, CollectOptions{Now: w.now})
+	in := Collect(cctx, w.client, w.o.Records, CollectOptions{Now: w.now})
 	cancel()
 	if ctx.Err() != nil {
 		return nil
@@ -240,4 +242,88 @@ func (w *watcher) emitDown(cause error) error {
 	}
 	w.down, w.lastErr = true, cause
 	return w.o.Emit(st)
+}
+
+// subscribeTimeout bounds one subscription; see WatchEach.
+const subscribeTimeout = 5 * time.Second
+
+// ErrSubscribeHung is matched by WatchEach's error when a subscription did
+// not complete (see WatchEach); calling it again is the remedy.
+var ErrSubscribeHung = errors.New("subscribing to charon's events did not complete")
+
+// WatchEach subscribes to each event on a session of its own and merges
+// them into one channel, which closes when ctx ends or any of the
+// sessions ends (charon went away): then call it again. Events of one
+// name keep their order; across names they may interleave.
+//
+// Why not one session for all: govici v0.8.1 holds a lock during
+// Subscribe that its reader needs to deliver an event, so an event that
+// arrives before its registration is confirmed blocks the session for
+// good, and with several names the window spans all their registrations.
+// One name per session keeps the window to one round trip; when it is hit
+// anyway (charon raised that very event in between), the subscription is
+// abandoned after a few seconds and WatchEach fails with ErrSubscribeHung
+// instead of hanging.
+func WatchEach(ctx context.Context, w Watchable, events ...string) (<-chan vici.Event, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var chans []<-chan vici.Event
+	fail := func(err error) (<-chan vici.Event, error) {
+		cancel()
+		for _, c := range chans {
+			for range c {
+			}
+		}
+		return nil, err
+	}
+	for _, e := range events {
+		type result struct {
+			ch  <-chan vici.Event
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			ch, err := w.Watch(ctx, e)
+			done <- result{ch, err}
+		}()
+		t := time.NewTimer(subscribeTimeout)
+		select {
+		case r := <-done:
+			t.Stop()
+			if r.err != nil {
+				return fail(r.err)
+			}
+			chans = append(chans, r.ch)
+		case <-t.C:
+			// The stuck session cannot be freed (see above); its
+			// goroutine ends with the client or the process.
+			return fail(fmt.Errorf("watch %s: %w", e, ErrSubscribeHung))
+		case <-ctx.Done():
+			t.Stop()
+			return fail(ctx.Err())
+		}
+	}
+	out := make(chan vici.Event)
+	var wg sync.WaitGroup
+	for _, ch := range chans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cancel() // one ends: end them all, the caller reconnects
+			for ev := range ch {
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					for range ch {
+					}
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		cancel()
+		close(out)
+	}()
+	return out, nil
 }

@@ -157,3 +157,57 @@ func TestWatchInterval(t *testing.T) {
 	srv.SetSAs(oneSA("3")) // no event: only a tick shows it
 	r.next(t, 2*time.Second, func(st *Status) bool { return len(st.SAs) == 1 })
 }
+
+// Subscribing while charon raises events never hangs (govici v0.8.1 can
+// block a session when an event arrives during Subscribe): WatchEach
+// succeeds or reports ErrSubscribeHung within seconds.
+func TestWatchEachWhileEventsFlow(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				srv.Emit("ike-updown", vicitest.Msg("up", "yes", "x", vicitest.Msg("uniqueid", "1")))
+				srv.Emit("log", vicitest.Msg("group", "IKE", "level", "1", "msg", "busy"))
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := vici.Dial(ctx, srv.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ok, hung := 0, 0
+	for i := 0; i < 10; i++ {
+		wctx, wcancel := context.WithCancel(ctx)
+		start := time.Now()
+		ch, err := WatchEach(wctx, c, WatchedEvents...)
+		if took := time.Since(start); took > subscribeTimeout+2*time.Second {
+			t.Fatalf("attempt %d took %v", i, took)
+		}
+		switch {
+		case errors.Is(err, ErrSubscribeHung):
+			hung++
+		case err != nil:
+			t.Fatal(err)
+		default:
+			ok++
+			<-ch
+		}
+		wcancel()
+		if ch != nil {
+			for range ch {
+			}
+		}
+	}
+	t.Logf("%d subscriptions, %d abandoned while events flowed", ok, hung)
+	if ok == 0 {
+		t.Error("no subscription succeeded")
+	}
+}
