@@ -166,7 +166,7 @@ func TestExporterCountsEvents(t *testing.T) {
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitSubscribed(srv)
+	waitSubscribed(t, srv)
 	srv.Emit("ike-updown", vicitest.Msg("up", "yes", "x", vicitest.Msg("uniqueid", "1")))
 	srv.Emit("child-updown", vicitest.Msg("up", "yes", "x", vicitest.Msg("uniqueid", "1",
 		"child-sas", vicitest.Msg("c-1", vicitest.Msg("name", "c", "uniqueid", "1")))))
@@ -217,9 +217,14 @@ func (s staticRecords) WithBodies() (*assign.Record, error) { return s.rec, nil 
 
 // waitSubscribed waits until a client is registered for every event the
 // exporter watches.
-func waitSubscribed(srv *vicitest.Server) {
+func waitSubscribed(t *testing.T, srv *vicitest.Server) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
 	for _, e := range status.WatchedEvents {
 		for srv.Subscribers(e) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the exporter did not subscribe to %s within 5 s", e)
+			}
 			time.Sleep(time.Millisecond)
 		}
 	}

@@ -79,9 +79,7 @@ func TestWatchEventDriven(t *testing.T) {
 	if !first.Daemon.Reachable || len(first.SAs) != 0 {
 		t.Fatalf("first view: %+v", first)
 	}
-	for srv.Subscribers("child-updown") == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitSubscribers(t, srv, "child-updown")
 
 	srv.SetSAs(oneSA("1"))
 	start := time.Now()
@@ -106,9 +104,7 @@ func TestWatchEventDriven(t *testing.T) {
 	if !st.Daemon.Reachable || len(st.SAs) != 1 {
 		t.Fatalf("after the reconnection: %+v", st)
 	}
-	for srv.Subscribers("child-updown") == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitSubscribers(t, srv, "child-updown")
 	srv.SetSAs()
 	srv.Emit("child-updown", vicitest.Msg("peer", vicitest.Msg("uniqueid", "1")))
 	r.next(t, time.Second, func(st *Status) bool { return len(st.SAs) == 0 })
@@ -209,5 +205,18 @@ func TestWatchEachWhileEventsFlow(t *testing.T) {
 	t.Logf("%d subscriptions, %d abandoned while events flowed", ok, hung)
 	if ok == 0 {
 		t.Error("no subscription succeeded")
+	}
+}
+
+// waitSubscribers polls, with a deadline, until a client is registered for
+// the event.
+func waitSubscribers(t *testing.T, srv *vicitest.Server, event string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Subscribers(event) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no client subscribed to %s within 5 s", event)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
