@@ -28,9 +28,19 @@ func applyPrereqs(b *testing.B) {
 
 var (
 	buildOnce sync.Once
+	binDir    string
 	binPath   string
 	buildErr  error
 )
+
+// TestMain removes the binary built for the benchmarks.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // swanmgrBinary builds the swanmgr command once per run: apply is measured
 // as an operator runs it, a process like swanctl.
@@ -41,6 +51,7 @@ func swanmgrBinary(b *testing.B) string {
 			buildErr = err
 			return
 		}
+		binDir = dir
 		binPath = filepath.Join(dir, "swanmgr")
 		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/swanmgr").CombinedOutput()
 		if err != nil {

@@ -234,3 +234,17 @@ func TestTrafficSelectors(t *testing.T) {
 		t.Errorf("udp covers tcp")
 	}
 }
+
+func TestParseTSDashedServiceName(t *testing.T) {
+	got, err := render.ParseTS("10.0.0.1/32[tcp/zabbix-agent]")
+	if err != nil {
+		t.Skipf("no zabbix-agent in /etc/services here: %v", err)
+	}
+	if got.PortLo != 10050 || got.PortHi != 10050 {
+		t.Fatalf("zabbix-agent parsed as %d-%d, want 10050", got.PortLo, got.PortHi)
+	}
+	r, err := render.ParseTS("10.0.0.1/32[tcp/1024-2048]")
+	if err != nil || r.PortLo != 1024 || r.PortHi != 2048 {
+		t.Fatalf("range: %+v %v", r, err)
+	}
+}

@@ -61,6 +61,12 @@ func ParseTS(s string) (TS, error) {
 	if !hasPort || port == "%any" || port == "" {
 		return t, nil
 	}
+	// A service name may itself hold a dash ("zabbix-agent"): try the
+	// whole as one port before reading a range.
+	if n, err := portNumber(port, proto); err == nil {
+		t.PortLo, t.PortHi = n, n
+		return t, nil
+	}
 	lo, hi, isRange := strings.Cut(port, "-")
 	var err error
 	if t.PortLo, err = portNumber(lo, proto); err != nil {
