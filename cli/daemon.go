@@ -279,7 +279,7 @@ func printRules(w io.Writer, p *assign.Plan, planning bool) {
 func unassignCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:      "unassign",
-		Usage:     "remove everything swanmgr loaded into charon (and its SAs), and nothing else",
+		Usage:     "remove the connections, secrets and keys swanmgr loaded into charon (and their SAs), and nothing else; certificates stay",
 		ArgsUsage: " ",
 		Flags:     daemonFlags(),
 		Action: func(c *ucli.Context) error {
