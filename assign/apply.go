@@ -163,6 +163,27 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 		}
 	}
 
+	// Note what is about to be loaded, so that a swanmgr killed half-way
+	// still owns it and the next run cleans up.
+	var intent Pending
+	for _, c := range p.Conns {
+		if c.Change == Added || c.Change == Changed {
+			intent.Conns = append(intent.Conns, c.Name)
+		}
+	}
+	for _, s := range p.Secrets {
+		intent.Secrets = append(intent.Secrets, s.Name)
+	}
+	if rec != nil {
+		intent.Conns = append(intent.Conns, rec.Pending.Conns...)
+		intent.Secrets = append(intent.Secrets, rec.Pending.Secrets...)
+	}
+	if !intent.empty() {
+		if err := e.Store.savePending(e.Socket, intent); err != nil {
+			return nil, err
+		}
+	}
+
 	for _, c := range desired.Certs {
 		if err := e.Daemon.LoadCert(ctx, "X509", c.Flag, c.Data); err != nil {
 			return nil, e.rejected(ctx, "certificate "+c.Path, err)
@@ -255,7 +276,11 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 	for _, id := range p.Stale {
 		if err := e.Daemon.UnloadShared(ctx, id); err != nil {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading secret %s: %v (kept in swanmgr's record; the next apply tries again)", id, err))
-			newRec.Secrets = append(newRec.Secrets, *rec.secret(id))
+			if old := rec.secret(id); old != nil {
+				newRec.Secrets = append(newRec.Secrets, *old)
+			} else {
+				newRec.Secrets = append(newRec.Secrets, RecordSecret{Name: id})
+			}
 			continue
 		}
 		rep.UnloadShared++
@@ -297,11 +322,13 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 	for _, c := range p.Conns {
 		connsChanged = connsChanged || c.Change != Unchanged
 	}
-	if !connsChanged && sameRecord(rec, newRec) {
-		return rep, nil // nothing to remember anew
+	if connsChanged || !sameRecord(rec, newRec) {
+		if err := e.Store.Save(newRec, connsChanged || !e.Store.hasBodies(e.Socket)); err != nil {
+			return rep, fmt.Errorf("the policy is loaded, but %w", err)
+		}
 	}
-	if err := e.Store.Save(newRec, connsChanged || !e.Store.hasBodies(e.Socket)); err != nil {
-		return rep, fmt.Errorf("the policy is loaded, but %w", err)
+	if err := e.Store.clearPending(e.Socket); err != nil {
+		return rep, err
 	}
 	return rep, nil
 }
@@ -466,6 +493,13 @@ func (e *Engine) rollback(ctx context.Context, rec *Record, u rollbackSet, what 
 		re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("secret %s already holds its new value (charon cannot give the old one back)", id))
 	}
 	re.Restored = len(re.RestoreErrs) == 0
+	if re.Restored && (rec == nil || rec.Pending.empty()) {
+		// Nothing is left that the record does not list.
+		if err := e.Store.clearPending(e.Socket); err != nil {
+			re.RestoreErrs = append(re.RestoreErrs, err)
+			re.Restored = false
+		}
+	}
 	return re
 }
 

@@ -498,3 +498,53 @@ func TestForeignKeyIsNotOwned(t *testing.T) {
 		t.Fatal("unassign unloaded a key swanmgr did not load")
 	}
 }
+
+// A swanmgr killed half-way leaves connections and secrets behind that
+// its record does not list; the note of what it was about to load makes
+// them its own: the next apply takes them over without a conflict, and
+// unassign removes them.
+func TestUnfinishedApplyIsCleanedUp(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	// What a killed first apply left: one connection, both secrets, and
+	// its note; no record.
+	d.conns["sm-with-bob"] = "half-loaded"
+	d.shared["ike-sm-with-bob"] = []byte("x")
+	d.shared["ike-sm-with-eve"] = []byte("x")
+	if err := e.Store.savePending(e.Socket, Pending{Conns: []string{"sm-with-bob", "sm-with-eve"}, Secrets: []string{"ike-sm-with-bob", "ike-sm-with-eve"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The next apply no longer wants Eve: it takes Bob over and removes Eve's secret.
+	rep, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{})
+	if err != nil {
+		t.Fatalf("apply after an unfinished one: %v", err)
+	}
+	if d.conns["sm-with-bob"] == "half-loaded" || rep.LoadConn != 1 {
+		t.Fatal("the half-loaded connection was not loaded again")
+	}
+	if _, ok := d.shared["ike-sm-with-eve"]; ok {
+		t.Fatal("the unfinished apply's secret for Eve is still loaded")
+	}
+	if _, err := os.Stat(e.Store.path(e.Socket, ".pending.json")); !os.IsNotExist(err) {
+		t.Fatal("the note of the unfinished apply is still there")
+	}
+	if _, err := e.Unassign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.conns) != 0 || len(d.shared) != 0 {
+		t.Fatalf("after unassign charon still has %v / %v", d.conns, d.shared)
+	}
+
+	// Unassign alone also cleans up after a killed apply.
+	d.conns["sm-with-eve"] = "half-loaded"
+	if err := e.Store.savePending(e.Socket, Pending{Conns: []string{"sm-with-eve"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Unassign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.conns) != 0 {
+		t.Fatalf("unassign left %v", d.conns)
+	}
+}

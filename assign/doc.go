@@ -17,6 +17,8 @@
 //     connections unloaded, before anything is removed;
 //   - trust the daemon: a connection the record lists but charon does not
 //     have (it restarted) is loaded again;
+//   - nothing left unowned: what an apply is about to load is noted first,
+//     so that a run killed half-way still owns it and the next one cleans up;
 //   - one at a time: a lock file serializes concurrent applies per socket.
 //
 // Secrets go to charon over VICI only. The record on disk holds connection

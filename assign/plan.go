@@ -115,6 +115,9 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 			hash := c.Hash()
 			cp := ConnPlan{Name: c.Name, Origin: c.Origin, New: c, Old: old, Hash: hash}
 			switch {
+			case old == nil && liveSet[c.Name] && rec.pendingConn(c.Name):
+				// An unfinished apply loaded it, with settings unknown now.
+				cp.Change = Changed
 			case old == nil && liveSet[c.Name]:
 				conflicts = append(conflicts, c.Name)
 				continue
@@ -141,7 +144,7 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 			p.Conns = append(p.Conns, cp)
 		}
 		for _, s := range desired.Secrets {
-			if !rec.hasSecret(s.Name) && sharedSet[s.Name] {
+			if !rec.hasSecret(s.Name) && !rec.pendingSecret(s.Name) && sharedSet[s.Name] {
 				conflicts = append(conflicts, s.Name)
 			}
 		}
@@ -171,6 +174,17 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 		for _, s := range rec.Secrets {
 			if !keepSecret[s.Name] && sharedSet[s.Name] {
 				p.Stale = append(p.Stale, s.Name)
+			}
+		}
+		// Left behind by an unfinished apply and no longer wanted.
+		for _, name := range rec.Pending.Conns {
+			if !want[name] && rec.Conn(name) == nil && liveSet[name] {
+				p.Conns = append(p.Conns, ConnPlan{Name: name, Change: Removed, Old: &RecordConn{Name: name}})
+			}
+		}
+		for _, id := range rec.Pending.Secrets {
+			if !keepSecret[id] && !rec.hasSecret(id) && sharedSet[id] {
+				p.Stale = append(p.Stale, id)
 			}
 		}
 	}

@@ -50,7 +50,25 @@ type Record struct {
 	// depends on the date, so apply always validates it again.
 	UsesCertificates bool `json:"uses_certificates,omitempty"`
 
+	// Pending is what an apply was about to load when it stopped without
+	// finishing (killed, say): swanmgr owns those names too, so the next
+	// apply or unassign takes care of them. Kept in its own small file.
+	Pending Pending `json:"-"`
+
 	byName map[string]int
+}
+
+// Pending lists names an unfinished apply may have loaded.
+type Pending struct {
+	Conns   []string `json:"conns,omitempty"`
+	Secrets []string `json:"secrets,omitempty"`
+}
+
+func (p Pending) empty() bool { return len(p.Conns) == 0 && len(p.Secrets) == 0 }
+
+func (r *Record) pendingConn(name string) bool { return r != nil && contains(r.Pending.Conns, name) }
+func (r *Record) pendingSecret(name string) bool {
+	return r != nil && contains(r.Pending.Secrets, name)
 }
 
 // RecordInput is one input of the last assignment, fingerprinted like
@@ -191,9 +209,16 @@ func (s Store) path(socket, ext string) string {
 
 // Load reads the record for a socket; nil without error when there is none.
 func (s Store) Load(socket string) (*Record, error) {
+	pending, err := s.loadPending(socket)
+	if err != nil {
+		return nil, err
+	}
 	p := s.path(socket, ".json")
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
+		if !pending.empty() {
+			return &Record{Version: RecordVersion, Socket: socket, Pending: pending}, nil
+		}
 		return nil, nil
 	}
 	if err != nil {
@@ -206,7 +231,40 @@ func (s Store) Load(socket string) (*Record, error) {
 	if r.Version != RecordVersion {
 		return nil, fmt.Errorf("swanmgr's record %s has format %d, this swanmgr knows %d", p, r.Version, RecordVersion)
 	}
+	r.Pending = pending
 	return &r, nil
+}
+
+func (s Store) loadPending(socket string) (Pending, error) {
+	var p Pending
+	b, err := os.ReadFile(s.path(socket, ".pending.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return p, nil
+	}
+	if err != nil {
+		return p, fmt.Errorf("reading swanmgr's record: %w", err)
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("reading swanmgr's record of an unfinished apply: %w", err)
+	}
+	return p, nil
+}
+
+// savePending notes, before loading, what an apply is about to load.
+func (s Store) savePending(socket string, p Pending) error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("saving swanmgr's record: %w", err)
+	}
+	return s.writeJSON(s.path(socket, ".pending.json"), p)
+}
+
+// clearPending removes the note of an unfinished apply.
+func (s Store) clearPending(socket string) error {
+	err := os.Remove(s.path(socket, ".pending.json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing swanmgr's record: %w", err)
+	}
+	return nil
 }
 
 // Save writes the record atomically (mode 0600). With withBodies it also
@@ -283,7 +341,7 @@ func (s Store) LoadBodies(r *Record) error {
 
 // Remove deletes the record for a socket.
 func (s Store) Remove(socket string) error {
-	for _, ext := range []string{".json", ".bodies.json"} {
+	for _, ext := range []string{".json", ".bodies.json", ".pending.json"} {
 		err := os.Remove(s.path(socket, ext))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("removing swanmgr's record: %w", err)
