@@ -55,7 +55,7 @@ type Record struct {
 	// apply or unassign takes care of them. Kept in its own small file.
 	Pending Pending `json:"-"`
 
-	byName map[string]int
+	connIdx, secretIdx map[string]int // built on first lookup
 }
 
 // Pending lists names an unfinished apply may have loaded.
@@ -155,10 +155,8 @@ func (r *Record) secret(name string) *RecordSecret {
 	if r == nil {
 		return nil
 	}
-	if r.byName == nil {
-		r.Conn("")
-	}
-	if i, ok := r.byName["\x00secret\x00"+name]; ok {
+	r.index()
+	if i, ok := r.secretIdx[name]; ok {
 		return &r.Secrets[i]
 	}
 	return nil
@@ -169,19 +167,26 @@ func (r *Record) Conn(name string) *RecordConn {
 	if r == nil {
 		return nil
 	}
-	if r.byName == nil {
-		r.byName = make(map[string]int, len(r.Conns)+len(r.Secrets))
-		for i := range r.Conns {
-			r.byName[r.Conns[i].Name] = i
-		}
-		for i := range r.Secrets {
-			r.byName["\x00secret\x00"+r.Secrets[i].Name] = i
-		}
-	}
-	if i, ok := r.byName[name]; ok {
+	r.index()
+	if i, ok := r.connIdx[name]; ok {
 		return &r.Conns[i]
 	}
 	return nil
+}
+
+// index maps names to positions, for lookups in records of thousands.
+func (r *Record) index() {
+	if r.connIdx != nil {
+		return
+	}
+	r.connIdx = make(map[string]int, len(r.Conns))
+	for i := range r.Conns {
+		r.connIdx[r.Conns[i].Name] = i
+	}
+	r.secretIdx = make(map[string]int, len(r.Secrets))
+	for i := range r.Secrets {
+		r.secretIdx[r.Secrets[i].Name] = i
+	}
 }
 
 func (r *Record) hasSecret(name string) bool { return r.secret(name) != nil }

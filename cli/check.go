@@ -36,7 +36,7 @@ func checkCommand() *ucli.Command {
 			var eps []pair.Endpoint
 			var errs []error
 			for _, path := range c.Args().Slice() {
-				ep, err := loadEndpoint(c, path, backend, model.ValidateOptions{InsecureSecrets: c.Bool(insecureFlag.Name)})
+				ep, err := loadEndpoint(c, path, backend, validateOptions(c))
 				if err != nil {
 					errs = append(errs, err)
 					continue
@@ -61,22 +61,11 @@ func loadEndpoint(c *ucli.Context, path string, backend render.Backend, vo model
 }
 
 func parseEndpoint(c *ucli.Context, path string, data []byte, backend render.Backend, vo model.ValidateOptions) (*pair.Endpoint, error) {
-	f, err := model.Parse(path, data)
+	l, err := loadPolicyData(c, backend, path, data, vo)
 	if err != nil {
 		return nil, err
 	}
-	a, warns, err := model.Validate(f, vo)
-	for _, w := range warns {
-		fmt.Fprintln(c.App.ErrWriter, w.Error())
-	}
-	if err != nil {
-		return nil, err
-	}
-	res, err := render.Render(a, render.Options{Backend: backend})
-	if err != nil {
-		return nil, err
-	}
-	return &pair.Endpoint{Path: path, Assigned: a, Result: res}, nil
+	return &pair.Endpoint{Path: path, Assigned: l.assigned, Result: l.result}, nil
 }
 
 // reportCheck prints what agrees on stdout and every problem on stderr.

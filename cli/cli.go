@@ -141,25 +141,39 @@ type loaded struct {
 // loadPolicy reads, validates and renders the -f file. Warnings are
 // printed to stderr; problems come back as one error.
 func loadPolicy(c *ucli.Context) (*loaded, error) {
+	backend, path, data, err := readPolicy(c)
+	if err != nil {
+		return nil, err
+	}
+	return loadPolicyData(c, backend, path, data, validateOptions(c))
+}
+
+// validateOptions are the validation settings of the command line.
+func validateOptions(c *ucli.Context) model.ValidateOptions {
+	return model.ValidateOptions{InsecureSecrets: c.Bool(insecureFlag.Name)}
+}
+
+// readPolicy reads the -f file and the --ipsec-backend flag.
+func readPolicy(c *ucli.Context) (render.Backend, string, []byte, error) {
 	backend, err := render.ParseBackend(c.String(backendFlag.Name))
 	if err != nil {
-		return nil, usageErrorf("%v", err)
+		return "", "", nil, usageErrorf("%v", err)
 	}
 	path := c.String(fileFlag.Name)
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading policy: %w", err)
+		return "", "", nil, fmt.Errorf("reading policy: %w", err)
 	}
-	return loadPolicyData(c, backend, path, data)
+	return backend, path, data, nil
 }
 
 // loadPolicyData is loadPolicy on a policy file already read.
-func loadPolicyData(c *ucli.Context, backend render.Backend, path string, data []byte) (*loaded, error) {
+func loadPolicyData(c *ucli.Context, backend render.Backend, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
 	f, err := model.Parse(path, data)
 	if err != nil {
 		return nil, err
 	}
-	a, warns, err := model.Validate(f, model.ValidateOptions{InsecureSecrets: c.Bool(insecureFlag.Name)})
+	a, warns, err := model.Validate(f, vo)
 	for _, w := range warns {
 		fmt.Fprintln(c.App.ErrWriter, w.Error())
 	}

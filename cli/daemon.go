@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -95,6 +94,17 @@ func withTimeout(c *ucli.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Context, c.Duration(timeoutFlag.Name))
 }
 
+// connect opens a session to charon under --timeout; done closes both.
+func connect(c *ucli.Context) (context.Context, *session, func(), error) {
+	ctx, cancel := withTimeout(c)
+	s, err := openSession(ctx, c)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, s, func() { s.Close(); cancel() }, nil
+}
+
 func applyCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "apply",
@@ -109,27 +119,20 @@ func applyCommand() *ucli.Command {
 			if c.NArg() > 0 {
 				return usageErrorf("apply takes no arguments (use -f FILE)")
 			}
-			backend, err := render.ParseBackend(c.String(backendFlag.Name))
-			if err != nil {
-				return usageErrorf("%v", err)
-			}
-			path := c.String(fileFlag.Name)
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return fmt.Errorf("reading policy: %w", err)
-			}
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			s, err := openSession(ctx, c)
+			backend, path, data, err := readPolicy(c)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			ctx, s, done, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer done()
 			in := assign.Inputs{PolicyFile: path, Policy: data, Insecure: c.Bool(insecureFlag.Name)}
 			var l *loaded
 			rep, same, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
 				var err error
-				if l, err = loadPolicyData(c, backend, path, data); err != nil {
+				if l, err = loadPolicyData(c, backend, path, data, validateOptions(c)); err != nil {
 					return nil, in, err
 				}
 				in.Read = l.assigned.Inputs
@@ -182,13 +185,11 @@ func planCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			s, err := openSession(ctx, c)
+			ctx, s, done, err := connect(c)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer done()
 			p, err := s.engine.Plan(ctx, l.result)
 			if err != nil {
 				return err
@@ -283,13 +284,11 @@ func unassignCommand() *ucli.Command {
 		ArgsUsage: " ",
 		Flags:     daemonFlags(),
 		Action: func(c *ucli.Context) error {
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			s, err := openSession(ctx, c)
+			ctx, s, done, err := connect(c)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer done()
 			rep, err := s.engine.Unassign(ctx)
 			if rep != nil {
 				fmt.Fprintf(c.App.Writer, "unassigned: %d connections and %d secrets unloaded, %d SAs torn down\n", rep.UnloadConn, rep.UnloadShared, len(rep.Terminated))
@@ -442,26 +441,20 @@ func findChild(sas []vici.IKESA, conn, child string) (vici.IKESA, vici.ChildSA, 
 // the two sides' filters, so a peer whose filters do not mirror ours may
 // give an SA that carries none of the intended traffic.
 func narrowed(conn assign.RecordConn, child string, sa vici.IKESA, ch vici.ChildSA) string {
-	cfg := conn.Body.Get("children")
-	if cfg == nil || cfg.Sec == nil || cfg.Sec.Get(child) == nil {
+	body := conn.Body.Child(child)
+	if body == nil {
 		return ""
 	}
-	body := cfg.Sec.Get(child).Sec
 	local, _ := netip.ParseAddr(sa.LocalHost)
 	remote, _ := netip.ParseAddr(sa.RemoteHost)
 	same := func(key string, host netip.Addr, got []string) (bool, string) {
-		var want []render.TS
+		want, err := body.Selectors(key, host)
+		if err != nil {
+			return true, ""
+		}
 		var wantS []string
-		if it := body.Get(key); it != nil {
-			for _, s := range it.List {
-				t, err := render.ParseTS(s)
-				if err != nil {
-					return true, ""
-				}
-				t = t.Resolve(host)
-				want = append(want, t)
-				wantS = append(wantS, t.String())
-			}
+		for _, t := range want {
+			wantS = append(wantS, t.String())
 		}
 		var gotS []string
 		for _, s := range got {
@@ -498,16 +491,13 @@ func ourProposals(err error, conn assign.RecordConn, child string) string {
 		return ""
 	}
 	var parts []string
-	if it := conn.Body.Get("proposals"); it != nil {
-		parts = append(parts, "IKE "+strings.Join(it.List, ", "))
+	if l := conn.Body.List("proposals"); l != nil {
+		parts = append(parts, "IKE "+strings.Join(l, ", "))
 	}
-	if cs := conn.Body.Get("children"); cs != nil && cs.Sec != nil {
-		if c := cs.Sec.Get(child); c != nil && c.Sec != nil {
-			for _, k := range []string{"esp_proposals", "ah_proposals"} {
-				if it := c.Sec.Get(k); it != nil {
-					parts = append(parts, strings.ToUpper(strings.TrimSuffix(k, "_proposals"))+" "+strings.Join(it.List, ", "))
-				}
-			}
+	c := conn.Body.Child(child)
+	for _, k := range []string{"esp_proposals", "ah_proposals"} {
+		if l := c.List(k); l != nil {
+			parts = append(parts, strings.ToUpper(strings.TrimSuffix(k, "_proposals"))+" "+strings.Join(l, ", "))
 		}
 	}
 	return fmt.Sprintf("; you proposed %s; the peer's own proposals are only in its log (\"received proposals\" / \"configured proposals\")", strings.Join(parts, "; "))
@@ -564,13 +554,11 @@ func terminateCommand() *ucli.Command {
 // of the --rule flag's rule (all rules when it is empty).
 func withRules(fn func(c *ucli.Context, ctx context.Context, s *session, conns []assign.RecordConn) error) ucli.ActionFunc {
 	return func(c *ucli.Context) error {
-		ctx, cancel := withTimeout(c)
-		defer cancel()
-		s, err := openSession(ctx, c)
+		ctx, s, done, err := connect(c)
 		if err != nil {
 			return err
 		}
-		defer s.Close()
+		defer done()
 		conns, _, err := assignedConns(s, c.String("rule"))
 		if err != nil {
 			return err

@@ -11,7 +11,6 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/pair"
 	"github.com/swanmgr/swanmgr/render"
 )
@@ -66,7 +65,7 @@ func runMirror(c *ucli.Context) error {
 			return err
 		}
 	}
-	vo := model.ValidateOptions{InsecureSecrets: c.Bool(insecureFlag.Name)}
+	vo := validateOptions(c)
 	src, err := loadEndpoint(c, c.String(fileFlag.Name), render.Kernel, vo)
 	if err != nil {
 		return err

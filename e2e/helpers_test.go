@@ -63,15 +63,24 @@ func randomPrefix(t *testing.T) string {
 
 func newLab(t *testing.T, b lab.Backend, hosts ...string) *testLab {
 	t.Helper()
-	requireLab(t, b)
+	l, dir := upLab(t, lab.Options{Backend: b, Hosts: hosts})
+	return &testLab{Lab: l, t: t, stateDir: filepath.Join(dir, "state"), examples: copyExamples(t, filepath.Join(dir, "examples"))}
+}
+
+// upLab builds a lab (random prefix, under a test folder, which it also
+// returns) and tears it down when the test ends, showing the charon logs
+// of a failed test.
+func upLab(t *testing.T, o lab.Options) (*lab.Lab, string) {
+	t.Helper()
+	requireLab(t, o.Backend)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	l, err := lab.Up(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Backend: b, Prefix: randomPrefix(t), Hosts: hosts})
+	o.Dir, o.Prefix = filepath.Join(dir, "lab"), randomPrefix(t)
+	l, err := lab.Up(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := &testLab{Lab: l, t: t, stateDir: filepath.Join(dir, "state"), examples: copyExamples(t, filepath.Join(dir, "examples"))}
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, h := range l.Hosts {
@@ -84,7 +93,7 @@ func newLab(t *testing.T, b lab.Backend, hosts ...string) *testLab {
 			t.Errorf("lab down: %v", err)
 		}
 	})
-	return tl
+	return l, dir
 }
 
 func lastLines(s string, n int) string {

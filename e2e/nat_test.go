@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,27 +17,8 @@ import (
 // router, bob outside.
 func newNATLab(t *testing.T) *testLab {
 	t.Helper()
-	requireLab(t, lab.Libipsec)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	dir := t.TempDir()
-	l, err := lab.Up(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Prefix: randomPrefix(t), Hosts: []string{"alice", "bob"}, Topology: lab.TopologyNAT})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, dir := upLab(t, lab.Options{Backend: lab.Libipsec, Hosts: []string{"alice", "bob"}, Topology: lab.TopologyNAT})
 	tl := &testLab{Lab: l, t: t, stateDir: filepath.Join(dir, "state"), examples: filepath.Join(dir, "policies")}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, h := range l.Hosts {
-				if b, err := os.ReadFile(h.Log); err == nil {
-					t.Logf("--- %s charon.log (last lines) ---\n%s", h.Name, lastLines(string(b), 40))
-				}
-			}
-		}
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
 	return tl
 }
 

@@ -136,3 +136,22 @@ type ResolvedAuth struct {
 func (r ResolvedRule) Where(p *Policy) string {
 	return fmt.Sprintf("policy %q rule %q", p.Name, r.Name)
 }
+
+// Summary describes the filter for people: "me → 172.31.67.244 tcp any→6667".
+func (f ResolvedFilter) Summary() string {
+	s := fmt.Sprintf("%s → %s", f.Src, f.Dst)
+	if p := f.ProtoString(); p != "" {
+		s += " " + p
+		if f.SrcPort != AnyPort || f.DstPort != AnyPort {
+			s += " " + portText(f.SrcPort) + "→" + portText(f.DstPort)
+		}
+	}
+	return s
+}
+
+func portText(p int) string {
+	if p == AnyPort {
+		return "any"
+	}
+	return strconv.Itoa(p)
+}

@@ -284,36 +284,17 @@ func addrStrings(as []netip.Addr) []string {
 func children(e *end, conns []*render.Conn, self, peer netip.Addr) []*child {
 	var out []*child
 	for _, cn := range conns {
-		kids := cn.Body.Get("children")
-		if kids == nil || kids.Sec == nil {
-			continue
-		}
 		for _, o := range cn.Children {
-			it := kids.Sec.Get(o.Name)
-			if it == nil || it.Sec == nil {
+			body := cn.Body.Child(o.Name)
+			if body == nil {
 				continue
 			}
-			ch := &child{e: e, conn: cn, origin: o, body: it.Sec}
-			ch.local = selectors(it.Sec, "local_ts", self)
-			ch.remote = selectors(it.Sec, "remote_ts", peer)
+			ch := &child{e: e, conn: cn, origin: o, body: body}
+			// swanmgr's own rendering: its selectors always parse.
+			ch.local, _ = body.Selectors("local_ts", self)
+			ch.remote, _ = body.Selectors("remote_ts", peer)
 			out = append(out, ch)
 		}
-	}
-	return out
-}
-
-func selectors(s *render.Section, key string, host netip.Addr) []render.TS {
-	it := s.Get(key)
-	if it == nil {
-		return nil
-	}
-	var out []render.TS
-	for _, v := range it.List {
-		t, err := render.ParseTS(v)
-		if err != nil {
-			continue
-		}
-		out = append(out, t.Resolve(host))
 	}
 	return out
 }
@@ -363,7 +344,7 @@ func relate(x, y *child) relation {
 		if xl.Equal(r) && xr.Equal(l) {
 			return relReversedAddrs
 		}
-		if sameAddrProto(xl, l) && sameAddrProto(xr, r) && (covers(xl, l) || covers(l, xl)) && (covers(xr, r) || covers(r, xr)) {
+		if sameAddrProto(xl, l) && sameAddrProto(xr, r) && (xl.Covers(l) || l.Covers(xl)) && (xr.Covers(r) || r.Covers(xr)) {
 			return relMissingPort
 		}
 	}
@@ -382,8 +363,6 @@ func withPorts(t, from render.TS) render.TS {
 }
 
 func sameAddrProto(a, b render.TS) bool { return a.Prefix == b.Prefix && a.Proto == b.Proto }
-
-func covers(a, b render.TS) bool { return a.Covers(b) }
 
 func setEqual(a, b []render.TS) bool { return setCovers(a, b) && setCovers(b, a) }
 
@@ -407,7 +386,7 @@ func setCovers(a, b []render.TS) bool {
 func setIntersects(a, b []render.TS) bool {
 	for _, t := range a {
 		for _, u := range b {
-			if _, ok := intersect(t, u); ok {
+			if _, ok := t.Intersect(u); ok {
 				return true
 			}
 		}
@@ -415,41 +394,19 @@ func setIntersects(a, b []render.TS) bool {
 	return false
 }
 
-// intersect is what charon narrows two selectors to.
-func intersect(t, u render.TS) (render.TS, bool) {
-	if !t.Prefix.Overlaps(u.Prefix) {
-		return render.TS{}, false
-	}
-	out := t
-	if u.Prefix.Bits() > t.Prefix.Bits() {
-		out.Prefix = u.Prefix
-	}
-	switch {
-	case t.Proto == 0:
-		out.Proto = u.Proto
-	case u.Proto != 0 && u.Proto != t.Proto:
-		return render.TS{}, false
-	}
-	out.PortLo, out.PortHi = max(t.PortLo, u.PortLo), min(t.PortHi, u.PortHi)
-	if out.PortLo > out.PortHi {
-		return render.TS{}, false
-	}
-	return out, true
-}
-
 // prediction says what charon does when x's side initiates.
 func prediction(x, y *child) string {
 	var ls, rs []string
 	for _, t := range x.local {
 		for _, u := range y.remote {
-			if i, ok := intersect(t, u); ok {
+			if i, ok := t.Intersect(u); ok {
 				ls = append(ls, i.String())
 			}
 		}
 	}
 	for _, t := range x.remote {
 		for _, u := range y.local {
-			if i, ok := intersect(t, u); ok {
+			if i, ok := t.Intersect(u); ok {
 				rs = append(rs, i.String())
 			}
 		}
@@ -467,7 +424,7 @@ func (c *checker) conns(a, b *end, ca, cb *render.Conn) {
 	c.line("  rule %q (%s) ↔ rule %q (%s):", ca.Origin.Rule, ra, cb.Origin.Rule, rb)
 	ka, kb := firstChild(ca), firstChild(cb)
 	if ka != nil && kb != nil {
-		ma, mb := value(ka, "mode"), value(kb, "mode")
+		ma, mb := ka.Value("mode"), kb.Value("mode")
 		if ma != mb {
 			c.problem(ra, rb, "modes differ: %s uses %s, %s uses %s (a tunnel endpoint on one side only); charon answers NO_PROPOSAL_CHOSEN or falls back", a.Path, modeWords(ma), b.Path, modeWords(mb))
 		} else {
@@ -481,7 +438,7 @@ func (c *checker) conns(a, b *end, ca, cb *render.Conn) {
 			c.line("    lifetimes: both rekey %s", ta)
 		}
 	}
-	if sel := selectProposal(list(ca.Body, "proposals"), list(cb.Body, "proposals"), true); sel.ok {
+	if sel := selectProposal(ca.Body.List("proposals"), cb.Body.List("proposals"), true); sel.ok {
 		c.line("    IKE: %s would be chosen", sel.chosen)
 	} else {
 		c.problem(ra, rb, "no common IKE proposal: %s; charon answers NO_PROPOSAL_CHOSEN and no IKE_SA comes up", sel.why)
@@ -497,20 +454,6 @@ func firstChild(cn *render.Conn) *render.Section {
 	return kids.Sec.Items[0].Sec
 }
 
-func value(s *render.Section, key string) string {
-	if it := s.Get(key); it != nil {
-		return it.Value
-	}
-	return ""
-}
-
-func list(s *render.Section, key string) []string {
-	if it := s.Get(key); it != nil {
-		return it.List
-	}
-	return nil
-}
-
 func modeWords(m string) string {
 	if m == "tunnel" {
 		return "tunnel mode"
@@ -520,10 +463,10 @@ func modeWords(m string) string {
 
 func lifetime(s *render.Section) string {
 	var parts []string
-	if v := value(s, "rekey_time"); v != "" {
+	if v := s.Value("rekey_time"); v != "" {
 		parts = append(parts, "after "+v)
 	}
-	if v := value(s, "rekey_bytes"); v != "" {
+	if v := s.Value("rekey_bytes"); v != "" {
 		parts = append(parts, "after "+v+" bytes")
 	}
 	if len(parts) == 0 {
@@ -533,8 +476,8 @@ func lifetime(s *render.Section) string {
 }
 
 func (c *checker) proposals(a, b *end, ra, rb Ref, ka, kb *render.Section) {
-	espA, espB := list(ka, "esp_proposals"), list(kb, "esp_proposals")
-	ahA, ahB := list(ka, "ah_proposals"), list(kb, "ah_proposals")
+	espA, espB := ka.List("esp_proposals"), kb.List("esp_proposals")
+	ahA, ahB := ka.List("ah_proposals"), kb.List("ah_proposals")
 	proto := "ESP"
 	pa, pb := espA, espB
 	switch {
@@ -582,14 +525,14 @@ func groupsOf(ps []string) string {
 }
 
 func (c *checker) auth(a, b *end, ca, cb *render.Conn, ra, rb Ref) {
-	la, rA := sub(ca.Body, "local"), sub(ca.Body, "remote")
-	lb, rB := sub(cb.Body, "local"), sub(cb.Body, "remote")
+	la, rA := ca.Body.Subsection("local"), ca.Body.Subsection("remote")
+	lb, rB := cb.Body.Subsection("local"), cb.Body.Subsection("remote")
 	if la == nil || lb == nil || rA == nil || rB == nil {
 		c.problem(ra, rb, "a rule has no authentication")
 		return
 	}
-	ma, mb := value(la, "auth"), value(lb, "auth")
-	if ma != mb || value(rA, "auth") != mb || value(rB, "auth") != ma {
+	ma, mb := la.Value("auth"), lb.Value("auth")
+	if ma != mb || rA.Value("auth") != mb || rB.Value("auth") != ma {
 		c.problem(ra, rb, "authentication methods differ: %s uses %s, %s uses %s; charon answers AUTHENTICATION_FAILED", a.Path, authWords(ma), b.Path, authWords(mb))
 		return
 	}
@@ -598,14 +541,14 @@ func (c *checker) auth(a, b *end, ca, cb *render.Conn, ra, rb Ref) {
 		who, whom *end
 		want, got string
 		ref       Ref
-	}{{a, b, value(rA, "id"), value(lb, "id"), ra}, {b, a, value(rB, "id"), value(la, "id"), rb}} {
+	}{{a, b, rA.Value("id"), lb.Value("id"), ra}, {b, a, rB.Value("id"), la.Value("id"), rb}} {
 		if x.want != "%any" && x.got != "" && !strings.EqualFold(x.want, x.got) {
 			idOK = false
 			c.problem(ra, rb, "identities differ: %s expects %s to authenticate as %q, but %s's identity is %q (endpoint.id); charon finds no matching peer config or key (AUTHENTICATION_FAILED)", x.who.Path, x.whom.name(), x.want, x.whom.Path, x.got)
 		}
 	}
 	if idOK {
-		c.line("    identities: %q and %q as each side expects", value(la, "id"), value(lb, "id"))
+		c.line("    identities: %q and %q as each side expects", la.Value("id"), lb.Value("id"))
 	}
 	switch ma {
 	case "psk":
@@ -621,8 +564,8 @@ func (c *checker) auth(a, b *end, ca, cb *render.Conn, ra, rb Ref) {
 		}
 		c.line("    authentication: preshared key, the same on both (%s, %s)", srcA, srcB)
 	case "pubkey":
-		okA := c.trusts(a, b, rA, lb, value(rA, "id"), ra, rb)
-		okB := c.trusts(b, a, rB, la, value(rB, "id"), rb, ra)
+		okA := c.trusts(a, b, rA, lb, rA.Value("id"), ra, rb)
+		okB := c.trusts(b, a, rB, la, rB.Value("id"), rb, ra)
 		if okA && okB {
 			c.line("    authentication: certificates, each signed by a CA the other trusts")
 		}
@@ -637,13 +580,6 @@ func authWords(m string) string {
 		return "certificates"
 	}
 	return m
-}
-
-func sub(s *render.Section, key string) *render.Section {
-	if it := s.Get(key); it != nil {
-		return it.Sec
-	}
-	return nil
 }
 
 // secretFor returns the preshared key a connection uses and where it was
@@ -667,8 +603,8 @@ func secretFor(e *end, cn *render.Conn) (model.Secret, string) {
 // certificate (local.certs) and that the certificate carries the identity
 // who expects.
 func (c *checker) trusts(who, whom *end, remote, local *render.Section, wantID string, rWho, rWhom Ref) bool {
-	cas := files(remote, "cacerts")
-	certs := files(local, "certs")
+	cas := remote.Files("cacerts")
+	certs := local.Files("certs")
 	if len(cas) == 0 || len(certs) == 0 {
 		c.problem(rWho, rWhom, "certificate authentication without a CA or a certificate")
 		return false
@@ -694,13 +630,6 @@ func (c *checker) trusts(who, whom *end, remote, local *render.Section, wantID s
 		return false
 	}
 	return true
-}
-
-func files(s *render.Section, key string) []render.FileRef {
-	if it := s.Get(key); it != nil {
-		return it.Files
-	}
-	return nil
 }
 
 func parseCerts(data []byte) []*x509.Certificate {

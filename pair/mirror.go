@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/swanmgr/swanmgr/model"
@@ -229,7 +228,7 @@ func (m *mirror) build() {
 				continue
 			}
 			mf := mFilter{src: m.mapAddr(f.Src), dst: m.mapAddr(f.Dst), proto: f.ProtoString(), srcPort: f.SrcPort, dstPort: f.DstPort,
-				comment: fmt.Sprintf("mirrors %s:%d (%s)", m.base(), f.Line, summary(f))}
+				comment: fmt.Sprintf("mirrors %s:%d (%s)", m.base(), f.Line, f.Summary())}
 			if tunnel {
 				// A tunnel filter has this side's network as source.
 				mf.src, mf.dst, mf.srcPort, mf.dstPort = mf.dst, mf.src, mf.dstPort, mf.srcPort
@@ -387,22 +386,4 @@ func (m *mirror) auths(r model.ResolvedRule) []mAuth {
 		out = append(out, ma)
 	}
 	return out
-}
-
-func summary(f model.ResolvedFilter) string {
-	s := fmt.Sprintf("%s → %s", f.Src, f.Dst)
-	if p := f.ProtoString(); p != "" {
-		s += " " + p
-		if f.SrcPort != model.AnyPort || f.DstPort != model.AnyPort {
-			s += " " + portText(f.SrcPort) + "→" + portText(f.DstPort)
-		}
-	}
-	return s
-}
-
-func portText(p int) string {
-	if p == model.AnyPort {
-		return "any"
-	}
-	return strconv.Itoa(p)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strconv"
 
@@ -160,14 +161,68 @@ func (s *Section) Sub(key, comment string) *Section {
 	return sub
 }
 
-// Get returns the item with key, or nil.
+// Get returns the item with key, or nil (also on a nil section).
 func (s *Section) Get(key string) *Item {
+	if s == nil {
+		return nil
+	}
 	for i := range s.Items {
 		if s.Items[i].Key == key {
 			return &s.Items[i]
 		}
 	}
 	return nil
+}
+
+// Value returns the value of key, or "".
+func (s *Section) Value(key string) string {
+	if it := s.Get(key); it != nil {
+		return it.Value
+	}
+	return ""
+}
+
+// List returns the list value of key, or nil.
+func (s *Section) List(key string) []string {
+	if it := s.Get(key); it != nil {
+		return it.List
+	}
+	return nil
+}
+
+// Files returns the files of key, or nil.
+func (s *Section) Files(key string) []FileRef {
+	if it := s.Get(key); it != nil {
+		return it.Files
+	}
+	return nil
+}
+
+// Subsection returns the subsection key, or nil.
+func (s *Section) Subsection(key string) *Section {
+	if it := s.Get(key); it != nil {
+		return it.Sec
+	}
+	return nil
+}
+
+// Child returns the settings of one of a connection body's children, or nil.
+func (s *Section) Child(name string) *Section {
+	return s.Subsection("children").Subsection(name)
+}
+
+// Selectors parses the traffic selectors of key ("local_ts" or
+// "remote_ts"), with "dynamic" resolved to host.
+func (s *Section) Selectors(key string, host netip.Addr) ([]TS, error) {
+	var out []TS
+	for _, v := range s.List(key) {
+		t, err := ParseTS(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t.Resolve(host))
+	}
+	return out, nil
 }
 
 func (s *Section) hash(w io.Writer) {
@@ -250,8 +305,8 @@ func (c Conn) IKEHash() string {
 // ChildHashes identifies each child's settings, by child name.
 func (c Conn) ChildHashes() map[string]string {
 	out := map[string]string{}
-	if ch := c.Body.Get("children"); ch != nil && ch.Sec != nil {
-		for _, it := range ch.Sec.Items {
+	if ch := c.Body.Subsection("children"); ch != nil {
+		for _, it := range ch.Items {
 			if it.Sec != nil {
 				out[it.Key] = it.Sec.Hash()
 			}

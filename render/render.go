@@ -127,7 +127,7 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 				continue
 			}
 			local, remote, lp, rp := orient(f)
-			summary := filterSummary(f)
+			summary := f.Summary()
 			cs := children.Sub(child, fmt.Sprintf("filter %d: %s", f.Index+1, summary))
 			kind := tsTransport
 			if rule.Tunnel.IsValid() {
@@ -186,7 +186,7 @@ func (r *renderer) ikeSettings(body *Section, peer string, auth []model.Resolved
 		local.Set("auth", "psk")
 		local.Set("id", r.a.Endpoint.ID)
 		remote.Set("auth", "psk")
-		remote.Set("id", peerID(peer))
+		remote.Set("id", peer)
 	case model.Certificate:
 		local.Set("auth", "pubkey")
 		local.Items = append(local.Items, Item{Key: "certs", Files: []FileRef{{Path: a.CertPath, Data: a.Cert}}})
@@ -197,17 +197,10 @@ func (r *renderer) ikeSettings(body *Section, peer string, auth []model.Resolved
 		remote.Items = append(remote.Items, Item{Key: "cacerts", Files: []FileRef{{Path: a.CAPath, Data: a.CA}}})
 		id := a.PeerID
 		if id == "" {
-			id = peerID(peer)
+			id = peer
 		}
 		remote.Set("id", id)
 	}
-}
-
-func peerID(peer string) string {
-	if peer == "%any" {
-		return "%any"
-	}
-	return peer
 }
 
 // childSecurity writes mode, start action, proposals and lifetimes.
@@ -443,24 +436,6 @@ func prefixBits(a model.Addr) int {
 	return 0
 }
 
-func filterSummary(f model.ResolvedFilter) string {
-	s := fmt.Sprintf("%s → %s", f.Src, f.Dst)
-	if p := f.ProtoString(); p != "" {
-		s += " " + p
-		if f.SrcPort != model.AnyPort || f.DstPort != model.AnyPort {
-			s += " " + portText(f.SrcPort) + "→" + portText(f.DstPort)
-		}
-	}
-	return s
-}
-
-func portText(p int) string {
-	if p == model.AnyPort {
-		return "any"
-	}
-	return strconv.Itoa(p)
-}
-
 // shunt renders a permit or block rule: one connection without IKE, one
 // pass or drop child per filter, installed when loaded.
 func (r *renderer) shunt(rule model.ResolvedRule) {
@@ -491,7 +466,7 @@ func (r *renderer) shunt(rule model.ResolvedRule) {
 			continue
 		}
 		local, remote, lp, rp := orient(f)
-		summary := filterSummary(f)
+		summary := f.Summary()
 		cs := children.Sub(child, fmt.Sprintf("filter %d: %s", f.Index+1, summary))
 		cs.SetList("local_ts", r.selectors(local, remote, f, lp, tsShunt)...)
 		cs.SetList("remote_ts", r.selectors(remote, local, f, rp, tsShunt)...)

@@ -148,3 +148,26 @@ func (t TS) Covers(u TS) bool {
 
 // Equal reports whether two resolved selectors are the same.
 func (t TS) Equal(u TS) bool { return t.Covers(u) && u.Covers(t) }
+
+// Intersect is what charon narrows two resolved selectors to; false when
+// they have nothing in common.
+func (t TS) Intersect(u TS) (TS, bool) {
+	if !t.Prefix.Overlaps(u.Prefix) {
+		return TS{}, false
+	}
+	out := t
+	if u.Prefix.Bits() > t.Prefix.Bits() {
+		out.Prefix = u.Prefix
+	}
+	switch {
+	case t.Proto == 0:
+		out.Proto = u.Proto
+	case u.Proto != 0 && u.Proto != t.Proto:
+		return TS{}, false
+	}
+	out.PortLo, out.PortHi = max(t.PortLo, u.PortLo), min(t.PortHi, u.PortHi)
+	if out.PortLo > out.PortHi {
+		return TS{}, false
+	}
+	return out, true
+}

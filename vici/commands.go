@@ -145,14 +145,7 @@ type RekeyRequest struct {
 // rekeying to complete. No matching SA is an error from charon.
 func (c *Client) Rekey(ctx context.Context, r RekeyRequest) error {
 	req := govici.NewMessage()
-	set(req, "ike", r.IKE)
-	set(req, "child", r.Child)
-	if r.IKEID != 0 {
-		set(req, "ike-id", strconv.FormatUint(r.IKEID, 10))
-	}
-	if r.ChildID != 0 {
-		set(req, "child-id", strconv.FormatUint(r.ChildID, 10))
-	}
+	setSelector(req, r.IKE, r.Child, r.IKEID, r.ChildID)
 	if r.Reauth {
 		set(req, "reauth", "yes")
 	}
@@ -164,6 +157,18 @@ func (c *Client) Rekey(ctx context.Context, r RekeyRequest) error {
 }
 
 // selectorName names an SA selector for error messages.
+// setSelector names the SAs a rekey or terminate acts on.
+func setSelector(req *govici.Message, ike, child string, ikeID, childID uint64) {
+	set(req, "ike", ike)
+	set(req, "child", child)
+	if ikeID != 0 {
+		set(req, "ike-id", strconv.FormatUint(ikeID, 10))
+	}
+	if childID != 0 {
+		set(req, "child-id", strconv.FormatUint(childID, 10))
+	}
+}
+
 func selectorName(ike, child string, ikeID, childID uint64) string {
 	switch {
 	case child != "":

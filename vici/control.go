@@ -140,14 +140,7 @@ func (c *Client) Terminate(ctx context.Context, r TerminateRequest, log func(Log
 	ctx, cancel, timeout, added := controlDeadline(ctx, r.Timeout)
 	defer cancel()
 	req := govici.NewMessage()
-	set(req, "ike", r.IKE)
-	set(req, "child", r.Child)
-	if r.IKEID != 0 {
-		set(req, "ike-id", strconv.FormatUint(r.IKEID, 10))
-	}
-	if r.ChildID != 0 {
-		set(req, "child-id", strconv.FormatUint(r.ChildID, 10))
-	}
+	setSelector(req, r.IKE, r.Child, r.IKEID, r.ChildID)
 	if r.Force {
 		set(req, "force", "yes")
 	}

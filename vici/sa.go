@@ -162,17 +162,22 @@ func set(m *govici.Message, key, value string) {
 // child-updown or ike-update message, skipping the plain values beside them
 // (the "up" flag, ike-update's new addresses).
 func parseIKESAs(m *govici.Message) ([]IKESA, error) {
-	var out []IKESA
+	return sections(m, parseIKESA)
+}
+
+// sections parses every subsection of m, in order, skipping plain values.
+func sections[T any](m *govici.Message, parse func(name string, body *govici.Message) (T, error)) ([]T, error) {
+	var out []T
 	for _, name := range m.Keys() {
 		body, ok := m.Get(name).(*govici.Message)
 		if !ok {
 			continue
 		}
-		sa, err := parseIKESA(name, body)
+		v, err := parse(name, body)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, sa)
+		out = append(out, v)
 	}
 	return out, nil
 }
@@ -337,17 +342,11 @@ func (c *Client) ListConns(ctx context.Context) ([]ConnInfo, error) {
 	}
 	var out []ConnInfo
 	for _, m := range events {
-		for _, name := range m.Keys() {
-			body, ok := m.Get(name).(*govici.Message)
-			if !ok {
-				continue
-			}
-			ci, err := parseConnInfo(name, body)
-			if err != nil {
-				return nil, fmt.Errorf("list-conns: %w", err)
-			}
-			out = append(out, ci)
+		cis, err := sections(m, parseConnInfo)
+		if err != nil {
+			return nil, fmt.Errorf("list-conns: %w", err)
 		}
+		out = append(out, cis...)
 	}
 	return out, nil
 }
