@@ -294,4 +294,3 @@ func unassignCommand() *ucli.Command {
 		},
 	}
 }
-
