@@ -9,7 +9,10 @@ set -eu
 
 PACKAGES="strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins strongswan-pki iproute2 tcpdump nftables ca-certificates"
 if [ "${1:-}" = test ]; then
-	PACKAGES="$PACKAGES docker-compose"
+	# docker.io/docker-compose/debootstrap: the docker-compose lab, built
+	# from a locally made base image; systemd: systemd-analyze verify of
+	# the unit file; prometheus: promtool checks the metrics exposition.
+	PACKAGES="$PACKAGES docker.io docker-compose debootstrap systemd prometheus"
 fi
 
 missing=""
@@ -27,6 +30,15 @@ if [ -n "$missing" ]; then
 	echo "install-deps: installing$missing"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q
+	# Packages that ship a service (docker.io, prometheus) must not start
+	# it: the tests start what they need themselves, by pid.
+	norc=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		norc=1
+	fi
 	# shellcheck disable=SC2086
-	apt-get install -y -q --no-install-recommends $missing
+	apt-get install -y -q --no-install-recommends $missing || { [ -z "$norc" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+	[ -z "$norc" ] || rm -f /usr/sbin/policy-rc.d
 fi
