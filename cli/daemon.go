@@ -74,6 +74,14 @@ func openSession(ctx context.Context, c *ucli.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newSession(ctx, sock, c.String(stateDirFlag.Name))
+}
+
+// newSession dials charon at sock (an absolute path, see socketPath) and
+// builds the engine that works on it. Every command that changes charon
+// (apply, unassign, the agent) gets its engine here, so they all enforce
+// the same way.
+func newSession(ctx context.Context, sock, stateDir string) (*session, error) {
 	client, err := vici.Dial(ctx, sock)
 	if err != nil {
 		return nil, err
@@ -81,7 +89,7 @@ func openSession(ctx context.Context, c *ucli.Context) (*session, error) {
 	return &session{
 		client: client,
 		socket: sock,
-		engine: &assign.Engine{Daemon: assign.ViciDaemon{Client: client}, Store: assign.Store{Dir: c.String(stateDirFlag.Name)}, Socket: sock},
+		engine: &assign.Engine{Daemon: assign.ViciDaemon{Client: client}, Store: assign.Store{Dir: stateDir}, Socket: sock},
 	}, nil
 }
 
