@@ -7,7 +7,7 @@
 # must be 1.21 or newer (it then fetches the toolchain go.mod asks for).
 set -eu
 
-PACKAGES="strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins strongswan-pki iproute2 tcpdump nftables ca-certificates"
+PACKAGES="strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins strongswan-pki iproute2 tcpdump nftables ca-certificates"
 if [ "${1:-}" = test ]; then
 	# docker.io/docker-compose/debootstrap: the docker-compose lab, built
 	# from a locally made base image; systemd: systemd-analyze verify of
