@@ -270,7 +270,7 @@ var knownKeys = map[string][]string{
 	"endpoint":                   {"name", "addresses", "id", "lan_interface", "remote_access_interface"},
 	"filter_list":                {"name", "description", "filter"},
 	"filter_list.filter":         {"description", "source", "destination", "protocol", "source_port", "destination_port", "mirrored"},
-	"filter_action":              {"name", "description", "action", "security", "pfs", "fallback_to_clear", "accept_unsecured", "esp_encryption", "esp_integrity", "ah_integrity", "pfs_group", "rekey_seconds", "rekey_kilobytes"},
+	"filter_action":              {"name", "description", "action", "security", "pfs", "fallback_to_clear", "accept_unsecured", "guard", "esp_encryption", "esp_integrity", "ah_integrity", "pfs_group", "rekey_seconds", "rekey_kilobytes"},
 	"policy":                     {"name", "description", "default_response_rule", "rule"},
 	"policy.rule":                {"name", "filter_list", "filter_action", "network", "tunnel_endpoint", "authentication", "disabled"},
 	"policy.rule.authentication": {"method", "secret_file", "secret_env", "secret", "ca", "certificate", "private_key", "peer_id"},

@@ -54,6 +54,9 @@ type ResolvedAction struct {
 	AHInteg   []string
 	RekeySecs int64 // 0: charon's default
 	RekeyKB   int64 // 0: not set
+	// Guard: the nftables guard enforces this action (negotiate and
+	// block; false when the filter action opts out, always for permit).
+	Guard bool
 }
 
 // AddrKind is what a filter address means.

@@ -97,6 +97,14 @@ type FilterAction struct {
 	FallbackToClear *bool `toml:"fallback_to_clear"`
 	AcceptUnsecured *bool `toml:"accept_unsecured"`
 
+	// Guard (default true for negotiate and block) has swanmgr's nftables
+	// guard drop clear-text packets that match the rule's filters when no
+	// SA protects them (negotiate) or always (block), also while charon is
+	// down. That is what "Do not communicate with computers that do not
+	// support IPSec" meant in Windows. false weakens it to "as long as
+	// charon runs and the SA exists" (docs/enforcement.md).
+	Guard *bool `toml:"guard"`
+
 	// Custom security methods (security = "custom").
 	ESPEncryption  []string `toml:"esp_encryption"`
 	ESPIntegrity   []string `toml:"esp_integrity"`

@@ -405,6 +405,10 @@ func (v *validator) filterActions() map[string]*actionInfo {
 
 func (v *validator) action(path, where string, fa *FilterAction) ResolvedAction {
 	ra := ResolvedAction{Name: fa.Name, Action: fa.Action, Security: fa.Security}
+	ra.Guard = fa.Action != Permit && (fa.Guard == nil || *fa.Guard)
+	if fa.Action == Permit && fa.Guard != nil {
+		v.errf(path+".guard", where, "guard applies to \"negotiate\" and \"block\" filter actions (a permit rule sends in clear by definition); remove it")
+	}
 	switch fa.Action {
 	case Permit, Block, Negotiate:
 	case "":
