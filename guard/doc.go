@@ -1,0 +1,36 @@
+// Package guard derives swanmgr's nftables guard from an assigned policy:
+// the firewall rules that make "Negotiate security — do not communicate
+// with computers that do not support IPSec" hold when an SA, or charon
+// itself, is down.
+//
+// For every filter of a negotiate rule the guard drops clear-text packets
+// that match it, in both directions (filters are mirrored), unless IPsec
+// protects them; for every filter of a block rule it drops matching
+// packets, always. Permit rules, and negotiate or block rules whose filter
+// action says guard = false, are holes: the most specific filter wins, as
+// in Windows, whatever its action. Traffic that no rule covers is not
+// touched, nor is IKE (UDP 500 and 4500), ESP and AH themselves, loopback
+// and IPv6 neighbour discovery.
+//
+// "Protected" depends on the backend: with the kernel's XFRM, packets
+// that leave through an XFRM transform (rt ipsec exists) or arrived through
+// one (meta ipsec exists); with charon's userspace libipsec, packets that
+// leave or arrive through its TUN device (ipsec0).
+//
+// The rules live in one table, inet swanmgr; nothing else is read or
+// changed. Matching costs one set lookup per filter shape (the prefix
+// lengths, and whether protocol and ports are restricted), however many
+// rules: each shape is a concatenated interval set (address · address ·
+// protocol · port · port) with a verdict map and a counter map beside it,
+// and filters of one shape never partly overlap, so most-specific-first
+// ordering is the order of the shapes. Every guarded rule has a named
+// counter of the clear-text packets the guard dropped for it.
+//
+// The package is pure: Derive computes a Ruleset from the model, Merge
+// the ruleset that is at least as strict as two others (what an apply
+// installs while it changes connections), and Transaction the
+// sigs.k8s.io/knftables transaction that turns the live table into a
+// ruleset — a patch of what changed when the live table is the one
+// expected, otherwise one atomic replacement. Running it is the
+// netfilter package's job.
+package guard

@@ -1,0 +1,450 @@
+package guard
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/swanmgr/swanmgr/model"
+)
+
+// Table is the nftables table the guard owns (family inet).
+const Table = "swanmgr"
+
+// TunDevice is the TUN device charon's kernel-libipsec plugin creates.
+const TunDevice = "ipsec0"
+
+// Backend is how IPsec is done on the host, which decides what
+// "protected" means. The names are render's.
+type Backend string
+
+// Backends.
+const (
+	Kernel   Backend = "kernel"
+	LibIPsec Backend = "libipsec"
+)
+
+// Verdict is what the guard does with a packet that matches an entry.
+type Verdict string
+
+// Verdicts, strongest first.
+const (
+	// Block drops the packet.
+	Block Verdict = "block"
+	// Negotiate lets the packet through only when IPsec protects it.
+	Negotiate Verdict = "negotiate"
+	// Pass lets the packet through: a permit rule, or a rule whose filter
+	// action opted out of the guard. It keeps less specific rules from
+	// applying to it.
+	Pass Verdict = "pass"
+)
+
+func (v Verdict) strength() int {
+	switch v {
+	case Block:
+		return 2
+	case Negotiate:
+		return 1
+	}
+	return 0
+}
+
+// Rule is one rule of the policy the guard enforces.
+type Rule struct {
+	Name    string  `json:"name"`    // the rule's name in the policy
+	Counter string  `json:"counter"` // the named nftables counter of its drops
+	Verdict Verdict `json:"verdict"`
+}
+
+// Entry is one match of the guard: one orientation of one filter, in one
+// address family.
+type Entry struct {
+	Family int    `json:"family"` // 4 or 6
+	Shape  string `json:"shape"`  // see shape
+	// Key holds the parts of the set key as nft writes them: source and
+	// destination prefix, and for shapes with a protocol the protocol
+	// number, and for shapes with ports the source and destination port
+	// ranges.
+	Key     []string `json:"key"`
+	Verdict Verdict  `json:"verdict"`
+	Counter string   `json:"counter,omitempty"` // block and negotiate
+}
+
+func (e Entry) id() string {
+	return strconv.Itoa(e.Family) + "|" + e.Shape + "|" + strings.Join(e.Key, " . ")
+}
+
+// Ruleset is the whole guard of one assigned policy. A nil *Ruleset is
+// "no guard".
+type Ruleset struct {
+	Backend Backend `json:"backend"`
+	Rules   []Rule  `json:"rules"`
+	Entries []Entry `json:"entries"` // sorted by shape, then key
+}
+
+// Hash identifies a ruleset's content; the live table carries it.
+func (rs *Ruleset) Hash() string {
+	if rs == nil {
+		return ""
+	}
+	b, _ := json.Marshal(rs)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// Guarded returns the rules whose drops the guard counts (block and
+// negotiate), in policy order.
+func (rs *Ruleset) Guarded() []Rule {
+	if rs == nil {
+		return nil
+	}
+	var out []Rule
+	for _, r := range rs.Rules {
+		if r.Verdict != Pass {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Rule returns the guarded rule named name, or nil.
+func (rs *Ruleset) Rule(name string) *Rule {
+	if rs == nil {
+		return nil
+	}
+	for i := range rs.Rules {
+		if rs.Rules[i].Name == name && rs.Rules[i].Verdict != Pass {
+			return &rs.Rules[i]
+		}
+	}
+	return nil
+}
+
+// Derive computes the guard of an assigned policy for a backend. It
+// returns nil when no enabled rule is guarded: then nothing is installed
+// and nftables is not needed. Problems name the rule and the filter.
+func Derive(a *model.Assigned, backend Backend) (*Ruleset, model.Problems) {
+	d := &deriver{a: a, rs: &Ruleset{Backend: backend}, byID: map[string]int{}, counters: map[string]bool{}}
+	guarded := false
+	for _, r := range a.Rules {
+		if r.Action.Guard {
+			guarded = true
+		}
+	}
+	if !guarded {
+		return nil, nil
+	}
+	for _, r := range a.Rules {
+		d.rule(r)
+	}
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	sort.SliceStable(d.rs.Entries, func(i, j int) bool {
+		x, y := d.rs.Entries[i], d.rs.Entries[j]
+		if x.Family != y.Family {
+			return x.Family < y.Family
+		}
+		if x.Shape != y.Shape {
+			return x.Shape < y.Shape
+		}
+		return strings.Join(x.Key, " ") < strings.Join(y.Key, " ")
+	})
+	return d.rs, nil
+}
+
+type deriver struct {
+	a        *model.Assigned
+	rs       *Ruleset
+	byID     map[string]int // entry id -> index in rs.Entries
+	counters map[string]bool
+	errs     model.Problems
+}
+
+var counterRE = regexp.MustCompile(`[^a-z0-9]+`)
+
+// counterName names a rule's counter after the rule, so that it survives
+// applies that do not change the rule.
+func (d *deriver) counterName(r model.ResolvedRule) string {
+	s := strings.Trim(counterRE.ReplaceAllString(strings.ToLower(r.Name), "-"), "-")
+	if len(s) > 40 {
+		s = strings.TrimRight(s[:40], "-")
+	}
+	if s == "" {
+		s = "rule" + strconv.Itoa(r.Index+1)
+	}
+	name := "r-" + s
+	for i := 2; d.counters[name]; i++ {
+		name = "r-" + s + "-" + strconv.Itoa(i)
+	}
+	d.counters[name] = true
+	return name
+}
+
+func (d *deriver) rule(r model.ResolvedRule) {
+	v := Pass
+	switch {
+	case !r.Action.Guard:
+	case r.Action.Action == model.Block:
+		v = Block
+	case r.Action.Action == model.Negotiate:
+		v = Negotiate
+	}
+	rule := Rule{Name: r.Name, Verdict: v}
+	if v != Pass {
+		rule.Counter = d.counterName(r)
+	}
+	d.rs.Rules = append(d.rs.Rules, rule)
+	where := r.Where(d.a.Policy)
+	for _, f := range r.Filters {
+		if f.Src.Kind == model.AddrDNS || f.Dst.Kind == model.AddrDNS {
+			if v == Pass {
+				// A hole for a name nobody resolved yet: leaving it out
+				// only makes the guard stricter.
+				continue
+			}
+			d.errs = append(d.errs, model.Problem{File: d.a.File.Path, Line: f.Line, Where: where,
+				Msg: fmt.Sprintf("filter %d uses a DNS name (%s): the guard that drops clear text needs addresses; write the address, or set guard = false in filter action %q (protection then lasts only while charon runs and the SA is up)", f.Index+1, dnsName(f), r.Action.Name)})
+			continue
+		}
+		d.filter(f, v, rule.Counter)
+	}
+}
+
+func dnsName(f model.ResolvedFilter) string {
+	if f.Src.Kind == model.AddrDNS {
+		return f.Src.Name
+	}
+	return f.Dst.Name
+}
+
+// filter adds both orientations of a filter in every family it covers.
+func (d *deriver) filter(f model.ResolvedFilter, v Verdict, counter string) {
+	for _, fam := range []int{4, 6} {
+		srcs := d.prefixes(f.Src, f.Dst, fam)
+		dsts := d.prefixes(f.Dst, f.Src, fam)
+		for _, s := range srcs {
+			for _, t := range dsts {
+				d.add(fam, s, t, f.Proto, f.SrcPort, f.DstPort, v, counter)
+				d.add(fam, t, s, f.Proto, f.DstPort, f.SrcPort, v, counter)
+			}
+		}
+	}
+}
+
+// prefixes expands one side of a filter in family fam: "me" is every
+// address of this endpoint, "any" the whole family — where the other side
+// can be of that family at all.
+func (d *deriver) prefixes(side, other model.Addr, fam int) []netip.Prefix {
+	is := func(a netip.Addr) bool { return (fam == 4) == a.Is4() }
+	if other.Prefix.IsValid() && !is(other.Prefix.Addr()) {
+		return nil
+	}
+	switch side.Kind {
+	case model.AddrMe:
+		var out []netip.Prefix
+		for _, s := range d.a.Endpoint.Addresses {
+			if ip, err := netip.ParseAddr(s); err == nil && is(ip) {
+				out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+			}
+		}
+		return out
+	case model.AddrAny:
+		if other.Kind == model.AddrMe && len(d.prefixes(other, side, fam)) == 0 {
+			return nil
+		}
+		if fam == 4 {
+			return []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+		}
+		return []netip.Prefix{netip.MustParsePrefix("::/0")}
+	case model.AddrHost, model.AddrSubnet:
+		if is(side.Prefix.Addr()) {
+			return []netip.Prefix{side.Prefix.Masked()}
+		}
+	}
+	return nil
+}
+
+// A shape is what every entry of one set has in common: the prefix
+// lengths and which of protocol and ports are restricted. Two entries of
+// one shape either have the same key or do not overlap at all, which is
+// what lets one interval set hold them and the order of shapes give
+// most-specific-first.
+type shape struct {
+	family           int
+	srcBits, dstBits int
+	proto            bool
+	sport, dport     bool
+}
+
+func (s shape) name() string {
+	n := fmt.Sprintf("%d-s%d-d%d", s.family, s.srcBits, s.dstBits)
+	if s.proto {
+		n += "-p"
+	}
+	if s.sport {
+		n += "-sp"
+	}
+	if s.dport {
+		n += "-dp"
+	}
+	return n
+}
+
+func (s shape) ports() bool { return s.sport || s.dport }
+
+func parseShape(fam int, name string) (shape, error) {
+	s := shape{family: fam}
+	parts := strings.Split(name, "-")
+	if len(parts) < 3 || parts[0] != strconv.Itoa(fam) {
+		return s, fmt.Errorf("guard: bad shape %q", name)
+	}
+	var err error
+	if s.srcBits, err = strconv.Atoi(strings.TrimPrefix(parts[1], "s")); err != nil {
+		return s, fmt.Errorf("guard: bad shape %q", name)
+	}
+	if s.dstBits, err = strconv.Atoi(strings.TrimPrefix(parts[2], "d")); err != nil {
+		return s, fmt.Errorf("guard: bad shape %q", name)
+	}
+	for _, p := range parts[3:] {
+		switch p {
+		case "p":
+			s.proto = true
+		case "sp":
+			s.sport = true
+		case "dp":
+			s.dport = true
+		default:
+			return s, fmt.Errorf("guard: bad shape %q", name)
+		}
+	}
+	return s, nil
+}
+
+// score ranks shapes as charon's kernel priorities rank selectors (and as
+// render ranks swanmgr's own policies): prefix bits in IPv6 units, then a
+// protocol, then ports. Higher is more specific.
+func (s shape) score() int {
+	unit := 1
+	if s.family == 4 {
+		unit = 4
+	}
+	n := (s.srcBits + s.dstBits) * unit * 512
+	if s.proto {
+		n += 256
+	}
+	if s.sport {
+		n += 64
+	}
+	if s.dport {
+		n += 64
+	}
+	return n
+}
+
+func portRange(p int) string {
+	if p == model.AnyPort {
+		return "0-65535"
+	}
+	return strconv.Itoa(p)
+}
+
+func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v Verdict, counter string) {
+	sh := shape{family: fam, srcBits: src.Bits(), dstBits: dst.Bits(), proto: proto != 0,
+		sport: sport != model.AnyPort, dport: dport != model.AnyPort}
+	key := []string{prefixText(src), prefixText(dst)}
+	if sh.proto {
+		key = append(key, strconv.Itoa(proto))
+		if sh.ports() {
+			key = append(key, portRange(sport), portRange(dport))
+		}
+	}
+	e := Entry{Family: fam, Shape: sh.name(), Key: key, Verdict: v, Counter: counter}
+	if i, ok := d.byID[e.id()]; ok {
+		// The same traffic twice: the stronger action wins, then the
+		// earlier rule (charon, too, keeps the first of two equal
+		// policies).
+		if v.strength() > d.rs.Entries[i].Verdict.strength() {
+			d.rs.Entries[i] = e
+		}
+		return
+	}
+	d.byID[e.id()] = len(d.rs.Entries)
+	d.rs.Entries = append(d.rs.Entries, e)
+}
+
+func prefixText(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// Merge returns a ruleset at least as strict as both a and b, for the
+// moments of an apply when the old policy's connections are still loaded
+// and the new one's are being loaded: every block and negotiate entry of
+// either (the stronger where both have one), and only the holes (pass
+// entries) that both have. Either may be nil.
+func Merge(a, b *Ruleset) *Ruleset {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	out := &Ruleset{Backend: b.Backend}
+	seen := map[string]bool{}
+	for _, rs := range []*Ruleset{b, a} {
+		for _, r := range rs.Rules {
+			k := r.Name + "\x00" + r.Counter
+			if !seen[k] {
+				seen[k] = true
+				out.Rules = append(out.Rules, r)
+			}
+		}
+	}
+	byID := map[string]int{}
+	inA := map[string]Entry{}
+	for _, e := range a.Entries {
+		inA[e.id()] = e
+	}
+	inB := map[string]bool{}
+	for _, e := range b.Entries {
+		inB[e.id()] = true
+	}
+	for _, rs := range []*Ruleset{b, a} {
+		for _, e := range rs.Entries {
+			id := e.id()
+			if e.Verdict == Pass {
+				if _, ok := inA[id]; !ok || !inB[id] {
+					continue
+				}
+			}
+			if i, ok := byID[id]; ok {
+				if e.Verdict.strength() > out.Entries[i].Verdict.strength() {
+					out.Entries[i] = e
+				}
+				continue
+			}
+			byID[id] = len(out.Entries)
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	sort.SliceStable(out.Entries, func(i, j int) bool {
+		x, y := out.Entries[i], out.Entries[j]
+		if x.Family != y.Family {
+			return x.Family < y.Family
+		}
+		if x.Shape != y.Shape {
+			return x.Shape < y.Shape
+		}
+		return strings.Join(x.Key, " ") < strings.Join(y.Key, " ")
+	})
+	return out
+}

@@ -1,0 +1,18 @@
+// Package netfilter is the thin adapter between swanmgr and the kernel's
+// firewall: it runs the guard's transactions (package guard) against
+// table inet swanmgr, reads the table's fingerprint and its counters, and
+// nothing else. It never lists, changes or deletes another table.
+//
+// It drives the nft command through sigs.k8s.io/knftables (the library
+// kube-proxy's nftables mode uses): every change is one nft transaction,
+// applied atomically by the kernel, and the same library offers a fake
+// that the guard's unit tests run against. nft must be installed
+// (Debian's nftables package); without it Open fails with ErrNoNftables,
+// saying what to install.
+//
+// The guard belongs in the network namespace where charon runs, which is
+// where its SAs carry traffic: CharonNetns finds it from the VICI socket
+// (the peer credentials of the listening charon), and every nft command
+// runs in that namespace. On a normal host that is the namespace swanmgr
+// runs in; in the lab it is the host's namespace.
+package netfilter

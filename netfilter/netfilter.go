@@ -1,0 +1,188 @@
+package netfilter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+	"sigs.k8s.io/knftables"
+
+	"github.com/swanmgr/swanmgr/guard"
+)
+
+// ErrNoNftables says the nft command is missing or unusable.
+var ErrNoNftables = errors.New("netfilter: nftables is not available")
+
+// Table is the guard's table inet swanmgr in one network namespace.
+type Table struct {
+	netns string // "" = this process's
+	nft   knftables.Interface
+}
+
+// CharonNetns returns the network namespace of the charon listening on a
+// VICI socket, as a path for Open ("" when it is this process's own).
+func CharonNetns(socket string) (string, error) {
+	c, err := net.Dial("unix", strings.TrimPrefix(socket, "unix://"))
+	if err != nil {
+		return "", fmt.Errorf("netfilter: %w", err)
+	}
+	defer c.Close()
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return "", fmt.Errorf("netfilter: %w", err)
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return "", fmt.Errorf("netfilter: %w", err)
+	}
+	if cerr != nil {
+		return "", fmt.Errorf("netfilter: peer of %s: %w", socket, cerr)
+	}
+	path := fmt.Sprintf("/proc/%d/ns/net", cred.Pid)
+	same, err := sameNetns(path, "/proc/self/ns/net")
+	if err != nil {
+		return "", fmt.Errorf("netfilter: network namespace of charon (pid %d): %w", cred.Pid, err)
+	}
+	if same {
+		return "", nil
+	}
+	return path, nil
+}
+
+func sameNetns(a, b string) (bool, error) {
+	var sa, sb syscall.Stat_t
+	if err := syscall.Stat(a, &sa); err != nil {
+		return false, err
+	}
+	if err := syscall.Stat(b, &sb); err != nil {
+		return false, err
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
+}
+
+// Open checks that nft works in the namespace netns ("" = this
+// process's) and returns the guard's table there. The table need not
+// exist.
+func Open(netns string) (*Table, error) {
+	t := &Table{netns: netns}
+	err := t.in(func() error {
+		nft, err := knftables.New(knftables.InetFamily, guard.Table)
+		if err != nil {
+			return err
+		}
+		t.nft = nft
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w (%v): install the nftables package (apt-get install nftables), or set guard = false in the policy's filter actions (see docs/enforcement.md)", ErrNoNftables, err)
+	}
+	return t, nil
+}
+
+// NewFor returns a Table that uses nft (a knftables.Interface of table
+// inet swanmgr, e.g. a knftables.Fake) in this process's namespace.
+func NewFor(nft knftables.Interface) *Table { return &Table{nft: nft} }
+
+// in runs fn on a thread that has joined the table's namespace; the nft
+// commands fn starts are forked from that thread and so run there. The
+// thread is never switched back: its goroutine ends locked, and the Go
+// runtime discards it.
+func (t *Table) in(fn func() error) error {
+	if t.netns == "" {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open(t.netns)
+		if err != nil {
+			errc <- fmt.Errorf("netfilter: %w", err)
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("netfilter: join %s: %w", t.netns, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// Fingerprint returns the hash of the ruleset the live table was made
+// from (guard.Ruleset.Hash), or "" when there is no guard table (or one
+// swanmgr did not make).
+func (t *Table) Fingerprint(ctx context.Context) (string, error) {
+	var fp string
+	err := t.in(func() error {
+		rules, err := t.nft.ListRules(ctx, guard.FingerprintChain)
+		if err != nil {
+			if knftables.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		if len(rules) > 0 && rules[0].Comment != nil && strings.HasPrefix(*rules[0].Comment, guard.FingerprintPrefix) {
+			fp = strings.TrimPrefix(*rules[0].Comment, guard.FingerprintPrefix)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("netfilter: reading table inet %s: %w", guard.Table, err)
+	}
+	return fp, nil
+}
+
+// Install makes the live table next (nil: no table), as one transaction:
+// a patch from prev when the live table is prev, else a replacement. It
+// reports whether anything was sent.
+func (t *Table) Install(ctx context.Context, prev, next *guard.Ruleset) (bool, error) {
+	live, err := t.Fingerprint(ctx)
+	if err != nil {
+		return false, err
+	}
+	tx := t.nft.NewTransaction()
+	if !guard.Fill(tx, live, prev, next) {
+		return false, nil
+	}
+	if err := t.in(func() error { return t.nft.Run(ctx, tx) }); err != nil {
+		return false, fmt.Errorf("netfilter: updating table inet %s: %w", guard.Table, err)
+	}
+	return true, nil
+}
+
+// Counters returns the packets each named counter of the guard has
+// counted (the clear-text packets it dropped per rule); nil when there is
+// no guard table.
+func (t *Table) Counters(ctx context.Context) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := t.in(func() error {
+		cs, err := t.nft.ListCounters(ctx)
+		if err != nil {
+			if knftables.IsNotFound(err) {
+				out = nil
+				return nil
+			}
+			return err
+		}
+		for _, c := range cs {
+			if c.Packets != nil {
+				out[c.Name] = *c.Packets
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netfilter: reading counters of table inet %s: %w", guard.Table, err)
+	}
+	return out, nil
+}
