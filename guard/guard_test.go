@@ -162,8 +162,8 @@ name = "P"
 	}
 	got := keys(rs)
 	for k, want := range map[string]guard.Verdict{
-		"4-s32-d32 172.16.98.231 . 172.31.67.244":                        guard.Negotiate,
-		"4-s32-d32-p 172.16.98.231 . 172.31.67.244 . 1":                  guard.Pass,
+		"4-s32-d32 172.16.98.231 . 172.31.67.244":                         guard.Negotiate,
+		"4-s32-d32-p 172.16.98.231 . 172.31.67.244 . 1":                   guard.Pass,
 		"4-s32-d32-p-dp 172.16.98.231 . 172.31.67.244 . 6 . 0-65535 . 80": guard.Pass,
 	} {
 		if got[k].Verdict != want {
