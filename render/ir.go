@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/model"
 )
 
@@ -54,6 +55,9 @@ type Result struct {
 	Secrets []Secret
 	Certs   []Cert
 	Keys    []Key
+	// Guard is the nftables guard that enforces the policy's negotiate and
+	// block rules; nil when no rule is guarded.
+	Guard *guard.Ruleset
 }
 
 // Origin maps a rendered connection back to the policy model.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/model"
 )
 
@@ -30,9 +31,12 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend},
 		names: map[string]string{}, secretIdx: map[string]int{}}
 	r.run()
+	g, probs := guard.Derive(a, guard.Backend(o.Backend))
+	r.errs = append(r.errs, probs...)
 	if len(r.errs) > 0 {
 		return nil, r.errs
 	}
+	r.res.Guard = g
 	return r.res, nil
 }
 
@@ -441,7 +445,15 @@ func prefixBits(a model.Addr) int {
 func (r *renderer) shunt(rule model.ResolvedRule) {
 	where := rule.Where(r.a.Policy)
 	if r.o.Backend == LibIPsec {
-		r.errf(rule.Line, where, "%s rules are not supported on the libipsec backend: it silently ignores pass and drop policies; use the kernel backend (--ipsec-backend kernel)", rule.Action.Action)
+		if rule.Action.Action == model.Block && rule.Action.Guard {
+			// libipsec ignores drop policies; the guard drops instead.
+			return
+		}
+		what := "permit rules are"
+		if rule.Action.Action == model.Block {
+			what = "block rules with guard = false are"
+		}
+		r.errf(rule.Line, where, "%s not supported on the libipsec backend: it silently ignores pass and drop policies; use the kernel backend (--ipsec-backend kernel)", what)
 		return
 	}
 	name := NamePrefix + r.ruleSlug(rule)
