@@ -2,7 +2,6 @@ package render
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -19,10 +18,14 @@ type TS struct {
 	PortHi  int
 }
 
+//go:generate sh services.sh
+
 var protoByName = map[string]int{"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "ipv6-icmp": 58, "sctp": 132}
 
-// ParseTS parses a selector. Port names (charon prints /etc/services
-// names, e.g. "ircd" for 6667) are looked up with net.LookupPort.
+// ParseTS parses a selector. Port names (charon prints the names of its
+// host's /etc/services, e.g. "ircd" for 6667) are read from a built-in copy
+// of Debian's table (servicePorts), never from this host's: the same
+// selector parses the same everywhere, with or without netbase.
 func ParseTS(s string) (TS, error) {
 	t := TS{PortLo: 0, PortHi: 65535}
 	addr, rest, hasRest := strings.Cut(s, "[")
@@ -63,37 +66,62 @@ func ParseTS(s string) (TS, error) {
 	}
 	// A service name may itself hold a dash ("zabbix-agent"): try the
 	// whole as one port before reading a range.
-	if n, err := portNumber(port, proto); err == nil {
+	if n, err := portNumber(port, t.Proto); err == nil {
 		t.PortLo, t.PortHi = n, n
 		return t, nil
 	}
 	lo, hi, isRange := strings.Cut(port, "-")
 	var err error
-	if t.PortLo, err = portNumber(lo, proto); err != nil {
-		return t, fmt.Errorf("traffic selector %q: %w", s, err)
+	if t.PortLo, err = portNumber(lo, t.Proto); err != nil {
+		return t, fmt.Errorf("traffic selector %q: unknown port %q", s, port)
 	}
 	t.PortHi = t.PortLo
 	if isRange {
-		if t.PortHi, err = portNumber(hi, proto); err != nil {
-			return t, fmt.Errorf("traffic selector %q: %w", s, err)
+		if t.PortHi, err = portNumber(hi, t.Proto); err != nil {
+			return t, fmt.Errorf("traffic selector %q: unknown port %q", s, port)
 		}
 	}
 	return t, nil
 }
 
-func portNumber(s, proto string) (int, error) {
+func portNumber(s string, proto int) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil {
 		return n, nil
 	}
-	network := "tcp"
-	if proto == "udp" {
+	network := "tcp" // what charon's getservbyport falls back on too
+	switch proto {
+	case 17:
 		network = "udp"
+	case 132:
+		network = "sctp"
 	}
-	n, err := net.LookupPort(network, s)
-	if err != nil {
-		return 0, fmt.Errorf("unknown port %q", s)
+	if n, ok := servicePorts[network+"/"+s]; ok {
+		return int(n), nil
 	}
-	return n, nil
+	if n, ok := servicePorts["tcp/"+s]; ok {
+		return int(n), nil
+	}
+	return 0, fmt.Errorf("unknown port %q", s)
+}
+
+// ProtoName is an IP protocol as charon writes it in a selector: its
+// name for the common ones ("tcp", "ipv6-icmp"), else the number.
+func ProtoName(n int) string {
+	switch n {
+	case 1:
+		return "icmp"
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 47:
+		return "gre"
+	case 58:
+		return "ipv6-icmp"
+	case 132:
+		return "sctp"
+	}
+	return strconv.Itoa(n)
 }
 
 // Resolve fills in "dynamic" with the IKE address.
@@ -114,12 +142,7 @@ func (t TS) String() string {
 	if t.Proto == 0 && t.PortLo == 0 && t.PortHi == 65535 {
 		return s
 	}
-	proto := strconv.Itoa(t.Proto)
-	for name, n := range protoByName {
-		if n == t.Proto {
-			proto = name
-		}
-	}
+	proto := ProtoName(t.Proto)
 	if t.Proto == 0 {
 		proto = "%any"
 	}

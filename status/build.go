@@ -3,7 +3,6 @@ package status
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -37,7 +36,9 @@ type Input struct {
 
 	SAs []vici.IKESA
 	// Loaded are the connections loaded over VICI (get-conns), to tell a
-	// rule whose connection charon lost ("not loaded").
+	// rule whose connection charon lost ("not loaded"). Empty (or nil)
+	// with LoadedErr nil means charon has none; set LoadedErr when
+	// get-conns could not be asked.
 	Loaded    []string
 	LoadedErr error
 	// Conns (list-conns) give the authentication classes of connections
@@ -162,7 +163,10 @@ func (b *builder) build() (*Status, error) {
 	if in.Counters != nil {
 		st.Counters = in.Counters
 	}
-	if in.LoadedErr == nil && in.Loaded != nil {
+	// An empty get-conns (charon restarted, nothing loaded) is as good an
+	// answer as a full one: every rule is then "not loaded". Only a
+	// failed get-conns leaves it unknown.
+	if in.LoadedErr == nil {
 		b.loaded = map[string]bool{}
 		for _, n := range in.Loaded {
 			b.loaded[n] = true
@@ -230,24 +234,24 @@ func (b *builder) readRecord() {
 			}
 		}
 		if body := rc.Body; body != nil {
-			cc.localAddrs = listOf(body, "local_addrs")
-			cc.remoteAddrs = listOf(body, "remote_addrs")
-			cc.authLocal = authClass(valueOf(sub(body, "local"), "auth"))
-			cc.authRemote = authClass(valueOf(sub(body, "remote"), "auth"))
-			if children := sub(body, "children"); children != nil {
+			cc.localAddrs = body.List("local_addrs")
+			cc.remoteAddrs = body.List("remote_addrs")
+			cc.authLocal = authClass(body.Subsection("local").Value("auth"))
+			cc.authRemote = authClass(body.Subsection("remote").Value("auth"))
+			if children := body.Subsection("children"); children != nil {
 				for _, it := range children.Items {
 					if it.Sec == nil {
 						continue
 					}
 					chc := &childConfig{
-						localTS:  listOf(it.Sec, "local_ts"),
-						remoteTS: listOf(it.Sec, "remote_ts"),
-						mode:     valueOf(it.Sec, "mode"),
+						localTS:  it.Sec.List("local_ts"),
+						remoteTS: it.Sec.List("remote_ts"),
+						mode:     it.Sec.Value("mode"),
 					}
-					if p := listOf(it.Sec, "ah_proposals"); len(p) > 0 {
+					if p := it.Sec.List("ah_proposals"); len(p) > 0 {
 						chc.proposals, chc.ah = p, true
 					} else {
-						chc.proposals = listOf(it.Sec, "esp_proposals")
+						chc.proposals = it.Sec.List("esp_proposals")
 					}
 					if chc.mode == "" {
 						chc.mode = "tunnel" // swanctl's default
@@ -336,41 +340,6 @@ func NeedsBodies(rec *assign.Record, sas []vici.IKESA) bool {
 		}
 	}
 	return false
-}
-
-func sub(s *render.Section, key string) *render.Section {
-	if s == nil {
-		return nil
-	}
-	if it := s.Get(key); it != nil {
-		return it.Sec
-	}
-	return nil
-}
-
-func listOf(s *render.Section, key string) []string {
-	if s == nil {
-		return nil
-	}
-	if it := s.Get(key); it != nil {
-		if it.IsList {
-			return it.List
-		}
-		if it.Value != "" {
-			return []string{it.Value}
-		}
-	}
-	return nil
-}
-
-func valueOf(s *render.Section, key string) string {
-	if s == nil {
-		return ""
-	}
-	if it := s.Get(key); it != nil {
-		return it.Value
-	}
-	return ""
 }
 
 // ruleMatch tells whether a rule passes --rule.
@@ -765,33 +734,11 @@ func singleHost(ts []string, host string) bool {
 	if err != nil || len(ts) != 1 {
 		return false
 	}
-	t, err := parseTS(ts[0])
+	t, err := render.ParseTS(ts[0])
 	if err != nil || t.Dynamic {
 		return false
 	}
 	return t.Prefix.IsSingleIP() && t.Prefix.Addr().Unmap() == h.Unmap()
-}
-
-// parseTS reads a traffic selector as charon writes it. charon names
-// ports by /etc/services; render.ParseTS takes a dash in such a name
-// ("tcp/zabbix-agent", 10050) for a port range, so a name is looked up
-// whole first.
-func parseTS(s string) (render.TS, error) {
-	open := strings.IndexByte(s, '[')
-	slash := strings.LastIndexByte(s, '/')
-	if open >= 0 && slash > open && strings.HasSuffix(s, "]") {
-		proto, port := s[open+1:slash], s[slash+1:len(s)-1]
-		if strings.ContainsAny(port, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") && strings.Contains(port, "-") {
-			network := "tcp"
-			if proto == "udp" {
-				network = "udp"
-			}
-			if n, err := net.LookupPort(network, port); err == nil {
-				s = s[:slash+1] + strconv.Itoa(n) + "]"
-			}
-		}
-	}
-	return render.ParseTS(s)
 }
 
 // endpoint summarizes one side's selectors. "dynamic" is shown as the
@@ -808,7 +755,7 @@ func endpoint(ts []string, dynamic []string) (Endpoint, []render.TS) {
 	}
 	consistent := true
 	for _, s := range ts {
-		t, err := parseTS(s)
+		t, err := render.ParseTS(s)
 		if err != nil {
 			// A selector charon wrote that we cannot read (an unknown
 			// service name): shown as charon wrote it.
@@ -887,7 +834,7 @@ func selSuffix(t render.TS) string {
 	if t.Proto == 0 {
 		b.WriteString("%any")
 	} else {
-		b.WriteString(protoName(t.Proto))
+		b.WriteString(render.ProtoName(t.Proto))
 	}
 	switch {
 	case t.PortLo == 0 && t.PortHi == 65535:
@@ -917,29 +864,11 @@ func protocol(sides ...[]render.TS) *string {
 	for _, ts := range sides {
 		for _, t := range ts {
 			if t.Proto != 0 {
-				return ptr(protoName(t.Proto))
+				return ptr(render.ProtoName(t.Proto))
 			}
 		}
 	}
 	return nil
-}
-
-func protoName(n int) string {
-	switch n {
-	case 1:
-		return "icmp"
-	case 6:
-		return "tcp"
-	case 17:
-		return "udp"
-	case 47:
-		return "gre"
-	case 58:
-		return "ipv6-icmp"
-	case 132:
-		return "sctp"
-	}
-	return strconv.Itoa(n)
 }
 
 // strPtr points to s, nil when it is empty.
@@ -983,10 +912,10 @@ func (b *builder) ago(d time.Duration) (*time.Time, *int64) {
 	return ptr(b.now.Add(-d)), ptr(int64(d / time.Second))
 }
 
-// in_ turns charon's "seconds until" into a time and seconds; charon
+// until turns charon's "seconds until" into a time and seconds; charon
 // leaves the value out (0 here) when nothing is scheduled. A negative
 // value is overdue.
-func (b *builder) in_(d time.Duration) (*time.Time, *int64) {
+func (b *builder) until(d time.Duration) (*time.Time, *int64) {
 	if d == 0 {
 		return nil, nil
 	}
@@ -1062,8 +991,8 @@ func (b *builder) ikeRows() []IKESA {
 		if sa.State == "ESTABLISHED" {
 			r.EstablishedAt, r.EstablishedSeconds = b.ago(sa.Established)
 		}
-		r.RekeyAt, r.RekeyInSeconds = b.in_(sa.RekeyTime)
-		r.ReauthAt, r.ReauthInSeconds = b.in_(sa.ReauthTime)
+		r.RekeyAt, r.RekeyInSeconds = b.until(sa.RekeyTime)
+		r.ReauthAt, r.ReauthInSeconds = b.until(sa.ReauthTime)
 		rows = append(rows, r)
 	}
 	return rows
