@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
-	"sort"
+		"sort"
 	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/swanmgr/swanmgr/assign"
-	"github.com/swanmgr/swanmgr/render"
+	"github.com/swanmgr/swanmgr/diagnose"
 	"github.com/swanmgr/swanmgr/vici"
 )
 
@@ -88,8 +87,8 @@ func initiateCommand() *ucli.Command {
 					continue
 				}
 				for _, ch := range conn.Children {
-					if sa, csa, ok := findChild(live, conn.Name, ch.Name); ok {
-						if why := narrowed(conn, ch.Name, sa, csa); why != "" {
+					if sa, csa, ok := diagnose.FindChild(live, conn.Name, ch.Name); ok {
+						if why := diagnose.Narrowed(conn, ch.Name, sa, csa); why != "" {
 							fail(conn, ch.Name, why)
 							continue
 						}
@@ -113,13 +112,13 @@ func initiateCommand() *ucli.Command {
 						continue
 					}
 					if err != nil {
-						fail(conn, ch.Name, explain(err)+ourProposals(err, conn, ch.Name))
+						fail(conn, ch.Name, diagnose.Failure(err, conn, ch.Name))
 						continue
 					}
 					after, err := s.client.ListSAs(ctx, vici.SAFilter{IKE: conn.Name})
 					if err == nil {
-						if sa, csa, ok := findChild(after, conn.Name, ch.Name); ok {
-							if why := narrowed(conn, ch.Name, sa, csa); why != "" {
+						if sa, csa, ok := diagnose.FindChild(after, conn.Name, ch.Name); ok {
+							if why := diagnose.Narrowed(conn, ch.Name, sa, csa); why != "" {
 								fail(conn, ch.Name, why)
 								continue
 							}
@@ -134,104 +133,6 @@ func initiateCommand() *ucli.Command {
 			return nil
 		}),
 	}
-}
-
-// findChild returns the newest INSTALLED CHILD_SA of a child config.
-func findChild(sas []vici.IKESA, conn, child string) (vici.IKESA, vici.ChildSA, bool) {
-	var best vici.ChildSA
-	var bestSA vici.IKESA
-	found := false
-	for _, sa := range sas {
-		if sa.Name != conn {
-			continue
-		}
-		for _, ch := range sa.Children {
-			if ch.Name == child && ch.State == "INSTALLED" && (!found || ch.UniqueID > best.UniqueID) {
-				best, bestSA, found = ch, sa, true
-			}
-		}
-	}
-	return bestSA, best, found
-}
-
-// narrowed compares an established CHILD_SA's traffic selectors with the
-// ones swanmgr configured. charon accepts any non-empty intersection of
-// the two sides' filters, so a peer whose filters do not mirror ours may
-// give an SA that carries none of the intended traffic.
-func narrowed(conn assign.RecordConn, child string, sa vici.IKESA, ch vici.ChildSA) string {
-	body := conn.Body.Child(child)
-	if body == nil {
-		return ""
-	}
-	local, _ := netip.ParseAddr(sa.LocalHost)
-	remote, _ := netip.ParseAddr(sa.RemoteHost)
-	same := func(key string, host netip.Addr, got []string) (bool, string) {
-		want, err := body.Selectors(key, host)
-		if err != nil {
-			return true, ""
-		}
-		var wantS []string
-		for _, t := range want {
-			wantS = append(wantS, t.String())
-		}
-		var gotS []string
-		for _, s := range got {
-			t, err := render.ParseTS(s)
-			if err != nil {
-				return true, ""
-			}
-			gotS = append(gotS, t.String())
-			match := false
-			for _, w := range want {
-				match = match || w.Equal(t)
-			}
-			if !match {
-				return false, fmt.Sprintf("%s instead of %s", strings.Join(gotS, ","), strings.Join(wantS, ","))
-			}
-		}
-		return len(got) == len(want), fmt.Sprintf("%s instead of %s", strings.Join(gotS, ","), strings.Join(wantS, ","))
-	}
-	if ok, d := same("local_ts", local, ch.LocalTS); !ok {
-		return fmt.Sprintf("the peer's filters do not mirror yours: check for reversed addresses or ports (the SA came up narrowed to local %s; it does not carry this filter's traffic)", d)
-	}
-	if ok, d := same("remote_ts", remote, ch.RemoteTS); !ok {
-		return fmt.Sprintf("the peer's filters do not mirror yours: check for reversed addresses or ports (the SA came up narrowed to remote %s; it does not carry this filter's traffic)", d)
-	}
-	return ""
-}
-
-// ourProposals adds, to a "no common security method" failure, what this
-// side proposed. The peer's proposals never reach the initiator (it only
-// gets NO_PROPOSAL_CHOSEN); the peer's log has them.
-func ourProposals(err error, conn assign.RecordConn, child string) string {
-	var ne *vici.NegotiationError
-	if !errors.As(err, &ne) || ne.Reason != vici.ReasonNoProposal || conn.Body == nil {
-		return ""
-	}
-	var parts []string
-	if l := conn.Body.List("proposals"); l != nil {
-		parts = append(parts, "IKE "+strings.Join(l, ", "))
-	}
-	c := conn.Body.Child(child)
-	for _, k := range []string{"esp_proposals", "ah_proposals"} {
-		if l := c.List(k); l != nil {
-			parts = append(parts, strings.ToUpper(strings.TrimSuffix(k, "_proposals"))+" "+strings.Join(l, ", "))
-		}
-	}
-	return fmt.Sprintf("; you proposed %s; the peer's own proposals are only in its log (\"received proposals\" / \"configured proposals\")", strings.Join(parts, "; "))
-}
-
-// explain words an initiate failure for an operator.
-func explain(err error) string {
-	var ne *vici.NegotiationError
-	if errors.As(err, &ne) {
-		s := ne.Explain()
-		if ne.Evidence != "" {
-			s += fmt.Sprintf(" (charon: %s)", ne.Evidence)
-		}
-		return s
-	}
-	return err.Error()
 }
 
 func terminateCommand() *ucli.Command {
