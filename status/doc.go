@@ -13,7 +13,9 @@
 //
 // The package is split by what touches the daemon:
 //
-//   - model.go, build.go, security.go, events.go, table.go, textfmt.go,
+//   - model.go, build.go (joining charon's answers with the record),
+//     rows.go (a row per CHILD_SA or rule filter), ikerows.go,
+//     security.go, statistics.go, events.go, table.go, textfmt.go,
 //     json.go and jsonrow.go are pure: they never talk to charon, read
 //     files or look at the clock (the time of a snapshot comes in with
 //     it), so the same input always gives the same output; golden tests in

@@ -210,3 +210,31 @@ func optInt(n int) *int {
 	}
 	return &n
 }
+
+// secKey is what a CHILD_SA's Security depends on, but for its SPIs.
+type secKey struct {
+	proto, encr, integ, dh string
+	encrKS, integKS        int
+	managed, pfsKnown      bool
+	pfsGroup               string
+}
+
+// security describes a CHILD_SA's protection, shared between rows with
+// the same; the caller copies it and adds the SPIs.
+func (b *builder) security(ch *vici.ChildSA, cc *connConfig) *Security {
+	k := secKey{proto: ch.Protocol, encr: ch.EncrAlg, integ: ch.IntegAlg, dh: ch.DHGroup,
+		encrKS: ch.EncrKeysize, integKS: ch.IntegKeysize, managed: cc != nil}
+	if cc != nil {
+		k.pfsKnown, k.pfsGroup = cc.pfsKnown, cc.pfsGroup
+	}
+	if s, ok := b.secs[k]; ok {
+		return s
+	}
+	s := childSecurity(vici.ChildSA{Protocol: ch.Protocol, EncrAlg: ch.EncrAlg, EncrKeysize: ch.EncrKeysize,
+		IntegAlg: ch.IntegAlg, IntegKeysize: ch.IntegKeysize, DHGroup: ch.DHGroup}, k.pfsKnown, k.pfsGroup)
+	if b.secs == nil {
+		b.secs = map[secKey]*Security{}
+	}
+	b.secs[k] = s
+	return s
+}
