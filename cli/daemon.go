@@ -16,14 +16,11 @@ import (
 	"github.com/swanmgr/swanmgr/vici"
 )
 
-// DefaultSocket is charon's standard VICI socket.
-const DefaultSocket = "/var/run/charon.vici"
-
 var (
 	socketFlag = &ucli.StringFlag{
 		Name:    "socket",
 		Usage:   "charon's VICI socket, PATH or unix://PATH",
-		Value:   DefaultSocket,
+		Value:   vici.DefaultSocket,
 		EnvVars: []string{"SWANMGR_SOCKET"},
 	}
 	stateDirFlag = &ucli.StringFlag{
