@@ -22,6 +22,8 @@ type Report struct {
 	// Warnings are things that went wrong after the new policy was in
 	// place (a stale secret that would not unload, say).
 	Warnings []string
+	// GuardRemoved: Unassign removed the nftables guard.
+	GuardRemoved bool
 }
 
 // RejectedError says charon refused part of a policy (or the apply was
@@ -62,6 +64,12 @@ type Engine struct {
 	Socket string // identifies the daemon in the record and the lock
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Firewall opens the guard's nftables table in charon's network
+	// namespace, when a policy has a guard (or had one). nil: no
+	// firewall access, and a policy with a guard is refused.
+	Firewall func() (Firewall, error)
+
+	fw Firewall
 }
 
 func (e *Engine) now() time.Time {
@@ -163,6 +171,13 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 		}
 	}
 
+	// The guard first: the new rules' drops are in place before their
+	// connections load (see guardBegin).
+	g, err := e.guardBegin(ctx, rec, desired.Guard)
+	if err != nil {
+		return nil, err
+	}
+
 	// Note what is about to be loaded, so that a swanmgr killed half-way
 	// still owns it and the next run cleans up.
 	var intent Pending
@@ -180,13 +195,13 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 	}
 	if !intent.empty() {
 		if err := e.Store.savePending(e.Socket, intent); err != nil {
-			return nil, err
+			return nil, e.rejected(ctx, g, "swanmgr's record", err)
 		}
 	}
 
 	for _, c := range desired.Certs {
 		if err := e.Daemon.LoadCert(ctx, "X509", c.Flag, c.Data); err != nil {
-			return nil, e.rejected(ctx, "certificate "+c.Path, err)
+			return nil, e.rejected(ctx, g, "certificate "+c.Path, err)
 		}
 		rep.LoadCert++
 	}
@@ -195,13 +210,13 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 	// swanmgr's to unload later.
 	liveKeys, err := e.Daemon.Keys(ctx)
 	if err != nil {
-		return nil, err
+		return nil, e.rejected(ctx, g, "the list of private keys", err)
 	}
 	var keyIDs, addedKeys []string
 	for _, k := range desired.Keys {
 		id, err := e.Daemon.LoadKey(ctx, "any", []byte(k.Data.Reveal()))
 		if err != nil {
-			return nil, e.rollback(ctx, rec, rollbackSet{keys: addedKeys}, "private key "+k.Path, err)
+			return nil, e.rollback(ctx, rec, rollbackSet{keys: addedKeys, guard: g}, "private key "+k.Path, err)
 		}
 		rep.LoadKey++
 		switch {
@@ -218,7 +233,7 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 	// can be unloaded again if charon rejects a connection. Secrets charon
 	// has (the same id) are replaced after the connections, so a rejected
 	// connection leaves them as they were.
-	undo := rollbackSet{keys: addedKeys}
+	undo := rollbackSet{keys: addedKeys, guard: g}
 	for _, s := range p.Secrets {
 		if p.LiveSecrets[s.Name] {
 			continue
@@ -257,7 +272,7 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 
 	newRec := &Record{Socket: e.Socket, Source: desired.Source, Policy: desired.Policy, Backend: string(desired.Backend),
 		AppliedAt: e.now().UTC(), Keys: keyIDs, Inputs: recordInputs(key, in, string(desired.Backend)), Warnings: in.Warnings,
-		UsesCertificates: len(desired.Certs) > 0}
+		UsesCertificates: len(desired.Certs) > 0, GuardHash: desired.Guard.Hash()}
 
 	// The new policy is in place: take away what it no longer has. What
 	// will not unload stays in the record, so that the next apply or
@@ -297,6 +312,8 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 		}
 	}
 	e.teardown(ctx, p, before, rep)
+	// The removed rules' drops go last, when their connections are gone.
+	guardErr := g.end(ctx)
 
 	var kept []RecordConn
 	for _, cp := range p.Conns {
@@ -322,6 +339,11 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 	for _, c := range p.Conns {
 		connsChanged = connsChanged || c.Change != Unchanged
 	}
+	if rec == nil || rec.GuardHash != newRec.GuardHash {
+		if err := e.Store.saveGuard(e.Socket, desired.Guard); err != nil {
+			return rep, fmt.Errorf("the policy is loaded, but %w", err)
+		}
+	}
 	if connsChanged || !sameRecord(rec, newRec) {
 		if err := e.Store.Save(newRec, connsChanged || !e.Store.hasBodies(e.Socket)); err != nil {
 			return rep, fmt.Errorf("the policy is loaded, but %w", err)
@@ -329,6 +351,9 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 	}
 	if err := e.Store.clearPending(e.Socket); err != nil {
 		return rep, err
+	}
+	if guardErr != nil {
+		return rep, guardErr
 	}
 	return rep, nil
 }
@@ -405,7 +430,7 @@ func ruleWhat(c ConnPlan) string {
 // sameRecord reports whether two records say the same, apart from the
 // time of the apply.
 func sameRecord(a, b *Record) bool {
-	if a == nil || b == nil || a.Source != b.Source || a.Policy != b.Policy || a.Backend != b.Backend ||
+	if a == nil || b == nil || a.Source != b.Source || a.Policy != b.Policy || a.Backend != b.Backend || a.GuardHash != b.GuardHash ||
 		len(a.Conns) != len(b.Conns) || len(a.Secrets) != len(b.Secrets) || len(a.Inputs) != len(b.Inputs) ||
 		strings.Join(a.Keys, ",") != strings.Join(b.Keys, ",") || strings.Join(a.Warnings, "\n") != strings.Join(b.Warnings, "\n") {
 		return false
@@ -435,14 +460,23 @@ type rollbackSet struct {
 	secrets  []string   // added
 	keys     []string   // added
 	replaced []string   // secrets charon had, now holding their new value
+	guard    *guardStep // the guard installed for the apply
 }
 
 // rollbackTimeout bounds putting things back after a failure.
 const rollbackTimeout = 30 * time.Second
 
-// rejected reports a failure before anything was changed.
-func (e *Engine) rejected(ctx context.Context, what string, cause error) error {
-	return &RejectedError{What: what, Err: cause, Interrupted: ctx.Err() != nil, Restored: true}
+// rejected reports a failure before any connection, secret or key was
+// changed, and puts the previous guard back.
+func (e *Engine) rejected(ctx context.Context, g *guardStep, what string, cause error) error {
+	re := &RejectedError{What: what, Err: cause, Interrupted: ctx.Err() != nil, Restored: true}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	if err := g.restore(rctx); err != nil {
+		re.RestoreErrs = append(re.RestoreErrs, err)
+		re.Restored = false
+	}
+	return re
 }
 
 // rollback puts back what this apply loaded: changed connections get their
@@ -491,6 +525,11 @@ func (e *Engine) rollback(ctx context.Context, rec *Record, u rollbackSet, what 
 	}
 	for _, id := range u.replaced {
 		re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("secret %s already holds its new value (charon cannot give the old one back)", id))
+	}
+	// The guard goes back last: until the connections are as they were,
+	// it enforces both policies.
+	if err := u.guard.restore(ctx); err != nil {
+		re.RestoreErrs = append(re.RestoreErrs, err)
 	}
 	re.Restored = len(re.RestoreErrs) == 0
 	if re.Restored && (rec == nil || rec.Pending.empty()) {
@@ -547,7 +586,23 @@ func (e *Engine) Unassign(ctx context.Context) (*Report, error) {
 	}
 	e.teardown(ctx, p, before, rep)
 	if len(errs) > 0 {
+		// The guard stays while anything of the policy is left.
 		return rep, errors.Join(errs...)
+	}
+	// The guard goes after the connections: no policy, no promise.
+	if rec != nil && rec.GuardHash != "" {
+		prev, err := e.Store.loadGuard(e.Socket)
+		if err != nil {
+			return rep, err
+		}
+		fw, err := e.firewall()
+		if err != nil {
+			return rep, fmt.Errorf("removing the guard: %w", err)
+		}
+		if _, err := fw.Install(ctx, prev, nil); err != nil {
+			return rep, fmt.Errorf("removing the guard: %w", err)
+		}
+		rep.GuardRemoved = true
 	}
 	if err := e.Store.Remove(e.Socket); err != nil {
 		return rep, err

@@ -225,7 +225,12 @@ func renderPolicy(t *testing.T, port int, withEve bool) *render.Result {
 }
 
 func newEngine(t *testing.T, d Daemon) *Engine {
-	return &Engine{Daemon: d, Store: Store{Dir: t.TempDir()}, Socket: "/run/test/charon.vici"}
+	fw := &fakeFirewall{}
+	if fd, ok := d.(*fakeDaemon); ok {
+		fw.d = fd
+	}
+	return &Engine{Daemon: d, Store: Store{Dir: t.TempDir()}, Socket: "/run/test/charon.vici",
+		Firewall: func() (Firewall, error) { return fw, nil }}
 }
 
 func TestApplyMinimalChange(t *testing.T) {

@@ -165,5 +165,7 @@ func (e *Engine) upToDate(ctx context.Context, rec *Record, in Inputs, backend s
 			return false, nil
 		}
 	}
-	return true, nil
+	// The guard's table, checked by its fingerprint: flushed or edited by
+	// someone else, it is put back.
+	return e.guardUpToDate(ctx, rec)
 }

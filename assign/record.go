@@ -49,6 +49,9 @@ type Record struct {
 	// UsesCertificates: the policy loads certificates, whose validity
 	// depends on the date, so apply always validates it again.
 	UsesCertificates bool `json:"uses_certificates,omitempty"`
+	// GuardHash identifies the nftables guard swanmgr installed (its
+	// ruleset is kept beside the record); "" for none.
+	GuardHash string `json:"guard_hash,omitempty"`
 
 	// Pending is what an apply was about to load when it stopped without
 	// finishing (killed, say): swanmgr owns those names too, so the next
@@ -346,7 +349,7 @@ func (s Store) LoadBodies(r *Record) error {
 
 // Remove deletes the record for a socket.
 func (s Store) Remove(socket string) error {
-	for _, ext := range []string{".json", ".bodies.json", ".pending.json"} {
+	for _, ext := range []string{".json", ".bodies.json", ".pending.json", ".guard.json"} {
 		err := os.Remove(s.path(socket, ext))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("removing swanmgr's record: %w", err)

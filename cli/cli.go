@@ -45,7 +45,14 @@ func usageErrorf(format string, args ...any) error {
 // Run runs swanmgr with args (args[0] is the program name) and returns the
 // exit code. All output goes to stdout and stderr.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runWith(ctx, args, stdout, stderr, nil)
+}
+
+// runWith is Run with the app's Metadata set (tests pass a fake firewall,
+// see firewallKey).
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, meta map[string]any) int {
 	app := newApp(stdout, stderr)
+	app.Metadata = meta
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return ExitOK

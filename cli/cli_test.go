@@ -8,12 +8,19 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/knftables"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/netfilter"
 	"github.com/swanmgr/swanmgr/vici/vicitest"
 )
 
 func runCLI(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := Run(context.Background(), append([]string{"swanmgr"}, args...), &out, &errb)
+	fake := netfilter.NewFor(knftables.NewFake(knftables.InetFamily, guard.Table))
+	meta := map[string]any{firewallKey: func(string) (assign.Firewall, error) { return fake, nil }}
+	code := runWith(context.Background(), append([]string{"swanmgr"}, args...), &out, &errb, meta)
 	return code, out.String(), errb.String()
 }
 

@@ -12,6 +12,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/netfilter"
 	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/vici"
 )
@@ -71,8 +72,20 @@ func openSession(ctx context.Context, c *ucli.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSession(ctx, sock, c.String(stateDirFlag.Name))
+	s, err := newSession(ctx, sock, c.String(stateDirFlag.Name))
+	if err != nil {
+		return nil, err
+	}
+	if open, ok := c.App.Metadata[firewallKey].(func(sock string) (assign.Firewall, error)); ok {
+		s.engine.Firewall = func() (assign.Firewall, error) { return open(sock) }
+	}
+	return s, nil
 }
+
+// firewallKey, in the app's Metadata, holds a func(sock string)
+// (assign.Firewall, error) that replaces nftables: tests against a fake
+// charon must not touch the firewall of the machine they run on.
+const firewallKey = "swanmgr.firewall"
 
 // newSession dials charon at sock (an absolute path, see socketPath) and
 // builds the engine that works on it. Every command that changes charon
@@ -86,8 +99,50 @@ func newSession(ctx context.Context, sock, stateDir string) (*session, error) {
 	return &session{
 		client: client,
 		socket: sock,
-		engine: &assign.Engine{Daemon: assign.ViciDaemon{Client: client}, Store: assign.Store{Dir: stateDir}, Socket: sock},
+		engine: &assign.Engine{Daemon: assign.ViciDaemon{Client: client}, Store: assign.Store{Dir: stateDir}, Socket: sock,
+			Firewall: func() (assign.Firewall, error) { return openGuardTable(sock) }},
 	}, nil
+}
+
+// openGuardTable opens the guard's nftables table in the network
+// namespace of the charon behind sock.
+func openGuardTable(sock string) (*netfilter.Table, error) {
+	ns, err := netfilter.CharonNetns(sock)
+	if err != nil {
+		return nil, err
+	}
+	return netfilter.Open(ns)
+}
+
+// backend returns the IPsec backend of the charon in s: libipsec when it
+// has loaded the kernel-libipsec plugin, else kernel. An --ipsec-backend
+// (or SWANMGR_IPSEC_BACKEND) that contradicts it is an error: rules and
+// guard are only right for the backend charon really uses.
+func (s *session) backend(ctx context.Context, c *ucli.Context) (render.Backend, error) {
+	st, err := s.client.Stats(ctx)
+	if err != nil {
+		return "", err
+	}
+	running := render.Kernel
+	for _, p := range st.Plugins {
+		if p == "kernel-libipsec" {
+			running = render.LibIPsec
+		}
+	}
+	if c.IsSet(backendFlag.Name) {
+		want, err := render.ParseBackend(c.String(backendFlag.Name))
+		if err != nil {
+			return "", usageErrorf("%v", err)
+		}
+		if want != running {
+			why := "it has not loaded the kernel-libipsec plugin"
+			if running == render.LibIPsec {
+				why = "it has loaded the kernel-libipsec plugin"
+			}
+			return "", usageErrorf("--ipsec-backend %s, but charon at %s uses the %s backend (%s): leave --ipsec-backend out to use what charon runs", want, s.socket, running, why)
+		}
+	}
+	return running, nil
 }
 
 func (s *session) Close() { s.client.Close() }
@@ -121,7 +176,7 @@ func applyCommand() *ucli.Command {
 			if c.NArg() > 0 {
 				return usageErrorf("apply takes no arguments (use -f FILE)")
 			}
-			backend, path, data, err := readPolicy(c)
+			_, path, data, err := readPolicy(c)
 			if err != nil {
 				return err
 			}
@@ -130,6 +185,10 @@ func applyCommand() *ucli.Command {
 				return err
 			}
 			defer done()
+			backend, err := s.backend(ctx, c)
+			if err != nil {
+				return err
+			}
 			in := assign.Inputs{PolicyFile: path, Policy: data, Insecure: c.Bool(insecureFlag.Name)}
 			var l *loaded
 			rep, same, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
@@ -183,7 +242,7 @@ func planCommand() *ucli.Command {
 			if c.NArg() > 0 {
 				return usageErrorf("plan takes no arguments (use -f FILE)")
 			}
-			l, err := loadPolicy(c)
+			_, path, data, err := readPolicy(c)
 			if err != nil {
 				return err
 			}
@@ -192,6 +251,14 @@ func planCommand() *ucli.Command {
 				return err
 			}
 			defer done()
+			backend, err := s.backend(ctx, c)
+			if err != nil {
+				return err
+			}
+			l, err := loadPolicyData(c, backend, path, data, validateOptions(c))
+			if err != nil {
+				return err
+			}
 			p, err := s.engine.Plan(ctx, l.result)
 			if err != nil {
 				return err

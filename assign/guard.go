@@ -1,0 +1,171 @@
+package assign
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/swanmgr/swanmgr/guard"
+)
+
+// Firewall is the guard's nftables table in charon's network namespace
+// (netfilter.Table).
+type Firewall interface {
+	// Fingerprint is the hash of the ruleset the live table was made
+	// from, "" when there is none.
+	Fingerprint(ctx context.Context) (string, error)
+	// Install makes the live table next (nil removes it) in one atomic
+	// transaction, patching from prev when the live table is prev.
+	Install(ctx context.Context, prev, next *guard.Ruleset) (bool, error)
+}
+
+// GuardError says the guard could not be put in place; with Loaded the
+// new policy's connections are loaded and the guard still enforces the
+// old and the new policy together (never less than either).
+type GuardError struct {
+	Err    error
+	Loaded bool
+}
+
+func (e *GuardError) Error() string {
+	if e.Loaded {
+		return fmt.Sprintf("the policy is loaded, but its guard could not be updated: %v; the guard still drops what the previous or the new policy protects or blocks; apply again", e.Err)
+	}
+	return fmt.Sprintf("the guard that keeps protected traffic from leaving in clear could not be installed: %v; nothing was changed", e.Err)
+}
+
+func (e *GuardError) Unwrap() error { return e.Err }
+
+// firewall opens the guard's table once per engine.
+func (e *Engine) firewall() (Firewall, error) {
+	if e.fw != nil {
+		return e.fw, nil
+	}
+	if e.Firewall == nil {
+		return nil, errors.New("this swanmgr has no access to nftables")
+	}
+	fw, err := e.Firewall()
+	if err != nil {
+		return nil, err
+	}
+	e.fw = fw
+	return fw, nil
+}
+
+// guardStep is the guard's part of one apply: what was installed before
+// it (prev), while connections change (during: at least as strict as
+// both), and after (next).
+type guardStep struct {
+	fw                 Firewall
+	prev, during, next *guard.Ruleset
+	active             bool // during is installed
+}
+
+// guardBegin installs the guard for the time of the apply, before any
+// connection changes: the new rules' drops are in place before their
+// connections load, the old rules' stay until theirs are gone.
+func (e *Engine) guardBegin(ctx context.Context, rec *Record, next *guard.Ruleset) (*guardStep, error) {
+	var prev *guard.Ruleset
+	if rec != nil && rec.GuardHash != "" {
+		var err error
+		if prev, err = e.Store.loadGuard(rec.Socket); err != nil {
+			return nil, err
+		}
+	}
+	if prev == nil && next == nil {
+		return &guardStep{}, nil
+	}
+	fw, err := e.firewall()
+	if err != nil {
+		return nil, &GuardError{Err: err}
+	}
+	g := &guardStep{fw: fw, prev: prev, next: next, during: guard.Merge(prev, next)}
+	if _, err := fw.Install(ctx, prev, g.during); err != nil {
+		return nil, &GuardError{Err: err}
+	}
+	g.active = true
+	return g, nil
+}
+
+// guardEnd installs the new policy's guard, dropping the removed rules'
+// entries last.
+func (g *guardStep) end(ctx context.Context) error {
+	if g == nil || !g.active {
+		return nil
+	}
+	if _, err := g.fw.Install(ctx, g.during, g.next); err != nil {
+		return &GuardError{Err: err, Loaded: true}
+	}
+	g.active = false
+	return nil
+}
+
+// restore puts the previous guard back after a rejected apply (run on a
+// context that survives cancellation).
+func (g *guardStep) restore(ctx context.Context) error {
+	if g == nil || !g.active {
+		return nil
+	}
+	if _, err := g.fw.Install(ctx, g.during, g.prev); err != nil {
+		return fmt.Errorf("the guard: %w (it still enforces the old and the new policy together)", err)
+	}
+	g.active = false
+	return nil
+}
+
+// loadGuard reads the recorded guard ruleset of a socket.
+func (s Store) loadGuard(socket string) (*guard.Ruleset, error) {
+	f, err := os.Open(s.path(socket, ".guard.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading swanmgr's record of the guard: %w", err)
+	}
+	defer f.Close()
+	var rs guard.Ruleset
+	if err := json.NewDecoder(bufio.NewReaderSize(f, 1<<16)).Decode(&rs); err != nil {
+		return nil, fmt.Errorf("reading swanmgr's record of the guard: %w", err)
+	}
+	return &rs, nil
+}
+
+// LoadGuard returns the guard ruleset swanmgr installed for the record's
+// socket, nil when there is none.
+func (s Store) LoadGuard(r *Record) (*guard.Ruleset, error) {
+	if r == nil || r.GuardHash == "" {
+		return nil, nil
+	}
+	return s.loadGuard(r.Socket)
+}
+
+// saveGuard records the guard ruleset (nil removes the record of it).
+func (s Store) saveGuard(socket string, rs *guard.Ruleset) error {
+	if rs == nil {
+		err := os.Remove(s.path(socket, ".guard.json"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing swanmgr's record of the guard: %w", err)
+		}
+		return nil
+	}
+	return s.writeJSON(s.path(socket, ".guard.json"), rs)
+}
+
+// guardUpToDate reports whether the live guard is the recorded one.
+func (e *Engine) guardUpToDate(ctx context.Context, rec *Record) (bool, error) {
+	if rec.GuardHash == "" {
+		return true, nil
+	}
+	fw, err := e.firewall()
+	if err != nil {
+		return false, nil // the full apply says what is wrong
+	}
+	live, err := fw.Fingerprint(ctx)
+	if err != nil {
+		return false, err
+	}
+	return live == rec.GuardHash, nil
+}

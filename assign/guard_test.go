@@ -1,0 +1,183 @@
+package assign
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/render"
+)
+
+// fakeFirewall keeps the live guard like nftables would and notes, for
+// each install, how many daemon calls had been made before it.
+type fakeFirewall struct {
+	mu      sync.Mutex
+	d       *fakeDaemon
+	live    *guard.Ruleset
+	foreign bool // the live table was changed by someone else
+	fail    error
+	history []install
+}
+
+type install struct {
+	next       *guard.Ruleset
+	afterCalls []string
+}
+
+func (f *fakeFirewall) Fingerprint(context.Context) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.foreign {
+		return "edited", nil
+	}
+	return f.live.Hash(), nil
+}
+
+func (f *fakeFirewall) Install(_ context.Context, prev, next *guard.Ruleset) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return false, f.fail
+	}
+	if !f.foreign && f.live.Hash() == next.Hash() {
+		return false, nil
+	}
+	var calls []string
+	if f.d != nil {
+		calls = append(calls, f.d.calls...)
+	}
+	f.live, f.foreign = next, false
+	f.history = append(f.history, install{next: next, afterCalls: calls})
+	return true, nil
+}
+
+func fwOf(t *testing.T, e *Engine) *fakeFirewall {
+	t.Helper()
+	fw, err := e.Firewall()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fw.(*fakeFirewall)
+}
+
+func hasEntry(rs *guard.Ruleset, port string) bool {
+	if rs == nil {
+		return false
+	}
+	for _, e := range rs.Entries {
+		if e.Verdict == guard.Negotiate && strings.Contains(strings.Join(e.Key, " "), " "+port) {
+			return true
+		}
+	}
+	return false
+}
+
+// The guard of a new rule is in place before its connection loads, the
+// guard of a removed rule stays until its connection is gone, and in
+// between the guard holds both.
+func TestGuardOrderOfOperations(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	fw := fwOf(t, e)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(fw.history) != 1 || len(fw.history[0].afterCalls) != 0 || !hasEntry(fw.live, "6667") {
+		t.Fatalf("first apply: guard installs %+v; want one, before any daemon call, guarding 6667", fw.history)
+	}
+	fw.history = nil
+	d.calls = nil
+	if _, err := e.Apply(ctx, renderPolicy(t, 6668, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(fw.history) != 2 {
+		t.Fatalf("changing the port: %d guard installs, want 2 (both, then the new one)", len(fw.history))
+	}
+	during, after := fw.history[0], fw.history[1]
+	if len(during.afterCalls) != 0 || !hasEntry(during.next, "6667") || !hasEntry(during.next, "6668") {
+		t.Errorf("while changing: installed after %q, guards 6667 %v 6668 %v; want both before any load",
+			during.afterCalls, hasEntry(during.next, "6667"), hasEntry(during.next, "6668"))
+	}
+	if !strings.Contains(strings.Join(after.afterCalls, "|"), "load-conn sm-with-bob") || hasEntry(after.next, "6667") || !hasEntry(after.next, "6668") {
+		t.Errorf("after: installed after %q, guards 6667 %v; want the old port dropped after the load", after.afterCalls, hasEntry(after.next, "6667"))
+	}
+	rec, _ := e.Store.Load(e.Socket)
+	if rec.GuardHash != fw.live.Hash() {
+		t.Errorf("record guard %q, live %q", rec.GuardHash, fw.live.Hash())
+	}
+
+	d.calls = nil
+	fw.history = nil
+	if _, err := e.Unassign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(fw.history) != 1 || fw.history[0].next != nil || !strings.Contains(strings.Join(fw.history[0].afterCalls, "|"), "unload-conn sm-with-bob") {
+		t.Errorf("unassign: %+v; want the guard removed after the connection", fw.history)
+	}
+}
+
+// A rejected apply puts the previous guard back.
+func TestGuardRestoredWhenRejected(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	fw := fwOf(t, e)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	before := fw.live.Hash()
+	d.rejectC["sm-with-eve"] = true
+	_, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{})
+	var re *RejectedError
+	if !errors.As(err, &re) || !re.Restored {
+		t.Fatalf("apply with a rejected rule: %v", err)
+	}
+	if fw.live.Hash() != before {
+		t.Errorf("guard after rejection is %q, want the previous %q", fw.live.Hash(), before)
+	}
+}
+
+// Without nftables a policy with a guard is refused and nothing changes.
+func TestGuardUnavailableRefuses(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	e.Firewall = func() (Firewall, error) { return nil, errors.New("nft not found: install nftables") }
+	_, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{})
+	var ge *GuardError
+	if !errors.As(err, &ge) || ge.Loaded || !strings.Contains(err.Error(), "install nftables") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("apply without nftables: %v", err)
+	}
+	if len(d.calls) != 0 {
+		t.Errorf("daemon calls %q, want none", d.calls)
+	}
+}
+
+// A guard table changed behind swanmgr's back makes the shortcut apply
+// in full, which puts it back.
+func TestGuardDriftDefeatsShortcut(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	fw := fwOf(t, e)
+	in := Inputs{PolicyFile: "p.toml", Policy: []byte("x")}
+	prepare := func() (*render.Result, Inputs, error) { return renderPolicy(t, 6667, false), in, nil }
+	if _, _, err := e.Assign(ctx, in, "kernel", prepare); err != nil {
+		t.Fatal(err)
+	}
+	if _, same, err := e.Assign(ctx, in, "kernel", prepare); err != nil || same == nil {
+		t.Fatalf("unchanged: same=%v err=%v; want the shortcut", same, err)
+	}
+	fw.foreign = true
+	rep, same, err := e.Assign(ctx, in, "kernel", prepare)
+	if err != nil || same != nil || rep == nil {
+		t.Fatalf("after the guard table was edited: same=%v err=%v; want a full apply", same, err)
+	}
+	if fw.foreign || !hasEntry(fw.live, "6667") {
+		t.Errorf("guard not put back")
+	}
+}
