@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -167,9 +166,9 @@ func readPolicy(c *ucli.Context) (render.Backend, string, []byte, error) {
 		return "", "", nil, usageErrorf("%v", err)
 	}
 	path := c.String(fileFlag.Name)
-	data, err := os.ReadFile(path)
+	data, err := model.ReadFile(path)
 	if err != nil {
-		return "", "", nil, fmt.Errorf("reading policy: %w", err)
+		return "", "", nil, err
 	}
 	return backend, path, data, nil
 }

@@ -3,7 +3,6 @@ package model
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -68,9 +67,9 @@ func (ps Problems) Is(target error) bool { return target == ErrInvalid }
 // line and column, and unknown keys and wrong types are errors naming the
 // key path and line. It does not validate meaning; see Validate.
 func Load(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading policy: %w", err)
+		return nil, err
 	}
 	return Parse(path, data)
 }
@@ -78,6 +77,9 @@ func Load(path string) (*File, error) {
 // Parse is Load on bytes already read; path is used in messages and to
 // resolve relative paths.
 func Parse(path string, data []byte) (f *File, err error) {
+	if p := checkLimits(path, data); p != nil {
+		return nil, Problems{*p}
+	}
 	text := string(data)
 	defer func() {
 		// The decoder is third-party code fed with operator input: a panic

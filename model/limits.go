@@ -1,0 +1,179 @@
+package model
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Limits on a policy file, checked before the text reaches the TOML
+// decoder. The decoder's cost grows with the square of a key's depth (a
+// 32 KB file of one dotted key with 16,000 parts took 2.9 GB), so depth is
+// refused up front rather than bounded by the decoder.
+const (
+	// MaxFileSize is the largest policy file swanmgr reads: 16 MiB. A
+	// generated policy of 10,000 rules, each with its own filter list and
+	// filter action, is about 3.5 MB.
+	MaxFileSize = 16 << 20
+
+	// MaxNesting is how deeply arrays and inline tables ([ and {) may nest.
+	// The policy format needs two (authentication = [ { ... } ]).
+	MaxNesting = 16
+
+	// MaxKeyParts is how many dotted parts one key or table header may
+	// have. The deepest key of the format has four
+	// (policy.rule.authentication.method).
+	MaxKeyParts = 16
+)
+
+// ReadFile reads a policy file, refusing one larger than MaxFileSize
+// without reading all of it (a device or a huge file named by mistake
+// cannot exhaust memory).
+func ReadFile(path string) ([]byte, error) {
+	// Stat before opening: opening a FIFO would wait for a writer.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() && !st.IsDir() {
+		return nil, fmt.Errorf("reading policy: %s is not a regular file", path)
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy: %w", err)
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading policy: %w", err)
+	}
+	if len(b) > MaxFileSize {
+		return nil, Problems{{File: path, Msg: fmt.Sprintf("the policy file is larger than %d bytes (16 MiB), the most swanmgr reads", MaxFileSize)}}
+	}
+	return b, nil
+}
+
+// checkLimits scans a TOML text for what would make the decoder slow or
+// hungry: a file over MaxFileSize, [ and { nested deeper than MaxNesting,
+// a key or table header of more than MaxKeyParts dotted parts. It knows
+// enough TOML to skip strings (basic, literal, multi-line) and comments,
+// and runs in one pass over the bytes with constant memory.
+func checkLimits(path string, data []byte) *Problem {
+	if len(data) > MaxFileSize {
+		return &Problem{File: path, Msg: fmt.Sprintf("the policy file is %d bytes, larger than %d (16 MiB), the most swanmgr reads", len(data), MaxFileSize)}
+	}
+	var (
+		line      = 1
+		stack     [MaxNesting]byte // open '[' or '{', innermost last
+		depth     int
+		lineStart = true // nothing but blanks so far on this line
+		inHeader  bool   // inside a [table] or [[array]] header
+		inKey     = true // where a key is written: header, line start, after { or , in an inline table
+		parts     = 1    // dotted parts of the current key
+	)
+	tooDeep := func() *Problem {
+		return &Problem{File: path, Line: line, Msg: fmt.Sprintf("arrays and inline tables nest deeper than %d levels; a policy file needs at most 2", MaxNesting)}
+	}
+	tooLong := func() *Problem {
+		return &Problem{File: path, Line: line, Msg: fmt.Sprintf("a key or table name has more than %d dotted parts; the longest in a policy file has 4", MaxKeyParts)}
+	}
+	startKey := func() { inKey, parts = true, 1 }
+	n := len(data)
+	for i := 0; i < n; i++ {
+		c := data[i]
+		if c == '\n' {
+			line++
+			lineStart = true
+			inHeader = false
+			if depth == 0 {
+				startKey()
+			}
+			continue
+		}
+		if c == ' ' || c == '\t' || c == '\r' {
+			continue
+		}
+		atStart := lineStart
+		lineStart = false
+		switch c {
+		case '#':
+			for i+1 < n && data[i+1] != '\n' {
+				i++
+			}
+		case '"', '\'':
+			triple := i+2 < n && data[i+1] == c && data[i+2] == c
+			if triple {
+				i += 3
+				for ; i < n; i++ {
+					if data[i] == '\n' {
+						line++
+					} else if c == '"' && data[i] == '\\' {
+						if i+1 < n && data[i+1] == '\n' {
+							line++
+						}
+						i++
+					} else if i+2 < n && data[i] == c && data[i+1] == c && data[i+2] == c {
+						// Up to two more quotes may belong to the content.
+						i += 2
+						for i+1 < n && data[i+1] == c {
+							i++
+						}
+						break
+					}
+				}
+				continue
+			}
+			for i++; i < n && data[i] != c && data[i] != '\n'; i++ {
+				if c == '"' && data[i] == '\\' && i+1 < n && data[i+1] != '\n' {
+					i++
+				}
+			}
+			if i < n && data[i] == '\n' {
+				i-- // an unterminated string: the decoder reports it; count the line
+			}
+		case '[':
+			if atStart && depth == 0 {
+				inHeader = true
+				startKey()
+				if i+1 < n && data[i+1] == '[' {
+					i++
+				}
+				continue
+			}
+			if depth == MaxNesting {
+				return tooDeep()
+			}
+			stack[depth] = '['
+			depth++
+			inKey = false
+		case '{':
+			if depth == MaxNesting {
+				return tooDeep()
+			}
+			stack[depth] = '{'
+			depth++
+			startKey()
+		case ']', '}':
+			if inHeader {
+				inHeader, inKey = false, false
+				continue
+			}
+			if depth > 0 {
+				depth--
+			}
+			inKey = false
+		case ',':
+			if depth > 0 && stack[depth-1] == '{' {
+				startKey()
+			}
+		case '=':
+			if !inHeader {
+				inKey = false
+			}
+		case '.':
+			if inKey {
+				parts++
+				if parts > MaxKeyParts {
+					return tooLong()
+				}
+			}
+		}
+	}
+	return nil
+}
