@@ -196,7 +196,10 @@ func (c *Client) dial(ctx context.Context) (*session, error) {
 		backoff := 5 * time.Millisecond
 		for {
 			conn, err := d.DialContext(ctx, network, addr)
-			if err == nil || !errors.Is(err, syscall.EAGAIN) {
+			if err == nil {
+				return newBoundedConn(conn, maxPacket), nil
+			}
+			if !errors.Is(err, syscall.EAGAIN) {
 				return conn, err
 			}
 			t := time.NewTimer(backoff)
@@ -296,8 +299,11 @@ func (c *Client) call(ctx context.Context, cmd, name string, req *govici.Message
 		}
 		// The session may be mid-packet or hold a late answer: never reuse it.
 		c.dropShared(s)
+		if e := asNotVICI(prefix, c.socket, err); e != nil {
+			return nil, e
+		}
 		if ctx.Err() != nil {
-			return nil, &timeoutError{prefix: prefix, after: added, cause: ctx.Err()}
+			return nil, &timeoutError{prefix: prefix, socket: c.socket, after: added, cause: ctx.Err()}
 		}
 		if c.isClosed() {
 			return nil, fmt.Errorf("%s: %w", prefix, ErrClosed)
@@ -389,7 +395,10 @@ func (c *Client) stream(ctx context.Context, cmd, name, event string, req *govic
 	s, ch, err := c.openDedicated(ctx, buffer, event)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, &timeoutError{prefix: prefix, after: added, cause: ctx.Err()}
+			return nil, &timeoutError{prefix: prefix, socket: c.socket, after: added, cause: ctx.Err()}
+		}
+		if e := asNotVICI(prefix, c.socket, err); e != nil {
+			return nil, e
 		}
 		return nil, fmt.Errorf("%s: %w", prefix, err)
 	}
@@ -413,8 +422,10 @@ func (c *Client) stream(ctx context.Context, cmd, name, event string, req *govic
 		return nil, commandError(cmd, name, resp)
 	case isCmdUnknown(err):
 		return nil, &CommandError{Command: cmd, Name: name, Message: "unknown command", Err: ErrUnsupported}
+	case asNotVICI(prefix, c.socket, err) != nil:
+		return nil, asNotVICI(prefix, c.socket, err)
 	case ctx.Err() != nil:
-		return nil, &timeoutError{prefix: prefix, after: added, cause: ctx.Err()}
+		return nil, &timeoutError{prefix: prefix, socket: c.socket, after: added, cause: ctx.Err()}
 	case c.isClosed():
 		return nil, fmt.Errorf("%s: %w", prefix, ErrClosed)
 	}

@@ -1,6 +1,7 @@
 package vici
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -93,13 +94,19 @@ func (e *disconnectedError) Unwrap() []error { return []error{ErrDisconnected, e
 // timeoutError is a command whose context ended before charon answered.
 type timeoutError struct {
 	prefix string
+	socket string
 	after  time.Duration // 0 when unknown
 	cause  error         // the context's error
 }
 
 func (e *timeoutError) Error() string {
-	if e.after > 0 {
-		return fmt.Sprintf("%s: no answer from charon within %v (%v)", e.prefix, e.after, e.cause)
+	switch {
+	case errors.Is(e.cause, context.Canceled):
+		return fmt.Sprintf("%s: interrupted while waiting for charon on %s (%v)", e.prefix, e.socket, e.cause)
+	case e.after > 0:
+		return fmt.Sprintf("%s: no answer from charon within %v on %s (%v)", e.prefix, e.after, e.socket, e.cause)
+	case errors.Is(e.cause, context.DeadlineExceeded):
+		return fmt.Sprintf("%s: charon did not answer on %s before the deadline (%v)", e.prefix, e.socket, e.cause)
 	}
 	return fmt.Sprintf("%s: %v", e.prefix, e.cause)
 }
