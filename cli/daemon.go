@@ -360,7 +360,11 @@ func unassignCommand() *ucli.Command {
 			defer done()
 			rep, err := s.engine.Unassign(ctx)
 			if rep != nil {
-				fmt.Fprintf(c.App.Writer, "unassigned: %d connections and %d secrets unloaded, %d SAs torn down\n", rep.UnloadConn, rep.UnloadShared, len(rep.Terminated))
+				guard := ""
+				if rep.GuardRemoved {
+					guard = ", guard removed (traffic the policy protected now flows in clear)"
+				}
+				fmt.Fprintf(c.App.Writer, "unassigned: %d connections and %d secrets unloaded, %d SAs torn down%s\n", rep.UnloadConn, rep.UnloadShared, len(rep.Terminated), guard)
 			}
 			return err
 		},

@@ -54,7 +54,7 @@ func TestRejectedPolicyKeepsPrevious(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	client := l.client("alice")
-	e := &assign.Engine{Daemon: assign.ViciDaemon{Client: client}, Store: assign.Store{Dir: l.stateDir}, Socket: l.Host("alice").Socket}
+	e := l.engine("alice", client)
 	_, err := e.Apply(ctx, bad, assign.Inputs{})
 	var re *assign.RejectedError
 	if !errors.As(err, &re) || !re.Restored {
