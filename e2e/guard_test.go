@@ -333,4 +333,3 @@ done:
 	}
 	t.Logf("%d samples during the apply", samples)
 }
-
