@@ -59,9 +59,13 @@ func metricsCommand() *ucli.Command {
 			})
 			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
+			// Run's subscriptions end with ctx; the command returns only
+			// after they have (deferred calls run last to first).
 			ctx, cancel := context.WithCancel(c.Context)
+			ran := make(chan struct{})
+			go func() { exp.Run(ctx); close(ran) }()
+			defer func() { <-ran }()
 			defer cancel()
-			go exp.Run(ctx)
 			errc := make(chan error, 1)
 			go func() { errc <- srv.Serve(ln) }()
 			fmt.Fprintf(c.App.Writer, "serving metrics of charon at %s on http://%s/metrics\n", sock, ln.Addr())

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"sync"
@@ -21,7 +22,9 @@ type Options struct {
 	Socket string // charon's VICI socket
 	// Records give swanmgr's record for the socket; nil: no policy.
 	Records status.Records
-	// Timeout bounds one scrape's questions to charon (default 10 s).
+	// Timeout bounds one scrape's questions to charon (default 10 s). A
+	// scrape whose questions have not ended a second after it reports
+	// charon as down and leaves them behind.
 	Timeout time.Duration
 	// Dial connects to charon (default vici.Dial of Socket).
 	Dial func(ctx context.Context) (status.Watchable, error)
@@ -29,19 +32,35 @@ type Options struct {
 	Now func() time.Time
 }
 
+// scrapeGrace is how long a scrape waits, past its Timeout, for questions
+// that ignore their deadline before it gives up on them.
+const scrapeGrace = time.Second
+
 // Exporter collects on scrape. Create it with New.
+//
+// Scrapes run side by side: they share the client (a *vici.Client may be
+// used from several goroutines) and no lock is held while charon is asked,
+// so a scrape never waits behind a slow one and Close never waits for one.
 type Exporter struct {
 	o Options
 
-	// mu serializes scrapes: they share the client and the totals.
+	// mu guards the fields below; it is never held across a VICI call.
 	mu     sync.Mutex
 	client status.Watchable
+	closed bool
 	totals *totals
+	// seq numbers scrapes as they start; applied is the newest whose SAs
+	// went into totals: an older snapshot that finishes later must not
+	// turn counters back (it would look like a restart of every SA).
+	seq, applied uint64
 
 	evMu   sync.Mutex
 	events status.EventCounts
 	// watching: Run has subscribed at least once.
 	watching bool
+	// abandoned counts event subscriptions charon never confirmed, whose
+	// sessions Run gave up (see status.WatchEach).
+	abandoned uint64
 }
 
 // New returns an Exporter; call Run to count events and Close at the end.
@@ -81,18 +100,19 @@ var (
 	descSAs         = desc("swanmgr_sas", "CHILD_SAs installed now per rule and peer.", "policy", "rule", "peer")
 	descRuleUp      = desc("swanmgr_rule_up", "1 when every filter of a rule of the assigned policy has an installed CHILD_SA (permit, block and the default response rule: when charon has the connection), else 0.", "policy", "rule")
 	descRekeys      = desc("swanmgr_rekeys_total", "Rekeyings since charon started (counters plugin; absent without it).", "sa")
-	descCounters    = desc("swanmgr_charon_counter_total", "charon's IKE counters since it started (counters plugin; absent without it), by counter name.", "counter")
+	descCounters    = desc("swanmgr_charon_ike_total", "charon's IKE counters since it started (counters plugin; absent without it), by charon's counter name. Was swanmgr_charon_counter_total.", "counter")
 	descMainModes   = desc("swanmgr_ike_sas_established_total", "IPSecMon's Main Modes: IKE_SAs established, counted by this exporter from charon's ike-updown events since it started.")
 	descQuickModes  = desc("swanmgr_child_sas_established_total", "IPSecMon's Quick Modes: CHILD_SAs established (rekeys not included), counted by this exporter from child-updown events since it started.")
 	descKeyAdds     = desc("swanmgr_key_additions_total", "IPSecMon's Key Additions: CHILD_SA keys installed (new and rekeyed), counted by this exporter from child-updown and child-rekey events since it started.")
 	descAuthFail    = desc("swanmgr_authentication_failures_total", "IPSecMon's Authentication Failures: IKE messages with an AUTHENTICATION_FAILED notify, sent or received, counted by this exporter from charon's log events since it started.")
 	descEventsUp    = desc("swanmgr_events_up", "1 while this exporter is subscribed to charon's events (the *_established_total, key additions and authentication failures counters count only then).")
 	descReconnected = desc("swanmgr_events_reconnects_total", "Times the exporter subscribed to charon's events again (charon restarted): events in between were not counted.")
+	descAbandoned   = desc("swanmgr_events_subscriptions_abandoned_total", "Event subscriptions charon did not confirm in time (an event crossed the registration): the exporter closed their sessions and subscribed again.")
 )
 
 var allDescs = []*prometheus.Desc{descUp, descInfo, descStart, descScrape, descActive, descIKESAs, descHalfOpen,
 	descConfBytes, descAuthBytes, descSABytes, descSAPackets, descSAs, descRuleUp, descRekeys, descCounters,
-	descMainModes, descQuickModes, descKeyAdds, descAuthFail, descEventsUp, descReconnected}
+	descMainModes, descQuickModes, descKeyAdds, descAuthFail, descEventsUp, descReconnected, descAbandoned}
 
 // Describe sends every metric the Exporter may export.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
@@ -103,12 +123,10 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect asks charon and sends the metrics of what it answered.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), e.o.Timeout)
 	defer cancel()
 	start := time.Now()
-	in := e.collect(ctx)
+	in, seq := e.collectBounded(ctx)
 	took := time.Since(start)
 	in.Socket = e.o.Socket
 	st, err := status.Build(in, status.Filter{})
@@ -118,6 +136,12 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(descUp, err)
 		return
 	}
+	e.emit(ch, st, in.Record, took, seq)
+}
+
+// emit sends the metrics of a view. seq is the scrape's number (see
+// Exporter.applied).
+func (e *Exporter) emit(ch chan<- prometheus.Metric, st *status.Status, rec *assign.Record, took time.Duration, seq uint64) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -128,7 +152,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	e.eventMetrics(gauge, counter)
 	if !st.Daemon.Reachable {
 		gauge(descUp, 0)
-		for _, r := range ruleStates(st, in.Record) {
+		for _, r := range ruleStates(st, rec) {
 			gauge(descRuleUp, 0, r.policy, r.rule)
 		}
 		return
@@ -140,11 +164,15 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	if st.Daemon.StartedAt != nil {
 		gauge(descStart, float64(st.Daemon.StartedAt.Unix()))
 	}
+	// A figure the view does not have is left out, never read as 0.
 	s := st.Statistics
-	gauge(descActive, float64(*s.ActiveAssociations.Value))
-	if s.IKESAs.Value != nil {
-		gauge(descIKESAs, float64(*s.IKESAs.Value))
-		gauge(descHalfOpen, float64(*s.HalfOpenIKESAs.Value))
+	for _, f := range []struct {
+		d *prometheus.Desc
+		v *uint64
+	}{{descActive, s.ActiveAssociations.Value}, {descIKESAs, s.IKESAs.Value}, {descHalfOpen, s.HalfOpenIKESAs.Value}} {
+		if f.v != nil {
+			gauge(f.d, float64(*f.v))
+		}
 	}
 	if c := st.Counters; c != nil {
 		counter(descRekeys, float64(c["ike-rekey-init"]+c["ike-rekey-resp"]), "ike")
@@ -163,7 +191,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	active := map[saLabels]int{}
 	var seen []observation
 	for _, r := range st.SAs {
-		if !r.HasSA {
+		if !r.HasSA || r.IKESAID == nil || r.ChildSAID == nil {
 			continue
 		}
 		l := labelsOf(r)
@@ -171,11 +199,17 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 			active[l]++
 		}
 		o := observation{id: saID{ike: *r.IKESAID, child: *r.ChildSAID}, labels: l,
-			v: values{*r.BytesIn, *r.BytesOut, *r.PacketsIn, *r.PacketsOut}}
+			v: values{val(r.BytesIn), val(r.BytesOut), val(r.PacketsIn), val(r.PacketsOut)}}
 		o.confidential = r.Security != nil && r.Security.Confidential != nil && *r.Security.Confidential
 		seen = append(seen, o)
 	}
-	perSA, byKind := e.totals.update(seen)
+	e.mu.Lock()
+	if seq > e.applied {
+		e.applied = seq
+		e.totals.apply(seen)
+	}
+	perSA, byKind := e.totals.sums()
+	e.mu.Unlock()
 	for _, l := range sortedLabels(perSA) {
 		v := perSA[l]
 		counter(descSABytes, float64(v.bytesIn), l.policy, l.rule, l.peer, "in")
@@ -190,7 +224,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	counter(descAuthBytes, float64(auth.bytesIn), "in")
 	counter(descAuthBytes, float64(auth.bytesOut), "out")
 
-	for _, r := range ruleStates(st, in.Record) {
+	for _, r := range ruleStates(st, rec) {
 		v := 0.0
 		if r.up {
 			v = 1
@@ -199,31 +233,121 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// collect asks charon, dialing first if there is no client yet.
-func (e *Exporter) collect(ctx context.Context) status.Input {
-	if e.client == nil {
-		c, err := e.o.Dial(ctx)
-		if err != nil {
-			var rec *assign.Record
-			var rerr error
-			if e.o.Records != nil {
-				rec, rerr = e.o.Records.Record()
-			}
-			return status.Input{Time: e.o.Now(), DaemonErr: err, Record: rec, RecordErr: rerr}
-		}
-		e.client = c
+// val is *p, 0 for nil (a counter charon left out).
+func val(p *uint64) uint64 {
+	if p == nil {
+		return 0
 	}
-	in := status.Collect(ctx, e.client, e.o.Records, status.CollectOptions{Now: e.o.Now})
+	return *p
+}
+
+// collectBounded is collect, given up a little after ctx's deadline if it
+// has not returned by then (a question that ignores its deadline): the
+// scrape then reports charon as down and drops the client it was using.
+func (e *Exporter) collectBounded(ctx context.Context) (status.Input, uint64) {
+	e.mu.Lock()
+	e.seq++
+	seq := e.seq
+	e.mu.Unlock()
+	type result struct {
+		in     status.Input
+		client status.Watchable
+	}
+	done := make(chan result, 1)
+	var mu sync.Mutex
+	var using status.Watchable
+	go func() {
+		in := e.collect(ctx, func(c status.Watchable) {
+			mu.Lock()
+			using = c
+			mu.Unlock()
+		})
+		done <- result{in: in}
+	}()
+	deadline, _ := ctx.Deadline()
+	t := time.NewTimer(time.Until(deadline) + scrapeGrace)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.in, seq
+	case <-t.C:
+	}
+	mu.Lock()
+	c := using
+	mu.Unlock()
+	if c != nil {
+		e.drop(c)
+	}
+	in := status.Input{Time: e.o.Now(), DaemonErr: fmt.Errorf("charon at %s did not answer within %s", e.o.Socket, e.o.Timeout)}
+	if e.o.Records != nil {
+		in.Record, in.RecordErr = e.o.Records.Record()
+	}
+	return in, seq
+}
+
+// collect asks charon, dialing first if there is no client yet; using is
+// told the client it asks.
+func (e *Exporter) collect(ctx context.Context, using func(status.Watchable)) status.Input {
+	c, err := e.clientFor(ctx)
+	if err != nil {
+		var rec *assign.Record
+		var rerr error
+		if e.o.Records != nil {
+			rec, rerr = e.o.Records.Record()
+		}
+		return status.Input{Time: e.o.Now(), DaemonErr: err, Record: rec, RecordErr: rerr}
+	}
+	using(c)
+	in := status.Collect(ctx, c, e.o.Records, status.CollectOptions{Now: e.o.Now})
 	if in.DaemonErr != nil && errors.Is(in.DaemonErr, vici.ErrClosed) {
-		e.client.Close()
-		e.client = nil
+		e.drop(c)
 	}
 	return in
 }
 
+// clientFor returns the scrape client, dialing one (without holding mu)
+// if there is none.
+func (e *Exporter) clientFor(ctx context.Context) (status.Watchable, error) {
+	e.mu.Lock()
+	c, closed := e.client, e.closed
+	e.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("metrics: %w", vici.ErrClosed)
+	}
+	if c != nil {
+		return c, nil
+	}
+	c, err := e.o.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.closed:
+		c.Close()
+		return nil, fmt.Errorf("metrics: %w", vici.ErrClosed)
+	case e.client != nil: // another scrape dialed meanwhile
+		c.Close()
+		return e.client, nil
+	}
+	e.client = c
+	return c, nil
+}
+
+// drop closes c and forgets it as the scrape client (if it still is).
+func (e *Exporter) drop(c status.Watchable) {
+	e.mu.Lock()
+	if e.client == c {
+		e.client = nil
+	}
+	e.mu.Unlock()
+	c.Close()
+}
+
 func (e *Exporter) eventMetrics(gauge, counter func(*prometheus.Desc, float64, ...string)) {
 	e.evMu.Lock()
-	ev, watching := e.events, e.watching
+	ev, watching, abandoned := e.events, e.watching, e.abandoned
 	e.evMu.Unlock()
 	up := 0.0
 	if watching {
@@ -231,6 +355,7 @@ func (e *Exporter) eventMetrics(gauge, counter func(*prometheus.Desc, float64, .
 	}
 	gauge(descEventsUp, up)
 	counter(descReconnected, float64(ev.Reconnects))
+	counter(descAbandoned, float64(abandoned))
 	counter(descMainModes, float64(ev.IKEUp))
 	counter(descQuickModes, float64(ev.ChildUp))
 	counter(descKeyAdds, float64(ev.ChildUp+ev.ChildRekeys))
@@ -270,7 +395,13 @@ func (e *Exporter) Run(ctx context.Context) {
 		}
 		ch, err := status.WatchEach(ctx, client, status.WatchedEvents...)
 		if err != nil {
-			if errors.Is(err, vici.ErrClosed) {
+			hung := errors.Is(err, status.ErrSubscribeHung)
+			if hung {
+				e.evMu.Lock()
+				e.abandoned++
+				e.evMu.Unlock()
+			}
+			if hung || errors.Is(err, vici.ErrClosed) {
 				client.Close()
 				client = nil
 			}
@@ -294,13 +425,15 @@ func (e *Exporter) Run(ctx context.Context) {
 	}
 }
 
-// Close closes the scrape session.
+// Close closes the scrape session; it does not wait for a scrape in
+// progress (whose questions then fail). Later scrapes report charon down.
 func (e *Exporter) Close() {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.client != nil {
-		e.client.Close()
-		e.client = nil
+	c := e.client
+	e.client, e.closed = nil, true
+	e.mu.Unlock()
+	if c != nil {
+		c.Close()
 	}
 }
 

@@ -45,6 +45,12 @@ func (t *totals) retire(o observation) {
 // update takes a scrape's SAs and returns the totals per labels and per
 // kind (confidential or not).
 func (t *totals) update(seen []observation) (map[saLabels]values, map[bool]values) {
+	t.apply(seen)
+	return t.sums()
+}
+
+// apply takes a scrape's SAs.
+func (t *totals) apply(seen []observation) {
 	now := make(map[saID]observation, len(seen))
 	for _, o := range seen {
 		if prev, ok := t.live[o.id]; ok {
@@ -65,7 +71,10 @@ func (t *totals) update(seen []observation) (map[saLabels]values, map[bool]value
 	}
 	// An SA whose values went back was retired above; drop its old entry.
 	t.live = now
+}
 
+// sums are the totals per labels and per kind (confidential or not).
+func (t *totals) sums() (map[saLabels]values, map[bool]values) {
 	per := make(map[saLabels]values, len(t.retired))
 	for l, v := range t.retired {
 		per[l] = v
