@@ -126,7 +126,7 @@ var (
 	}
 	insecureFlag = &ucli.BoolFlag{
 		Name:  "insecure-secrets",
-		Usage: "accept secret and key files that group or others can read",
+		Usage: "accept secret and key files that group or others can read, that belong to another user or lie in a folder every user may write to",
 	}
 	backendFlag = &ucli.StringFlag{
 		Name:    "ipsec-backend",
@@ -175,11 +175,7 @@ func readPolicy(c *ucli.Context) (render.Backend, string, []byte, error) {
 
 // loadPolicyData is loadPolicy on a policy file already read.
 func loadPolicyData(c *ucli.Context, backend render.Backend, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
-	f, err := model.Parse(path, data)
-	if err != nil {
-		return nil, err
-	}
-	a, warns, err := model.Validate(f, vo)
+	a, warns, err := model.ParseValidate(path, data, vo)
 	for _, w := range warns {
 		fmt.Fprintln(c.App.ErrWriter, w.Error())
 	}

@@ -76,7 +76,40 @@ func Load(path string) (*File, error) {
 
 // Parse is Load on bytes already read; path is used in messages and to
 // resolve relative paths.
-func Parse(path string, data []byte) (f *File, err error) {
+func Parse(path string, data []byte) (*File, error) {
+	f, ps := parse(path, data)
+	if len(ps) > 0 {
+		return nil, ps
+	}
+	return f, nil
+}
+
+// ParseValidate is Parse and Validate in one, reporting every problem at
+// once: unknown keys and keys in the wrong case do not stop validation of
+// the rest (syntax and type errors do, as nothing after them is known).
+// The error, if any, is Problems sorted by line.
+func ParseValidate(path string, data []byte, o ValidateOptions) (*Assigned, []Problem, error) {
+	f, ps := parse(path, data)
+	if f == nil {
+		return nil, nil, ps
+	}
+	a, warns, err := Validate(f, o)
+	if len(ps) == 0 {
+		return a, warns, err
+	}
+	var verrs Problems
+	if err != nil {
+		verrs = err.(Problems)
+	}
+	all := append(ps, verrs...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Line < all[j].Line })
+	return nil, warns, all
+}
+
+// parse decodes a policy file. f is nil when decoding failed (limits,
+// syntax, types); otherwise ps holds the unknown keys and keys in the
+// wrong case, and f what was decoded besides them.
+func parse(path string, data []byte) (f *File, ps Problems) {
 	if p := checkLimits(path, data); p != nil {
 		return nil, Problems{*p}
 	}
@@ -85,7 +118,7 @@ func Parse(path string, data []byte) (f *File, err error) {
 		// The decoder is third-party code fed with operator input: a panic
 		// in it must become a message, not a crash of swanmgr.
 		if r := recover(); r != nil {
-			f, err = nil, Problems{{File: path, Msg: fmt.Sprintf("cannot decode the policy file (decoder failure: %v)", r)}}
+			f, ps = nil, Problems{{File: path, Msg: fmt.Sprintf("cannot decode the policy file (decoder failure: %v)", r)}}
 		}
 	}()
 	f = &File{Path: path}
@@ -94,7 +127,6 @@ func Parse(path string, data []byte) (f *File, err error) {
 		return nil, Problems{decodeProblem(path, text, derr)}
 	}
 	f.pos = scanPositions(text)
-	var ps Problems
 	undecoded := md.Undecoded()
 	sort.SliceStable(undecoded, func(i, j int) bool { return undecoded[i].String() < undecoded[j].String() })
 	reported := map[string]bool{}
@@ -142,11 +174,8 @@ func Parse(path string, data []byte) (f *File, err error) {
 			}
 		}
 	}
-	if len(ps) > 0 {
-		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
-		return nil, ps
-	}
-	return f, nil
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
+	return f, ps
 }
 
 func parentUndecoded(k toml.Key, all []toml.Key) bool {

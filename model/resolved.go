@@ -64,11 +64,12 @@ type AddrKind int
 
 // Address kinds.
 const (
-	AddrMe     AddrKind = iota // "me": this endpoint's addresses
-	AddrAny                    // "any"
-	AddrHost                   // one IP address
-	AddrSubnet                 // a CIDR prefix
-	AddrDNS                    // a DNS name, resolved by charon
+	AddrMe      AddrKind = iota // "me": this endpoint's addresses
+	AddrAny                     // "any"
+	AddrHost                    // one IP address
+	AddrSubnet                  // a CIDR prefix
+	AddrDNS                     // a DNS name, resolved by charon
+	AddrInvalid                 // not understood; an error says why
 )
 
 // Addr is a filter's source or destination.

@@ -253,7 +253,9 @@ func protoText(p any) string {
 var dnsRe = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$`)
 
 func (v *validator) addr(path, where, key, s string, ep Endpoint) Addr {
-	a := Addr{Text: s}
+	// Invalid until understood: an address in error must not read as "me"
+	// (the zero kind) and draw follow-up errors that are not true.
+	a := Addr{Text: s, Kind: AddrInvalid}
 	switch {
 	case s == "":
 		v.errf(path, where, "%s is required (\"me\", \"any\", an address, a subnet or a DNS name)", key)
@@ -289,6 +291,9 @@ func (v *validator) addr(path, where, key, s string, ep Endpoint) Addr {
 			break
 		}
 		a.Kind, a.Name = AddrDNS, s
+	}
+	if a.Kind == AddrInvalid {
+		return a
 	}
 	// One of this endpoint's own addresses means "me".
 	if a.Kind == AddrHost {
@@ -441,7 +446,7 @@ func (v *validator) action(path, where string, fa *FilterAction) ResolvedAction 
 		ra.ESPEnc = []string{"aes256gmac"}
 	case Custom:
 	default:
-		v.errf(path+".security", where, "security %q is not \"high\", \"medium\" or \"custom\"", fa.Security)
+		v.errf(path+".security", where, "security %q is not \"high\", \"medium\" or \"custom\"%s", fa.Security, didYouMean(string(fa.Security), []string{string(High), string(Medium), string(Custom)}))
 	}
 	if ra.Security != Custom {
 		if custom {

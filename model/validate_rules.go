@@ -85,7 +85,7 @@ func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actio
 			v.ruleShape(path, where, &rr, ep)
 		}
 		rr.Auth = v.auths(path, where, r, rr.Action.Action, assigned, ep)
-		if assigned && !r.Disabled && len(v.errs) == n && len(rr.Auth) > 0 && rr.Auth[0].Method == PSK {
+		if assigned && !r.Disabled && len(v.errs) == n && li != nil && li.ok && len(rr.Auth) > 0 && rr.Auth[0].Method == PSK {
 			for _, peer := range Peers(rr) {
 				if _, err := netip.ParseAddr(peer); err != nil {
 					v.warnf(path, where, "peer %s is a DNS name: charon expects it to authenticate with the IKE identity %q and looks the preshared key up by that identity, so the peer must set id = %q in its [endpoint]", peer, peer, peer)
@@ -308,6 +308,12 @@ func (v *validator) secretFileOK(path, where, key, file string) bool {
 	if perm := st.Mode().Perm(); perm&0o077 != 0 && !v.o.InsecureSecrets {
 		v.errf(path, where, "%s %s is readable by group or others (mode %04o): run chmod 600 %s, or pass --insecure-secrets", key, file, perm, file)
 		return false
+	}
+	if !v.o.InsecureSecrets {
+		if msg := secretFileControl(file, st); msg != "" {
+			v.errf(path, where, "%s %s %s", key, file, msg)
+			return false
+		}
 	}
 	if v.okFiles == nil {
 		v.okFiles = map[string]bool{}
