@@ -1,0 +1,348 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/model"
+	"github.com/swanmgr/swanmgr/render"
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// Conn is one connection to charon and the engine working on it.
+type Conn struct {
+	Engine *assign.Engine
+	Client *vici.Client
+	// Backend is the IPsec backend charon runs (from its plugins); ""
+	// means Config.Backend.
+	Backend render.Backend
+}
+
+// Close closes the connection's client.
+func (c *Conn) Close() { c.Client.Close() }
+
+// Defaults of Config's durations.
+const (
+	DefaultCheckInterval      = time.Second
+	DefaultDialMin            = 50 * time.Millisecond
+	DefaultDialMax            = 500 * time.Millisecond
+	DefaultInitiateMin        = 2 * time.Second
+	DefaultInitiateMax        = 2 * time.Minute
+	DefaultNegotiationTimeout = 20 * time.Second
+	// DefaultApplyTimeout bounds one converge (an apply of the whole policy
+	// after a restart included).
+	DefaultApplyTimeout = 2 * time.Minute
+	// certRecheck is how often a policy with certificates or private keys
+	// is applied in full although nothing seems to differ: their state is
+	// not all visible in get-conns and get-shared, and loading them every
+	// check would be wasteful.
+	certRecheck = time.Minute
+)
+
+// Config is what an Agent works with. PolicyFile, Socket, Store, Dial and
+// Log are required.
+type Config struct {
+	PolicyFile string
+	// Backend renders the policy until charon tells its own (Conn.Backend);
+	// "" means kernel.
+	Backend  render.Backend
+	Validate model.ValidateOptions
+	// Socket names the charon (messages, the agent lock).
+	Socket string
+	// Store holds the agent lock (the engines have their own Store).
+	Store assign.Store
+	// Dial connects to charon and builds the engine; called again after
+	// charon went away.
+	Dial func(ctx context.Context) (*Conn, error)
+	// Log receives one line per event.
+	Log io.Writer
+
+	// CheckInterval is the period of the cheap check (get-conns,
+	// get-shared, the files' fingerprints); DefaultCheckInterval if 0.
+	CheckInterval time.Duration
+	// Ticks, if set, replaces the check ticker (tests).
+	Ticks <-chan time.Time
+	// Reload wakes the agent to re-read the policy now (SIGHUP).
+	Reload <-chan struct{}
+	// Now is the clock of the per-rule backoff (tests); nil = time.Now.
+	Now func() time.Time
+
+	// DialMin and DialMax bound the backoff between dials of an
+	// unreachable socket.
+	DialMin, DialMax time.Duration
+	// InitiateMin and InitiateMax bound the backoff between initiates of
+	// a rule's child that should be up and is not.
+	InitiateMin, InitiateMax time.Duration
+	// NegotiationTimeout is how long charon may try one initiate.
+	NegotiationTimeout time.Duration
+	// ApplyTimeout bounds one converge.
+	ApplyTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.CheckInterval, DefaultCheckInterval)
+	def(&c.DialMin, DefaultDialMin)
+	def(&c.DialMax, DefaultDialMax)
+	def(&c.InitiateMin, DefaultInitiateMin)
+	def(&c.InitiateMax, DefaultInitiateMax)
+	def(&c.NegotiationTimeout, DefaultNegotiationTimeout)
+	def(&c.ApplyTimeout, DefaultApplyTimeout)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Agent keeps one charon converged with one policy file. Build it with New.
+type Agent struct {
+	cfg Config
+	// backend is what the policy is rendered for: charon's, once known.
+	backend render.Backend
+
+	logMu sync.Mutex
+
+	files   watcher
+	good    *policy // the last policy that validated (and was assigned)
+	goodFP  string  // the files' fingerprint good was read at
+	badFP   string  // fingerprint of files that did not validate
+	lastFP  string  // fingerprint seen at the last check
+	lastErr string  // the last converge error logged, not repeated
+	// lastFull is when a policy with certificates was last applied in full.
+	lastFull time.Time
+
+	children map[childKey]*childState
+	initDone chan initResult
+	gen      int // connection generation; results of older ones are dropped
+}
+
+// New checks cfg and returns an Agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.PolicyFile == "" || cfg.Socket == "" || cfg.Dial == nil || cfg.Log == nil {
+		return nil, errors.New("agent: PolicyFile, Socket, Dial and Log are required")
+	}
+	cfg.defaults()
+	b := cfg.Backend
+	if b == "" {
+		b = render.Kernel
+	}
+	return &Agent{cfg: cfg, backend: b, children: map[childKey]*childState{}, initDone: make(chan initResult, 16)}, nil
+}
+
+// logf writes one event line.
+func (a *Agent) logf(format string, args ...any) {
+	a.logMu.Lock()
+	defer a.logMu.Unlock()
+	msg := fmt.Sprintf(format, args...)
+	// One event, one line: journald and grep see it whole.
+	msg = strings.ReplaceAll(msg, "\n", "; ")
+	fmt.Fprintln(a.cfg.Log, msg)
+}
+
+// Run validates the policy, takes the agent lock, and keeps charon
+// converged until ctx ends; then it returns nil, leaving the assignment in
+// place. A policy that does not validate at start, or an agent already
+// running for the socket, is an error.
+func (a *Agent) Run(ctx context.Context) error {
+	p, err := a.read()
+	if err != nil {
+		return err
+	}
+	unlock, err := a.cfg.Store.AgentLock(a.cfg.Socket)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	a.logf("agent started: policy %q from %s (%d rules, %s backend) for charon at %s, checking every %v",
+		p.result.Policy, a.cfg.PolicyFile, p.rules, p.result.Backend, a.cfg.Socket, a.cfg.CheckInterval)
+	for _, w := range p.warnings {
+		a.logf("warning: %s", w)
+	}
+
+	ticks := a.cfg.Ticks
+	if ticks == nil {
+		t := time.NewTicker(a.cfg.CheckInterval)
+		defer t.Stop()
+		ticks = t.C
+	}
+	var conn *Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	for {
+		if conn == nil {
+			if conn = a.connect(ctx); conn == nil {
+				a.logf("agent stopping: the assignment stays in place")
+				return nil
+			}
+		}
+		a.useBackend(conn)
+		events, stopWatch := a.watch(ctx, conn)
+		gone := a.serve(ctx, conn, events, ticks)
+		stopWatch()
+		if !gone {
+			a.logf("agent stopping: the assignment stays in place")
+			return nil
+		}
+		conn.Close()
+		conn = nil
+		a.gen++
+	}
+}
+
+// connect dials charon until it answers (nil when ctx ends first).
+func (a *Agent) connect(ctx context.Context) *Conn {
+	wait := a.cfg.DialMin
+	var since time.Time
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, err := a.cfg.Dial(dctx)
+		cancel()
+		if err == nil {
+			if !since.IsZero() {
+				a.logf("charon at %s answers again (waited %v): converging", a.cfg.Socket, time.Since(since).Round(time.Millisecond))
+			}
+			return conn
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if since.IsZero() {
+			since = time.Now()
+			a.logf("waiting for charon at %s: %v (trying again until it answers)", a.cfg.Socket, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, a.cfg.DialMax)
+	}
+}
+
+// useBackend renders the policy for the backend the connected charon
+// runs, if that is not the one it was rendered for.
+func (a *Agent) useBackend(conn *Conn) {
+	if conn.Backend == "" || conn.Backend == a.backend {
+		return
+	}
+	a.logf("charon at %s runs the %s backend: rendering the policy for it", a.cfg.Socket, conn.Backend)
+	a.backend = conn.Backend
+	if a.good == nil {
+		return
+	}
+	if p, err := a.parse(a.good.in.Policy); err == nil {
+		a.good = p
+	} else {
+		a.logf("the last good policy does not render for the %s backend: %v", a.backend, err)
+		a.good, a.goodFP = nil, ""
+	}
+}
+
+// watch subscribes to SA events: they wake the loop, and the channel's
+// closing tells that charon went away. Without events the periodic check
+// still finds everything, only later.
+func (a *Agent) watch(ctx context.Context, conn *Conn) (<-chan vici.Event, func()) {
+	wctx, cancel := context.WithCancel(ctx)
+	ev, err := conn.Client.Watch(wctx, "ike-updown", "child-updown")
+	if err != nil {
+		a.logf("not watching charon's SA events (%v): the check every %v still repairs", err, a.cfg.CheckInterval)
+		cancel()
+		return nil, func() {}
+	}
+	return ev, cancel
+}
+
+// serve converges and waits for the next reason to, until charon goes
+// away (true) or ctx ends (false).
+func (a *Agent) serve(ctx context.Context, conn *Conn, events <-chan vici.Event, ticks <-chan time.Time) bool {
+	force := true // a fresh connection: charon may have restarted
+	for {
+		if err := a.converge(ctx, conn, force); err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			if errors.Is(err, vici.ErrUnreachable) || errors.Is(err, vici.ErrDisconnected) || errors.Is(err, vici.ErrClosed) {
+				a.logf("lost charon at %s: %v", a.cfg.Socket, err)
+				return true
+			}
+			if msg := err.Error(); msg != a.lastErr {
+				a.lastErr = msg
+				a.logf("converging failed: %v (trying again at the next check)", err)
+			}
+		} else {
+			a.lastErr = ""
+			a.keepUp(ctx, conn)
+		}
+		force = false
+		if !a.wait(ctx, events, ticks, &force) {
+			return ctx.Err() == nil
+		}
+	}
+}
+
+// wait blocks until something calls for a check: the ticker, a reload, an
+// SA of the policy going down. It returns false when ctx ends or charon
+// went away (its event stream closed); a finished initiate is handled on
+// the way.
+func (a *Agent) wait(ctx context.Context, events <-chan vici.Event, ticks <-chan time.Time, force *bool) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ticks:
+			return true
+		case <-a.cfg.Reload:
+			a.logf("reload requested: re-reading %s", a.cfg.PolicyFile)
+			a.badFP, *force = "", true
+			return true
+		case r := <-a.initDone:
+			a.initiated(r)
+		case ev, ok := <-events:
+			if !ok {
+				a.logf("charon at %s went away (its event stream closed): waiting for it to come back", a.cfg.Socket)
+				return false
+			}
+			if a.relevant(ev) {
+				return true
+			}
+		}
+	}
+}
+
+// relevant reports whether an SA event concerns a connection of the
+// assigned policy going down (a reason to check its rules now).
+func (a *Agent) relevant(ev vici.Event) bool {
+	if ev.Up() || a.good == nil {
+		return false
+	}
+	sas, err := ev.IKESAs()
+	if err != nil {
+		return true
+	}
+	for _, sa := range sas {
+		if a.good.conn(sa.Name) != nil {
+			a.logf("%s of rule %q went down (%s event): checking", describeSA(sa), a.good.conn(sa.Name).Origin.Rule, ev.Name)
+			return true
+		}
+	}
+	return false
+}
+
+func describeSA(sa vici.IKESA) string {
+	if len(sa.Children) == 1 {
+		return fmt.Sprintf("CHILD_SA %s #%d", sa.Children[0].Name, sa.Children[0].UniqueID)
+	}
+	return fmt.Sprintf("IKE_SA %s #%d", sa.Name, sa.UniqueID)
+}

@@ -1,0 +1,465 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	govici "github.com/strongswan/govici/vici"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/render"
+	"github.com/swanmgr/swanmgr/vici"
+	"github.com/swanmgr/swanmgr/vici/vicitest"
+)
+
+// syncBuf is the agent's log, read while the agent writes it.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fakeClock is the backoff's clock, moved by the test.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fakeFirewall stands in for nftables: tests against a fake charon must
+// not touch the firewall of the machine they run on.
+type fakeFirewall struct {
+	mu   sync.Mutex
+	live *guard.Ruleset
+}
+
+func (f *fakeFirewall) Fingerprint(context.Context) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.live.Hash(), nil
+}
+
+func (f *fakeFirewall) Install(_ context.Context, _, next *guard.Ruleset) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	changed := f.live.Hash() != next.Hash()
+	f.live = next
+	return changed, nil
+}
+
+// harness is one agent against a fake charon, with ticks sent by the test.
+type harness struct {
+	t       *testing.T
+	srv     *vicitest.Server
+	dir     string
+	policy  string
+	log     *syncBuf
+	ticks   chan time.Time
+	reload  chan struct{}
+	clock   *fakeClock
+	done    chan error
+	cancel  context.CancelFunc
+	agent   *Agent
+	state   string
+	fw      *fakeFirewall
+	stopped bool // the test took Run's result from done
+}
+
+const alicePolicy = `assign = "Alice's IPSec"
+[endpoint]
+name = "Alicepc"
+addresses = ["172.16.98.231"]
+
+[[filter_list]]
+name = "Abczz to Bob's PC"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "172.31.67.244"
+  protocol = "tcp"
+  destination_port = 6667
+
+[[filter_action]]
+name = "Encrypt Abczz"
+action = "negotiate"
+security = "high"
+pfs = true
+
+[[policy]]
+name = "Alice's IPSec"
+  [[policy.rule]]
+  name = "Abczz with Bob"
+  filter_list = "Abczz to Bob's PC"
+  filter_action = "Encrypt Abczz"
+  authentication = [ { method = "psk", secret_file = "alice-bob.psk" } ]
+`
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	h := &harness{t: t, srv: vicitest.NewServer(t), dir: dir, policy: filepath.Join(dir, "alice.toml"), log: &syncBuf{},
+		ticks: make(chan time.Time), reload: make(chan struct{}), clock: &fakeClock{t: time.Unix(1e9, 0)}, state: filepath.Join(dir, "state"), fw: &fakeFirewall{}}
+	h.write("alice-bob.psk", "lab-only: a key for Alice and Bob 0123456789\n", 0o600)
+	h.write("alice.toml", alicePolicy, 0o644)
+	return h
+}
+
+func (h *harness) write(name, content string, mode os.FileMode) {
+	h.t.Helper()
+	if err := os.WriteFile(filepath.Join(h.dir, name), []byte(content), mode); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) config() Config {
+	store := assign.Store{Dir: h.state}
+	sock := h.srv.Socket()
+	return Config{
+		PolicyFile: h.policy, Backend: render.LibIPsec, Socket: sock, Store: store, Log: h.log,
+		Ticks: h.ticks, Reload: h.reload, Now: h.clock.Now,
+		DialMin: 5 * time.Millisecond, DialMax: 20 * time.Millisecond,
+		InitiateMin: 2 * time.Second, InitiateMax: 8 * time.Second, NegotiationTimeout: time.Second,
+		Dial: func(ctx context.Context) (*Conn, error) {
+			c, err := vici.Dial(ctx, sock)
+			if err != nil {
+				return nil, err
+			}
+			return &Conn{Client: c, Backend: render.LibIPsec, Engine: &assign.Engine{Daemon: assign.ViciDaemon{Client: c}, Store: store, Socket: sock,
+				Firewall: func() (assign.Firewall, error) { return h.fw, nil }}}, nil
+		},
+	}
+}
+
+// start runs the agent until the test ends.
+func (h *harness) start() {
+	h.t.Helper()
+	a, err := New(h.config())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.agent = a
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- a.Run(ctx) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if h.stopped {
+			return
+		}
+		select {
+		case <-h.done:
+		case <-time.After(5 * time.Second):
+			h.t.Error("the agent did not stop within 5 s of its context ending")
+		}
+	})
+}
+
+// tick wakes the agent for one check; it returns once the agent took it.
+func (h *harness) tick() {
+	h.t.Helper()
+	select {
+	case h.ticks <- time.Now():
+	case err := <-h.done:
+		h.t.Fatalf("the agent stopped: %v\n%s", err, h.log)
+	case <-time.After(5 * time.Second):
+		h.t.Fatalf("the agent took no tick within 5 s\n%s", h.log)
+	}
+}
+
+// eventually polls cond (with a tick each round) until it holds.
+func (h *harness) eventually(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("after 5 s: %s\nagent log:\n%s", what, h.log)
+		}
+		select {
+		case h.ticks <- time.Now():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (h *harness) logHas(s string) func() bool {
+	return func() bool { return strings.Contains(h.log.String(), s) }
+}
+
+// client is a second VICI client, the stray operator.
+func (h *harness) client() *vici.Client {
+	h.t.Helper()
+	c, err := vici.Dial(context.Background(), h.srv.Socket())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+const aliceConn = "sm-abczz-with-bob"
+
+func TestAppliesAtStartAndRestoresWhatIsUnloaded(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.eventually("the policy is applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+	if len(h.srv.SharedIDs()) != 1 {
+		t.Fatalf("charon has secrets %v, want the rule's one", h.srv.SharedIDs())
+	}
+	loads := h.srv.Count("load-conn")
+
+	// Nothing changed: a check sends nothing.
+	h.tick()
+	h.tick()
+	if n := h.srv.Count("load-conn"); n != loads {
+		t.Fatalf("a check with nothing changed sent %d load-conn", n-loads)
+	}
+
+	// A stray `swanctl --unload-conn` and unload of the secret.
+	c := h.client()
+	if err := c.UnloadConn(context.Background(), aliceConn); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UnloadShared(context.Background(), h.srv.SharedIDs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the unloaded connection and secret are restored", func() bool {
+		return slices.Contains(h.srv.ConnNames(), aliceConn) && len(h.srv.SharedIDs()) == 1
+	})
+	h.eventually("the repair is logged with the rule", h.logHas(`restored 1 rule charon had lost ("Abczz with Bob")`))
+}
+
+func TestCharonRestartIsRepairedOnReconnect(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.eventually("applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+	h.eventually("watching SA events", func() bool { return h.srv.Subscribers("child-updown") > 0 })
+
+	// A restart: charon forgets everything and drops its clients. The
+	// agent learns it from its event stream closing, not from a tick.
+	c := h.client()
+	c.UnloadConn(context.Background(), aliceConn)
+	c.UnloadShared(context.Background(), h.srv.SharedIDs()[0])
+	h.srv.Disconnect()
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(h.srv.ConnNames(), aliceConn) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the policy was not restored after the disconnect without a tick\n%s", h.log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.eventually("the event is logged", h.logHas("went away"))
+	h.eventually("the restore is logged", h.logHas(`restored 1 rule charon had lost ("Abczz with Bob")`))
+}
+
+func TestBrokenEditIsRefusedAndTheAssignmentStays(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.eventually("applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+	loads := h.srv.Count("load-conn")
+
+	h.write("alice.toml", strings.Replace(alicePolicy, `security = "high"`, `security = "hihg"`, 1), 0o644)
+	h.eventually("the broken file is refused with file:line", h.logHas(h.policy+`:17: filter_action "Encrypt Abczz": security "hihg"`))
+	h.eventually("the refusal says the assignment stays", h.logHas(`policy "Alice's IPSec" stays assigned`))
+	if n := strings.Count(h.log.String(), "refused"); n != 1 {
+		t.Errorf("the refusal was logged %d times, want once until the file changes", n)
+	}
+	h.tick()
+	if n := strings.Count(h.log.String(), "refused"); n != 1 {
+		t.Errorf("after another check the refusal was logged %d times, want once", n)
+	}
+	if n := h.srv.Count("load-conn"); n != loads || !slices.Contains(h.srv.ConnNames(), aliceConn) {
+		t.Fatalf("the broken edit changed charon (%d load-conn, connections %v)", n-loads, h.srv.ConnNames())
+	}
+
+	// charon loses the connection while the file is broken: the last good
+	// policy comes back.
+	h.client().UnloadConn(context.Background(), aliceConn)
+	h.eventually("the last good policy is restored while the file is broken", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+
+	// A good edit: a second port, applied as a change of the rule.
+	good := strings.Replace(alicePolicy, "  destination_port = 6667\n", "  destination_port = 6667\n  [[filter_list.filter]]\n  source = \"me\"\n  destination = \"172.31.67.244\"\n  protocol = \"tcp\"\n  destination_port = 6668\n", 1)
+	h.write("alice.toml", good, 0o644)
+	h.eventually("the good edit is applied", h.logHas(`changed "Abczz with Bob"`))
+	body, _ := h.srv.Conn(aliceConn)
+	if ch, _ := body.Get("children").(*govici.Message); ch == nil || ch.Get(aliceConn+"-2") == nil {
+		t.Fatalf("charon's connection lacks the new filter's child: %v", body)
+	}
+}
+
+func TestSIGHUPRereadsAndKeyFileChangeIsSeen(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.eventually("applied at start", func() bool { return len(h.srv.SharedIDs()) == 1 })
+	id := h.srv.SharedIDs()[0]
+	before, _ := h.srv.Shared(id)
+
+	h.write("alice-bob.psk", "lab-only: a new key for Alice and Bob 9876543210\n", 0o600)
+	h.eventually("the new key is loaded", func() bool {
+		now, _ := h.srv.Shared(id)
+		return now.Data != before.Data
+	})
+	h.eventually("the key file's change is logged", h.logHas("alice-bob.psk changed"))
+
+	select {
+	case h.reload <- struct{}{}:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agent took no reload")
+	}
+	h.eventually("the reload is logged", h.logHas("reload requested"))
+}
+
+func TestStartRulesAreInitiatedWithBackoffAndReasons(t *testing.T) {
+	h := newHarness(t)
+	h.srv.Handle("initiate", func(r *vicitest.Request) *govici.Message {
+		r.Event("control-log", vicitest.Msg("group", "IKE", "level", "1", "msg", "initiating IKE_SA sm-abczz-with-bob[1] to 172.31.67.244"))
+		r.Event("control-log", vicitest.Msg("group", "IKE", "level", "1", "msg", "received NO_PROPOSAL_CHOSEN notify error"))
+		return vicitest.Failed("establishing CHILD_SA 'sm-abczz-with-bob-1' failed")
+	})
+	h.start()
+	h.eventually("applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+
+	// Down for the first time: charon's own start action gets one step.
+	h.tick()
+	h.tick()
+	if n := h.srv.Count("initiate"); n != 0 {
+		t.Fatalf("initiated %d times before the first backoff step passed", n)
+	}
+	h.clock.Add(2 * time.Second)
+	h.eventually("the first initiate fails with the reason", h.logHas(`rule "Abczz with Bob": sm-abczz-with-bob-1 failed (attempt 1): no common security method`))
+	if !strings.Contains(h.log.String(), "the peer may also have no rule for this traffic at all") || !strings.Contains(h.log.String(), "next try in 2s") {
+		t.Fatalf("the failure lacks the peer hint or the next try:\n%s", h.log)
+	}
+
+	// No hot loop: checks before the backoff passed initiate nothing.
+	for i := 0; i < 5; i++ {
+		h.tick()
+	}
+	if n := h.srv.Count("initiate"); n != 1 {
+		t.Fatalf("%d initiates before the backoff passed, want 1", n)
+	}
+	h.clock.Add(2 * time.Second)
+	h.eventually("the second failure doubles the wait", h.logHas("keeps failing (attempt 2): no common security method"))
+	if !strings.Contains(h.log.String(), "next try in 4s") {
+		t.Fatalf("the second failure's wait is not 4s:\n%s", h.log)
+	}
+	h.clock.Add(4 * time.Second)
+	h.eventually("third attempt", h.logHas("(attempt 3)"))
+	h.clock.Add(8 * time.Second)
+	h.eventually("fourth attempt, capped", h.logHas("(attempt 4)"))
+	if !strings.Contains(h.log.String(), "(attempt 4): no common security method") || strings.Count(h.log.String(), "next try in 8s") != 2 {
+		t.Fatalf("the backoff is not capped at 8s:\n%s", h.log)
+	}
+
+	// The SA comes up (the peer fixed its side): the recovery is logged.
+	h.srv.SetSAs(vicitest.Msg(aliceConn, vicitest.Msg("uniqueid", "1", "state", "ESTABLISHED", "local-host", "172.16.98.231", "remote-host", "172.31.67.244",
+		"child-sas", vicitest.Msg("sm-abczz-with-bob-1-1", vicitest.Msg("name", "sm-abczz-with-bob-1", "uniqueid", "2", "state", "INSTALLED",
+			"local-ts", []string{"172.16.98.231/32[tcp]"}, "remote-ts", []string{"172.31.67.244/32[tcp/6667]"})))))
+	h.eventually("the recovery is logged", h.logHas("sm-abczz-with-bob-1 is up again after 4 failed attempts"))
+}
+
+func TestOneAgentPerSocketAndExitLeavesTheAssignment(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.eventually("applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+
+	second, err := New(h.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := second.Run(ctx); !errors.Is(err, assign.ErrAgentRunning) {
+		t.Fatalf("a second agent for the same socket: got %v, want ErrAgentRunning", err)
+	}
+
+	unloads := h.srv.Count("unload-conn")
+	h.cancel()
+	select {
+	case err := <-h.done:
+		h.stopped = true
+		if err != nil {
+			t.Fatalf("Run after its context ended: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agent did not stop")
+	}
+	if h.srv.Count("unload-conn") != unloads || !slices.Contains(h.srv.ConnNames(), aliceConn) {
+		t.Fatalf("stopping the agent changed charon: connections %v", h.srv.ConnNames())
+	}
+	if !strings.Contains(h.log.String(), "the assignment stays in place") {
+		t.Fatalf("the stop is not logged:\n%s", h.log)
+	}
+	// Its lock is free again.
+	third, _ := New(h.config())
+	ctx3, cancel3 := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- third.Run(ctx3) }()
+	time.Sleep(0) // let it start; the assertion below polls
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(h.log.String(), "agent started") || strings.Count(h.log.String(), "agent started") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("an agent after the first stopped did not start:\n%s", h.log)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the next agent failed: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel3()
+	<-done
+}
+
+func TestInvalidPolicyAtStartIsAnError(t *testing.T) {
+	h := newHarness(t)
+	h.write("alice.toml", strings.Replace(alicePolicy, `filter_action = "Encrypt Abczz"`, `filter_action = "Encrypt Abczzz"`, 1), 0o644)
+	a, err := New(h.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), h.policy+":") {
+		t.Fatalf("Run with an invalid policy: got %v, want the file:line problem", err)
+	}
+	if n := h.srv.Count("load-conn"); n != 0 {
+		t.Fatalf("an invalid policy sent %d load-conn", n)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second, 5: 10 * time.Second, 40: 10 * time.Second} {
+		if got := backoff(n, time.Second, 10*time.Second); got != want {
+			t.Errorf("backoff(%d) = %v, want %v", n, got, want)
+		}
+	}
+}

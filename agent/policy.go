@@ -1,0 +1,343 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/model"
+	"github.com/swanmgr/swanmgr/render"
+)
+
+// policy is a policy file read, validated and rendered, with what an
+// apply records of it.
+type policy struct {
+	result   *render.Result
+	in       assign.Inputs
+	files    []string // the policy file and the files it read
+	fp       string   // their fingerprint, taken as they were read
+	rules    int
+	warnings []string
+	byName   map[string]*render.Conn
+}
+
+func (p *policy) conn(name string) *render.Conn {
+	if p == nil {
+		return nil
+	}
+	return p.byName[name]
+}
+
+// policyError is a policy file that does not read or validate.
+type policyError struct{ err error }
+
+func (e *policyError) Error() string { return e.err.Error() }
+func (e *policyError) Unwrap() error { return e.err }
+
+// read reads, validates and renders the policy file, as `swanmgr apply`
+// does.
+func (a *Agent) read() (*policy, error) {
+	data, err := os.ReadFile(a.cfg.PolicyFile)
+	if err != nil {
+		return nil, &policyError{fmt.Errorf("reading policy: %w", err)}
+	}
+	return a.parse(data)
+}
+
+func (a *Agent) parse(data []byte) (*policy, error) {
+	path := a.cfg.PolicyFile
+	f, err := model.Parse(path, data)
+	if err != nil {
+		return nil, &policyError{err}
+	}
+	asg, warns, err := model.Validate(f, a.cfg.Validate)
+	if err != nil {
+		return nil, &policyError{err}
+	}
+	res, err := render.Render(asg, render.Options{Backend: a.backend})
+	if err != nil {
+		return nil, &policyError{err}
+	}
+	p := &policy{result: res, rules: len(asg.Rules), files: []string{path}, byName: map[string]*render.Conn{},
+		in: assign.Inputs{PolicyFile: path, Policy: data, Read: asg.Inputs, Insecure: a.cfg.Validate.InsecureSecrets}}
+	for _, w := range warns {
+		p.warnings = append(p.warnings, w.Error())
+	}
+	p.in.Warnings = p.warnings
+	for _, i := range asg.Inputs {
+		if i.Kind == "file" {
+			p.files = append(p.files, i.Name)
+		}
+	}
+	for i := range res.Conns {
+		p.byName[res.Conns[i].Name] = &res.Conns[i]
+	}
+	p.fp = a.files.fingerprint(p.files)
+	return p, nil
+}
+
+// converge makes charon have the policy: the file as it is now, or, while
+// it does not validate, the last good one. force skips the shortcut for
+// policies with certificates.
+func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
+	defer cancel()
+	fp := a.files.fingerprint(a.watched())
+	if fp != a.lastFP {
+		if a.lastFP != "" {
+			a.logf("%s changed: re-reading and validating it", a.describeFiles())
+		}
+		a.lastFP = fp
+	}
+	if fp != a.badFP || a.good == nil {
+		if !force && a.quickOK(ctx, conn, fp) {
+			return nil
+		}
+		err := a.assignFile(ctx, conn, fp)
+		var pe *policyError
+		if !errors.As(err, &pe) {
+			return err
+		}
+		a.badFP = fp
+		if a.good == nil {
+			a.logf("%s refused: %v; nothing is assigned by this agent until it validates", a.cfg.PolicyFile, err)
+			return nil
+		}
+		a.logf("%s refused, policy %q stays assigned as last read: %v", a.cfg.PolicyFile, a.good.result.Policy, err)
+	}
+	// The file does not validate: keep the last good policy enforced (it
+	// may be charon that restarted meanwhile).
+	start := time.Now()
+	g := a.good
+	rep, same, err := conn.Engine.Assign(ctx, g.in, string(a.backend), func() (*render.Result, assign.Inputs, error) {
+		return g.result, g.in, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.report(rep, same, time.Since(start))
+	return nil
+}
+
+// assignFile assigns the policy file as it is now. A file that does not
+// read or validate comes back as a *policyError, with charon unchanged.
+func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) error {
+	data, err := os.ReadFile(a.cfg.PolicyFile)
+	if err != nil {
+		return &policyError{fmt.Errorf("reading policy: %w", err)}
+	}
+	start := time.Now()
+	var p *policy
+	in := assign.Inputs{PolicyFile: a.cfg.PolicyFile, Policy: data, Insecure: a.cfg.Validate.InsecureSecrets}
+	rep, same, err := conn.Engine.Assign(ctx, in, string(a.backend), func() (*render.Result, assign.Inputs, error) {
+		var err error
+		if p, err = a.parse(data); err != nil {
+			return nil, in, err
+		}
+		return p.result, p.in, nil
+	})
+	if err != nil {
+		return err
+	}
+	if p == nil && (a.good == nil || a.goodFP != fp) {
+		// Up to date without reading: the file is what was assigned
+		// before, by this agent or by apply.
+		if p, err = a.parse(data); err != nil {
+			return err
+		}
+	}
+	if p != nil {
+		a.adopt(p)
+	}
+	a.badFP = ""
+	a.report(rep, same, time.Since(start))
+	return nil
+}
+
+// adopt makes p the last good policy.
+func (a *Agent) adopt(p *policy) {
+	if a.good != nil && (a.good.result.Policy != p.result.Policy || a.good.rules != p.rules) {
+		a.logf("now enforcing policy %q from %s (%d rules)", p.result.Policy, a.cfg.PolicyFile, p.rules)
+	}
+	a.good, a.goodFP, a.lastFP = p, p.fp, p.fp
+	a.pruneChildren()
+}
+
+// quickOK is the shortcut for policies with certificates or private keys,
+// which Engine.Assign always applies in full: the files are as when last
+// applied, and charon lists every connection and secret. A full apply
+// still runs every certRecheck.
+func (a *Agent) quickOK(ctx context.Context, conn *Conn, fp string) bool {
+	g := a.good
+	if g == nil || fp != a.goodFP || (len(g.result.Certs) == 0 && len(g.result.Keys) == 0) {
+		return false
+	}
+	if a.cfg.Now().Sub(a.lastFull) >= certRecheck {
+		a.lastFull = a.cfg.Now()
+		return false
+	}
+	conns, err := conn.Engine.Daemon.Conns(ctx)
+	if err != nil {
+		return false
+	}
+	shared, err := conn.Engine.Daemon.SharedIDs(ctx)
+	if err != nil {
+		return false
+	}
+	have := map[string]bool{}
+	for _, n := range append(conns, shared...) {
+		have[n] = true
+	}
+	for _, c := range g.result.Conns {
+		if !have[c.Name] {
+			return false
+		}
+	}
+	for _, s := range g.result.Secrets {
+		if !have[s.Name] {
+			return false
+		}
+	}
+	return true
+}
+
+// report logs what an apply did; nothing when charon was up to date.
+func (a *Agent) report(rep *assign.Report, same *assign.Record, took time.Duration) {
+	if same != nil || rep == nil || rep.Plan == nil || !rep.Plan.Pending() && rep.LoadConn+rep.UnloadConn+rep.LoadShared+rep.UnloadShared == 0 {
+		return
+	}
+	var restored, added, changed, removed []string
+	for _, r := range rep.Plan.SortedRules() {
+		isRestore := false
+		for _, c := range r.Conns {
+			isRestore = isRestore || (c.Restore && c.Change != assign.Removed)
+		}
+		name := fmt.Sprintf("%q", r.Rule)
+		switch {
+		case r.Change == assign.Unchanged:
+		case isRestore:
+			restored = append(restored, name)
+		case r.Change == assign.Added:
+			added = append(added, name)
+		case r.Change == assign.Changed:
+			changed = append(changed, name)
+		case r.Change == assign.Removed:
+			removed = append(removed, name)
+		}
+	}
+	var parts []string
+	if len(restored) > 0 {
+		parts = append(parts, fmt.Sprintf("restored %d %s charon had lost (%s)", len(restored), plural(len(restored), "rule", "rules"), strings.Join(restored, ", ")))
+	}
+	for _, x := range []struct {
+		what  string
+		rules []string
+	}{{"added", added}, {"changed", changed}, {"removed", removed}} {
+		if len(x.rules) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %s", x.what, strings.Join(x.rules, ", ")))
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "secrets only")
+	}
+	policy := rep.Plan.Policy
+	a.logf("applied policy %q to charon at %s: %s (%d load-conn, %d unload-conn, %d secrets loaded, %d unloaded, %d SAs torn down) in %v",
+		policy, a.cfg.Socket, strings.Join(parts, "; "), rep.LoadConn, rep.UnloadConn, rep.LoadShared, rep.UnloadShared, len(rep.Terminated), took.Round(time.Millisecond))
+	for _, w := range rep.Warnings {
+		a.logf("warning: %s", w)
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// watched is the files whose change is a reason to re-read the policy.
+func (a *Agent) watched() []string {
+	if a.good == nil {
+		return []string{a.cfg.PolicyFile}
+	}
+	return a.good.files
+}
+
+func (a *Agent) describeFiles() string {
+	changed := a.files.changed
+	if len(changed) == 0 {
+		return a.cfg.PolicyFile
+	}
+	return strings.Join(changed, ", ")
+}
+
+// watcher fingerprints files cheaply: stat every time, read and hash
+// only a file whose inode, size, mode or modification time moved.
+type watcher struct {
+	seen    map[string]fileState
+	changed []string // files whose state differed at the last fingerprint
+}
+
+type fileState struct {
+	stat string // inode, size, mode, mtime; "" if missing
+	hash string
+	racy bool // modified too close to when it was hashed to trust the stat
+}
+
+// racyWindow: a file modified this close before it was hashed is hashed
+// again at the next look, whatever its stat says. File times come from a
+// coarse clock, so two writes in a row can leave the same mtime.
+const racyWindow = 2 * time.Second
+
+func (w *watcher) fingerprint(paths []string) string {
+	if w.seen == nil {
+		w.seen = map[string]fileState{}
+	}
+	w.changed = w.changed[:0]
+	sorted := append([]string{}, paths...)
+	sort.Strings(sorted)
+	h := sha256.New()
+	for _, p := range sorted {
+		st := statOf(p)
+		old, ok := w.seen[p]
+		if !ok || old.stat != st || old.racy {
+			nf := fileState{stat: st, racy: recent(p)}
+			if b, err := os.ReadFile(p); err == nil {
+				sum := sha256.Sum256(b)
+				nf.hash = hex.EncodeToString(sum[:])
+			}
+			if ok && nf.hash != old.hash || ok && (old.stat == "") != (st == "") {
+				w.changed = append(w.changed, p)
+			}
+			w.seen[p] = nf
+			old = nf
+		}
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", p, old.stat, old.hash)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func recent(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && time.Since(fi.ModTime()) < racyWindow
+}
+
+func statOf(p string) string {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return ""
+	}
+	var ino uint64
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = sys.Ino
+	}
+	return fmt.Sprintf("%d/%d/%o/%d", ino, fi.Size(), fi.Mode(), fi.ModTime().UnixNano())
+}
