@@ -115,7 +115,6 @@ type Agent struct {
 	good    *policy // the last policy that validated (and was assigned)
 	goodFP  string  // the files' fingerprint good was read at
 	badFP   string  // fingerprint of files that did not validate
-	lastFP  string  // fingerprint seen at the last check
 	lastErr string  // the last converge error logged, not repeated
 	// lastFull is when a policy with certificates was last applied in full.
 	lastFull time.Time

@@ -328,7 +328,7 @@ func TestSIGHUPRereadsAndKeyFileChangeIsSeen(t *testing.T) {
 		now, _ := h.srv.Shared(id)
 		return now.Data != before.Data
 	})
-	h.eventually("the key file's change is logged", h.logHas("alice-bob.psk changed"))
+	h.eventually("the key file's change is logged", h.logHas("alice-bob.psk changed: read again and valid"))
 
 	select {
 	case h.reload <- struct{}{}:

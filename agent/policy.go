@@ -24,6 +24,7 @@ type policy struct {
 	in       assign.Inputs
 	files    []string // the policy file and the files it read
 	fp       string   // their fingerprint, taken as they were read
+	hashes   map[string]string
 	rules    int
 	warnings []string
 	byName   map[string]*render.Conn
@@ -81,6 +82,10 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 		p.byName[res.Conns[i].Name] = &res.Conns[i]
 	}
 	p.fp = a.files.fingerprint(p.files)
+	p.hashes = map[string]string{}
+	for _, f := range p.files {
+		p.hashes[f] = a.files.seen[f].hash
+	}
 	return p, nil
 }
 
@@ -91,12 +96,6 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 	defer cancel()
 	fp := a.files.fingerprint(a.watched())
-	if fp != a.lastFP {
-		if a.lastFP != "" {
-			a.logf("%s changed: re-reading and validating it", a.describeFiles())
-		}
-		a.lastFP = fp
-	}
 	if fp != a.badFP || a.good == nil {
 		if !force && a.quickOK(ctx, conn, fp) {
 			return nil
@@ -164,10 +163,21 @@ func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) error {
 
 // adopt makes p the last good policy.
 func (a *Agent) adopt(p *policy) {
+	if a.good != nil {
+		var changed []string
+		for _, f := range p.files {
+			if h, ok := a.good.hashes[f]; !ok || h != p.hashes[f] {
+				changed = append(changed, f)
+			}
+		}
+		if len(changed) > 0 {
+			a.logf("%s changed: read again and valid", strings.Join(changed, ", "))
+		}
+	}
 	if a.good != nil && (a.good.result.Policy != p.result.Policy || a.good.rules != p.rules) {
 		a.logf("now enforcing policy %q from %s (%d rules)", p.result.Policy, a.cfg.PolicyFile, p.rules)
 	}
-	a.good, a.goodFP, a.lastFP = p, p.fp, p.fp
+	a.good, a.goodFP = p, p.fp
 	a.pruneChildren()
 }
 
@@ -271,19 +281,10 @@ func (a *Agent) watched() []string {
 	return a.good.files
 }
 
-func (a *Agent) describeFiles() string {
-	changed := a.files.changed
-	if len(changed) == 0 {
-		return a.cfg.PolicyFile
-	}
-	return strings.Join(changed, ", ")
-}
-
 // watcher fingerprints files cheaply: stat every time, read and hash
 // only a file whose inode, size, mode or modification time moved.
 type watcher struct {
-	seen    map[string]fileState
-	changed []string // files whose state differed at the last fingerprint
+	seen map[string]fileState
 }
 
 type fileState struct {
@@ -301,7 +302,6 @@ func (w *watcher) fingerprint(paths []string) string {
 	if w.seen == nil {
 		w.seen = map[string]fileState{}
 	}
-	w.changed = w.changed[:0]
 	sorted := append([]string{}, paths...)
 	sort.Strings(sorted)
 	h := sha256.New()
@@ -313,9 +313,6 @@ func (w *watcher) fingerprint(paths []string) string {
 			if b, err := os.ReadFile(p); err == nil {
 				sum := sha256.Sum256(b)
 				nf.hash = hex.EncodeToString(sum[:])
-			}
-			if ok && nf.hash != old.hash || ok && (old.stat == "") != (st == "") {
-				w.changed = append(w.changed, p)
 			}
 			w.seen[p] = nf
 			old = nf
