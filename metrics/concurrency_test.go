@@ -193,3 +193,28 @@ func TestCounterMetricName(t *testing.T) {
 		}
 	}
 }
+
+// A subscription that charon never confirms is given up, counted in
+// swanmgr_events_subscriptions_abandoned_total, and made again.
+func TestAbandonedSubscriptionCounted(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	srv.EmitBeforeConfirm(status.WatchedEvents[0], vicitest.Msg("x", vicitest.Msg("uniqueid", "1")))
+	e := New(Options{Socket: srv.Socket(), Timeout: 5 * time.Second,
+		Dial: func(ctx context.Context) (status.Watchable, error) {
+			return vici.Dial(ctx, srv.Socket(), vici.WithSubscribeTimeout(200*time.Millisecond))
+		}})
+	defer e.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m := scrape(t, e)
+		if m["swanmgr_events_subscriptions_abandoned_total"] == 1 && m["swanmgr_events_up"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("abandoned = %v, events_up = %v", m["swanmgr_events_subscriptions_abandoned_total"], m["swanmgr_events_up"])
+		}
+	}
+}

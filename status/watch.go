@@ -3,7 +3,6 @@ package status
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -244,12 +243,13 @@ func (w *watcher) emitDown(cause error) error {
 	return w.o.Emit(st)
 }
 
-// subscribeTimeout bounds one subscription; see WatchEach.
-const subscribeTimeout = 5 * time.Second
+// subscribeTimeout is how long a subscription may take (vici's default).
+const subscribeTimeout = vici.DefaultSubscribeTimeout
 
 // ErrSubscribeHung is matched by WatchEach's error when a subscription did
-// not complete (see WatchEach); calling it again is the remedy.
-var ErrSubscribeHung = errors.New("subscribing to charon's events did not complete")
+// not complete (see WatchEach); calling it again is the remedy. It is
+// vici.ErrSubscribeHung.
+var ErrSubscribeHung = vici.ErrSubscribeHung
 
 // WatchEach subscribes to each event on a session of its own and merges
 // them into one channel, which closes when ctx ends or any of the
@@ -261,46 +261,25 @@ var ErrSubscribeHung = errors.New("subscribing to charon's events did not comple
 // arrives before its registration is confirmed blocks the session for
 // good, and with several names the window spans all their registrations.
 // One name per session keeps the window to one round trip; when it is hit
-// anyway (charon raised that very event in between), the subscription is
-// abandoned after a few seconds and WatchEach fails with ErrSubscribeHung
-// instead of hanging.
+// anyway (charon raised that very event in between), the Watchable gives
+// up on that session within its subscribe timeout (vici.Client: closes
+// it and counts it, see vici.WithSubscribeTimeout) and WatchEach fails
+// with ErrSubscribeHung instead of hanging. The Watchable's Watch must so
+// return in bounded time.
 func WatchEach(ctx context.Context, w Watchable, events ...string) (<-chan vici.Event, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var chans []<-chan vici.Event
-	fail := func(err error) (<-chan vici.Event, error) {
-		cancel()
-		for _, c := range chans {
-			for range c {
-			}
-		}
-		return nil, err
-	}
 	for _, e := range events {
-		type result struct {
-			ch  <-chan vici.Event
-			err error
-		}
-		done := make(chan result, 1)
-		go func() {
-			ch, err := w.Watch(ctx, e)
-			done <- result{ch, err}
-		}()
-		t := time.NewTimer(subscribeTimeout)
-		select {
-		case r := <-done:
-			t.Stop()
-			if r.err != nil {
-				return fail(r.err)
+		ch, err := w.Watch(ctx, e)
+		if err != nil {
+			cancel()
+			for _, c := range chans {
+				for range c {
+				}
 			}
-			chans = append(chans, r.ch)
-		case <-t.C:
-			// The stuck session cannot be freed (see above); its
-			// goroutine ends with the client or the process.
-			return fail(fmt.Errorf("watch %s: %w", e, ErrSubscribeHung))
-		case <-ctx.Done():
-			t.Stop()
-			return fail(ctx.Err())
+			return nil, err
 		}
+		chans = append(chans, ch)
 	}
 	out := make(chan vici.Event)
 	var wg sync.WaitGroup

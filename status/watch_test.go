@@ -220,3 +220,48 @@ func waitSubscribers(t *testing.T, srv *vicitest.Server, event string) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// An event between a registration and its confirmation: WatchEach fails
+// with ErrSubscribeHung within the subscribe timeout, leaves no session
+// subscribed, and the next call works.
+func TestWatchEachEventBeforeConfirm(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := vici.Dial(ctx, srv.Socket(), vici.WithSubscribeTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The second name's registration is the one that stalls.
+	srv.EmitBeforeConfirm(WatchedEvents[1], vicitest.Msg("x", vicitest.Msg("uniqueid", "1")))
+	start := time.Now()
+	_, err = WatchEach(ctx, c, WatchedEvents...)
+	if !errors.Is(err, ErrSubscribeHung) {
+		t.Fatalf("WatchEach = %v, want ErrSubscribeHung", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("WatchEach took %v", took)
+	}
+	if n := c.AbandonedSubscriptions(); n != 1 {
+		t.Errorf("AbandonedSubscriptions() = %d", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); srv.Subscribers(WatchedEvents[0]) != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first name's session is still subscribed")
+		}
+	}
+	ch, err := WatchEach(ctx, c, WatchedEvents...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Emit(WatchedEvents[1], vicitest.Msg("x", vicitest.Msg("uniqueid", "2")))
+	select {
+	case ev := <-ch:
+		if ev.Name != WatchedEvents[1] {
+			t.Errorf("got %s", ev.Name)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event after subscribing again")
+	}
+}

@@ -47,6 +47,11 @@ type Client struct {
 	dedicated map[*session]struct{}
 	closed    bool
 	counts    map[string]int
+
+	// subscribeTimeout bounds a subscription (0: DefaultSubscribeTimeout);
+	// abandoned counts the sessions whose subscription never completed.
+	subscribeTimeout time.Duration
+	abandoned        int
 }
 
 // Option configures a Client.
@@ -66,6 +71,17 @@ func WithCommandTimeout(d time.Duration) Option {
 	return func(c *Client) {
 		if d > 0 {
 			c.timeout = d
+		}
+	}
+}
+
+// WithSubscribeTimeout bounds the wait for charon to confirm a subscription
+// (Watch, and the event registration of streamed commands);
+// DefaultSubscribeTimeout otherwise.
+func WithSubscribeTimeout(d time.Duration) Option {
+	return func(c *Client) {
+		if d > 0 {
+			c.subscribeTimeout = d
 		}
 	}
 }
@@ -334,8 +350,31 @@ func commandError(cmd, name string, resp *govici.Message) *CommandError {
 // continuously, so the buffer only has to cover scheduling delays.
 const streamBuffer = 1 << 14
 
+// DefaultSubscribeTimeout bounds the wait for charon to confirm a
+// subscription: charon confirms at once, so a subscription that takes
+// longer is stuck (see openDedicated).
+const DefaultSubscribeTimeout = 5 * time.Second
+
+// ErrSubscribeHung is matched by the error of a subscription charon did
+// not confirm in time (see openDedicated); subscribing again is the
+// remedy.
+var ErrSubscribeHung = errors.New("subscribing to charon's events did not complete")
+
+// abandonGrace is how long a closed session's Subscribe gets to return
+// before it counts as abandoned.
+const abandonGrace = 100 * time.Millisecond
+
 // openDedicated dials a session of its own, registers it for Close, routes
 // events into a buffered channel and subscribes to events.
+//
+// govici v0.8.1's Subscribe takes no context and can wait forever: it
+// holds a lock its reader needs to deliver an event, so an event that
+// arrives between a registration and its confirmation stalls the session
+// for good, and closing the connection wakes neither. So the wait has a
+// deadline of its own (the subscribe timeout, or ctx's if sooner); when
+// it passes, the session is closed and released, and if its Subscribe
+// still does not return it is counted (AbandonedSubscriptions): its two
+// govici goroutines stay behind, nothing of the Client's waits on them.
 func (c *Client) openDedicated(ctx context.Context, buffer int, events ...string) (*session, chan govici.Event, error) {
 	if c.isClosed() {
 		return nil, nil, ErrClosed
@@ -351,25 +390,49 @@ func (c *Client) openDedicated(ctx context.Context, buffer int, events ...string
 		return nil, nil, ErrClosed
 	}
 	c.dedicated[s] = struct{}{}
+	wait := c.subscribeTimeout
 	c.mu.Unlock()
+	if wait <= 0 {
+		wait = DefaultSubscribeTimeout
+	}
 
 	ch := make(chan govici.Event, buffer)
 	s.gs.NotifyEvents(ch)
-	// govici's Subscribe takes no context; closing the session unblocks it.
 	errc := make(chan error, 1)
 	go func() { errc <- s.gs.Subscribe(events...) }()
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case err = <-errc:
-	case <-ctx.Done():
-		s.close()
-		<-errc
-		err = ctx.Err()
-	}
-	if err != nil {
+		if err == nil {
+			return s, ch, nil
+		}
 		c.release(s)
 		return nil, nil, err
+	case <-t.C:
+		err = fmt.Errorf("charon did not confirm within %s: %w", wait, ErrSubscribeHung)
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
-	return s, ch, nil
+	c.release(s)
+	g := time.NewTimer(abandonGrace)
+	defer g.Stop()
+	select {
+	case <-errc:
+	case <-g.C:
+		c.mu.Lock()
+		c.abandoned++
+		c.mu.Unlock()
+	}
+	return nil, nil, err
+}
+
+// AbandonedSubscriptions returns how many sessions this Client gave up
+// because their subscription never completed (see openDedicated).
+func (c *Client) AbandonedSubscriptions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.abandoned
 }
 
 func (c *Client) release(s *session) {

@@ -49,7 +49,9 @@ const watchBuffer = 1 << 12
 // restarts): that is the signal to Watch again. Events wait in memory while
 // the reader is slow, so read the channel until it closes or end ctx.
 //
-// Event names charon does not know make Watch fail. Streamed events
+// A subscription charon does not confirm within the subscribe timeout
+// fails with ErrSubscribeHung (see WithSubscribeTimeout). Event names
+// charon does not know make Watch fail. Streamed events
 // (list-sa, list-conn, control-log) only go to the session that runs the
 // listing or initiate, never to a watcher.
 func (c *Client) Watch(ctx context.Context, events ...string) (<-chan Event, error) {
@@ -64,7 +66,7 @@ func (c *Client) Watch(ctx context.Context, events ...string) (<-chan Event, err
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: %w", prefix, ctx.Err())
 		}
-		if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrClosed) || errors.Is(err, ErrSubscribeHung) {
 			return nil, fmt.Errorf("%s: %w", prefix, err)
 		}
 		// govici's sentinel for EVENT_UNKNOWN is unexported.

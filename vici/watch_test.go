@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/swanmgr/swanmgr/vici"
+	"github.com/swanmgr/swanmgr/vici/vicitest"
 )
 
 // recv reads one event, failing the test if none arrives in time (a guard
@@ -121,5 +122,85 @@ func TestWatchUnknownEvent(t *testing.T) {
 	}
 	if want := "watch: charon: unknown event type: bogus"; err == nil || err.Error() != want {
 		t.Errorf("error %v, want %s", err, want)
+	}
+}
+
+// An event that charon raises between a registration and its confirmation
+// stalls govici's Subscribe for good: Watch gives up on that session
+// within the subscribe timeout, counts it, and the Client stays usable.
+func TestWatchEventBeforeConfirm(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := vici.Dial(ctx, srv.Socket(), vici.WithSubscribeTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.EmitBeforeConfirm("ike-updown", msg("x", msg("uniqueid", "1")))
+
+	type result struct {
+		ch  <-chan vici.Event
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		ch, err := c.Watch(context.Background(), "ike-updown")
+		done <- result{ch, err}
+	}()
+	select {
+	case r := <-done:
+		if !errors.Is(r.err, vici.ErrSubscribeHung) {
+			t.Fatalf("Watch = %v, %v; want ErrSubscribeHung", r.ch, r.err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("Watch took %v to give up", took)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch still waits for the stalled subscription after 5 s")
+	}
+	if n := c.AbandonedSubscriptions(); n != 1 {
+		t.Errorf("AbandonedSubscriptions() = %d, want 1", n)
+	}
+
+	// The next subscription (no event in between) works on the same Client.
+	events, err := c.Watch(ctx, "ike-updown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Emit("ike-updown", msg("up", "yes", "y", msg("uniqueid", "2")))
+	if ev, ok := recv(t, events); !ok || ev.Name != "ike-updown" {
+		t.Fatalf("event %+v, %v", ev, ok)
+	}
+	if n := c.AbandonedSubscriptions(); n != 1 {
+		t.Errorf("AbandonedSubscriptions() = %d after a good Watch", n)
+	}
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close blocks")
+	}
+	if _, ok := recv(t, events); ok {
+		t.Error("events still open after Close")
+	}
+}
+
+// A subscription ended by its context is not counted as abandoned.
+func TestWatchCancelledNotAbandoned(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	c, err := vici.Dial(context.Background(), srv.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Watch(ctx, "ike-updown"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Watch with a cancelled context: %v", err)
+	}
+	if n := c.AbandonedSubscriptions(); n != 0 {
+		t.Errorf("AbandonedSubscriptions() = %d", n)
 	}
 }

@@ -56,6 +56,9 @@ type Server struct {
 	log      []Received
 	closed   bool
 	state    state
+	// early: events to send a client that registers for them before the
+	// confirmation (EmitBeforeConfirm), by event name.
+	early map[string][]*govici.Message
 
 	wg sync.WaitGroup
 }
@@ -160,6 +163,34 @@ func (s *Server) Emit(name string, m *govici.Message) int {
 		}
 	}
 	return n
+}
+
+// EmitBeforeConfirm makes the next registration for event (by any client)
+// receive m as that event between the registration and its confirmation,
+// as charon does when the event is raised in that instant. Each call arms
+// one registration.
+func (s *Server) EmitBeforeConfirm(event string, m *govici.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.early == nil {
+		s.early = map[string][]*govici.Message{}
+	}
+	if m == nil {
+		m = govici.NewMessage()
+	}
+	s.early[event] = append(s.early[event], m)
+}
+
+// takeEarly returns the event armed for a registration for event, or nil.
+func (s *Server) takeEarly(event string) *govici.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.early[event]
+	if len(q) == 0 {
+		return nil
+	}
+	s.early[event] = q[1:]
+	return q[0]
 }
 
 // Subscribers returns how many connected clients are registered for event.
@@ -310,6 +341,11 @@ func (c *conn) serve() {
 			c.mu.Lock()
 			c.events[p.Name] = p.Type == EventRegister
 			c.mu.Unlock()
+			if p.Type == EventRegister {
+				if m := c.s.takeEarly(p.Name); m != nil && !c.event(p.Name, m) {
+					return
+				}
+			}
 			reply = Packet{Type: EventConfirm}
 		default:
 			c.s.tb.Errorf("vicitest: client sent packet type %d", p.Type)
