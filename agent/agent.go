@@ -161,8 +161,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	a.logf("agent started: policy %q from %s (%d rules, %s backend) for charon at %s, checking every %v",
-		p.result.Policy, a.cfg.PolicyFile, p.rules, p.result.Backend, a.cfg.Socket, a.cfg.CheckInterval)
+	backend := "the backend charon runs"
+	if a.cfg.Backend != "" {
+		backend = string(a.cfg.Backend) + " backend"
+	}
+	a.logf("agent started: policy %q from %s (%d rules, %s) for charon at %s, checking every %v",
+		p.result.Policy, a.cfg.PolicyFile, p.rules, backend, a.cfg.Socket, a.cfg.CheckInterval)
 	for _, w := range p.warnings {
 		a.logf("warning: %s", w)
 	}
@@ -181,7 +185,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	for {
 		if conn == nil {
-			if conn = a.connect(ctx); conn == nil {
+			var err error
+			if conn, err = a.connect(ctx); err != nil {
+				return err
+			} else if conn == nil {
 				a.logf("agent stopping: the assignment stays in place")
 				return nil
 			}
@@ -200,8 +207,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
+// fatalError is a Dial error that waiting does not heal.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// Fatal marks an error of Config.Dial as one that waiting does not heal
+// (a configuration that contradicts charon): Run returns it instead of
+// dialing again.
+func Fatal(err error) error { return &fatalError{err} }
+
 // connect dials charon until it answers (nil when ctx ends first).
-func (a *Agent) connect(ctx context.Context) *Conn {
+func (a *Agent) connect(ctx context.Context) (*Conn, error) {
 	wait := a.cfg.DialMin
 	var since time.Time
 	for {
@@ -212,10 +230,14 @@ func (a *Agent) connect(ctx context.Context) *Conn {
 			if !since.IsZero() {
 				a.logf("charon at %s answers again (waited %v): converging", a.cfg.Socket, time.Since(since).Round(time.Millisecond))
 			}
-			return conn
+			return conn, nil
+		}
+		var fe *fatalError
+		if errors.As(err, &fe) {
+			return nil, fe.err
 		}
 		if ctx.Err() != nil {
-			return nil
+			return nil, nil
 		}
 		if since.IsZero() {
 			since = time.Now()
@@ -223,7 +245,7 @@ func (a *Agent) connect(ctx context.Context) *Conn {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, a.cfg.DialMax)

@@ -104,10 +104,13 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 			a.children[k] = st
 		}
 		if _, _, up := diagnose.FindChild(sas, k.conn, k.child); up {
-			if st.failures > 0 && !st.running {
-				a.logf("rule %q: %s is up again after %d failed %s", a.ruleOf(k), k.child, st.failures, plural(st.failures, "attempt", "attempts"))
-				*st = childState{}
+			if st.running {
+				continue
 			}
+			if st.failures > 0 {
+				a.logf("rule %q: %s is up again after %d failed %s", a.ruleOf(k), k.child, st.failures, plural(st.failures, "attempt", "attempts"))
+			}
+			*st = childState{}
 			continue
 		}
 		if st.running || connecting[k.conn] || now.Before(st.next) {

@@ -106,6 +106,7 @@ func commands() []*ucli.Command {
 		planCommand(),
 		applyCommand(),
 		unassignCommand(),
+		agentCommand(),
 		initiateCommand(),
 		terminateCommand(),
 		labCommand(),

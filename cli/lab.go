@@ -121,6 +121,15 @@ func labCommand() *ucli.Command {
 				},
 				Action: labCerts,
 			},
+			{
+				Name:      "restart",
+				Usage:     "restart one host's charon (its connections, secrets and SAs are lost, as in a real restart); the lab stays up",
+				ArgsUsage: "HOST",
+				Flags: []ucli.Flag{labDirFlag,
+					&ucli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up when charon has not stopped and answered again after this long"},
+				},
+				Action: labRestart,
+			},
 			labHostCommand(),
 		},
 	}
@@ -200,6 +209,29 @@ func labSend(c *ucli.Context) error {
 	if c.Bool("expect-encrypted") && (seen || clear > 0 || sum.ESP == 0) {
 		return errors.New("the wire did not carry only ESP")
 	}
+	return nil
+}
+
+func labRestart(c *ucli.Context) error {
+	if c.NArg() != 1 {
+		return usageErrorf("lab restart needs one HOST")
+	}
+	l, err := lab.Open(c.String("dir"))
+	if err != nil {
+		return err
+	}
+	h := l.Host(c.Args().First())
+	if h == nil {
+		return usageErrorf("%q is not a host of the lab in %s (%s)", c.Args().First(), l.Dir, hostNames(l))
+	}
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
+	old := h.Pid
+	start := time.Now()
+	if err := h.RestartCharon(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "%s: charon restarted (pid %d, was %d) in %v; %s answers\n", h.Name, h.Pid, old, time.Since(start).Round(time.Millisecond), h.Socket)
 	return nil
 }
 

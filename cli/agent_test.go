@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/netfilter"
+	"github.com/swanmgr/swanmgr/vici/vicitest"
+)
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The agent command assigns the policy, keeps it, and exits 0 when its
+// context ends (SIGTERM in the binary), leaving the assignment.
+func TestAgentCommandAssignsAndExitsZero(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	dir := example(t, "alice-bob")
+	state := t.TempDir()
+	fake := netfilter.NewFor(knftables.NewFake(knftables.InetFamily, guard.Table))
+	meta := map[string]any{firewallKey: func(string) (assign.Firewall, error) { return fake, nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb lockedBuf
+	done := make(chan int, 1)
+	go func() {
+		done <- runWith(ctx, []string{"swanmgr", "agent", "--socket", srv.Socket(), "--state-dir", state,
+			"-f", filepath.Join(dir, "alice.toml"), "--check-interval", "50ms"}, &out, &errb, meta)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(srv.ConnNames(), "sm-abczz-with-bob") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not assign the policy within 10 s:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Fatalf("agent after its context ended: exit %d\n%s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent did not stop")
+	}
+	if !slices.Contains(srv.ConnNames(), "sm-abczz-with-bob") || srv.Count("unload-conn") != 0 {
+		t.Fatalf("the agent's exit changed charon: %v", srv.ConnNames())
+	}
+	for _, want := range []string{"agent started", `added "Abczz with Bob"`, "agent stopping: the assignment stays in place"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("the agent's log lacks %q:\n%s", want, errb.String())
+		}
+	}
+}
+
+// A backend that contradicts charon's is an error at once, not a wait.
+func TestAgentCommandContradictingBackend(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	dir := example(t, "alice-bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out, errb lockedBuf
+	code := runWith(ctx, []string{"swanmgr", "agent", "--socket", srv.Socket(), "--state-dir", t.TempDir(),
+		"-f", filepath.Join(dir, "alice.toml"), "--ipsec-backend", "libipsec"}, &out, &errb, nil)
+	if code != ExitUsage || !strings.Contains(errb.String(), "uses the kernel backend") {
+		t.Fatalf("agent --ipsec-backend libipsec against a kernel charon: exit %d\n%s", code, errb.String())
+	}
+	if n := srv.Count("load-conn"); n != 0 {
+		t.Fatalf("%d load-conn despite the contradiction", n)
+	}
+}
+
+// An invalid policy is refused before charon is even asked.
+func TestAgentCommandInvalidPolicy(t *testing.T) {
+	dir := example(t, "alice-bob")
+	code, _, errs := runCLI("agent", "--socket", filepath.Join(t.TempDir(), "none.vici"), "--state-dir", t.TempDir(), "-f", filepath.Join(dir, "nope.toml"))
+	if code != ExitFailure || !strings.Contains(errs, "nope.toml") {
+		t.Fatalf("agent with a missing policy file: exit %d, %s", code, errs)
+	}
+}
