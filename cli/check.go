@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -46,7 +47,7 @@ func checkCommand() *ucli.Command {
 			if len(errs) > 0 {
 				return errors.Join(errs...)
 			}
-			return reportCheck(c, pair.Check(eps))
+			return reportCheck(c, pair.Check(eps, time.Now()))
 		},
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/pair"
 	"github.com/swanmgr/swanmgr/render"
 )
@@ -26,7 +28,10 @@ func mirrorCommand() *ucli.Command {
 			"Bob's PC\" → \"Abczz to Alicepc\", or --rename), filter actions and\n" +
 			"authentication are the same (a preshared key stays a reference to the same\n" +
 			"file or variable and is never copied). Rules for other peers are left out.\n" +
-			"The output is validated and checked against the source before it is written.",
+			"The policy is named after the peer, and files the peer needs a copy of (key\n" +
+			"files, the CA) are named next to its own policy file, never by this computer's\n" +
+			"paths; notes say what to copy where. The output is validated and checked\n" +
+			"against the source before it is written.",
 		ArgsUsage: " ",
 		Flags: []ucli.Flag{fileFlag, insecureFlag,
 			&ucli.StringFlag{Name: "peer", Required: true, Usage: "the peer's IP address, as the filters name it"},
@@ -77,34 +82,35 @@ func runMirror(c *ucli.Context) error {
 	}
 
 	// The output must validate and agree with its source before anyone
-	// loads it. A key the source holds inline is looked up in memory.
+	// loads it (pair.VerifyMirror).
 	outPath := out
 	if outPath == "" {
 		outPath = filepath.Join(".", "mirror-for-"+peer.String()+".toml")
 	}
-	vo.LookupEnv = func(k string) (string, bool) {
-		if s, ok := m.Env[k]; ok {
-			return s.Reveal(), true
+	load := func(path string, text []byte, env map[string]model.Secret) (*pair.Endpoint, error) {
+		vo := vo
+		vo.LookupEnv = func(k string) (string, bool) {
+			if s, ok := env[k]; ok {
+				return s.Reveal(), true
+			}
+			return os.LookupEnv(k)
 		}
-		return os.LookupEnv(k)
+		return parseEndpoint(c, path, text, render.Kernel, vo)
 	}
-	dst, err := parseEndpoint(c, outPath, m.Text, render.Kernel, vo)
-	verified := err == nil
+	verified, notYet, err := pair.VerifyMirror(src, m, outPath, load, time.Now())
+	var me *pair.MirrorError
 	switch {
-	case err != nil && m.NeedsFiles:
+	case errors.As(err, &me):
+		for _, p := range me.Problems {
+			fmt.Fprintln(c.App.ErrWriter, p.Error())
+		}
+		return err
+	case err != nil:
+		return err
+	case notYet != nil:
 		// The peer's certificate and key are not there yet: write the file,
 		// say what to add; validate and check come after.
-		fmt.Fprintf(c.App.ErrWriter, "note: the mirrored policy names files that do not exist yet, so it is not validated or checked: %v\n", err)
-	case err != nil:
-		return fmt.Errorf("the mirrored policy does not validate (a bug in mirror; nothing written): %w", err)
-	default:
-		rep := pair.Check([]pair.Endpoint{*src, *dst})
-		if !rep.OK() {
-			for _, p := range rep.Problems {
-				fmt.Fprintln(c.App.ErrWriter, p.Error())
-			}
-			return fmt.Errorf("the mirrored policy does not agree with %s (a bug in mirror; nothing written)", src.Path)
-		}
+		fmt.Fprintf(c.App.ErrWriter, "note: the mirrored policy names files that do not exist yet, so it is not validated or checked: %v\n", notYet)
 	}
 
 	if out == "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/render"
@@ -54,9 +55,10 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 }
 // Check compares every pair of endpoints that have rules for each other:
 // selectors mirror exactly, security methods intersect, authentication,
 // identities and modes agree. A rule for a peer that is one of the
-// endpoints but has no rule back is a problem too.
-func Check(eps []Endpoint) *Report {
-	c := &checker{rep: &Report{}}
+// endpoints but has no rule back is a problem too. Certificates are
+// verified as of now (the caller's clock: pair never reads one).
+func Check(eps []Endpoint, now time.Time) *Report {
+	c := &checker{rep: &Report{}, now: now}
 	for i := range eps {
 		c.eps = append(c.eps, newEnd(&eps[i]))
 	}
@@ -71,6 +73,7 @@ func Check(eps []Endpoint) *Report {
 type checker struct {
 	eps []*end
 	rep *Report
+	now time.Time // certificates are verified as of now
 }
 
 type end struct {
@@ -621,11 +624,11 @@ func (c *checker) trusts(who, whom *end, remote, local *render.Section, wantID s
 		return false
 	}
 	leaf := leafs[0]
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: c.now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		c.problem(rWho, rWhom, "%s does not trust %s's certificate (%s): %v; charon answers AUTHENTICATION_FAILED", who.Path, whom.Path, certs[0].Path, err)
 		return false
 	}
-	if wantID != "" && wantID != "%any" && !certHasID(leaf, wantID) {
+	if wantID != "" && wantID != "%any" && !model.CertHasIdentity(leaf, wantID) {
 		c.problem(rWho, rWhom, "%s expects the identity %q, which %s's certificate (%s) does not carry (subject %q); charon answers AUTHENTICATION_FAILED", who.Path, wantID, whom.Path, certs[0].Path, leaf.Subject.String())
 		return false
 	}
@@ -651,31 +654,4 @@ func parseCerts(data []byte) []*x509.Certificate {
 		}
 	}
 	return out
-}
-
-// certHasID: charon matches an identity against the subject DN and the
-// subjectAltNames (IP, DNS, email).
-func certHasID(c *x509.Certificate, id string) bool {
-	if a, err := netip.ParseAddr(id); err == nil {
-		for _, ip := range c.IPAddresses {
-			if b, ok := netip.AddrFromSlice(ip); ok && b.Unmap() == a.Unmap() {
-				return true
-			}
-		}
-		return false
-	}
-	for _, d := range c.DNSNames {
-		if strings.EqualFold(d, id) {
-			return true
-		}
-	}
-	for _, e := range c.EmailAddresses {
-		if strings.EqualFold(e, id) {
-			return true
-		}
-	}
-	norm := func(s string) string {
-		return strings.ToLower(strings.ReplaceAll(strings.ReplaceAll(s, ", ", ","), " ", ""))
-	}
-	return norm(c.Subject.String()) == norm(id)
 }

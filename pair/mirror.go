@@ -24,9 +24,10 @@ type MirrorOptions struct {
 	// policy) exactly as written in the source to the names the output
 	// uses; names not in it are adapted (see Mirror).
 	Renames map[string]string
-	// OutPath is the file the output will be written to: relative key and
-	// certificate paths are written relative to its folder. "" (standard
-	// output) writes absolute paths.
+	// OutPath is the file the output will be written to: the caller's
+	// Certificate and PrivateKey are written relative to its folder (""
+	// standard output: absolute). The source's key files and CA are
+	// named next to it whatever it is (see Mirrored.Copies).
 	OutPath string
 	// Certificate and PrivateKey are the peer's certificate and key files
 	// (paths as the caller sees them) for rules that authenticate with
@@ -51,6 +52,21 @@ type Mirrored struct {
 	// NeedsFiles: the output names certificate or key files that do not
 	// exist yet, so it cannot validate until the operator provides them.
 	NeedsFiles bool
+	// Copies are the source's files (key files, CAs) that the peer needs
+	// a copy of: the output names each by a path relative to itself
+	// (To: the file's name, next to the peer's policy file), never by
+	// where this computer keeps it; Notes say so.
+	Copies []Copy
+
+	// verify is Text with each Copy's From in place of its To: the
+	// output as it reads on this computer (see VerifyMirror).
+	verify []byte
+}
+
+// Copy is a file of the source the peer's policy names under another path.
+type Copy struct {
+	From string // where the source has it (absolute)
+	To   string // as the output names it, relative to the output's folder
 }
 
 // ErrNoRules is returned when no enabled rule of the source's assigned
@@ -96,7 +112,8 @@ func Mirror(a *model.Assigned, o MirrorOptions) (*Mirrored, error) {
 	if len(m.rules) == 0 {
 		return nil, fmt.Errorf("%w: policy %q has no enabled rule with a filter or tunnel endpoint for %s", ErrNoRules, a.Policy.Name, o.Peer)
 	}
-	text := m.write()
+	text := m.write(false)
+	verify := m.write(true)
 	var unused []string
 	for old := range o.Renames {
 		if !m.renamed[old] {
@@ -107,7 +124,8 @@ func Mirror(a *model.Assigned, o MirrorOptions) (*Mirrored, error) {
 		sort.Strings(unused)
 		return nil, fmt.Errorf("pair: rename: no filter list, filter action, rule or policy of the mirrored rules is named %s", strings.Join(unused, ", "))
 	}
-	return &Mirrored{Text: []byte(text), Rules: len(m.rules), Notes: m.notes, Env: m.env, NeedsFiles: m.needsFiles}, nil
+	return &Mirrored{Text: []byte(text), Rules: len(m.rules), Notes: m.notes, Env: m.env, NeedsFiles: m.needsFiles,
+		Copies: m.copies, verify: []byte(verify)}, nil
 }
 
 // selfAddr is the source endpoint's address the peer talks to: the first
@@ -136,6 +154,7 @@ type mirror struct {
 
 	needsFiles bool
 	renamed    map[string]bool // Renames keys used
+	copies     []Copy
 }
 
 type mList struct {
@@ -159,6 +178,8 @@ type mAuth struct {
 	method                         model.AuthMethod
 	secretFile, secretEnv          string
 	ca, cert, key, peerID, comment string
+	// secretFrom and caFrom are where the source has secretFile and ca.
+	secretFrom, caFrom string
 }
 
 func (m *mirror) rename(name string, adapt func(string) string) string {
@@ -179,7 +200,10 @@ func (m *mirror) adaptTo(name string) string {
 	return name
 }
 
-// adaptOwner replaces a possessive owner ("Alice's IPSec").
+// adaptOwner names a policy after the peer: a possessive owner is
+// replaced ("Alice's IPSec" → "Bobslap's IPSec"), so is the source
+// computer's name; any other name gets the peer as owner ("Office" →
+// "Bobslap's Office").
 func (m *mirror) adaptOwner(name string) string {
 	if i := strings.Index(name, "'s "); i > 0 && !strings.Contains(name[:i], " ") {
 		return m.o.Name + name[i:]
@@ -187,7 +211,7 @@ func (m *mirror) adaptOwner(name string) string {
 	if m.a.Endpoint.Name != "" && strings.Contains(name, m.a.Endpoint.Name) {
 		return strings.ReplaceAll(name, m.a.Endpoint.Name, m.o.Name)
 	}
-	return name
+	return m.o.Name + "'s " + name
 }
 
 func keep(s string) string { return s }
@@ -297,24 +321,32 @@ func (m *mirror) rawAction(name string) *model.FilterAction {
 	return &model.FilterAction{Name: name}
 }
 
-// path writes a path of the source file as the output refers to it.
-func (m *mirror) path(p string) string {
-	abs, err := filepath.Abs(m.a.File.Resolve(p))
-	if err != nil {
-		return p
+// copyOf names a file of the source (a key file, a CA) as the peer's
+// policy does: by its name, next to the peer's own policy file, since
+// where this computer keeps it means nothing on the peer. It returns
+// that name and where the source has the file, and notes (once per file)
+// that the peer needs a copy there.
+func (m *mirror) copyOf(p, rule, what, mode string) (to, from string) {
+	from = m.a.File.Resolve(p)
+	if abs, err := filepath.Abs(from); err == nil {
+		from = abs
 	}
-	if m.o.OutPath == "" {
-		return abs
+	to = filepath.Base(from)
+	for _, c := range m.copies {
+		switch {
+		case c.From == from:
+			return c.To, from
+		case c.To == to: // two files of one name: keep them apart
+			to = render.Slug(rule) + "-" + to
+		}
 	}
-	outDir, err := filepath.Abs(filepath.Dir(m.o.OutPath))
-	if err != nil {
-		return abs
+	m.copies = append(m.copies, Copy{From: from, To: to})
+	keep := ""
+	if mode != "" {
+		keep = " (" + mode + ")"
 	}
-	rel, err := filepath.Rel(outDir, abs)
-	if err != nil {
-		return abs
-	}
-	return rel
+	m.notes = append(m.notes, fmt.Sprintf("rule %q: the %s is read from %s next to %s's policy file: copy %s there%s", rule, what, to, m.o.Name, from, keep))
+	return to, from
 }
 
 // callerPath writes a path the caller gave (relative to the working
@@ -345,7 +377,7 @@ func (m *mirror) auths(r model.ResolvedRule) []mAuth {
 			}
 			switch {
 			case au.SecretFile != "":
-				ma.secretFile = m.path(au.SecretFile)
+				ma.secretFile, ma.secretFrom = m.copyOf(au.SecretFile, r.Name, "preshared key", "mode 0600, owned by the user who runs swanmgr")
 			case au.SecretEnv != "":
 				ma.secretEnv = au.SecretEnv
 			case !au.Secret.IsZero():
@@ -362,7 +394,7 @@ func (m *mirror) auths(r model.ResolvedRule) []mAuth {
 			// which is not known from the file: one CA for both is the
 			// common case, so the source's CA is named.
 			if au.CA != "" {
-				ma.ca = m.path(au.CA)
+				ma.ca, ma.caFrom = m.copyOf(au.CA, r.Name, "CA certificate", "")
 			}
 			if m.o.Certificate != "" && m.o.PrivateKey != "" {
 				ma.cert, ma.key = m.callerPath(m.o.Certificate), m.callerPath(m.o.PrivateKey)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/render"
@@ -106,10 +107,10 @@ func TestMirrorAliceBob(t *testing.T) {
 			t.Errorf("mirror lacks %s:\n%s", s, m.Text)
 		}
 	}
-	if rep := Check([]Endpoint{alice, got}); !rep.OK() {
+	if rep := Check([]Endpoint{alice, got}, time.Now()); !rep.OK() {
 		t.Fatalf("check of alice.toml and its mirror: %v", rep.Problems)
 	}
-	if rep := Check([]Endpoint{alice, bob}); !rep.OK() {
+	if rep := Check([]Endpoint{alice, bob}, time.Now()); !rep.OK() {
 		t.Fatalf("check of the examples: %v", rep.Problems)
 	}
 	// Stable: the same input gives the same bytes.
@@ -143,11 +144,11 @@ func TestMirrorAliceBobEve(t *testing.T) {
 	if want, have := selectorSet(eve), selectorSet(eveM); !slices.Equal(want, have) {
 		t.Fatalf("Eve's mirrored selectors %v, want %v", have, want)
 	}
-	if rep := Check([]Endpoint{alice, bob, eveM}); !rep.OK() {
+	if rep := Check([]Endpoint{alice, bob, eveM}, time.Now()); !rep.OK() {
 		t.Fatalf("check: %v", rep.Problems)
 	}
 	// Bob and Eve have nothing to say to each other: no pair, no problem.
-	rep := Check([]Endpoint{bob, eveM})
+	rep := Check([]Endpoint{bob, eveM}, time.Now())
 	if !rep.OK() || len(rep.Lines) != 0 {
 		t.Fatalf("Bob and Eve: %v %v", rep.Lines, rep.Problems)
 	}
@@ -174,7 +175,7 @@ func TestMirrorInlineSecret(t *testing.T) {
 	if !strings.Contains(string(m.Text), `secret_env = "SWANMGR_PSK_ABCZZ_WITH_BOB"`) || len(m.Notes) == 0 {
 		t.Fatalf("want a secret_env reference and a note:\n%s\n%v", m.Text, m.Notes)
 	}
-	if rep := Check([]Endpoint{alice, bob}); !rep.OK() {
+	if rep := Check([]Endpoint{alice, bob}, time.Now()); !rep.OK() {
 		t.Fatalf("check: %v", rep.Problems)
 	}
 }
@@ -210,7 +211,7 @@ name = "GW"
 	if !strings.Contains(string(m.Text), `tunnel_endpoint = "192.0.2.1"`) || !strings.Contains(string(m.Text), "source = \"10.2.0.0/16\"\n  destination = \"10.1.0.0/16\"\n  protocol = \"udp\"\n  source_port = 53") {
 		t.Fatalf("tunnel mirror:\n%s", m.Text)
 	}
-	if rep := Check([]Endpoint{gwa, gwb}); !rep.OK() {
+	if rep := Check([]Endpoint{gwa, gwb}, time.Now()); !rep.OK() {
 		t.Fatalf("check: %v", rep.Problems)
 	}
 	// Swapped networks on one side: reversed addresses.
@@ -218,7 +219,7 @@ name = "GW"
 	bad = strings.Replace(bad, `source = "X"`, `source = "10.1.0.0/16"`, 1)
 	bad = strings.Replace(bad, "source_port = 53", "destination_port = 53", 1)
 	wrong := load(t, filepath.Join(dir, "gwb-wrong.toml"), []byte(bad), nil)
-	rep := Check([]Endpoint{gwa, wrong})
+	rep := Check([]Endpoint{gwa, wrong}, time.Now())
 	if rep.OK() || !strings.Contains(rep.Problems[0].Error(), "reversed source and destination addresses") {
 		t.Fatalf("want reversed addresses, got %v", rep.Problems)
 	}
@@ -252,7 +253,7 @@ func TestCheckProblems(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			other := load(t, filepath.Join(dir, "bob.toml"), []byte(c.text), nil)
-			rep := Check([]Endpoint{alice, other})
+			rep := Check([]Endpoint{alice, other}, time.Now())
 			if rep.OK() {
 				t.Fatalf("no problem found; report:\n%s", strings.Join(rep.Lines, "\n"))
 			}
@@ -288,13 +289,13 @@ func TestMirrorCertificates(t *testing.T) {
 		t.Fatalf("certificate mirror:\n%s", m.Text)
 	}
 	bob := load(t, filepath.Join(dir, "m.toml"), m.Text, nil)
-	if rep := Check([]Endpoint{alice, bob}); !rep.OK() {
+	if rep := Check([]Endpoint{alice, bob}, time.Now()); !rep.OK() {
 		t.Fatalf("check: %v", rep.Problems)
 	}
 	// Bob presents Alice's certificate: it does not carry Bob's identity.
 	wrong := strings.NewReplacer(`certificate = "bob.pem"`, `certificate = "alice.pem"`, `private_key = "bob.key"`, `private_key = "alice.key"`).Replace(string(m.Text))
 	bad := load(t, filepath.Join(dir, "m.toml"), []byte(wrong), nil)
-	rep := Check([]Endpoint{alice, bad})
+	rep := Check([]Endpoint{alice, bad}, time.Now())
 	if rep.OK() || !strings.Contains(rep.Problems[0].Error(), "does not carry") {
 		t.Fatalf("want an identity problem, got %v", rep.Problems)
 	}

@@ -11,7 +11,10 @@ import (
 // write renders the mirrored policy as TOML in the layout of the examples:
 // a header saying where it came from, endpoint, filter lists, filter
 // actions, the policy. The same input always gives the same bytes.
-func (m *mirror) write() string {
+//
+// With verify the files the peer gets copies of are named where the
+// source has them (Mirrored.verify).
+func (m *mirror) write(verify bool) string {
 	var b strings.Builder
 	policy := m.rename(m.a.Policy.Name, m.adaptOwner)
 	fmt.Fprintf(&b, "# %s's side of %q, written by `swanmgr mirror` from %s\n", m.o.Name, m.a.Policy.Name, m.base())
@@ -105,9 +108,13 @@ func (m *mirror) write() string {
 				fmt.Fprintf(&b, "  # %s\n", au.comment)
 			}
 			kvs := []string{"method = " + quote(string(au.method))}
+			secretFile, ca := au.secretFile, au.ca
+			if verify {
+				secretFile, ca = au.secretFrom, au.caFrom
+			}
 			for _, kv := range [][2]string{
-				{"secret_file", au.secretFile}, {"secret_env", au.secretEnv},
-				{"ca", au.ca}, {"certificate", au.cert}, {"private_key", au.key}, {"peer_id", au.peerID},
+				{"secret_file", secretFile}, {"secret_env", au.secretEnv},
+				{"ca", ca}, {"certificate", au.cert}, {"private_key", au.key}, {"peer_id", au.peerID},
 			} {
 				if kv[1] != "" {
 					kvs = append(kvs, kv[0]+" = "+quote(kv[1]))
