@@ -3,7 +3,6 @@ package guard
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -67,10 +66,10 @@ type Rule struct {
 type Entry struct {
 	Family int    `json:"family"` // 4 or 6
 	Shape  string `json:"shape"`  // see shape
-	// Key holds the parts of the set key as nft writes them: source and
-	// destination prefix, and for shapes with a protocol the protocol
-	// number, and for shapes with ports the source and destination port
-	// ranges.
+	// Key holds the parts of the set key as nft writes them, only what
+	// the shape restricts: source and destination address or prefix
+	// (left out for "any"; "ipv4" or "ipv6" when both are), protocol
+	// number, source port, destination port.
 	Key     []string `json:"key"`
 	Verdict Verdict  `json:"verdict"`
 	Counter string   `json:"counter,omitempty"` // block and negotiate
@@ -93,9 +92,39 @@ func (rs *Ruleset) Hash() string {
 	if rs == nil {
 		return ""
 	}
-	b, _ := json.Marshal(rs)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
+	// Length-prefixed fields straight into the hash: a ruleset of 10,000
+	// entries is hashed several times per apply, and JSON would cost more
+	// than the nft transaction it guards.
+	h := sha256.New()
+	buf := make([]byte, 0, 256)
+	put := func(v string) {
+		buf = strconv.AppendInt(buf, int64(len(v)), 10)
+		buf = append(buf, ':')
+		buf = append(buf, v...)
+	}
+	put(string(rs.Backend))
+	for _, r := range rs.Rules {
+		buf = append(buf, 'r')
+		put(r.Name)
+		put(r.Counter)
+		put(string(r.Verdict))
+		h.Write(buf)
+		buf = buf[:0]
+	}
+	for _, e := range rs.Entries {
+		buf = append(buf, 'e')
+		buf = strconv.AppendInt(buf, int64(e.Family), 10)
+		put(e.Shape)
+		buf = strconv.AppendInt(buf, int64(len(e.Key)), 10)
+		for _, k := range e.Key {
+			put(k)
+		}
+		put(string(e.Verdict))
+		put(e.Counter)
+		h.Write(buf)
+		buf = buf[:0]
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // Guarded returns the rules whose drops the guard counts (block and
@@ -348,22 +377,30 @@ func (s shape) score() int {
 	return n
 }
 
-func portRange(p int) string {
-	if p == model.AnyPort {
-		return "0-65535"
-	}
-	return strconv.Itoa(p)
-}
-
 func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v Verdict, counter string) {
 	sh := shape{family: fam, srcBits: src.Bits(), dstBits: dst.Bits(), proto: proto != 0,
 		sport: sport != model.AnyPort, dport: dport != model.AnyPort}
-	key := []string{prefixText(src), prefixText(dst)}
+	// The key holds only what the filter restricts: "any" address, port
+	// or protocol is left out, so that the common shapes (hosts and exact
+	// ports) are plain hash sets.
+	var key []string
+	if sh.srcBits > 0 {
+		key = append(key, prefixText(src))
+	}
+	if sh.dstBits > 0 {
+		key = append(key, prefixText(dst))
+	}
+	if sh.srcBits == 0 && sh.dstBits == 0 {
+		key = append(key, map[int]string{4: "ipv4", 6: "ipv6"}[fam])
+	}
 	if sh.proto {
 		key = append(key, strconv.Itoa(proto))
-		if sh.ports() {
-			key = append(key, portRange(sport), portRange(dport))
-		}
+	}
+	if sh.sport {
+		key = append(key, strconv.Itoa(sport))
+	}
+	if sh.dport {
+		key = append(key, strconv.Itoa(dport))
 	}
 	e := Entry{Family: fam, Shape: sh.name(), Key: key, Verdict: v, Counter: counter}
 	if i, ok := d.byID[e.id()]; ok {

@@ -98,10 +98,10 @@ func TestDeriveKnowledgeBase(t *testing.T) {
 	// Each filter in both directions: Alice to Bob's 6667 and the
 	// replies, Bob to Alice's 6668 and the replies.
 	want := []string{
-		"4-s32-d32-p-dp 172.16.98.231 . 172.31.67.244 . 6 . 0-65535 . 6667",
-		"4-s32-d32-p-sp 172.31.67.244 . 172.16.98.231 . 6 . 6667 . 0-65535",
-		"4-s32-d32-p-dp 172.31.67.244 . 172.16.98.231 . 6 . 0-65535 . 6668",
-		"4-s32-d32-p-sp 172.16.98.231 . 172.31.67.244 . 6 . 6668 . 0-65535",
+		"4-s32-d32-p-dp 172.16.98.231 . 172.31.67.244 . 6 . 6667",
+		"4-s32-d32-p-sp 172.31.67.244 . 172.16.98.231 . 6 . 6667",
+		"4-s32-d32-p-dp 172.31.67.244 . 172.16.98.231 . 6 . 6668",
+		"4-s32-d32-p-sp 172.16.98.231 . 172.31.67.244 . 6 . 6668",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("entries: %v, want %v", got, want)
@@ -162,9 +162,9 @@ name = "P"
 	}
 	got := keys(rs)
 	for k, want := range map[string]guard.Verdict{
-		"4-s32-d32 172.16.98.231 . 172.31.67.244":                         guard.Negotiate,
-		"4-s32-d32-p 172.16.98.231 . 172.31.67.244 . 1":                   guard.Pass,
-		"4-s32-d32-p-dp 172.16.98.231 . 172.31.67.244 . 6 . 0-65535 . 80": guard.Pass,
+		"4-s32-d32 172.16.98.231 . 172.31.67.244":               guard.Negotiate,
+		"4-s32-d32-p 172.16.98.231 . 172.31.67.244 . 1":         guard.Pass,
+		"4-s32-d32-p-dp 172.16.98.231 . 172.31.67.244 . 6 . 80": guard.Pass,
 	} {
 		if got[k].Verdict != want {
 			t.Errorf("%s: verdict %q, want %q (entries %v)", k, got[k].Verdict, want, got)
@@ -241,10 +241,10 @@ name = "P"
 	}
 	got := keys(rs)
 	for _, k := range []string{
-		"4-s32-d0-p-dp 172.16.98.231 . 0.0.0.0/0 . 17 . 0-65535 . 514",
-		"4-s0-d32-p-sp 0.0.0.0/0 . 172.16.98.231 . 17 . 514 . 0-65535",
-		"6-s128-d0-p-dp 2001:db8::1 . ::/0 . 17 . 0-65535 . 514",
-		"6-s0-d128-p-sp ::/0 . 2001:db8::1 . 17 . 514 . 0-65535",
+		"4-s32-d0-p-dp 172.16.98.231 . 17 . 514",
+		"4-s0-d32-p-sp 172.16.98.231 . 17 . 514",
+		"6-s128-d0-p-dp 2001:db8::1 . 17 . 514",
+		"6-s0-d128-p-sp 2001:db8::1 . 17 . 514",
 	} {
 		if got[k].Verdict != guard.Block {
 			t.Errorf("missing block entry %s in %v", k, got)
@@ -311,17 +311,19 @@ func install(t *testing.T, fake *knftables.Fake, live string, prev, next *guard.
 
 func liveHash(t *testing.T, fake *knftables.Fake) string {
 	t.Helper()
-	rules, err := fake.ListRules(context.Background(), guard.FingerprintChain)
+	sets, err := fake.List(context.Background(), "sets")
 	if err != nil {
 		if knftables.IsNotFound(err) {
 			return ""
 		}
 		t.Fatal(err)
 	}
-	if len(rules) == 0 || rules[0].Comment == nil {
-		return ""
+	for _, s := range sets {
+		if strings.HasPrefix(s, guard.FingerprintSet) {
+			return strings.TrimPrefix(s, guard.FingerprintSet)
+		}
 	}
-	return strings.TrimPrefix(*rules[0].Comment, guard.FingerprintPrefix)
+	return ""
 }
 
 // sortedDump is the fake's table with its lines sorted: elements come

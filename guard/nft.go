@@ -7,13 +7,24 @@ import (
 	"sigs.k8s.io/knftables"
 )
 
-// FingerprintPrefix starts the comment of the first rule of the guard's
-// output chain; the ruleset's Hash follows. It tells whether the live
-// table is the ruleset swanmgr installed last, without listing it.
-const FingerprintPrefix = "swanmgr guard "
+// FingerprintSet starts the name of an empty set whose name ends with
+// the ruleset's Hash: it tells whether the live table is the ruleset
+// swanmgr installed last. Set names can be read over netlink without nft
+// loading the table's elements (which costs hundreds of milliseconds at
+// thousands of rules).
+const FingerprintSet = "fp-"
 
-// FingerprintChain is the chain whose first rule carries the fingerprint.
-const FingerprintChain = "output"
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
 
 // hooks are the guard's base chains: the hook and the prefix of its
 // per-shape chains.
@@ -57,9 +68,8 @@ func Fill(tx *knftables.Transaction, live string, prev, next *Ruleset) bool {
 
 // objects is a ruleset as nftables objects.
 type objects struct {
-	rs       *Ruleset
-	shapes   []string // family|shape, most specific first
-	counters []string
+	rs     *Ruleset
+	shapes []string // most specific first
 }
 
 func newObjects(rs *Ruleset) *objects {
@@ -92,13 +102,6 @@ func newObjects(rs *Ruleset) *objects {
 	for _, s := range shs {
 		o.shapes = append(o.shapes, s.id)
 	}
-	cs := map[string]bool{}
-	for _, r := range rs.Rules {
-		if r.Counter != "" && !cs[r.Counter] {
-			cs[r.Counter] = true
-			o.counters = append(o.counters, r.Counter)
-		}
-	}
 	return o
 }
 
@@ -113,26 +116,38 @@ func familyOf(id string) int {
 	return 4
 }
 
-// keyExpr is the packet expression a shape's sets are keyed by, and
-// keyType their type.
-func keyExpr(id string) (expr, typ string) {
+// keyExpr is the packet expression a shape's sets are keyed by, their
+// type, and whether they need intervals (a prefix that is neither a host
+// nor "any").
+func keyExpr(id string) (expr, typ string, interval bool) {
 	fam := familyOf(id)
-	ip, addr := "ip", "ipv4_addr"
+	ip, addr, full := "ip", "ipv4_addr", 32
 	if fam == 6 {
-		ip, addr = "ip6", "ipv6_addr"
+		ip, addr, full = "ip6", "ipv6_addr", 128
 	}
 	s, _ := parseShape(fam, id)
-	expr = ip + " saddr . " + ip + " daddr"
-	typ = addr + " . " + addr
-	if s.proto {
-		expr += " . meta l4proto"
-		typ += " . inet_proto"
-		if s.ports() {
-			expr += " . th sport . th dport"
-			typ += " . inet_service . inet_service"
-		}
+	var e, t []string
+	if s.srcBits > 0 {
+		e, t = append(e, ip+" saddr"), append(t, addr)
+		interval = interval || s.srcBits < full
 	}
-	return expr, typ
+	if s.dstBits > 0 {
+		e, t = append(e, ip+" daddr"), append(t, addr)
+		interval = interval || s.dstBits < full
+	}
+	if s.srcBits == 0 && s.dstBits == 0 {
+		e, t = append(e, "meta nfproto"), append(t, "nf_proto")
+	}
+	if s.proto {
+		e, t = append(e, "meta l4proto"), append(t, "inet_proto")
+	}
+	if s.sport {
+		e, t = append(e, "th sport"), append(t, "inet_service")
+	}
+	if s.dport {
+		e, t = append(e, "th dport"), append(t, "inet_service")
+	}
+	return strings.Join(e, " . "), strings.Join(t, " . "), interval
 }
 
 // protectedRules are the matches, per hook, of a packet IPsec protects.
@@ -199,38 +214,59 @@ func (o *objects) baseChains(tx *knftables.Transaction, create bool) {
 		} else {
 			tx.Flush(c)
 		}
-		for i, r := range exemptRules(h.name) {
-			rule := &knftables.Rule{Chain: h.name, Rule: r}
-			if i == 0 && h.name == FingerprintChain {
-				rule.Comment = ptr(FingerprintPrefix + o.rs.Hash())
-			}
-			tx.Add(rule)
+		for _, r := range exemptRules(h.name) {
+			tx.Add(&knftables.Rule{Chain: h.name, Rule: r})
 		}
 		for _, id := range o.shapes {
-			expr, _ := keyExpr(id)
+			expr, _, _ := keyExpr(id)
 			tx.Add(&knftables.Rule{Chain: h.name, Rule: expr + " @k-" + id + " goto " + h.abbr + "-" + id})
 		}
 	}
 }
 
-// addShape adds a shape's sets, maps and chains (empty of elements).
+// counting declares a set whose every element counts the packets that
+// matched it (nft's "counter" set option; knftables has no field for it,
+// so it follows the type).
+func counting(typ string) string { return typ + " ; counter" }
+
+// addShape adds a shape's sets, map and chains (empty of elements): k-
+// holds every key, v- maps it to a verdict, d- holds the keys of block
+// and negotiate entries, each element with the rule's counter name as its
+// comment and a counter of the packets dropped for it.
 func (o *objects) addShape(tx *knftables.Transaction, id string) {
-	expr, typ := keyExpr(id)
-	flags := []knftables.SetFlag{knftables.IntervalFlag}
+	expr, typ, interval := keyExpr(id)
+	var flags []knftables.SetFlag
+	if interval {
+		flags = []knftables.SetFlag{knftables.IntervalFlag}
+	}
 	tx.Add(&knftables.Set{Name: "k-" + id, Type: typ, Flags: flags})
-	tx.Add(&knftables.Map{Name: "c-" + id, Type: typ + " : counter", Flags: flags})
+	tx.Add(&knftables.Set{Name: "d-" + id, Type: counting(typ), Flags: flags})
 	tx.Add(&knftables.Chain{Name: "b-" + id})
-	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: "counter name " + expr + " map @c-" + id + " drop"})
+	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: expr + " @d-" + id + " drop"})
+	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: "drop"})
 	tx.Add(&knftables.Map{Name: "v-" + id, Type: typ + " : verdict", Flags: flags})
 	for _, h := range hooks {
-		c := h.abbr + "-" + id
-		tx.Add(&knftables.Chain{Name: c})
-		tx.Add(&knftables.Rule{Chain: c, Rule: expr + " vmap @v-" + id})
-		for _, r := range protectedRules(o.rs.Backend, h.name) {
-			tx.Add(&knftables.Rule{Chain: c, Rule: r})
-		}
-		tx.Add(&knftables.Rule{Chain: c, Rule: "counter name " + expr + " map @c-" + id + " drop"})
+		o.shapeChain(tx, id, h.abbr, h.name, false)
 	}
+}
+
+// shapeChain writes a shape's chain for one hook: the verdict of the
+// entry; for negotiate entries, protected packets pass and the rest are
+// counted and dropped.
+func (o *objects) shapeChain(tx *knftables.Transaction, id, abbr, hook string, flush bool) {
+	expr, _, _ := keyExpr(id)
+	c := abbr + "-" + id
+	if flush {
+		tx.Flush(&knftables.Chain{Name: c})
+	} else {
+		tx.Add(&knftables.Chain{Name: c})
+	}
+	tx.Add(&knftables.Rule{Chain: c, Rule: expr + " vmap @v-" + id})
+	for _, r := range protectedRules(o.rs.Backend, hook) {
+		tx.Add(&knftables.Rule{Chain: c, Rule: r})
+	}
+	tx.Add(&knftables.Rule{Chain: c, Rule: expr + " @d-" + id + " drop"})
+	tx.Add(&knftables.Rule{Chain: c, Rule: "drop"})
 }
 
 // deleteShape removes a shape's objects; the base chains must no longer
@@ -244,15 +280,20 @@ func deleteShape(tx *knftables.Transaction, id string) {
 	tx.Delete(&knftables.Map{Name: "v-" + id})
 	tx.Flush(&knftables.Chain{Name: "b-" + id})
 	tx.Delete(&knftables.Chain{Name: "b-" + id})
-	tx.Delete(&knftables.Map{Name: "c-" + id})
+	tx.Delete(&knftables.Set{Name: "d-" + id})
 	tx.Delete(&knftables.Set{Name: "k-" + id})
 }
 
 func addEntry(tx *knftables.Transaction, e Entry) {
 	tx.Add(&knftables.Element{Set: "k-" + e.Shape, Key: e.Key})
+	addVerdict(tx, e)
+}
+
+// addVerdict adds what an entry does (its key is in k- already).
+func addVerdict(tx *knftables.Transaction, e Entry) {
 	tx.Add(&knftables.Element{Map: "v-" + e.Shape, Key: e.Key, Value: []string{verdictOf(e)}})
 	if e.Counter != "" {
-		tx.Add(&knftables.Element{Map: "c-" + e.Shape, Key: e.Key, Value: []string{`"` + e.Counter + `"`}})
+		tx.Add(&knftables.Element{Set: "d-" + e.Shape, Key: e.Key, Comment: ptr(e.Counter)})
 	}
 }
 
@@ -262,7 +303,7 @@ func deleteEntry(tx *knftables.Transaction, e Entry, keepKey bool) {
 	}
 	tx.Delete(&knftables.Element{Map: "v-" + e.Shape, Key: e.Key})
 	if e.Counter != "" {
-		tx.Delete(&knftables.Element{Map: "c-" + e.Shape, Key: e.Key})
+		tx.Delete(&knftables.Element{Set: "d-" + e.Shape, Key: e.Key})
 	}
 }
 
@@ -273,9 +314,7 @@ func full(tx *knftables.Transaction, rs *Ruleset) {
 	tx.Add(&knftables.Table{
 		Comment: ptr("swanmgr's IPsec guard: drops clear text that the assigned policy protects; managed by swanmgr")})
 	o := newObjects(rs)
-	for _, c := range o.counters {
-		tx.Add(&knftables.Counter{Name: c})
-	}
+	tx.Add(&knftables.Set{Name: FingerprintSet + rs.Hash(), Type: "ipv4_addr"})
 	for _, id := range o.shapes {
 		o.addShape(tx, id)
 	}
@@ -288,19 +327,12 @@ func full(tx *knftables.Transaction, rs *Ruleset) {
 // patch turns prev (live) into next.
 func patch(tx *knftables.Transaction, prev, next *Ruleset) {
 	po, no := newObjects(prev), newObjects(next)
-	inSlice := func(xs []string) map[string]bool {
-		m := map[string]bool{}
-		for _, x := range xs {
-			m[x] = true
-		}
-		return m
+	prevShapes, nextShapes := map[string]bool{}, map[string]bool{}
+	for _, id := range po.shapes {
+		prevShapes[id] = true
 	}
-	prevCounters, nextCounters := inSlice(po.counters), inSlice(no.counters)
-	prevShapes, nextShapes := inSlice(po.shapes), inSlice(no.shapes)
-	for _, c := range no.counters {
-		if !prevCounters[c] {
-			tx.Add(&knftables.Counter{Name: c})
-		}
+	for _, id := range no.shapes {
+		nextShapes[id] = true
 	}
 	for _, id := range no.shapes {
 		if !prevShapes[id] {
@@ -335,40 +367,27 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset) {
 		case !ok:
 			addEntry(tx, e)
 		case o.Verdict != e.Verdict || o.Counter != e.Counter:
-			tx.Add(&knftables.Element{Map: "v-" + e.Shape, Key: e.Key, Value: []string{verdictOf(e)}})
-			if e.Counter != "" {
-				tx.Add(&knftables.Element{Map: "c-" + e.Shape, Key: e.Key, Value: []string{`"` + e.Counter + `"`}})
-			}
+			addVerdict(tx, e)
 		}
 	}
-	backendChanged := prev.Backend != next.Backend
-	if backendChanged {
+	if prev.Backend != next.Backend {
 		// The per-shape chains that stay test protection the old way.
 		for _, id := range no.shapes {
-			if !prevShapes[id] {
-				continue
-			}
-			expr, _ := keyExpr(id)
-			for _, h := range hooks {
-				c := h.abbr + "-" + id
-				tx.Flush(&knftables.Chain{Name: c})
-				tx.Add(&knftables.Rule{Chain: c, Rule: expr + " vmap @v-" + id})
-				for _, r := range protectedRules(next.Backend, h.name) {
-					tx.Add(&knftables.Rule{Chain: c, Rule: r})
+			if prevShapes[id] {
+				for _, h := range hooks {
+					no.shapeChain(tx, id, h.abbr, h.name, true)
 				}
-				tx.Add(&knftables.Rule{Chain: c, Rule: "counter name " + expr + " map @c-" + id + " drop"})
 			}
 		}
 	}
-	no.baseChains(tx, false)
+	if !sameStrings(po.shapes, no.shapes) {
+		no.baseChains(tx, false)
+	}
+	tx.Delete(&knftables.Set{Name: FingerprintSet + prev.Hash()})
+	tx.Add(&knftables.Set{Name: FingerprintSet + next.Hash(), Type: "ipv4_addr"})
 	for _, id := range po.shapes {
 		if !nextShapes[id] {
 			deleteShape(tx, id)
-		}
-	}
-	for _, c := range po.counters {
-		if !nextCounters[c] {
-			tx.Delete(&knftables.Counter{Name: c})
 		}
 	}
 }

@@ -2,10 +2,12 @@ package netfilter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"syscall"
@@ -75,7 +77,7 @@ func sameNetns(a, b string) (bool, error) {
 func Open(netns string) (*Table, error) {
 	t := &Table{netns: netns}
 	err := t.in(func() error {
-		nft, err := knftables.New(knftables.InetFamily, guard.Table)
+		nft, err := knftables.New(knftables.InetFamily, guard.Table, knftables.UseNetlink)
 		if err != nil {
 			return err
 		}
@@ -120,19 +122,27 @@ func (t *Table) in(fn func() error) error {
 
 // Fingerprint returns the hash of the ruleset the live table was made
 // from (guard.Ruleset.Hash), or "" when there is no guard table (or one
-// swanmgr did not make).
+// swanmgr did not make). It reads set names over netlink: cheap whatever
+// the size of the table.
 func (t *Table) Fingerprint(ctx context.Context) (string, error) {
 	var fp string
 	err := t.in(func() error {
-		rules, err := t.nft.ListRules(ctx, guard.FingerprintChain)
+		sets, err := t.nft.List(ctx, "sets")
 		if err != nil {
-			if knftables.IsNotFound(err) {
+			// google/nftables does not wrap the errno of a missing table.
+			if knftables.IsNotFound(err) || errors.Is(err, unix.ENOENT) || strings.HasSuffix(err.Error(), unix.ENOENT.Error()) {
 				return nil
 			}
 			return err
 		}
-		if len(rules) > 0 && rules[0].Comment != nil && strings.HasPrefix(*rules[0].Comment, guard.FingerprintPrefix) {
-			fp = strings.TrimPrefix(*rules[0].Comment, guard.FingerprintPrefix)
+		for _, s := range sets {
+			if strings.HasPrefix(s, guard.FingerprintSet) {
+				if fp != "" {
+					fp = "" // two: not a table swanmgr made
+					return nil
+				}
+				fp = strings.TrimPrefix(s, guard.FingerprintSet)
+			}
 		}
 		return nil
 	})
@@ -160,23 +170,31 @@ func (t *Table) Install(ctx context.Context, prev, next *guard.Ruleset) (bool, e
 	return true, nil
 }
 
-// Counters returns the packets each named counter of the guard has
-// counted (the clear-text packets it dropped per rule); nil when there is
-// no guard table.
+// Counters returns, per rule counter name (guard.Rule.Counter), the
+// clear-text packets the guard dropped for the rule: the sum of the
+// counters of the rule's elements in the table's d- sets. nil when there
+// is no guard table.
 func (t *Table) Counters(ctx context.Context) (map[string]uint64, error) {
-	out := map[string]uint64{}
+	var out map[string]uint64
 	err := t.in(func() error {
-		cs, err := t.nft.ListCounters(ctx)
+		sets, err := t.nft.List(ctx, "sets")
 		if err != nil {
-			if knftables.IsNotFound(err) {
-				out = nil
+			if knftables.IsNotFound(err) || errors.Is(err, unix.ENOENT) || strings.HasSuffix(err.Error(), unix.ENOENT.Error()) {
 				return nil
 			}
 			return err
 		}
-		for _, c := range cs {
-			if c.Packets != nil {
-				out[c.Name] = *c.Packets
+		out = map[string]uint64{}
+		for _, name := range sets {
+			if !strings.HasPrefix(name, "d-") {
+				continue
+			}
+			b, err := exec.CommandContext(ctx, "nft", "--json", "list", "set", "inet", guard.Table, name).Output()
+			if err != nil {
+				return fmt.Errorf("nft list set %s: %w", name, err)
+			}
+			if err := addCounts(out, b); err != nil {
+				return fmt.Errorf("nft list set %s: %w", name, err)
 			}
 		}
 		return nil
@@ -185,4 +203,38 @@ func (t *Table) Counters(ctx context.Context) (map[string]uint64, error) {
 		return nil, fmt.Errorf("netfilter: reading counters of table inet %s: %w", guard.Table, err)
 	}
 	return out, nil
+}
+
+// addCounts adds the element counters of one set listed by nft --json.
+func addCounts(out map[string]uint64, listing []byte) error {
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []json.RawMessage `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(listing, &doc); err != nil {
+		return err
+	}
+	for _, o := range doc.Nftables {
+		if o.Set == nil {
+			continue
+		}
+		for _, raw := range o.Set.Elem {
+			var e struct {
+				Elem struct {
+					Comment string `json:"comment"`
+					Counter struct {
+						Packets uint64 `json:"packets"`
+					} `json:"counter"`
+				} `json:"elem"`
+			}
+			if json.Unmarshal(raw, &e) != nil || e.Elem.Comment == "" {
+				continue // a plain element: not one of swanmgr's
+			}
+			out[e.Elem.Comment] += e.Elem.Counter.Packets
+		}
+	}
+	return nil
 }

@@ -50,9 +50,10 @@ func ruleset(counter string, port string, v guard.Verdict) *guard.Ruleset {
 	return &guard.Ruleset{Backend: guard.LibIPsec,
 		Rules: []guard.Rule{{Name: "R", Counter: counter, Verdict: v}},
 		Entries: []guard.Entry{
-			{Family: 4, Shape: "4-s32-d32-p-dp", Key: []string{"172.16.98.231", "172.31.67.244", "6", "0-65535", port}, Verdict: v, Counter: counter},
-			{Family: 4, Shape: "4-s32-d32-p-sp", Key: []string{"172.31.67.244", "172.16.98.231", "6", port, "0-65535"}, Verdict: v, Counter: counter},
-			{Family: 6, Shape: "6-s128-d0", Key: []string{"2001:db8::1", "::/0"}, Verdict: guard.Pass},
+			{Family: 4, Shape: "4-s32-d32-p-dp", Key: []string{"172.16.98.231", "172.31.67.244", "6", port}, Verdict: v, Counter: counter},
+			{Family: 4, Shape: "4-s32-d32-p-sp", Key: []string{"172.31.67.244", "172.16.98.231", "6", port}, Verdict: v, Counter: counter},
+			{Family: 6, Shape: "6-s128-d0", Key: []string{"2001:db8::1"}, Verdict: guard.Pass},
+			{Family: 4, Shape: "4-s24-d0-p", Key: []string{"10.1.2.0/24", "17"}, Verdict: guard.Pass},
 		}}
 }
 
@@ -84,7 +85,7 @@ func TestIntegrationTable(t *testing.T) {
 		t.Fatalf("fingerprint %q, want %q", fp, a.Hash())
 	}
 	listing := nft(t, ns, "list", "table", "inet", "swanmgr")
-	for _, want := range []string{"172.16.98.231 . 172.31.67.244 . tcp . 0-65535 . 6667 : continue", `oifname "ipsec0" accept`, "counter r-r"} {
+	for _, want := range []string{"172.16.98.231 . 172.31.67.244 . tcp . 6667 : continue", `oifname "ipsec0" accept`, `172.16.98.231 . 172.31.67.244 . tcp . 6667 counter packets 0 bytes 0 comment "r-r"`} {
 		if !strings.Contains(listing, want) {
 			t.Errorf("table lacks %q:\n%s", want, listing)
 		}
@@ -97,7 +98,7 @@ func TestIntegrationTable(t *testing.T) {
 		t.Fatalf("patch: %v %v", changed, err)
 	}
 	listing = nft(t, ns, "list", "table", "inet", "swanmgr")
-	if strings.Contains(listing, "6667") || !strings.Contains(listing, "6668 : goto b-4-s32-d32-p-dp") || strings.Contains(listing, "counter r-r {") {
+	if strings.Contains(listing, "6667") || !strings.Contains(listing, "6668 : goto b-4-s32-d32-p-dp") || strings.Contains(listing, `"r-r"`) {
 		t.Errorf("after patch:\n%s", listing)
 	}
 	cs, err := tab.Counters(ctx)
