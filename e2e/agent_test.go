@@ -1,0 +1,310 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/lab"
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// agentProc is a `swanmgr agent` this test started, ended by its pid.
+type agentProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	log  *lockedBuffer
+	done chan error
+	err  error
+	over bool
+}
+
+// startAgent runs the built binary's agent for a lab host in the
+// foreground; the test's cleanup sends it SIGTERM unless it ended.
+func (l *testLab) startAgent(bin, host, policy string, extra ...string) *agentProc {
+	l.t.Helper()
+	h := l.Host(host)
+	args := append([]string{"agent", "--socket", h.Socket, "--state-dir", l.stateDir, "-f", policy, "--check-interval", "1s"}, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	p := &agentProc{t: l.t, cmd: cmd, log: &lockedBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	l.t.Cleanup(func() {
+		if p.over {
+			return
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM) // by pid: only the process this test started
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if l.t.Failed() {
+			l.t.Logf("--- %s agent log ---\n%s", host, p.log.String())
+		}
+	})
+	return p
+}
+
+// waitLog polls the agent's log until it holds want (after offset).
+func (p *agentProc) waitLog(d time.Duration, from int, want string) {
+	p.t.Helper()
+	eventually(p.t, d, func() (bool, string) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return false, fmt.Sprintf("the agent exited (%v):\n%s", err, p.log.String())
+		default:
+		}
+		s := p.log.String()
+		return strings.Contains(s[min(from, len(s)):], want), fmt.Sprintf("the agent's log lacks %q:\n%s", want, s)
+	})
+}
+
+// stop sends SIGTERM and returns the agent's exit error.
+func (p *agentProc) stop() error {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		p.t.Fatal(err)
+	}
+	select {
+	case p.err = <-p.done:
+	case <-time.After(20 * time.Second):
+		p.t.Fatalf("the agent did not exit within 20 s of SIGTERM:\n%s", p.log.String())
+	}
+	p.over = true
+	return p.err
+}
+
+// conns asks a charon for its connection names (nil when it does not answer).
+func conns(socket string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := vici.Dial(ctx, socket)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	names, err := c.Conns(ctx)
+	if err != nil {
+		return nil
+	}
+	return names
+}
+
+// accepting reports whether a unix socket accepts a connection now.
+func accepting(socket string) bool {
+	c, err := net.DialTimeout("unix", socket, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// The agent keeps Alice's policy across a restart of her charon (policy
+// back within 2 s of the socket accepting again, SA re-established, traffic
+// encrypted), restores it within 5 s after a stray `swanctl --load-all` of
+// an unrelated file (which stays loaded), and exits 0 on SIGTERM leaving
+// the assignment.
+func TestAgentRestoresAfterRestartAndStrayLoadAll(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob")
+	bin := filepath.Join(buildSwanmgr(t), "swanmgr")
+	alice := l.startAgent(bin, "alice", l.example("alice-bob/alice.toml"))
+	bob := l.startAgent(bin, "bob", l.example("alice-bob/bob.toml"))
+	alice.waitLog(30*time.Second, 0, `added "Abczz with Bob"`)
+	bob.waitLog(30*time.Second, 0, `added "Abczz with Alice"`)
+	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
+	l.sendEncrypted("alice", "bob", 6667)
+
+	// (a) Alice's charon restarts; the agent brings everything back.
+	sock := l.Host("alice").Socket
+	const conn = "sm-abczz-with-bob"
+	from := len(alice.log.String())
+	restart := exec.Command(bin, "lab", "restart", "--dir", l.Dir, "alice")
+	restartDone := make(chan error, 1)
+	var restartOut lockedBuffer
+	restart.Stdout, restart.Stderr = &restartOut, &restartOut
+	if err := restart.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { restartDone <- restart.Wait() }()
+	// The charon `lab restart` started is not this process's: stop it by
+	// the pid lab.json records before the lab goes down.
+	t.Cleanup(func() {
+		if fresh, err := lab.Open(l.Dir); err == nil {
+			if h := fresh.Host("alice"); h != nil {
+				if err := h.StopCharon(); err != nil {
+					t.Errorf("stopping alice's restarted charon: %v", err)
+				}
+			}
+		}
+	})
+	// Watch the socket: first down (the old charon gone), then accepting.
+	var wentDown bool
+	var accepted, restored time.Time
+	deadline := time.Now().Add(30 * time.Second)
+	for restored.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatalf("charon did not come back with the policy within 30 s (went down %v, accepted at %v):\n%s\n%s", wentDown, accepted, restartOut.String(), alice.log.String())
+		}
+		up := accepting(sock)
+		switch {
+		case !wentDown && !up:
+			wentDown = true
+		case wentDown && up && accepted.IsZero():
+			accepted = time.Now()
+		}
+		if !accepted.IsZero() && slices.Contains(conns(sock), conn) {
+			restored = time.Now()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := <-restartDone; err != nil {
+		t.Fatalf("lab restart alice: %v\n%s", err, restartOut.String())
+	}
+	took := restored.Sub(accepted)
+	t.Logf("policy restored %v after charon's socket accepted again", took.Round(time.Millisecond))
+	if took > 2*time.Second {
+		t.Errorf("the policy came back %v after the socket accepted, want within 2 s", took)
+	}
+	alice.waitLog(5*time.Second, from, `restored 1 rule charon had lost ("Abczz with Bob")`)
+	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
+	l.sendEncrypted("alice", "bob", 6667)
+	l.sendEncrypted("bob", "alice", 6668)
+
+	// (b) A stray `swanctl --load-all` of a file that is not swanmgr's: it
+	// unloads every connection not in the file.
+	unrelated := filepath.Join(t.TempDir(), "swanctl.conf")
+	if err := os.WriteFile(unrelated, []byte("connections {\n  unrelated {\n    remote_addrs = 192.0.2.1\n    local { auth = psk }\n    remote { auth = psk }\n    children { unrelated-child { } }\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	from = len(alice.log.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := l.Host("alice").Swanctl(ctx, "--load-all", "--file", unrelated).CombinedOutput()
+	if err != nil {
+		t.Fatalf("swanctl --load-all: %v\n%s", err, out)
+	}
+	loaded := time.Now()
+	// The agent may have repaired it already: swanctl's own count says
+	// whether it unloaded swanmgr's connection.
+	if !regexp.MustCompile(`loaded 1 connections, 1 unloaded`).Match(out) {
+		t.Fatalf("swanctl --load-all did not unload swanmgr's connection, this test shows nothing:\n%s", out)
+	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		names := conns(sock)
+		return slices.Contains(names, conn), fmt.Sprintf("charon has %v, want %s back", names, conn)
+	})
+	took = time.Since(loaded)
+	t.Logf("connections restored %v after swanctl --load-all", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("swanmgr's connection came back %v after the stray load-all, want within 5 s", took)
+	}
+	alice.waitLog(5*time.Second, from, `restored 1 rule charon had lost ("Abczz with Bob")`)
+	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
+	l.sendEncrypted("alice", "bob", 6667)
+	// Checks later (the SA and the traffic took seconds), the unrelated
+	// connection is as loaded and the agent repaired once.
+	if names := conns(sock); !slices.Contains(names, "unrelated") || !slices.Contains(names, conn) {
+		t.Fatalf("after the repair charon has %v, want both swanmgr's and the unrelated connection", names)
+	}
+	if n := strings.Count(alice.log.String()[from:], "applied policy"); n != 1 {
+		t.Errorf("the agent applied %d times after the stray load-all, want once:\n%s", n, alice.log.String()[from:])
+	}
+
+	// (d) SIGTERM: exit 0, the assignment stays.
+	if err := alice.stop(); err != nil {
+		t.Fatalf("agent after SIGTERM: %v, want exit 0\n%s", err, alice.log.String())
+	}
+	if !strings.Contains(alice.log.String(), "agent stopping: the assignment stays in place") {
+		t.Errorf("the agent did not log its stop:\n%s", alice.log.String())
+	}
+	if names := conns(sock); !slices.Contains(names, conn) {
+		t.Fatalf("after the agent stopped charon has %v, want %s still assigned", names, conn)
+	}
+	l.sendEncrypted("alice", "bob", 6667)
+}
+
+// nftList lists the guard's table in a host's namespace, counters removed.
+func (l *testLab) nftList(host string) string {
+	l.t.Helper()
+	out, err := l.Host(host).Command(context.Background(), "nft", "list", "table", "inet", guard.Table).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("nft list table inet %s on %s: %v\n%s", guard.Table, host, err, out)
+	}
+	return regexp.MustCompile(`counter packets \d+ bytes \d+`).ReplaceAllString(string(out), "counter")
+}
+
+// A broken edit of the policy file is refused with file:line and the
+// running assignment and guard stay; a good edit is applied.
+func TestAgentRefusesBrokenEdit(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice")
+	bin := filepath.Join(buildSwanmgr(t), "swanmgr")
+	policy := l.example("alice-bob/alice.toml")
+	good, err := os.ReadFile(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := l.startAgent(bin, "alice", policy)
+	alice.waitLog(30*time.Second, 0, `added "Abczz with Bob"`)
+	sock := l.Host("alice").Socket
+	guardBefore := l.nftList("alice")
+	connsBefore := conns(sock)
+
+	from := len(alice.log.String())
+	broken := strings.Replace(string(good), `security = "high"`, `security = "hihg"`, 1)
+	if broken == string(good) {
+		t.Fatal("the example changed: no security = \"high\" to break")
+	}
+	line := 0
+	for i, s := range strings.Split(broken, "\n") {
+		if strings.Contains(s, `"hihg"`) {
+			line = i + 1
+		}
+	}
+	if err := os.WriteFile(policy, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitLog(10*time.Second, from, fmt.Sprintf("%s:%d:", policy, line))
+	alice.waitLog(time.Second, from, `refused, policy "Alice's IPSec" stays assigned`)
+	if got := conns(sock); !slices.Equal(got, connsBefore) {
+		t.Fatalf("after the broken edit charon has %v, want %v as before", got, connsBefore)
+	}
+	if got := l.nftList("alice"); got != guardBefore {
+		t.Fatalf("the broken edit changed the guard:\nbefore:\n%s\nafter:\n%s", guardBefore, got)
+	}
+
+	// A good edit: Alice also protects tcp/6669 to Bob.
+	from = len(alice.log.String())
+	edited := strings.Replace(string(good), "  destination_port = 6667\n",
+		"  destination_port = 6667\n  [[filter_list.filter]]\n  source = \"me\"\n  destination = \"172.31.67.244\"\n  protocol = \"tcp\"\n  destination_port = 6669\n", 1)
+	if err := os.WriteFile(policy, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitLog(10*time.Second, from, `changed "Abczz with Bob"`)
+	out, err := l.Host("alice").Swanctl(context.Background(), "--list-conns").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "[tcp/6669]") {
+		t.Fatalf("charon does not have the edited rule's new filter: %v\n%s", err, out)
+	}
+	if got := l.nftList("alice"); got == guardBefore || !strings.Contains(got, "6669") {
+		t.Fatalf("the guard was not updated for the new filter:\n%s", got)
+	}
+}
