@@ -474,6 +474,26 @@ func (t *tableWriter) ikes(st *Status) {
 		}
 		writeItems(&t.sb, items, indent+4, t.width)
 	}
+	if note := natNote(st); note != "" {
+		t.sb.WriteString("\n")
+		writeWrapped(&t.sb, note, 0, 0, t.width)
+	}
+}
+
+// natNote explains a NAT column that says there is a NAT: libipsec fakes
+// one to force UDP encapsulation, so "remote" need not mean a NAT.
+func natNote(st *Status) string {
+	nat := false
+	for _, r := range st.IKESAs {
+		nat = nat || r.NAT.Local || r.NAT.Remote
+	}
+	if !nat {
+		return ""
+	}
+	if st.Policy != nil && st.Policy.Backend == "libipsec" {
+		return "NAT: the assigned policy uses the libipsec backend, which sends ESP only inside UDP (port 4500) and makes charon fake NAT detection to force it: \"remote\" here does not mean a NAT lies between the hosts; a real NAT on this side shows as \"local\" (docs/nat.md)."
+	}
+	return "NAT: what charon detected. A charon on the libipsec backend (kernel-libipsec), here or at the peer, fakes NAT detection to force ESP inside UDP (port 4500), so \"remote\" need not mean a NAT between the hosts; a real NAT on this side shows as \"local\" (docs/nat.md)."
 }
 
 // FigureText is a statistic's value column: the number or "n/a".
