@@ -96,6 +96,9 @@ func (e *Engine) Plan(ctx context.Context, desired *render.Result) (*Plan, error
 	if err := p.Teardowns(ctx, e.Daemon); err != nil {
 		return nil, err
 	}
+	if p.Guard, err = e.planGuard(ctx, rec, desired.Guard); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 

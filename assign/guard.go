@@ -169,3 +169,56 @@ func (e *Engine) guardUpToDate(ctx context.Context, rec *Record) (bool, error) {
 	}
 	return live == rec.GuardHash, nil
 }
+
+// planGuard says what an apply of next would do to the guard.
+func (e *Engine) planGuard(ctx context.Context, rec *Record, next *guard.Ruleset) (GuardPlan, error) {
+	var g GuardPlan
+	var prev *guard.Ruleset
+	if rec != nil && rec.GuardHash != "" {
+		var err error
+		if prev, err = e.Store.loadGuard(rec.Socket); err != nil {
+			return g, err
+		}
+	}
+	if next != nil {
+		g.Guarded, g.Entries = len(next.Guarded()), len(next.Entries)
+	}
+	if prev == nil && next == nil {
+		return g, nil
+	}
+	g.Remove = next == nil
+	fw, err := e.firewall()
+	if err != nil {
+		return g, &GuardError{Err: err}
+	}
+	live, err := fw.Fingerprint(ctx)
+	if err != nil {
+		return g, err
+	}
+	if prev == nil || live != prev.Hash() {
+		g.Drift = live != next.Hash()
+		if g.Drift && next != nil {
+			g.Added = len(next.Entries)
+		}
+		return g, nil
+	}
+	ids := map[string]guard.Entry{}
+	for _, en := range prev.Entries {
+		ids[en.ID()] = en
+	}
+	seen := map[string]bool{}
+	if next != nil {
+		for _, en := range next.Entries {
+			seen[en.ID()] = true
+			if old, ok := ids[en.ID()]; !ok || old.Verdict != en.Verdict || old.Counter != en.Counter {
+				g.Added++
+			}
+		}
+	}
+	for id := range ids {
+		if !seen[id] {
+			g.Removed++
+		}
+	}
+	return g, nil
+}

@@ -60,7 +60,27 @@ type Plan struct {
 	LiveSecrets map[string]bool
 	Previous    *Record
 	Desired     *render.Result
+	// Guard is what happens to the nftables guard (filled by
+	// Engine.Plan).
+	Guard GuardPlan
 }
+
+// GuardPlan is what an apply does to the nftables guard.
+type GuardPlan struct {
+	// Guarded is the number of rules the new policy's guard enforces
+	// (negotiate and block rules), Entries its set entries.
+	Guarded, Entries int
+	// Added and Removed count entries that change.
+	Added, Removed int
+	// Drift: the live table is not what swanmgr installed last (flushed,
+	// edited, or never installed): apply replaces it whole.
+	Drift bool
+	// Remove: the new policy has no guard; the old one goes.
+	Remove bool
+}
+
+// Pending reports whether the guard would change.
+func (g GuardPlan) Pending() bool { return g.Added > 0 || g.Removed > 0 || g.Drift || g.Remove }
 
 // Pending reports whether applying would change anything in charon.
 func (p *Plan) Pending() bool {
@@ -69,7 +89,7 @@ func (p *Plan) Pending() bool {
 			return true
 		}
 	}
-	return len(p.Stale) > 0 || len(p.Secrets) > 0
+	return len(p.Stale) > 0 || len(p.Secrets) > 0 || p.Guard.Pending()
 }
 
 // ConflictError reports names charon has that swanmgr did not load.

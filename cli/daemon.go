@@ -12,6 +12,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/netfilter"
 	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/vici"
@@ -223,6 +224,10 @@ func applyCommand() *ucli.Command {
 				fmt.Fprintf(w, ", %d SAs of changed rules torn down", n)
 			}
 			fmt.Fprintln(w, ")")
+			if g := l.result.Guard; g != nil {
+				fmt.Fprintf(w, "guard: %s in table inet %s (%d entries): clear text they match is dropped, also while charon is down\n",
+					plural(len(g.Guarded()), "rule"), guard.Table, len(g.Entries))
+			}
 			for _, warn := range rep.Warnings {
 				fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", warn)
 			}
@@ -276,6 +281,9 @@ func planCommand() *ucli.Command {
 			if len(p.Stale) > 0 {
 				fmt.Fprintf(w, "secrets to unload: %s\n", strings.Join(p.Stale, ", "))
 			}
+			if line := guardLine(p.Guard); line != "" {
+				fmt.Fprintln(w, line)
+			}
 			if !p.Pending() {
 				fmt.Fprintln(w, "no changes: charon already has this policy")
 				return nil
@@ -288,6 +296,22 @@ func planCommand() *ucli.Command {
 			return nil
 		},
 	}
+}
+
+// guardLine says what apply would do to the guard.
+func guardLine(g assign.GuardPlan) string {
+	what := fmt.Sprintf("guard: %s guarded (%d entries)", plural(g.Guarded, "rule"), g.Entries)
+	switch {
+	case g.Remove:
+		return "guard: to remove (no rule of the policy is guarded)"
+	case g.Guarded == 0 && g.Entries == 0:
+		return ""
+	case g.Drift:
+		return what + fmt.Sprintf("; table inet %s is not what swanmgr installed (missing or changed): apply replaces it", guard.Table)
+	case g.Added > 0 || g.Removed > 0:
+		return what + fmt.Sprintf(": %d entries to add or change, %d to remove", g.Added, g.Removed)
+	}
+	return what + ", unchanged"
 }
 
 // printUnchanged reports an apply that found nothing to do without

@@ -75,7 +75,8 @@ type Entry struct {
 	Counter string   `json:"counter,omitempty"` // block and negotiate
 }
 
-func (e Entry) id() string {
+// ID identifies an entry: its family, shape and key.
+func (e Entry) ID() string {
 	return strconv.Itoa(e.Family) + "|" + e.Shape + "|" + strings.Join(e.Key, " . ")
 }
 
@@ -403,7 +404,7 @@ func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v
 		key = append(key, strconv.Itoa(dport))
 	}
 	e := Entry{Family: fam, Shape: sh.name(), Key: key, Verdict: v, Counter: counter}
-	if i, ok := d.byID[e.id()]; ok {
+	if i, ok := d.byID[e.ID()]; ok {
 		// The same traffic twice: the stronger action wins, then the
 		// earlier rule (charon, too, keeps the first of two equal
 		// policies).
@@ -412,7 +413,7 @@ func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v
 		}
 		return
 	}
-	d.byID[e.id()] = len(d.rs.Entries)
+	d.byID[e.ID()] = len(d.rs.Entries)
 	d.rs.Entries = append(d.rs.Entries, e)
 }
 
@@ -449,15 +450,15 @@ func Merge(a, b *Ruleset) *Ruleset {
 	byID := map[string]int{}
 	inA := map[string]Entry{}
 	for _, e := range a.Entries {
-		inA[e.id()] = e
+		inA[e.ID()] = e
 	}
 	inB := map[string]bool{}
 	for _, e := range b.Entries {
-		inB[e.id()] = true
+		inB[e.ID()] = true
 	}
 	for _, rs := range []*Ruleset{b, a} {
 		for _, e := range rs.Entries {
-			id := e.id()
+			id := e.ID()
 			if e.Verdict == Pass {
 				if _, ok := inA[id]; !ok || !inB[id] {
 					continue

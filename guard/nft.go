@@ -341,11 +341,11 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset) {
 	}
 	old := map[string]Entry{}
 	for _, e := range prev.Entries {
-		old[e.id()] = e
+		old[e.ID()] = e
 	}
 	want := map[string]Entry{}
 	for _, e := range next.Entries {
-		want[e.id()] = e
+		want[e.ID()] = e
 	}
 	// Deletions first (a changed entry is deleted and added again), in
 	// shapes that stay; a shape that goes takes its elements with it.
@@ -353,7 +353,7 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset) {
 		if !nextShapes[e.Shape] {
 			continue
 		}
-		n, ok := want[e.id()]
+		n, ok := want[e.ID()]
 		switch {
 		case !ok:
 			deleteEntry(tx, e, false)
@@ -362,7 +362,7 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset) {
 		}
 	}
 	for _, e := range next.Entries {
-		o, ok := old[e.id()]
+		o, ok := old[e.ID()]
 		switch {
 		case !ok:
 			addEntry(tx, e)
