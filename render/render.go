@@ -179,6 +179,12 @@ func (r *renderer) ikeSettings(body *Section, peer string, auth []model.Resolved
 	body.SetList("local_addrs", r.a.Endpoint.Addresses...)
 	body.SetList("remote_addrs", peer)
 	body.SetList("proposals", ikeProposals...)
+	if peer != "%any" {
+		// Both ends start (or trap) the same rule; when both IKE_SAs get
+		// through, the one authenticated second replaces the first
+		// (charon deletes the older one), instead of two pairs of SAs.
+		body.Set("unique", "replace")
+	}
 	if len(auth) == 0 {
 		return
 	}
