@@ -6,7 +6,7 @@ GO ?= go
 E2E ?= 1
 FUZZTIME ?= 15s
 
-.PHONY: all build deps deps-test demo test unit fuzz vet clean lab-down
+.PHONY: all build man deps deps-test demo test unit fuzz vet clean lab-down
 
 all: build
 
@@ -16,8 +16,15 @@ deps:
 deps-test:
 	@sh scripts/install-deps.sh test
 
+# -buildvcs=auto: `swanmgr version` names the commit when built in a checkout
+# (this machine's GOFLAGS say -buildvcs=false).
 build:
-	$(GO) build -o bin/swanmgr ./cmd/swanmgr
+	$(GO) build -buildvcs=auto -o bin/swanmgr ./cmd/swanmgr
+
+# The manual page, made from the same command definitions as --help.
+man: build
+	./bin/swanmgr man > bin/swanmgr.8
+	@echo "man bin/swanmgr.8; install as /usr/local/share/man/man8/swanmgr.8"
 
 # The main job: the knowledge-base scenario live in a two-host lab.
 demo: deps build

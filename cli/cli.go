@@ -87,14 +87,18 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 		Description: "swanmgr loads an IPsec policy file (endpoint, filter lists, filter actions,\n" +
 			"policies of rules) and assigns it to a running charon over VICI.\n" +
 			"Documentation: docs/policy-format.md and docs/commands.md.",
-		Writer:               stdout,
-		ErrWriter:            stderr,
-		HideHelpCommand:      true,
-		EnableBashCompletion: false,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// `swanmgr help COMMAND` and --generate-bash-completion, which the
+		// scripts of `swanmgr completion` call.
+		HideHelpCommand:      false,
+		EnableBashCompletion: true,
 		ExitErrHandler:       func(*ucli.Context, error) {},
 		OnUsageError: func(c *ucli.Context, err error, _ bool) error {
-			return &exitError{code: ExitUsage, err: fmt.Errorf("%w (see swanmgr %s --help)", err, c.Command.Name)}
+			return &exitError{code: ExitUsage, err: fmt.Errorf("%w (see %s --help)", err, commandPath(c))}
 		},
+		Flags:    []ucli.Flag{versionFlag},
+		Action:   appAction,
 		Commands: commands(),
 	}
 }
@@ -114,6 +118,9 @@ func commands() []*ucli.Command {
 		metricsCommand(),
 		mirrorCommand(),
 		checkCommand(),
+		versionCommand(),
+		completionCommand(),
+		manCommand(),
 	}
 }
 
