@@ -143,7 +143,7 @@ func TestGuardKeepsClearTextOff(t *testing.T) {
 	l.sendBlocked("alice", "bob", "tcp", 6668)
 	l.sendBlocked("bob", "alice", "tcp", 6668)
 	// The guard outlives charon.
-	if out := l.nft("alice", "list", "table", "inet", guard.Table); !strings.Contains(out, "swanmgr guard") {
+	if out := l.nft("alice", "list", "table", "inet", guard.Table); !strings.Contains(out, "set "+guard.FingerprintSet) || !strings.Contains(out, `comment "r-abczz-with-bob"`) {
 		t.Fatalf("the guard is gone with charon:\n%s", out)
 	}
 }
