@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -410,6 +412,150 @@ func TestStatusMetrics(t *testing.T) {
 	if after[`swanmgr_confidential_bytes_total{direction="out"}`] <= before[`swanmgr_confidential_bytes_total{direction="out"}`] {
 		t.Errorf("confidential bytes sent did not grow")
 	}
+	promtoolCheck(t, url)
+}
+
+// promtoolCheck runs Prometheus' own linter, `promtool check metrics`,
+// over a live scrape of url. promtool (Debian's prometheus package) is an
+// e2e prerequisite: missing, the test fails.
+func promtoolCheck(t *testing.T, url string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool (Debian package prometheus) is needed to lint the metrics: %v", err)
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(page, []byte("swanmgr_daemon_up 1")) {
+		t.Fatalf("the scrape promtool checks is not of a live charon:\n%s", page)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(page)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// After a charon restart get-conns is empty: every rule, permit and block
+// included, is "not loaded" in the table, the JSON, --watch and the
+// metrics, never its configured state.
+func TestStatusAfterCharonRestart(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Kernel, "alice", "bob")
+	bob := l.Host("bob").Addr.String()
+	policy := l.writeFile("restart.toml", fmt.Sprintf(`assign = "Server policy"
+
+[endpoint]
+name = "Alicepc"
+addresses = [%q]
+
+[[filter_list]]
+name = "DNS to the server"
+  [[filter_list.filter]]
+  source = "me"
+  destination = %q
+  protocol = "udp"
+  destination_port = 53
+
+[[filter_list]]
+name = "Telnet"
+  [[filter_list.filter]]
+  source = "any"
+  destination = "me"
+  protocol = "tcp"
+  destination_port = 23
+
+[[filter_action]]
+name = "Permit"
+action = "permit"
+
+[[filter_action]]
+name = "Block"
+action = "block"
+
+[[policy]]
+name = "Server policy"
+  [[policy.rule]]
+  name = "DNS"
+  filter_list = "DNS to the server"
+  filter_action = "Permit"
+  [[policy.rule]]
+  name = "Telnet"
+  filter_list = "Telnet"
+  filter_action = "Block"
+`, l.Host("alice").Addr.String(), bob), 0o644)
+	l.mustApply("alice", policy)
+	rules := map[string]string{"DNS": status.StatePermit, "Telnet": status.StateBlock}
+	st := l.statusJSON("alice")
+	for rule, want := range rules {
+		if row, ok := findRow(st, rule, 1); !ok || row.State != want {
+			t.Fatalf("before the restart rule %s is %q, want %q", rule, row.State, want)
+		}
+	}
+	js := l.startSwanmgr("alice", "status", "--watch", "--interval", "1h", "-o", "json")
+	out := l.startSwanmgr("alice", "metrics", "--listen", "127.0.0.1:0")
+	var url string
+	eventually(t, 10*time.Second, func() (bool, string) {
+		for _, line := range out.Lines() {
+			if m := regexp.MustCompile(`http://127\.0\.0\.1:\d+/metrics`).FindString(line.text); m != "" {
+				url = m
+				return true, ""
+			}
+		}
+		return false, "metrics did not say where it listens"
+	})
+	ruleUp := func(rule string) string { return fmt.Sprintf(`swanmgr_rule_up{policy="Server policy",rule=%q}`, rule) }
+	m := scrapeMetrics(t, url)
+	for rule := range rules {
+		if m[ruleUp(rule)] != 1 {
+			t.Errorf("before the restart %s = %v, want 1", ruleUp(rule), m[ruleUp(rule)])
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.Host("alice").RestartCharon(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if conns, err := l.client("alice").Conns(ctx); err != nil || len(conns) != 0 {
+		t.Fatalf("the restarted charon: get-conns = %v, %v; want none", conns, err)
+	}
+	allNotLoaded := func(st *status.Status) (bool, string) {
+		if !st.Daemon.Reachable {
+			return false, "charon unreachable"
+		}
+		for rule := range rules {
+			if row, ok := findRow(st, rule, 1); !ok || row.State != status.StateNotLoaded {
+				return false, fmt.Sprintf("rule %s is %q, want %q", rule, row.State, status.StateNotLoaded)
+			}
+		}
+		return true, ""
+	}
+	if ok, why := allNotLoaded(l.statusJSON("alice")); !ok {
+		t.Errorf("status -o json: %s", why)
+	}
+	tr := l.swanmgr("alice", "status")
+	if tr.code != 0 || strings.Contains(tr.stdout, "pass shunt") || strings.Contains(tr.stdout, "drop shunt") ||
+		strings.Count(tr.stdout, "not loaded") < 2 {
+		t.Errorf("status after the restart: want both rules not loaded:\n%s", tr)
+	}
+	eventually(t, 15*time.Second, func() (bool, string) {
+		views, _ := jsonViews(t, js.Lines())
+		return allNotLoaded(views[len(views)-1])
+	})
+	eventually(t, 15*time.Second, func() (bool, string) {
+		m := scrapeMetrics(t, url)
+		return m["swanmgr_daemon_up"] == 1 && m[ruleUp("DNS")] == 0 && m[ruleUp("Telnet")] == 0,
+			fmt.Sprintf("daemon_up %v, DNS %v, Telnet %v", m["swanmgr_daemon_up"], m[ruleUp("DNS")], m[ruleUp("Telnet")])
+	})
 }
 
 // Figures charon does not keep are counted from its events while
