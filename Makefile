@@ -6,7 +6,7 @@ GO ?= go
 E2E ?= 1
 FUZZTIME ?= 15s
 
-.PHONY: all build man deps deps-test demo test unit fuzz vet clean lab-down
+.PHONY: all build man install deps deps-test demo test unit fuzz vet clean lab-down
 
 all: build
 
@@ -26,6 +26,27 @@ man: build
 	./bin/swanmgr man > bin/swanmgr.8
 	@echo "man bin/swanmgr.8; install as /usr/local/share/man/man8/swanmgr.8"
 
+# On a real host: the binary, its manual page, the policy agent's systemd
+# unit and /etc/swanmgr (a README and an example; an existing policy.toml is
+# never touched). Then write /etc/swanmgr/policy.toml and
+# `systemctl enable --now swanmgr` (docs/agent.md).
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+install: build
+	install -D -m 0755 bin/swanmgr $(DESTDIR)$(SBINDIR)/swanmgr
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/swanmgr
+	./bin/swanmgr man > $(DESTDIR)$(MANDIR)/man8/swanmgr.8
+	sed -e 's|/usr/local/sbin/swanmgr|$(SBINDIR)/swanmgr|g' -e 's|/etc/swanmgr|$(SYSCONFDIR)/swanmgr|g' packaging/systemd/swanmgr.service > $(DESTDIR)$(UNITDIR)/swanmgr.service
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/swanmgr.8 $(DESTDIR)$(UNITDIR)/swanmgr.service
+	install -m 0644 packaging/etc/README $(DESTDIR)$(SYSCONFDIR)/swanmgr/README
+	install -m 0644 examples/alice-bob/alice.toml $(DESTDIR)$(SYSCONFDIR)/swanmgr/policy.toml.example
+	install -m 0644 packaging/systemd/strongswan.service.d-swanmgr.conf $(DESTDIR)$(SYSCONFDIR)/swanmgr/strongswan.service.d-swanmgr.conf.example
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed $(DESTDIR)$(SBINDIR)/swanmgr and $(DESTDIR)$(UNITDIR)/swanmgr.service; write $(SYSCONFDIR)/swanmgr/policy.toml, then: systemctl enable --now swanmgr"
+
 # The main job: the knowledge-base scenario live in a two-host lab.
 demo: deps build
 	@sh scripts/demo.sh
@@ -35,6 +56,7 @@ demo: deps build
 test: deps-test
 	test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	$(MAKE) --no-print-directory build && sh packaging/systemd/verify.sh bin/swanmgr
 	# The docker-compose lab cannot run here (no Docker engine): validate the file.
 	docker-compose -f docker-compose.yml config -q
 	SWANMGR_E2E=$(E2E) $(GO) test -count=1 -timeout 30m ./...
