@@ -122,8 +122,17 @@ func runMirror(c *ucli.Context) error {
 			return err
 		}
 		verdict := "it validates and `swanmgr check %s %s` agrees"
-		if !verified {
+		missing := false
+		for _, cp := range m.Copies {
+			if _, err := os.Stat(filepath.Join(filepath.Dir(out), cp.To)); err != nil {
+				missing = true
+			}
+		}
+		switch {
+		case !verified:
 			verdict = "run `swanmgr check %s %s` once the files it names exist"
+		case missing:
+			verdict = "it validates with this computer's key files; `swanmgr check %s %s` agrees once the files the notes name are copied next to it"
 		}
 		fmt.Fprintf(c.App.Writer, "%s: %s for %s mirrored from %s; "+verdict+"\n",
 			out, plural(m.Rules, "rule"), peer, src.Path, src.Path, out)

@@ -47,6 +47,58 @@ func TestMirrorEstablishes(t *testing.T) {
 	l.sendEncrypted("bob", "alice", 6668)
 }
 
+// The file for Bob, written into a folder of its own (as it would be for
+// another computer), names the key file next to itself, never Alice's
+// path, says what to copy, and names the policy after Bob; with the key
+// copied as the note says, Bob's charon establishes with Alice's.
+func TestMirrorIntoPeersFolder(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob")
+	alice := l.example("alice-bob/alice.toml")
+	bobDir := filepath.Join(t.TempDir(), "bobslap")
+	if err := os.Mkdir(bobDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bob := filepath.Join(bobDir, "policy.toml")
+	r := run("swanmgr", "mirror", "-f", alice, "--peer", "172.31.67.244", "--name", "Bobslap", "-o", bob)
+	if r.code != 0 {
+		t.Fatalf("mirror: %s", r)
+	}
+	text, err := os.ReadFile(bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`secret_file = "alice-bob.psk"`, `assign = "Bobslap's IPSec"`, `name = "Bobslap's IPSec"`} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("Bob's file lacks %s:\n%s", want, text)
+		}
+	}
+	if strings.Contains(string(text), filepath.Dir(alice)) || strings.Contains(string(text), "../") {
+		t.Errorf("Bob's file names a path of Alice's computer:\n%s", text)
+	}
+	key := filepath.Join(filepath.Dir(alice), "alice-bob.psk")
+	if !strings.Contains(r.stderr, "copy "+key+" there") || !strings.Contains(r.stdout, "once the files the notes name are copied") {
+		t.Errorf("mirror does not say what to copy: %s", r)
+	}
+	if r := run("swanmgr", "check", alice, bob); r.code == 0 {
+		t.Errorf("check agrees although Bob's key is not there yet: %s", r)
+	}
+	b, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bobDir, "alice-bob.psk"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run("swanmgr", "check", alice, bob); r.code != 0 {
+		t.Fatalf("check with the key copied: %s", r)
+	}
+	l.mustApply("alice", alice)
+	l.mustApply("bob", bob)
+	l.waitInstalled("bob", "sm-abczz-with-alicepc-1", "sm-abczz-with-alicepc-2", "sm-abczz-with-alicepc-3")
+	l.sendEncrypted("bob", "alice", 6668)
+}
+
 // Alice has rules for Bob and Eve: each mirror holds only its own rule and
 // key, and all three hosts establish their SAs with Alice.
 func TestMirrorAliceBobEve(t *testing.T) {
