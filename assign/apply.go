@@ -168,7 +168,7 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 	// SAs that exist now, to tear down those of changed or removed rules
 	// afterwards (and never one the new settings bring up).
 	var before []LiveSA
-	if needsTeardown(p) {
+	if p.needsTeardown() {
 		if before, err = e.Daemon.LiveSAs(ctx); err != nil {
 			return nil, err
 		}
@@ -314,9 +314,11 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 			}
 		}
 	}
-	e.teardown(ctx, p, before, rep)
+	teardownErr := e.teardown(ctx, p, before, rep)
 	// The removed rules' drops go last, when their connections are gone.
-	guardErr := g.end(ctx)
+	gctx, gcancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	guardErr := g.end(gctx)
+	gcancel()
 
 	var kept []RecordConn
 	for _, cp := range p.Conns {
@@ -358,6 +360,9 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 	if guardErr != nil {
 		return rep, guardErr
 	}
+	if teardownErr != nil {
+		return rep, teardownErr
+	}
 	return rep, nil
 }
 
@@ -377,50 +382,6 @@ func keepUnchangedSecrets(p *Plan, rec *Record, key []byte) {
 		load = append(load, s)
 	}
 	p.Secrets = load
-}
-
-func needsTeardown(p *Plan) bool {
-	for _, c := range p.Conns {
-		if (c.Change == Removed || c.Change == Changed) && !c.Restore {
-			return true
-		}
-	}
-	return false
-}
-
-// teardown terminates the SAs, listed before the change, of removed
-// connections, of connections whose IKE settings changed, and of changed
-// children. charon's reload keeps established SAs of trap children with
-// their old settings; a rule that changed must not keep running the old way.
-func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Report) {
-	for _, c := range p.Conns {
-		if c.Restore || (c.Change != Removed && c.Change != Changed) {
-			continue
-		}
-		for _, sa := range before {
-			if sa.Conn != c.Name {
-				continue
-			}
-			if c.Change == Removed || c.IKEChanged {
-				if err := e.Daemon.TerminateIKE(ctx, sa.UniqueID); err == nil {
-					rep.Terminated = append(rep.Terminated, sa)
-				}
-				continue
-			}
-			t := sa
-			t.Children = nil
-			for _, ch := range sa.Children {
-				if contains(c.ChangedChildren, ch.Name) {
-					if err := e.Daemon.TerminateChild(ctx, ch.UniqueID); err == nil {
-						t.Children = append(t.Children, ch)
-					}
-				}
-			}
-			if len(t.Children) > 0 {
-				rep.Terminated = append(rep.Terminated, t)
-			}
-		}
-	}
 }
 
 func ruleWhat(c ConnPlan) string {
@@ -587,7 +548,9 @@ func (e *Engine) Unassign(ctx context.Context) (*Report, error) {
 			}
 		}
 	}
-	e.teardown(ctx, p, before, rep)
+	if err := e.teardown(ctx, p, before, rep); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		// The guard stays while anything of the policy is left.
 		return rep, errors.Join(errs...)

@@ -28,8 +28,10 @@ type fakeDaemon struct {
 	rejectC  map[string]bool // connection names load-conn refuses
 	refuseUn map[string]bool // connection names unload-conn refuses
 	sas      []LiveSA
-	// onLoadConn runs before each load-conn (e.g. to cancel the apply).
-	onLoadConn func(name string)
+	failTerm map[uint64]error // terminates that fail, by unique id
+	// onLoadConn runs before each load-conn (e.g. to cancel the apply),
+	// onUnloadConn before each unload-conn.
+	onLoadConn, onUnloadConn func(name string)
 }
 
 func newFake() *fakeDaemon {
@@ -66,6 +68,9 @@ func (f *fakeDaemon) LoadConn(ctx context.Context, name string, m *govici.Messag
 }
 
 func (f *fakeDaemon) UnloadConn(_ context.Context, name string) error {
+	if f.onUnloadConn != nil {
+		f.onUnloadConn(name)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("unload-conn " + name)
@@ -146,16 +151,44 @@ func (f *fakeDaemon) LiveSAs(context.Context) ([]LiveSA, error) {
 	defer f.mu.Unlock()
 	return append([]LiveSA{}, f.sas...), nil
 }
-func (f *fakeDaemon) TerminateIKE(_ context.Context, id uint64) error {
+func (f *fakeDaemon) TerminateIKE(ctx context.Context, id uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call(fmt.Sprintf("terminate ike-id %d", id))
+	if err := f.failTerm[id]; err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var keep []LiveSA
+	for _, sa := range f.sas {
+		if sa.UniqueID != id {
+			keep = append(keep, sa)
+		}
+	}
+	f.sas = keep
 	return nil
 }
-func (f *fakeDaemon) TerminateChild(_ context.Context, id uint64) error {
+func (f *fakeDaemon) TerminateChild(ctx context.Context, id uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call(fmt.Sprintf("terminate child-id %d", id))
+	if err := f.failTerm[id]; err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	for i := range f.sas {
+		var keep []LiveChild
+		for _, ch := range f.sas[i].Children {
+			if ch.UniqueID != id {
+				keep = append(keep, ch)
+			}
+		}
+		f.sas[i].Children = keep
+	}
 	return nil
 }
 

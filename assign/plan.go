@@ -241,8 +241,7 @@ func set(xs []string) map[string]bool {
 }
 
 // Teardowns fills each rule plan's Teardown with the live SAs its change
-// would tear down: every SA of a removed connection or of one whose IKE
-// settings change, else the CHILD_SAs of changed children.
+// would tear down (see ConnPlan.targets): what apply terminates.
 func (p *Plan) Teardowns(ctx context.Context, d Daemon) error {
 	sas, err := d.LiveSAs(ctx)
 	if err != nil {
@@ -252,25 +251,8 @@ func (p *Plan) Teardowns(ctx context.Context, d Daemon) error {
 		r := &p.Rules[ri]
 		r.Teardown = nil
 		for _, c := range r.Conns {
-			for _, sa := range sas {
-				if sa.Conn != c.Name {
-					continue
-				}
-				switch {
-				case c.Change == Removed || (c.Change == Changed && c.IKEChanged && !c.Restore):
-					r.Teardown = append(r.Teardown, sa)
-				case c.Change == Changed && !c.Restore:
-					t := sa
-					t.Children = nil
-					for _, ch := range sa.Children {
-						if contains(c.ChangedChildren, ch.Name) {
-							t.Children = append(t.Children, ch)
-						}
-					}
-					if len(t.Children) > 0 {
-						r.Teardown = append(r.Teardown, t)
-					}
-				}
+			for _, t := range c.targets(sas) {
+				r.Teardown = append(r.Teardown, t.SA)
 			}
 		}
 	}

@@ -203,7 +203,7 @@ func applyCommand() *ucli.Command {
 				}
 				return l.result, in, nil
 			})
-			if err != nil {
+			if err != nil && rep == nil {
 				return err
 			}
 			if same != nil {
@@ -231,7 +231,9 @@ func applyCommand() *ucli.Command {
 			for _, warn := range rep.Warnings {
 				fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", warn)
 			}
-			return nil
+			// The policy is in, but not all of it is in force (an SA
+			// that would not go down, the guard): say so, exit 1.
+			return err
 		},
 	}
 }

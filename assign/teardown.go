@@ -1,0 +1,153 @@
+package assign
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// target is one SA a change tears down: the whole IKE_SA, or only the
+// CHILD_SAs listed in SA.Children.
+type target struct {
+	SA    LiveSA
+	Whole bool
+}
+
+// targets returns the SAs, among those live, that the change of c tears
+// down: every SA of a removed connection (also when charon no longer has
+// the connection: a rule that is gone must not keep running), every SA of
+// a connection whose IKE settings changed, else the CHILD_SAs of changed
+// children. charon's reload keeps established SAs of trap children with
+// their old settings; a rule that changed must not keep running the old
+// way. A connection charon lacked (Restore) and loads again has no SA of
+// its own settings to replace. Plan prints these; apply terminates them.
+func (c ConnPlan) targets(sas []LiveSA) []target {
+	var out []target
+	for _, sa := range sas {
+		if sa.Conn != c.Name {
+			continue
+		}
+		switch {
+		case c.Change == Removed || (c.Change == Changed && c.IKEChanged && !c.Restore):
+			out = append(out, target{SA: sa, Whole: true})
+		case c.Change == Changed && !c.Restore:
+			t := sa
+			t.Children = nil
+			for _, ch := range sa.Children {
+				if contains(c.ChangedChildren, ch.Name) {
+					t.Children = append(t.Children, ch)
+				}
+			}
+			if len(t.Children) > 0 {
+				out = append(out, target{SA: t})
+			}
+		}
+	}
+	return out
+}
+
+func (p *Plan) needsTeardown() bool {
+	for _, c := range p.Conns {
+		if c.Change == Removed || (c.Change == Changed && !c.Restore) {
+			return true
+		}
+	}
+	return false
+}
+
+// TeardownError says SAs of changed or removed rules could not be torn
+// down: those rules still run with their old settings (or at all).
+type TeardownError struct {
+	Failed []string // "rule \"X\": IKE_SA #9: <reason>"
+}
+
+func (e *TeardownError) Error() string {
+	return fmt.Sprintf("the policy is loaded, but %d SAs of changed or removed rules could not be torn down, so those rules still run the old way: %s; terminate them with swanmgr terminate --rule or apply again",
+		len(e.Failed), strings.Join(e.Failed, "; "))
+}
+
+// teardownTimeout bounds all terminates of one apply, on a context of
+// their own: an apply interrupted after the new policy is in place must
+// still take the old SAs down.
+const teardownBudget = 30 * time.Second
+
+// teardown terminates the targets, among the SAs listed before the change
+// (never one the new settings brought up), of every connection of p. An
+// SA that is gone by the time it is terminated (unloading its connection
+// closed it) counts as torn down; one that stays is reported.
+func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Report) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownBudget)
+	defer cancel()
+	type failure struct {
+		what string
+		sa   LiveSA
+		id   uint64
+		err  error
+	}
+	var failed []failure
+	for _, c := range p.Conns {
+		for _, t := range c.targets(before) {
+			if t.Whole {
+				if err := e.Daemon.TerminateIKE(ctx, t.SA.UniqueID); err != nil {
+					failed = append(failed, failure{ruleWhat(c), t.SA, t.SA.UniqueID, err})
+					continue
+				}
+				rep.Terminated = append(rep.Terminated, t.SA)
+				continue
+			}
+			done := t.SA
+			done.Children = nil
+			for _, ch := range t.SA.Children {
+				if err := e.Daemon.TerminateChild(ctx, ch.UniqueID); err != nil {
+					one := t.SA
+					one.Children = []LiveChild{ch}
+					failed = append(failed, failure{ruleWhat(c), one, ch.UniqueID, err})
+					continue
+				}
+				done.Children = append(done.Children, ch)
+			}
+			if len(done.Children) > 0 {
+				rep.Terminated = append(rep.Terminated, done)
+			}
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	// A terminate fails when the SA is already gone: look again.
+	now, err := e.Daemon.LiveSAs(ctx)
+	if err != nil {
+		var msgs []string
+		for _, f := range failed {
+			msgs = append(msgs, fmt.Sprintf("%s: SA #%d: %v", f.what, f.id, f.err))
+		}
+		return &TeardownError{Failed: append(msgs, fmt.Sprintf("listing SAs afterwards: %v", err))}
+	}
+	alive := map[uint64]bool{}
+	for _, sa := range now {
+		alive[sa.UniqueID] = true
+		for _, ch := range sa.Children {
+			alive[ch.UniqueID] = true
+		}
+	}
+	var te TeardownError
+	for _, f := range failed {
+		if !alive[f.id] {
+			rep.Terminated = append(rep.Terminated, f.sa)
+			continue
+		}
+		kind := "IKE_SA"
+		if len(f.sa.Children) == 1 && f.sa.Children[0].UniqueID == f.id {
+			kind = "CHILD_SA " + f.sa.Children[0].Name
+		}
+		msg := fmt.Sprintf("%s: %s #%d: %v", f.what, kind, f.id, f.err)
+		rep.Warnings = append(rep.Warnings, "tearing down "+msg)
+		te.Failed = append(te.Failed, msg)
+	}
+	if len(te.Failed) == 0 {
+		return nil
+	}
+	return &te
+}
+

@@ -1,0 +1,85 @@
+package assign
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// A removed rule whose connection charon already lost (a stray swanctl
+// --load-all) still has its SA torn down, as plan says: one function
+// computes the targets for both.
+func TestTeardownOfRemovedRuleWithoutConnection(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	delete(d.conns, "sm-with-eve")
+	d.sas = []LiveSA{{Conn: "sm-with-eve", UniqueID: 9, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 10}}}}
+	p, err := e.Plan(ctx, renderPolicy(t, 6667, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var planned []uint64
+	for _, r := range p.Rules {
+		for _, sa := range r.Teardown {
+			planned = append(planned, sa.UniqueID)
+		}
+	}
+	if len(planned) != 1 || planned[0] != 9 {
+		t.Fatalf("plan tears down %v, want IKE_SA #9", planned)
+	}
+	d.calls = nil
+	rep, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(d.calls, "|"), "terminate ike-id 9") || len(rep.Terminated) != 1 {
+		t.Fatalf("apply sent %q and reports %v torn down; want IKE_SA #9, as plan said", d.calls, rep.Terminated)
+	}
+}
+
+// A terminate that fails is reported, and the apply says the changed rule
+// is not in force; an apply interrupted after loading still tears down.
+func TestTeardownFailuresAreReported(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	d.sas = []LiveSA{
+		{Conn: "sm-with-bob", UniqueID: 1, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 2}}},
+		{Conn: "sm-with-eve", UniqueID: 3, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 4}}},
+	}
+	d.failTerm = map[uint64]error{2: errors.New("charon: no such CHILD_SA")}
+	rep, err := e.Apply(ctx, renderPolicy(t, 6668, true), Inputs{})
+	var te *TeardownError
+	if !errors.As(err, &te) || len(te.Failed) != 1 || !strings.Contains(err.Error(), `rule "With Bob"`) || !strings.Contains(err.Error(), "CHILD_SA sm-with-bob-1 #2") {
+		t.Fatalf("apply with a failing terminate: %v", err)
+	}
+	if rep == nil || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "no such CHILD_SA") {
+		t.Fatalf("warnings: %+v", rep)
+	}
+	// The policy is in place all the same: the record has the new port.
+	rec, _ := e.Store.Load(e.Socket)
+	if rec == nil || rec.Conn("sm-with-bob") == nil {
+		t.Fatal("record lost after a teardown failure")
+	}
+
+	// Interrupted once the new policy is in (while unloading what it no
+	// longer has): the teardown still runs.
+	d.failTerm = nil
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d.onUnloadConn = func(string) { cancel() }
+	d.sas = []LiveSA{{Conn: "sm-with-eve", UniqueID: 5, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 6}}}}
+	d.calls = nil
+	rep, err = e.Apply(cctx, renderPolicy(t, 6668, false), Inputs{})
+	if len(d.sas) != 0 || rep == nil || len(rep.Terminated) != 1 {
+		t.Errorf("after a cancelled context: SAs %v left, report %+v, err %v; want the removed rule's SA terminated", d.sas, rep, err)
+	}
+}
