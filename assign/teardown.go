@@ -150,4 +150,3 @@ func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Re
 	}
 	return &te
 }
-
