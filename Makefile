@@ -60,6 +60,9 @@ test: deps-test
 	# The docker-compose lab cannot run here (no Docker engine): validate the file.
 	docker-compose -f docker-compose.yml config -q
 	SWANMGR_E2E=$(E2E) $(GO) test -count=1 -timeout 30m ./...
+	# The unit tests again under the race detector (~1 min; the e2e opt-in is
+	# unset, so the lab tests, run above, skip here).
+	SWANMGR_E2E= $(GO) test -count=1 -race $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./model
 
 unit:
