@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/swanmgr/swanmgr/render"
+	"github.com/swanmgr/swanmgr/vici"
 )
 
 // Report is what Apply or Unassign did.
@@ -242,6 +243,9 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 			continue
 		}
 		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
+			if mayHaveLoaded(err) {
+				undo.secrets = append(undo.secrets, s.Name)
+			}
 			return nil, e.rollback(ctx, rec, undo, fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", ")), err)
 		}
 		rep.LoadShared++
@@ -253,10 +257,17 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 			continue
 		}
 		msg, err := render.ConnMessage(*c.New)
-		if err == nil {
-			err = e.Daemon.LoadConn(ctx, c.Name, msg)
-		}
 		if err != nil {
+			return nil, e.rollback(ctx, rec, undo, ruleWhat(c), err)
+		}
+		if err := e.Daemon.LoadConn(ctx, c.Name, msg); err != nil {
+			if mayHaveLoaded(err) {
+				// The request went out and no answer came (interrupted,
+				// charon went away): charon may have it. It is put back
+				// like the loaded ones, and stays owned (pending) if it
+				// cannot be seen yet.
+				undo.maybe = append(undo.maybe, c)
+			}
 			return nil, e.rollback(ctx, rec, undo, ruleWhat(c), err)
 		}
 		rep.LoadConn++
@@ -425,6 +436,17 @@ type rollbackSet struct {
 	keys     []string   // added
 	replaced []string   // secrets charon had, now holding their new value
 	guard    *guardStep // the guard installed for the apply
+	// maybe are connections whose load-conn got no answer: charon may
+	// or may not have them.
+	maybe []ConnPlan
+}
+
+// mayHaveLoaded says whether a failed load may still have been carried
+// out: only an answer from charon refusing it (vici.CommandError) says
+// it was not.
+func mayHaveLoaded(err error) bool {
+	var ce *vici.CommandError
+	return !errors.As(err, &ce)
 }
 
 // rollbackTimeout bounds putting things back after a failure.
@@ -453,6 +475,25 @@ func (e *Engine) rollback(ctx context.Context, rec *Record, u rollbackSet, what 
 	defer cancel()
 	var bodiesErr error
 	bodiesLoaded := false
+	keepPending := false
+	if len(u.maybe) > 0 {
+		live, err := e.Daemon.Conns(ctx)
+		if err != nil {
+			re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("listing connections to put back %s: %w", u.maybe[0].Name, err))
+			keepPending = true
+		} else {
+			have := set(live)
+			for _, c := range u.maybe {
+				if have[c.Name] || c.Change == Changed {
+					u.conns = append(u.conns, c)
+				} else {
+					// Not there (yet): the pending note keeps it swanmgr's,
+					// so the next apply or unassign removes it if it shows.
+					keepPending = true
+				}
+			}
+		}
+	}
 	for i := len(u.conns) - 1; i >= 0; i-- {
 		c := u.conns[i]
 		var err error
@@ -496,7 +537,7 @@ func (e *Engine) rollback(ctx context.Context, rec *Record, u rollbackSet, what 
 		re.RestoreErrs = append(re.RestoreErrs, err)
 	}
 	re.Restored = len(re.RestoreErrs) == 0
-	if re.Restored && (rec == nil || rec.Pending.empty()) {
+	if re.Restored && !keepPending && (rec == nil || rec.Pending.empty()) {
 		// Nothing is left that the record does not list.
 		if err := e.Store.clearPending(e.Socket); err != nil {
 			re.RestoreErrs = append(re.RestoreErrs, err)

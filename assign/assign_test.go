@@ -13,6 +13,8 @@ import (
 
 	govici "github.com/strongswan/govici/vici"
 
+	"github.com/swanmgr/swanmgr/vici"
+
 	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/render"
 )
@@ -29,6 +31,11 @@ type fakeDaemon struct {
 	refuseUn map[string]bool // connection names unload-conn refuses
 	sas      []LiveSA
 	failTerm map[uint64]error // terminates that fail, by unique id
+	// lostAnswer: load-conn of these loads, then fails as if the answer
+	// never came.
+	lostAnswer map[string]bool
+	// hideConn hides connections from get-conns.
+	hideConn func(name string) bool
 	// onLoadConn runs before each load-conn (e.g. to cancel the apply),
 	// onUnloadConn before each unload-conn.
 	onLoadConn, onUnloadConn func(name string)
@@ -61,9 +68,13 @@ func (f *fakeDaemon) LoadConn(ctx context.Context, name string, m *govici.Messag
 		return ctx.Err()
 	}
 	if f.rejectC[name] {
-		return errors.New("unknown option: bogus, config discarded")
+		return &vici.CommandError{Command: "load-conn", Name: name, Message: "unknown option: bogus, config discarded"}
 	}
 	f.conns[name] = m.String()
+	if f.lostAnswer[name] {
+		// charon loaded it, but the answer never came.
+		return fmt.Errorf("load-conn %q: %w", name, context.DeadlineExceeded)
+	}
 	return nil
 }
 
@@ -89,7 +100,9 @@ func (f *fakeDaemon) Conns(context.Context) ([]string, error) {
 	defer f.mu.Unlock()
 	var out []string
 	for n := range f.conns {
-		out = append(out, n)
+		if f.hideConn == nil || !f.hideConn(n) {
+			out = append(out, n)
+		}
 	}
 	sort.Strings(out)
 	return out, nil

@@ -1,0 +1,64 @@
+package assign
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+// A load-conn whose answer never came may have been carried out: the
+// rollback takes the connection away like the loaded ones, and the next
+// apply of the same file goes ahead (before, the connection stayed loaded,
+// unowned, and every later apply was refused as a conflict).
+func TestLostAnswerIsRolledBack(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	d.lostAnswer = map[string]bool{"sm-with-eve": true}
+	_, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{})
+	var re *RejectedError
+	if !errors.As(err, &re) || !re.Restored {
+		t.Fatalf("apply with a lost answer: %v", err)
+	}
+	if _, ok := d.conns["sm-with-eve"]; ok {
+		t.Fatal("the connection whose answer was lost is still loaded after the rollback")
+	}
+	d.lostAnswer = nil
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatalf("the next apply: %v", err)
+	}
+}
+
+// If charon does not show the connection (yet), swanmgr keeps owning the
+// name: when it shows up later, the next apply takes it over and the next
+// unassign removes it.
+func TestLostAnswerNotVisibleStaysOwned(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	d.lostAnswer = map[string]bool{"sm-with-eve": true}
+	// charon has not processed it yet when the rollback looks.
+	hide := true
+	d.hideConn = func(name string) bool { return hide && name == "sm-with-eve" }
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err == nil {
+		t.Fatal("apply with a lost answer succeeded")
+	}
+	hide = false // now charon shows it
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil || rec == nil || !rec.pendingConn("sm-with-eve") {
+		t.Fatalf("the name is not kept as swanmgr's (pending): %+v %v", rec, err)
+	}
+	d.lostAnswer = nil
+	if _, err := e.Unassign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.conns["sm-with-eve"]; ok {
+		t.Fatal("unassign left the connection whose answer was lost")
+	}
+}
