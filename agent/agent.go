@@ -38,11 +38,18 @@ const (
 	// DefaultApplyTimeout bounds one converge (an apply of the whole policy
 	// after a restart included).
 	DefaultApplyTimeout = 2 * time.Minute
-	// certRecheck is how often a policy with certificates or private keys
-	// is applied in full although nothing seems to differ: their state is
-	// not all visible in get-conns and get-shared, and loading them every
-	// check would be wasteful.
+	// DefaultFullCheckInterval is how often a check goes all the way
+	// (Engine.Assign: the record, every input's content, the guard table)
+	// although the cheap check found nothing.
+	DefaultFullCheckInterval = 5 * time.Second
+	// certRecheck replaces it for policies with certificates or private
+	// keys, which Engine.Assign always loads again: their state is not all
+	// visible in get-conns and get-shared, and loading them every few
+	// seconds would be wasteful.
 	certRecheck = time.Minute
+	// saRecheck is how often the SAs of start rules are listed although no
+	// SA event said one went down.
+	saRecheck = 10 * time.Second
 )
 
 // Config is what an Agent works with. PolicyFile, Socket, Store, Dial and
@@ -66,6 +73,10 @@ type Config struct {
 	// CheckInterval is the period of the cheap check (get-conns,
 	// get-shared, the files' fingerprints); DefaultCheckInterval if 0.
 	CheckInterval time.Duration
+	// FullCheckInterval is the period of the full check (Engine.Assign's
+	// own up-to-date check, the guard included); DefaultFullCheckInterval
+	// if 0.
+	FullCheckInterval time.Duration
 	// Ticks, if set, replaces the check ticker (tests).
 	Ticks <-chan time.Time
 	// Reload wakes the agent to re-read the policy now (SIGHUP).
@@ -92,6 +103,7 @@ func (c *Config) defaults() {
 		}
 	}
 	def(&c.CheckInterval, DefaultCheckInterval)
+	def(&c.FullCheckInterval, DefaultFullCheckInterval)
 	def(&c.DialMin, DefaultDialMin)
 	def(&c.DialMax, DefaultDialMax)
 	def(&c.InitiateMin, DefaultInitiateMin)
@@ -116,8 +128,11 @@ type Agent struct {
 	goodFP  string  // the files' fingerprint good was read at
 	badFP   string  // fingerprint of files that did not validate
 	lastErr string  // the last converge error logged, not repeated
-	// lastFull is when a policy with certificates was last applied in full.
-	lastFull time.Time
+	// lastFull is when the last full check ran; lastSAs when start rules'
+	// SAs were last listed.
+	lastFull, lastSAs time.Time
+	// saWake: an SA event or an apply calls for listing SAs now.
+	saWake bool
 
 	children map[childKey]*childState
 	initDone chan initResult
@@ -304,7 +319,11 @@ func (a *Agent) serve(ctx context.Context, conn *Conn, events <-chan vici.Event,
 			}
 		} else {
 			a.lastErr = ""
-			a.keepUp(ctx, conn)
+			if a.saWake || force || time.Since(a.lastSAs) >= saRecheck || a.backingOff() {
+				a.saWake = false
+				a.lastSAs = time.Now()
+				a.keepUp(ctx, conn)
+			}
 		}
 		force = false
 		if !a.wait(ctx, events, ticks, &force) {
@@ -336,6 +355,7 @@ func (a *Agent) wait(ctx context.Context, events <-chan vici.Event, ticks <-chan
 				return false
 			}
 			if a.relevant(ev) {
+				a.saWake = true
 				return true
 			}
 		}

@@ -94,6 +94,7 @@ type harness struct {
 	state   string
 	fw      *fakeFirewall
 	stopped bool // the test took Run's result from done
+	full    time.Duration
 }
 
 const alicePolicy = `assign = "Alice's IPSec"
@@ -146,7 +147,7 @@ func (h *harness) config() Config {
 	sock := h.srv.Socket()
 	return Config{
 		PolicyFile: h.policy, Backend: render.LibIPsec, Socket: sock, Store: store, Log: h.log,
-		Ticks: h.ticks, Reload: h.reload, Now: h.clock.Now,
+		Ticks: h.ticks, Reload: h.reload, Now: h.clock.Now, FullCheckInterval: h.full,
 		DialMin: 5 * time.Millisecond, DialMax: 20 * time.Millisecond,
 		InitiateMin: 2 * time.Second, InitiateMax: 8 * time.Second, NegotiationTimeout: time.Second,
 		Dial: func(ctx context.Context) (*Conn, error) {
@@ -256,6 +257,40 @@ func TestAppliesAtStartAndRestoresWhatIsUnloaded(t *testing.T) {
 		return slices.Contains(h.srv.ConnNames(), aliceConn) && len(h.srv.SharedIDs()) == 1
 	})
 	h.eventually("the repair is logged with the rule", h.logHas(`restored 1 rule charon had lost ("Abczz with Bob")`))
+}
+
+// The guard table removed under swanmgr (nft delete table): the full check,
+// which Engine.Assign's up-to-date check makes, puts it back; the cheap
+// checks in between do not call Engine.Assign.
+func TestFullCheckRestoresTheGuard(t *testing.T) {
+	h := newHarness(t)
+	h.full = 200 * time.Millisecond
+	h.start()
+	h.eventually("applied with its guard", func() bool {
+		h.fw.mu.Lock()
+		defer h.fw.mu.Unlock()
+		return slices.Contains(h.srv.ConnNames(), aliceConn) && h.fw.live != nil
+	})
+	h.fw.mu.Lock()
+	h.fw.live = nil
+	h.fw.mu.Unlock()
+	start := time.Now()
+	h.eventually("the guard is installed again", func() bool {
+		h.fw.mu.Lock()
+		defer h.fw.mu.Unlock()
+		return h.fw.live != nil
+	})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the guard came back after %v", took)
+	}
+	// Cheap checks: get-conns and get-shared, not the whole record.
+	loads := h.srv.Count("load-conn")
+	for i := 0; i < 3; i++ {
+		h.tick()
+	}
+	if n := h.srv.Count("load-conn"); n != loads {
+		t.Errorf("cheap checks sent %d load-conn", n-loads)
+	}
 }
 
 func TestCharonRestartIsRepairedOnReconnect(t *testing.T) {

@@ -60,6 +60,17 @@ func startChildren(p *policy) []childKey {
 	return out
 }
 
+// backingOff reports whether a child waits for its next initiate or runs
+// one: its SAs are listed at every check then.
+func (a *Agent) backingOff() bool {
+	for _, st := range a.children {
+		if st.running || !st.next.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
 // pruneChildren forgets the backoff of children the policy no longer has.
 func (a *Agent) pruneChildren() {
 	want := map[childKey]bool{}

@@ -97,7 +97,7 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	defer cancel()
 	fp := a.files.fingerprint(a.watched())
 	if fp != a.badFP || a.good == nil {
-		if !force && a.quickOK(ctx, conn, fp) {
+		if !force && a.cheapOK(ctx, conn, fp == a.goodFP) {
 			return nil
 		}
 		err := a.assignFile(ctx, conn, fp)
@@ -114,6 +114,10 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	}
 	// The file does not validate: keep the last good policy enforced (it
 	// may be charon that restarted meanwhile).
+	if !force && a.cheapOK(ctx, conn, true) {
+		return nil
+	}
+	a.lastFull = time.Now()
 	start := time.Now()
 	g := a.good
 	rep, same, err := conn.Engine.Assign(ctx, g.in, string(a.backend), func() (*render.Result, assign.Inputs, error) {
@@ -134,6 +138,7 @@ func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) error {
 		return &policyError{fmt.Errorf("reading policy: %w", err)}
 	}
 	start := time.Now()
+	a.lastFull = start
 	var p *policy
 	in := assign.Inputs{PolicyFile: a.cfg.PolicyFile, Policy: data, Insecure: a.cfg.Validate.InsecureSecrets}
 	rep, same, err := conn.Engine.Assign(ctx, in, string(a.backend), func() (*render.Result, assign.Inputs, error) {
@@ -157,6 +162,9 @@ func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) error {
 		a.adopt(p)
 	}
 	a.badFP = ""
+	if rep != nil {
+		a.saWake = true
+	}
 	a.report(rep, same, time.Since(start))
 	return nil
 }
@@ -181,17 +189,22 @@ func (a *Agent) adopt(p *policy) {
 	a.pruneChildren()
 }
 
-// quickOK is the shortcut for policies with certificates or private keys,
-// which Engine.Assign always applies in full: the files are as when last
-// applied, and charon lists every connection and secret. A full apply
-// still runs every certRecheck.
-func (a *Agent) quickOK(ctx context.Context, conn *Conn, fp string) bool {
+// cheapOK is the check between full ones: the files are as when last
+// assigned (their stat, hashed again only when it moved), and charon lists
+// every connection and secret of the policy. Every FullCheckInterval (for
+// policies with certificates or keys, which Engine.Assign always loads in
+// full: every certRecheck) it says no, and Engine.Assign checks everything.
+func (a *Agent) cheapOK(ctx context.Context, conn *Conn, filesOK bool) bool {
 	g := a.good
-	if g == nil || fp != a.goodFP || (len(g.result.Certs) == 0 && len(g.result.Keys) == 0) {
+	if g == nil || !filesOK {
 		return false
 	}
-	if a.cfg.Now().Sub(a.lastFull) >= certRecheck {
-		a.lastFull = a.cfg.Now()
+	every := a.cfg.FullCheckInterval
+	if len(g.result.Certs) > 0 || len(g.result.Keys) > 0 {
+		every = max(every, certRecheck)
+	}
+	if time.Since(a.lastFull) >= every {
+		a.lastFull = time.Now()
 		return false
 	}
 	conns, err := conn.Engine.Daemon.Conns(ctx)
