@@ -21,8 +21,8 @@ var ErrAgentRunning = errors.New("another swanmgr agent runs for this charon")
 // when the process ends, however it ends. Call the returned function to
 // release it.
 func (s Store) AgentLock(socket string) (func(), error) {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("agent lock: %w", err)
+	if err := s.ensureDir(); err != nil {
+		return nil, err
 	}
 	p := s.path(socket, ".agent.lock")
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)

@@ -118,7 +118,7 @@ func (g *guardStep) restore(ctx context.Context) error {
 
 // loadGuard reads the recorded guard ruleset of a socket.
 func (s Store) loadGuard(socket string) (*guard.Ruleset, error) {
-	f, err := os.Open(s.path(socket, ".guard.json"))
+	f, err := openState(s.path(socket, ".guard.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

@@ -112,7 +112,7 @@ const FingerprintKeyFile = "fingerprint.key"
 
 // existingFingerprintKey returns the fingerprint key if there is one.
 func (s Store) existingFingerprintKey() []byte {
-	if b, err := os.ReadFile(filepath.Join(s.Dir, FingerprintKeyFile)); err == nil && len(b) == 32 {
+	if b, err := readState(filepath.Join(s.Dir, FingerprintKeyFile)); err == nil && len(b) == 32 {
 		return b
 	}
 	return nil
@@ -124,8 +124,8 @@ func (s Store) fingerprintKey() ([]byte, error) {
 	if b := s.existingFingerprintKey(); b != nil {
 		return b, nil
 	}
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("fingerprint key: %w", err)
+	if err := s.ensureDir(); err != nil {
+		return nil, err
 	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
@@ -217,12 +217,15 @@ func (s Store) path(socket, ext string) string {
 
 // Load reads the record for a socket; nil without error when there is none.
 func (s Store) Load(socket string) (*Record, error) {
+	if err := s.checkDir(); err != nil {
+		return nil, err
+	}
 	pending, err := s.loadPending(socket)
 	if err != nil {
 		return nil, err
 	}
 	p := s.path(socket, ".json")
-	b, err := os.ReadFile(p)
+	b, err := readState(p)
 	if errors.Is(err, os.ErrNotExist) {
 		if !pending.empty() {
 			return &Record{Version: RecordVersion, Socket: socket, Pending: pending}, nil
@@ -245,7 +248,7 @@ func (s Store) Load(socket string) (*Record, error) {
 
 func (s Store) loadPending(socket string) (Pending, error) {
 	var p Pending
-	b, err := os.ReadFile(s.path(socket, ".pending.json"))
+	b, err := readState(s.path(socket, ".pending.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return p, nil
 	}
@@ -260,8 +263,8 @@ func (s Store) loadPending(socket string) (Pending, error) {
 
 // savePending notes, before loading, what an apply is about to load.
 func (s Store) savePending(socket string, p Pending) error {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return fmt.Errorf("saving swanmgr's record: %w", err)
+	if err := s.ensureDir(); err != nil {
+		return err
 	}
 	return s.writeJSON(s.path(socket, ".pending.json"), p)
 }
@@ -278,8 +281,8 @@ func (s Store) clearPending(socket string) error {
 // Save writes the record atomically (mode 0600). With withBodies it also
 // writes the connections' settings (every Conns[i].Body must be set).
 func (s Store) Save(r *Record, withBodies bool) error {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return fmt.Errorf("saving swanmgr's record: %w", err)
+	if err := s.ensureDir(); err != nil {
+		return err
 	}
 	r.Version = RecordVersion
 	if withBodies {
@@ -332,7 +335,7 @@ func (s Store) LoadBodies(r *Record) error {
 	if r == nil {
 		return nil
 	}
-	f, err := os.Open(s.path(r.Socket, ".bodies.json"))
+	f, err := openState(s.path(r.Socket, ".bodies.json"))
 	if err != nil {
 		return fmt.Errorf("reading swanmgr's record of connection settings: %w", err)
 	}
@@ -349,7 +352,9 @@ func (s Store) LoadBodies(r *Record) error {
 
 // Remove deletes the record for a socket.
 func (s Store) Remove(socket string) error {
-	for _, ext := range []string{".json", ".bodies.json", ".pending.json", ".guard.json"} {
+	// The lock goes too: Lock checks that the file it locked is still
+	// the one at the path, so removing it under the lock is safe.
+	for _, ext := range []string{".json", ".bodies.json", ".pending.json", ".guard.json", ".lock"} {
 		err := os.Remove(s.path(socket, ext))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("removing swanmgr's record: %w", err)
@@ -361,33 +366,55 @@ func (s Store) Remove(socket string) error {
 // Lock takes the exclusive lock for a socket, waiting until it is free or
 // ctx ends. Call the returned function to release it.
 func (s Store) Lock(ctx context.Context, socket string) (func(), error) {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("locking: %w", err)
+	if err := s.ensureDir(); err != nil {
+		return nil, err
 	}
 	p := s.path(socket, ".lock")
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("locking: %w", err)
-	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, &UnsafeStateError{Path: p, Why: "is a symbolic link", Fix: "remove it"}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("locking: %w", err)
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
+			// Unassign removes the lock file under the lock: if it did
+			// while this one waited, the lock held is on a file nobody
+			// else will open. Take the one at the path instead.
+			if same, serr := sameFile(f, p); serr != nil || !same {
+				f.Close()
+				continue
+			}
 			return func() {
 				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 				f.Close()
 			}, nil
 		}
+		f.Close()
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
 			return nil, fmt.Errorf("locking %s: %w", p, err)
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
 			return nil, fmt.Errorf("waiting for another swanmgr working on %s (lock %s): %w", socket, p, ctx.Err())
 		case <-tick.C:
 		}
 	}
+}
+
+// sameFile reports whether the open file f is the file at path.
+func sameFile(f *os.File, path string) (bool, error) {
+	a, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	b, err := os.Lstat(path)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(a, b), nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"sigs.k8s.io/knftables"
@@ -16,10 +17,17 @@ import (
 	"github.com/swanmgr/swanmgr/vici/vicitest"
 )
 
+// fakeFirewalls holds one fake nftables per charon socket, so that the
+// guard a command installs is there for the next command on that socket;
+// tests never touch the firewall of the machine they run on.
+var fakeFirewalls sync.Map
+
 func runCLI(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	fake := netfilter.NewFor(knftables.NewFake(knftables.InetFamily, guard.Table))
-	meta := map[string]any{firewallKey: func(string) (assign.Firewall, error) { return fake, nil }}
+	meta := map[string]any{firewallKey: func(sock string) (assign.Firewall, error) {
+		f, _ := fakeFirewalls.LoadOrStore(sock, netfilter.NewFor(knftables.NewFake(knftables.InetFamily, guard.Table)))
+		return f.(*netfilter.Table), nil
+	}}
 	code := runWith(context.Background(), append([]string{"swanmgr"}, args...), &out, &errb, meta)
 	return code, out.String(), errb.String()
 }
