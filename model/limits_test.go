@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swanmgr/swanmgr/model"
 )
@@ -178,4 +179,31 @@ func TestTenThousandRulesLoad(t *testing.T) {
 	if len(a.Rules) != 10000 {
 		t.Errorf("%d rules", len(a.Rules))
 	}
+}
+
+// TestManyUnknownKeys: unknown keys cost time in proportion to their number
+// (reporting them used to compare each with every other), and the list is
+// bounded.
+func TestManyUnknownKeys(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(base)
+	for i := range 20000 {
+		fmt.Fprintf(&b, "k%d = 1\nt%d.x = 1\n", i, i) // t%d: an unknown table
+	}
+	b.WriteString("[bogus]\nx = 1\ny = 2\n")
+	start := time.Now()
+	_, err := model.Parse("t.toml", []byte(b.String()))
+	d := time.Since(start)
+	ps, ok := err.(model.Problems)
+	if !ok {
+		t.Fatalf("got %v", err)
+	}
+	if len(ps) != 101 || ps[0].Msg != "unknown key policy.rule.k0" || ps[100].Msg != "39901 more unknown or misspelt keys from here on are not listed" || ps[100].Line != 123 {
+		t.Errorf("%d problems, first %v, last %v", len(ps), ps[0], ps[len(ps)-1])
+	}
+	// Quadratic, this took minutes; linear, about a second.
+	if d > 20*time.Second {
+		t.Errorf("40,000 unknown keys took %v", d)
+	}
+	t.Logf("40,000 unknown keys (%d bytes): %v", b.Len(), d)
 }

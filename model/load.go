@@ -128,6 +128,10 @@ func parse(path string, data []byte) (f *File, ps Problems) {
 	}
 	f.pos = scanPositions(text)
 	undecoded := md.Undecoded()
+	names := make(map[string]bool, len(undecoded))
+	for _, k := range undecoded {
+		names[k.String()] = true
+	}
 	sort.SliceStable(undecoded, func(i, j int) bool { return undecoded[i].String() < undecoded[j].String() })
 	reported := map[string]bool{}
 	for _, k := range undecoded {
@@ -137,7 +141,7 @@ func parse(path string, data []byte) (f *File, ps Problems) {
 		}
 		reported[plain] = true
 		// An unknown table shows up with each of its keys; report the table once.
-		if t := md.Type(k...); t != "Hash" && t != "ArrayHash" && parentUndecoded(k, undecoded) {
+		if t := md.Type(k...); t != "Hash" && t != "ArrayHash" && parentUndecoded(k, names) {
 			continue
 		}
 		msg := fmt.Sprintf("unknown key %s", plain)
@@ -175,12 +179,22 @@ func parse(path string, data []byte) (f *File, ps Problems) {
 		}
 	}
 	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
+	if len(ps) > maxKeyProblems {
+		more := Problem{File: path, Line: ps[maxKeyProblems].Line, Msg: fmt.Sprintf("%d more unknown or misspelt keys from here on are not listed", len(ps)-maxKeyProblems)}
+		ps = append(ps[:maxKeyProblems:maxKeyProblems], more)
+	}
 	return f, ps
 }
 
-func parentUndecoded(k toml.Key, all []toml.Key) bool {
-	for _, o := range all {
-		if len(o) < len(k) && strings.HasPrefix(k.String(), o.String()+".") {
+// maxKeyProblems bounds the unknown-key problems listed: a file of a
+// million unknown keys is not a million lines of use to anyone.
+const maxKeyProblems = 100
+
+// parentUndecoded reports whether a table enclosing k is itself unknown
+// (names holds the unknown keys' paths).
+func parentUndecoded(k toml.Key, names map[string]bool) bool {
+	for i := 1; i < len(k); i++ {
+		if names[k[:i].String()] {
 			return true
 		}
 	}
