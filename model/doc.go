@@ -7,6 +7,10 @@
 // types with the file, line and key path; Validate then collects every
 // semantic problem (not only the first), each naming where it is. Warnings
 // (an inline preshared key, a short one) are returned beside a valid result.
+// ParseValidate does both and reports unknown keys together with the
+// semantic problems. Before decoding, a file over MaxFileSize, nesting over
+// MaxNesting or a key of more than MaxKeyParts parts is refused: the
+// decoder's cost grows with the square of a key's depth.
 //
 // The package is pure: it reads the policy file and the secret files it
 // names, and nothing else. It never talks to charon and never prints a

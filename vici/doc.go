@@ -40,7 +40,12 @@
 //   - command or plugin missing in this charon: *CommandError matching
 //     ErrUnsupported.
 //   - session broke during the command: matches ErrDisconnected.
-//   - context ended: matches context.DeadlineExceeded or context.Canceled.
+//   - context ended: matches context.DeadlineExceeded or context.Canceled,
+//     and names the socket ("charon did not answer on PATH ...").
+//   - the socket answered with a packet longer than charon sends (512 KiB,
+//     charon's limit, which libvici enforces too) or an empty one: matches
+//     ErrNotVICI, "PATH is not a charon VICI socket". The length is checked
+//     (boundedConn, under govici) before anything is allocated for it.
 //   - failed Initiate: *NegotiationError, the reason in an operator's terms.
 //
 // Counts and WithObserver tell which commands were sent, e.g. to check that
