@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -26,6 +28,7 @@ type HostFiles struct {
 	Conf   string // strongswan.conf
 	Socket string // VICI socket (no scheme)
 	Log    string // charon's file log
+	Ready  string // written once the policy is assigned, removed on exit
 }
 
 // FilesIn returns the file layout of a host folder.
@@ -35,7 +38,86 @@ func FilesIn(dir string) HostFiles {
 		Conf:   filepath.Join(dir, "strongswan.conf"),
 		Socket: filepath.Join(dir, "charon.vici"),
 		Log:    filepath.Join(dir, "charon.log"),
+		Ready:  filepath.Join(dir, "ready"),
 	}
+}
+
+// pluginPackages names the Debian 12 package that ships each plugin of
+// the lab's load lists (conf.go). A container image missing one of them
+// gets a charon that starts without the plugin and fails only later, at
+// a load-conn or in IKE, with an error that does not name it.
+var pluginPackages = map[string]string{
+	"openssl":         "libstrongswan-standard-plugins",
+	"gcm":             "libstrongswan-standard-plugins",
+	"curve25519":      "libstrongswan-extra-plugins",
+	"kernel-libipsec": "libcharon-extra-plugins",
+	"socket-default":  "strongswan-libcharon",
+	"counters":        "strongswan-libcharon",
+	"updown":          "strongswan-libcharon",
+	"vici":            "strongswan-swanctl",
+}
+
+// MissingPlugins returns, sorted, the plugins of the backend's load list
+// that are not among loaded (VICI stats' plugin list), each followed by
+// the package that ships it: "gcm (libstrongswan-standard-plugins)".
+func MissingPlugins(b Backend, loaded []string) []string {
+	have := map[string]bool{}
+	for _, p := range loaded {
+		have[p] = true
+	}
+	var missing []string
+	for _, p := range plugins(b) {
+		if have[p] {
+			continue
+		}
+		pkg := pluginPackages[p]
+		if pkg == "" {
+			pkg = "libstrongswan"
+		}
+		missing = append(missing, fmt.Sprintf("%s (%s)", p, pkg))
+	}
+	sort.Strings(missing)
+	return missing
+}
+
+// ProtocolsFile is where charon (getprotobyname) looks up the protocol
+// names of traffic selectors such as dynamic[tcp/6667].
+const ProtocolsFile = "/etc/protocols"
+
+// CheckProtocols returns an error naming every protocol in names that the
+// protocols file (ProtocolsFile in a container) does not define; charon
+// would reject a selector using it ("invalid value for: local_ts").
+// Numeric protocols need no entry.
+func CheckProtocols(file string, names []string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("lab: charon resolves protocol names with %s (package netbase): %w", file, err)
+	}
+	known := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		known[f[0]] = true
+		for _, alias := range f[2:] {
+			known[alias] = true
+		}
+	}
+	var missing []string
+	for _, n := range names {
+		if n == "" || strings.Trim(n, "0123456789") == "" || known[n] || known[strings.ToLower(n)] {
+			continue
+		}
+		missing = append(missing, n)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("lab: %s does not define protocol %s, which the policy's selectors use (install netbase)", file, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // HostConf returns the strongswan.conf Up writes for a host.
