@@ -138,6 +138,18 @@ func TestSecretFileControl(t *testing.T) {
 			t.Errorf("got %v", err)
 		}
 	})
+	t.Run("link to a file in a world-writable folder", func(t *testing.T) {
+		open := mkdir(t, t.TempDir(), 0o777)
+		k := writeKey(t, open)
+		d := t.TempDir()
+		if err := os.Symlink(k, filepath.Join(d, "k.psk")); err != nil {
+			t.Fatal(err)
+		}
+		err := validate(t, d, model.ValidateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "is in "+open+", which every user may write to") {
+			t.Errorf("got %v", err)
+		}
+	})
 	t.Run("sticky world-writable folder is fine", func(t *testing.T) {
 		d := mkdir(t, t.TempDir(), 0o777|os.ModeSticky)
 		writeKey(t, d)

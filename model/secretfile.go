@@ -24,17 +24,24 @@ func secretFileControl(file string, st fs.FileInfo) string {
 	if err != nil {
 		return ""
 	}
-	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
-		dst, err := os.Stat(dir)
-		if err != nil {
-			break
-		}
-		perm := dst.Mode().Perm()
-		if perm&0o002 != 0 && dst.Mode()&fs.ModeSticky == 0 {
-			return fmt.Sprintf("is in %s, which every user may write to (mode %04o): another user could put their own file in its place; move the file or run chmod o-w %s, or pass --insecure-secrets", dir, perm, dir)
-		}
-		if dir == filepath.Dir(dir) {
-			break
+	paths := []string{abs}
+	// A symbolic link's target counts as much as the link.
+	if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+		paths = append(paths, real)
+	}
+	for _, p := range paths {
+		for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+			dst, err := os.Stat(dir)
+			if err != nil {
+				break
+			}
+			perm := dst.Mode().Perm()
+			if perm&0o002 != 0 && dst.Mode()&fs.ModeSticky == 0 {
+				return fmt.Sprintf("is in %s, which every user may write to (mode %04o): another user could put their own file in its place; move the file or run chmod o-w %s, or pass --insecure-secrets", dir, perm, dir)
+			}
+			if dir == filepath.Dir(dir) {
+				break
+			}
 		}
 	}
 	return ""
