@@ -180,8 +180,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Backend != "" {
 		backend = string(a.cfg.Backend) + " backend"
 	}
-	a.logf("agent started: policy %q from %s (%d rules, %s) for charon at %s, checking every %v",
-		p.result.Policy, a.cfg.PolicyFile, p.rules, backend, a.cfg.Socket, a.cfg.CheckInterval)
+	a.logf("agent started: policy %q from %s (%d %s, %s) for charon at %s, checking every %v",
+		p.result.Policy, a.cfg.PolicyFile, p.rules, plural(p.rules, "rule", "rules"), backend, a.cfg.Socket, a.cfg.CheckInterval)
 	for _, w := range p.warnings {
 		a.logf("warning: %s", w)
 	}

@@ -183,7 +183,7 @@ func (a *Agent) adopt(p *policy) {
 		}
 	}
 	if a.good != nil && (a.good.result.Policy != p.result.Policy || a.good.rules != p.rules) {
-		a.logf("now enforcing policy %q from %s (%d rules)", p.result.Policy, a.cfg.PolicyFile, p.rules)
+		a.logf("now enforcing policy %q from %s (%d %s)", p.result.Policy, a.cfg.PolicyFile, p.rules, plural(p.rules, "rule", "rules"))
 	}
 	a.good, a.goodFP = p, p.fp
 	a.pruneChildren()
