@@ -239,6 +239,9 @@ func TestAgentRestoresAfterRestartAndStrayLoadAll(t *testing.T) {
 	if names := conns(sock); !slices.Contains(names, conn) {
 		t.Fatalf("after the agent stopped charon has %v, want %s still assigned", names, conn)
 	}
+	if g := l.nftList("alice"); !strings.Contains(g, "table inet "+guard.Table) {
+		t.Fatalf("after the agent stopped the guard is gone:\n%s", g)
+	}
 	l.sendEncrypted("alice", "bob", 6667)
 }
 
