@@ -31,7 +31,7 @@ func (c *Conn) Close() { c.Client.Close() }
 const (
 	DefaultCheckInterval      = time.Second
 	DefaultDialMin            = 50 * time.Millisecond
-	DefaultDialMax            = 500 * time.Millisecond
+	DefaultDialMax            = 250 * time.Millisecond
 	DefaultInitiateMin        = 2 * time.Second
 	DefaultInitiateMax        = 2 * time.Minute
 	DefaultNegotiationTimeout = 20 * time.Second

@@ -180,7 +180,10 @@ func TestAgentRestoresAfterRestartAndStrayLoadAll(t *testing.T) {
 		t.Fatalf("lab restart alice: %v\n%s", err, restartOut.String())
 	}
 	took := restored.Sub(accepted)
-	t.Logf("policy restored %v after charon's socket accepted again", took.Round(time.Millisecond))
+	t.Logf("policy restored %v after charon's socket accepted again (at %s)", took.Round(time.Millisecond), accepted.UTC().Format("15:04:05.000"))
+	if took > time.Second {
+		t.Logf("the agent meanwhile:\n%s", alice.log.String()[from:])
+	}
 	if took > 2*time.Second {
 		t.Errorf("the policy came back %v after the socket accepted, want within 2 s", took)
 	}
