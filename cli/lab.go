@@ -23,7 +23,7 @@ var labDirFlag = &ucli.StringFlag{
 func labCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "lab",
-		Usage: "a two-host lab on this machine: network namespaces alice, bob and eve, each with its own charon (root)",
+		Usage: "the lab on this machine: network namespaces alice, bob and eve, each with its own charon (root)",
 		Description: "The knowledge-base topology: alice 172.16.98.231, bob 172.31.67.244 and eve 172.20.0.5\n" +
 			"on one segment, each host in its own network namespace with its own charon,\n" +
 			"strongswan.conf, VICI socket and log under the lab folder. Nothing is created\n" +
