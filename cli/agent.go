@@ -142,7 +142,8 @@ func dialAgent(ctx context.Context, c *ucli.Context, sock, stateDir string) (*ag
 // ends; a failure to serve goes to errc.
 func serveMetrics(ctx context.Context, sock, stateDir, addr string, log io.Writer, errc chan<- error) (func(), error) {
 	records := &status.RecordReader{Store: assign.Store{Dir: stateDir}, Socket: sock}
-	exp := metrics.New(metrics.Options{Socket: sock, Records: records, Timeout: 10 * time.Second})
+	exp := metrics.New(metrics.Options{Socket: sock, Records: records, Timeout: 10 * time.Second,
+		Guard: newGuardReader(records.Store, sock, nil)})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		exp.Close()

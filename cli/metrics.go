@@ -41,7 +41,8 @@ func metricsCommand() *ucli.Command {
 				return err
 			}
 			records := &status.RecordReader{Store: assign.Store{Dir: c.String(stateDirFlag.Name)}, Socket: sock}
-			exp := metrics.New(metrics.Options{Socket: sock, Records: records, Timeout: c.Duration("scrape-timeout")})
+			exp := metrics.New(metrics.Options{Socket: sock, Records: records, Timeout: c.Duration("scrape-timeout"),
+				Guard: newGuardReader(records.Store, sock, c.App.Metadata)})
 			defer exp.Close()
 
 			ln, err := net.Listen("tcp", c.String("listen"))

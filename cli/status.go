@@ -160,6 +160,7 @@ func runStatus(c *ucli.Context) error {
 	}
 	filter := status.Filter{Rule: c.String("rule"), Peer: c.String("peer")}
 	records := &status.RecordReader{Store: assign.Store{Dir: c.String(stateDirFlag.Name)}, Socket: sock}
+	guards := newGuardReader(records.Store, sock, c.App.Metadata)
 	timeout := c.Duration(statusTimeoutFlag.Name)
 	build := func(in status.Input) (*status.Status, error) {
 		st, err := status.Build(in, filter)
@@ -189,6 +190,7 @@ func runStatus(c *ucli.Context) error {
 				return vici.Dial(ctx, sock)
 			},
 			Records: records,
+			Guard:   guards,
 			Emit:    func(st *status.Status) error { return out.show(st, true) },
 		})
 		if errors.Is(err, status.ErrUnknownRule) {
@@ -210,9 +212,13 @@ func runStatus(c *ucli.Context) error {
 	if err != nil {
 		rec, rerr := records.Record()
 		in = status.Input{Time: time.Now(), Location: time.Local, DaemonErr: err, Record: rec, RecordErr: rerr}
+		if rec != nil && rec.GuardHash != "" {
+			// The guard holds while charon is down: show it.
+			in.Guard, in.GuardDrops, in.GuardErr = guards.Guard(ctx, rec)
+		}
 	} else {
 		defer client.Close()
-		in = status.Collect(ctx, client, records, status.CollectOptions{})
+		in = status.Collect(ctx, client, records, status.CollectOptions{Guard: guards})
 	}
 	in.Socket = sock
 	st, err := build(in)

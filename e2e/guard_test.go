@@ -128,8 +128,21 @@ func TestGuardKeepsClearTextOff(t *testing.T) {
 		t.Fatalf("terminate: %s", r)
 	}
 	l.sendBlocked("alice", "bob", "tcp", 6667)
-	if n := l.dropped("alice", "r-abczz-with-bob"); n == 0 {
+	n := l.dropped("alice", "r-abczz-with-bob")
+	if n == 0 {
 		t.Fatal("the guard counted no dropped packet for the rule")
+	}
+	// status says it: the rule is not established, guarded, with drops.
+	st := l.statusJSON("alice")
+	row, _ := findRow(st, "Abczz with Bob", 1)
+	if row.HasSA || !row.Guarded {
+		t.Errorf("status row of filter 1: has_sa %v guarded %v; want not established and guarded", row.HasSA, row.Guarded)
+	}
+	if st.Guard == nil || len(st.Guard.Rules) != 1 || st.Guard.Rules[0].DroppedPackets == nil || *st.Guard.Rules[0].DroppedPackets < n {
+		t.Errorf("status guard: %+v; want the rule with at least %d dropped packets", st.Guard, n)
+	}
+	if r := l.swanmgr("alice", "status"); !strings.Contains(r.stdout, "GUARD (nftables table inet swanmgr") || !strings.Contains(r.stdout, `"Abczz with Bob"  negotiate`) {
+		t.Errorf("status table lacks the guard:\n%s", r.stdout)
 	}
 
 	// Bob comes back; the local charon goes away instead.

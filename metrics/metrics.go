@@ -30,6 +30,9 @@ type Options struct {
 	Dial func(ctx context.Context) (status.Watchable, error)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Guard reads swanmgr's nftables guard and its drop counts (nil: not
+	// exported).
+	Guard status.GuardReader
 }
 
 // scrapeGrace is how long a scrape waits, past its Timeout, for questions
@@ -108,11 +111,12 @@ var (
 	descEventsUp    = desc("swanmgr_events_up", "1 while this exporter is subscribed to charon's events (the *_established_total, key additions and authentication failures counters count only then).")
 	descReconnected = desc("swanmgr_events_reconnects_total", "Times the exporter subscribed to charon's events again (charon restarted): events in between were not counted.")
 	descAbandoned   = desc("swanmgr_events_subscriptions_abandoned_total", "Event subscriptions charon did not confirm in time (an event crossed the registration): the exporter closed their sessions and subscribed again.")
+	descGuardDrops  = desc("swanmgr_guard_dropped_packets_total", "Clear-text packets swanmgr's nftables guard dropped for a rule (negotiate: no SA protected them; block: all), since the rule's guard entries were installed; exported also while charon is down.", "policy", "rule", "action")
 )
 
 var allDescs = []*prometheus.Desc{descUp, descInfo, descStart, descScrape, descActive, descIKESAs, descHalfOpen,
 	descConfBytes, descAuthBytes, descSABytes, descSAPackets, descSAs, descRuleUp, descRekeys, descCounters,
-	descMainModes, descQuickModes, descKeyAdds, descAuthFail, descEventsUp, descReconnected, descAbandoned}
+	descMainModes, descQuickModes, descKeyAdds, descAuthFail, descEventsUp, descReconnected, descAbandoned, descGuardDrops}
 
 // Describe sends every metric the Exporter may export.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
@@ -150,6 +154,13 @@ func (e *Exporter) emit(ch chan<- prometheus.Metric, st *status.Status, rec *ass
 	}
 	gauge(descScrape, took.Seconds())
 	e.eventMetrics(gauge, counter)
+	if g := st.Guard; g != nil && st.Policy != nil {
+		for _, r := range g.Rules {
+			if r.DroppedPackets != nil {
+				counter(descGuardDrops, float64(*r.DroppedPackets), st.Policy.Name, r.Rule, r.Action)
+			}
+		}
+	}
 	if !st.Daemon.Reachable {
 		gauge(descUp, 0)
 		for _, r := range ruleStates(st, rec) {
@@ -298,7 +309,7 @@ func (e *Exporter) collect(ctx context.Context, using func(status.Watchable)) st
 		return status.Input{Time: e.o.Now(), DaemonErr: err, Record: rec, RecordErr: rerr}
 	}
 	using(c)
-	in := status.Collect(ctx, c, e.o.Records, status.CollectOptions{Now: e.o.Now})
+	in := status.Collect(ctx, c, e.o.Records, status.CollectOptions{Now: e.o.Now, Guard: e.o.Guard})
 	if in.DaemonErr != nil && errors.Is(in.DaemonErr, vici.ErrClosed) {
 		e.drop(c)
 	}

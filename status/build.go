@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/vici"
 )
 
@@ -51,6 +52,13 @@ type Input struct {
 	// Events are swanmgr's own counts from charon's events (status
 	// --watch, metrics); nil when nothing was counted.
 	Events *EventCounts
+
+	// Guard is the nftables guard swanmgr installed for the policy (nil:
+	// none); GuardDrops are its drop counts per rule counter, nil with
+	// GuardErr saying why they could not be read.
+	Guard      *guard.Ruleset
+	GuardDrops map[string]uint64
+	GuardErr   error
 }
 
 // ErrUnknownRule is matched by Build's error for a --rule the assigned
@@ -142,6 +150,8 @@ func (b *builder) build() (*Status, error) {
 	b.readRecord()
 	st.Daemon = b.daemon()
 	st.Statistics = b.statistics()
+	// The guard holds while charon is down: shown either way.
+	st.Guard = b.guardView()
 	if in.DaemonErr != nil {
 		return st, nil
 	}
@@ -169,6 +179,7 @@ func (b *builder) build() (*Status, error) {
 		}
 	}
 	st.SAs = b.saRows()
+	markGuarded(st, in.Guard)
 	st.IKESAs = b.ikeRows()
 	return st, nil
 }
@@ -182,6 +193,14 @@ func (b *builder) checkRule() error {
 		return &unknownRuleError{fmt.Sprintf("--rule %q: swanmgr has assigned no policy to charon at %s", b.f.Rule, b.in.Socket)}
 	}
 	var rules []string
+	if r := b.in.Guard; r != nil {
+		// A block rule on libipsec has no connection, only guard entries.
+		for _, g := range r.Guarded() {
+			if strings.EqualFold(g.Name, b.f.Rule) {
+				return nil
+			}
+		}
+	}
 	for _, c := range rec.Conns {
 		if strings.EqualFold(c.Origin.Rule, b.f.Rule) {
 			return nil

@@ -25,6 +25,17 @@ var _ Daemon = (*vici.Client)(nil)
 type CollectOptions struct {
 	// Now gives the time of the snapshot; nil is time.Now.
 	Now func() time.Time
+	// Guard reads swanmgr's nftables guard and its drop counts; nil: the
+	// view shows no guard.
+	Guard GuardReader
+}
+
+// readGuard fills in the guard of the record's policy, if it has one.
+func readGuard(ctx context.Context, g GuardReader, in *Input) {
+	if g == nil || in.Record == nil || in.Record.GuardHash == "" {
+		return
+	}
+	in.Guard, in.GuardDrops, in.GuardErr = g.Guard(ctx, in.Record)
 }
 
 // Collect asks charon for everything a view needs and returns it as an
@@ -71,7 +82,9 @@ func Collect(ctx context.Context, d Daemon, records Records, o CollectOptions) I
 	sas, err := d.ListSAs(ctx, vici.SAFilter{})
 	wg.Wait()
 	if err != nil {
-		return Input{Time: now(), Location: time.Local, DaemonErr: err, Record: in.Record, RecordErr: in.RecordErr}
+		down := Input{Time: now(), Location: time.Local, DaemonErr: err, Record: in.Record, RecordErr: in.RecordErr}
+		readGuard(ctx, o.Guard, &down) // it holds while charon is down
+		return down
 	}
 	in.SAs = sas
 	if in.RecordErr == nil && NeedsBodies(in.Record, sas) {
@@ -89,6 +102,7 @@ func Collect(ctx context.Context, d Daemon, records Records, o CollectOptions) I
 			break
 		}
 	}
+	readGuard(ctx, o.Guard, &in)
 	in.Time = now()
 	in.Location = time.Local
 	return in

@@ -16,6 +16,7 @@ import (
 	govici "github.com/strongswan/govici/vici"
 
 	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/vici"
 	"github.com/swanmgr/swanmgr/vici/vicitest"
@@ -44,6 +45,15 @@ type goldenCase struct {
 	Bodies      map[string]*render.Section `json:"bodies"`
 	Events      *EventCounts               `json:"events"`
 	Replies     replies                    `json:"replies"`
+	// Guard and GuardDrops: the nftables guard swanmgr installed and its
+	// drop counts per rule counter, as the live table had them.
+	GuardSet   *guard.Ruleset    `json:"guard,omitempty"`
+	GuardDrops map[string]uint64 `json:"guard_drops,omitempty"`
+}
+
+// Guard implements GuardReader for a case.
+func (c *goldenCase) Guard(context.Context, *assign.Record) (*guard.Ruleset, map[string]uint64, error) {
+	return c.GuardSet, c.GuardDrops, nil
 }
 
 // replies are charon's answers; a nil message is a command this charon
@@ -154,12 +164,13 @@ func viewRecords(t *testing.T, c *goldenCase) (*Status, bool) {
 			t.Fatal(err)
 		}
 		defer client.Close()
-		in = Collect(ctx, client, recs, CollectOptions{Now: func() time.Time { return c.Time }})
+		in = Collect(ctx, client, recs, CollectOptions{Now: func() time.Time { return c.Time }, Guard: c})
 	}
 	in.Location = time.UTC
 	in.Socket, in.Events = c.Socket, c.Events
 	if c.Unreachable != "" {
 		in.Record = recs.lean
+		readGuard(context.Background(), c, &in)
 	}
 	st, err := Build(in, c.Filter)
 	if err != nil {

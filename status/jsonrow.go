@@ -14,6 +14,8 @@ import (
 func appendSA(b []byte, r *SA) []byte {
 	b = append(b, `{"managed":`...)
 	b = strconv.AppendBool(b, r.Managed)
+	b = append(b, `,"guarded":`...)
+	b = strconv.AppendBool(b, r.Guarded)
 	b = appendKeyStrPtr(b, "policy", r.Policy)
 	b = appendKeyStrPtr(b, "rule", r.Rule)
 	b = appendKeyStrPtr(b, "filter_list", r.FilterList)

@@ -25,6 +25,9 @@ type Status struct {
 	// Counters are charon's raw IKE counters (get-counters), nil when the
 	// counters plugin is not loaded.
 	Counters map[string]uint64 `json:"daemon_counters"`
+	// Guard is swanmgr's nftables guard of the assigned policy, null when
+	// it has none.
+	Guard *Guard `json:"guard"`
 	// Warnings say which part of the view is missing and why (a command
 	// that failed while others worked).
 	Warnings []string `json:"warnings"`
@@ -85,7 +88,10 @@ const (
 // rule filter of the assigned policy that has none.
 type SA struct {
 	// Managed: the connection is one swanmgr loaded (in its record).
-	Managed    bool    `json:"managed"`
+	Managed bool `json:"managed"`
+	// Guarded: the rule is enforced by swanmgr's nftables guard too (its
+	// clear text is dropped when no SA protects it); see Status.Guard.
+	Guarded    bool    `json:"guarded"`
 	Policy     *string `json:"policy"`
 	Rule       *string `json:"rule"`
 	FilterList *string `json:"filter_list"`

@@ -55,8 +55,11 @@ func WriteTable(w io.Writer, st *Status, o TableOptions) error {
 	t.header(st)
 	if st.Daemon.Reachable {
 		t.sas(st)
+		t.guardTable(st)
 		t.ikes(st)
 		t.stats(st)
+	} else {
+		t.guardTable(st)
 	}
 	for _, warn := range st.Warnings {
 		writeWrapped(&t.sb, t.color(ansiYellow, "warning: ")+warn, 0, 2, t.width)
@@ -352,6 +355,9 @@ func (t *tableWriter) groupTitle(sb *strings.Builder, r SA) {
 		}
 		if r.Action != nil && *r.Action != "negotiate" {
 			s += " · " + *r.Action
+		}
+		if r.Guarded {
+			s += " · guarded"
 		}
 	} else {
 		s = fmt.Sprintf("Not managed by swanmgr · connection %q", r.Connection)

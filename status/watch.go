@@ -39,6 +39,8 @@ type WatchOptions struct {
 	Emit func(*Status) error
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Guard reads swanmgr's nftables guard (nil: not shown).
+	Guard GuardReader
 	// MaxBackoff caps the wait between reconnection attempts (default 2 s).
 	MaxBackoff time.Duration
 }
@@ -212,7 +214,7 @@ func (w *watcher) record() (*assign.Record, error) {
 
 func (w *watcher) refresh(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, w.o.Timeout)
-	in := Collect(cctx, w.client, w.o.Records, CollectOptions{Now: w.now})
+	in := Collect(cctx, w.client, w.o.Records, CollectOptions{Now: w.now, Guard: w.o.Guard})
 	cancel()
 	if ctx.Err() != nil {
 		return nil
@@ -235,6 +237,9 @@ func (w *watcher) emitDown(cause error) error {
 		return err
 	}
 	in := Input{Time: w.now(), Socket: w.o.Socket, Record: rec, DaemonErr: cause}
+	gctx, cancel := context.WithTimeout(context.Background(), w.o.Timeout)
+	readGuard(gctx, w.o.Guard, &in) // it holds while charon is down
+	cancel()
 	st, err := Build(in, w.o.Filter)
 	if err != nil {
 		return err
