@@ -31,8 +31,13 @@ const (
 // cannot exhaust memory).
 func ReadFile(path string) ([]byte, error) {
 	// Stat before opening: opening a FIFO would wait for a writer.
-	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() && !st.IsDir() {
-		return nil, fmt.Errorf("reading policy: %s is not a regular file", path)
+	if st, err := os.Stat(path); err == nil {
+		if !st.Mode().IsRegular() && !st.IsDir() {
+			return nil, fmt.Errorf("reading policy: %s is not a regular file", path)
+		}
+		if st.Size() > MaxFileSize {
+			return nil, Problems{*tooLarge(path, st.Size())}
+		}
 	}
 	fh, err := os.Open(path)
 	if err != nil {
@@ -43,10 +48,14 @@ func ReadFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading policy: %w", err)
 	}
-	if len(b) > MaxFileSize {
+	if len(b) > MaxFileSize { // it grew since Stat
 		return nil, Problems{{File: path, Msg: fmt.Sprintf("the policy file is larger than %d bytes (16 MiB), the most swanmgr reads", MaxFileSize)}}
 	}
 	return b, nil
+}
+
+func tooLarge(path string, n int64) *Problem {
+	return &Problem{File: path, Msg: fmt.Sprintf("the policy file is %d bytes, larger than %d (16 MiB), the most swanmgr reads", n, MaxFileSize)}
 }
 
 // checkLimits scans a TOML text for what would make the decoder slow or
@@ -56,7 +65,7 @@ func ReadFile(path string) ([]byte, error) {
 // and runs in one pass over the bytes with constant memory.
 func checkLimits(path string, data []byte) *Problem {
 	if len(data) > MaxFileSize {
-		return &Problem{File: path, Msg: fmt.Sprintf("the policy file is %d bytes, larger than %d (16 MiB), the most swanmgr reads", len(data), MaxFileSize)}
+		return tooLarge(path, int64(len(data)))
 	}
 	var (
 		line      = 1
