@@ -42,18 +42,39 @@ type RejectedError struct {
 }
 
 func (e *RejectedError) Error() string {
+	gone := e.charonGone()
 	msg := fmt.Sprintf("charon rejected %s: %v", e.What, e.Err)
-	if e.Interrupted {
+	switch {
+	case gone:
+		msg = fmt.Sprintf("charon went away while swanmgr was loading %s (%v)", e.What, e.Err)
+	case e.Interrupted:
 		msg = fmt.Sprintf("interrupted while loading %s: %v", e.What, e.Err)
 	}
 	if len(e.RestoreErrs) == 0 {
 		return msg + "; nothing was changed: the previous assignment is still in place"
 	}
+	// A charon that went away fails every restore step the same way: say
+	// it once, with a count, and what happens next.
+	const shown = 3
 	var rs []string
-	for _, r := range e.RestoreErrs {
+	for i, r := range e.RestoreErrs {
+		if i == shown {
+			rs = append(rs, fmt.Sprintf("and %d more", len(e.RestoreErrs)-shown))
+			break
+		}
 		rs = append(rs, r.Error())
 	}
+	if gone {
+		return fmt.Sprintf("%s; %d steps of putting the previous assignment back failed too (%s); the next apply (or the agent, once charon answers) loads the whole policy again",
+			msg, len(e.RestoreErrs), strings.Join(rs, "; "))
+	}
 	return msg + "; restoring the previous assignment failed too: " + strings.Join(rs, "; ")
+}
+
+// charonGone says the failure was charon going away (it stopped or
+// restarted) rather than an answer.
+func (e *RejectedError) charonGone() bool {
+	return errors.Is(e.Err, vici.ErrDisconnected) || errors.Is(e.Err, vici.ErrUnreachable)
 }
 
 func (e *RejectedError) Unwrap() error { return e.Err }

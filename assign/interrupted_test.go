@@ -3,7 +3,11 @@ package assign
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
+
+	"github.com/swanmgr/swanmgr/vici"
 )
 
 // A load-conn whose answer never came may have been carried out: the
@@ -60,5 +64,24 @@ func TestLostAnswerNotVisibleStaysOwned(t *testing.T) {
 	}
 	if _, ok := d.conns["sm-with-eve"]; ok {
 		t.Fatal("unassign left the connection whose answer was lost")
+	}
+}
+
+// charon going away mid-apply is said so, and hundreds of failed restore
+// steps are summarized instead of packed into one line.
+func TestCharonGoneIsSummarized(t *testing.T) {
+	var restore []error
+	for i := 0; i < 723; i++ {
+		restore = append(restore, fmt.Errorf("sm-r%d: unload-conn: %w", i, vici.ErrUnreachable))
+	}
+	err := &RejectedError{What: `rule "R1" (connection sm-r1)`, Err: fmt.Errorf("load-conn: %w", vici.ErrDisconnected), RestoreErrs: restore}
+	msg := err.Error()
+	for _, want := range []string{"charon went away while swanmgr was loading rule \"R1\"", "723 steps", "and 720 more", "the next apply"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
+	if len(msg) > 1000 {
+		t.Errorf("message is %d bytes long", len(msg))
 	}
 }
