@@ -57,7 +57,7 @@ test: deps-test
 	test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(MAKE) --no-print-directory build && sh packaging/systemd/verify.sh bin/swanmgr
-	# The docker-compose lab cannot run here (no Docker engine): validate the file.
+	# Validate the compose file; TestDockerLab (e2e) runs the lab with a real dockerd.
 	docker-compose -f docker-compose.yml config -q
 	SWANMGR_E2E=$(E2E) $(GO) test -count=1 -timeout 30m ./...
 	# The unit tests again under the race detector (~1 min; the e2e opt-in is

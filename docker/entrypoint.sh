@@ -1,11 +1,12 @@
 #!/bin/sh
-# Entrypoint of the docker-compose lab's containers (docker-compose.yml), and
-# what TestDockerEntrypointInNamespace runs inside a network-namespace lab
-# host, so CI exercises the very code path the containers run.
+# Entrypoint of the docker-compose lab's containers (docker-compose.yml);
+# TestDockerLab (e2e) runs it in real containers.
 #
 # `swanmgr lab host` writes strongswan.conf exactly as `swanmgr lab up` does
-# for each of its hosts, starts charon, waits for its VICI socket, applies
-# $SWANMGR_POLICY and stays in the foreground until SIGTERM (docker stop).
+# for each of its hosts, starts charon, waits for its VICI socket, checks
+# that charon loaded its plugins and that /etc/protocols has the policy's
+# protocols, applies $SWANMGR_POLICY and stays in the foreground until
+# SIGTERM (docker stop). Any failure: a message and exit 1.
 # Settings come from the environment (see docker-compose.yml):
 #   SWANMGR_HOST           host name (alice, bob, eve)
 #   SWANMGR_POLICY         policy file to apply

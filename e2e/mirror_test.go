@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,12 +9,9 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/swanmgr/swanmgr/lab"
-	"github.com/swanmgr/swanmgr/vici"
 )
 
 // Bob's file written by `swanmgr mirror` from Alice's works against
@@ -144,7 +139,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// buildSwanmgr builds the swanmgr binary the containers run.
+// buildSwanmgr builds the swanmgr binary into a test folder and returns it.
 func buildSwanmgr(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -157,132 +152,6 @@ func buildSwanmgr(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return dir
-}
-
-// The docker-compose lab's entrypoint (docker/entrypoint.sh → `swanmgr
-// lab host`), run as each container runs it but inside a namespace-lab
-// host: it writes strongswan.conf as `lab up` does, starts charon, applies
-// the host's policy, and carries Abczz traffic; SIGTERM (docker stop)
-// stops charon and exits 0.
-func TestDockerEntrypointInNamespace(t *testing.T) {
-	t.Parallel()
-	l := newLab(t, lab.Libipsec, "alice", "bob")
-	binDir := buildSwanmgr(t)
-	entry, err := filepath.Abs("../docker/entrypoint.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := t.TempDir()
-	type proc struct {
-		cmd    *exec.Cmd
-		out    *lockedBuffer
-		socket string
-		done   chan error
-	}
-	procs := map[string]*proc{}
-	for _, h := range []string{"alice", "bob"} {
-		host := l.Host(h)
-		// The lab's own charon makes way for the container's.
-		if err := host.StopCharon(); err != nil {
-			t.Fatal(err)
-		}
-		// As a container: its own /run (charon's pid file), its own network.
-		cmd := exec.Command("ip", "netns", "exec", host.Netns, "unshare", "--mount", "--propagation", "private",
-			"sh", "-c", `mount -t tmpfs -o mode=0755 swanmgr-lab /run && exec "$0"`, entry)
-		dir := filepath.Join(work, h)
-		cmd.Env = []string{
-			"PATH=" + binDir + ":/usr/sbin:/usr/bin:/sbin:/bin",
-			"SWANMGR_HOST=" + h,
-			"SWANMGR_POLICY=" + l.example("alice-bob/"+h+".toml"),
-			"SWANMGR_IPSEC_BACKEND=libipsec",
-			"SWANMGR_HOST_DIR=" + dir,
-			"SWANMGR_STATE_DIR=" + filepath.Join(work, "state-"+h),
-		}
-		p := &proc{cmd: cmd, out: &lockedBuffer{}, socket: filepath.Join(dir, "charon.vici"), done: make(chan error, 1)}
-		cmd.Stdout, cmd.Stderr = p.out, p.out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { p.done <- cmd.Wait() }()
-		procs[h] = p
-		t.Cleanup(func() {
-			// By pid: only the process this test started.
-			select {
-			case <-p.done:
-				return
-			default:
-			}
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(20 * time.Second):
-				_ = cmd.Process.Kill()
-				<-p.done
-			}
-		})
-	}
-	for h, p := range procs {
-		eventually(t, 30*time.Second, func() (bool, string) {
-			select {
-			case err := <-p.done:
-				p.done <- err
-				return true, ""
-			default:
-			}
-			return strings.Contains(p.out.String(), "assigned; running until SIGTERM"), fmt.Sprintf("%s's entrypoint did not apply its policy:\n%s", h, p.out.String())
-		})
-		select {
-		case err := <-p.done:
-			t.Fatalf("%s's entrypoint exited (%v):\n%s", h, err, p.out.String())
-		default:
-		}
-	}
-	// strongswan.conf is the one `lab up` writes for a host.
-	conf, err := os.ReadFile(filepath.Join(work, "alice", "strongswan.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := lab.FilesIn(filepath.Join(work, "alice"))
-	if string(conf) != lab.HostConf(lab.Libipsec, "alice", files, false) || !strings.Contains(string(conf), "allow_peer_ts = yes") {
-		t.Fatalf("the entrypoint's strongswan.conf differs from the lab's:\n%s", conf)
-	}
-	// The SAs come up between the two "containers".
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := vici.Dial(ctx, procs["alice"].socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	eventually(t, 30*time.Second, func() (bool, string) {
-		sas, err := c.ListSAs(ctx, vici.SAFilter{})
-		if err != nil {
-			return false, err.Error()
-		}
-		got := installed(sas)
-		_, ok := got["sm-abczz-with-bob-1"]
-		return ok, fmt.Sprintf("alice's CHILD_SAs: %v", keys(got))
-	})
-	l.sendEncrypted("alice", "bob", 6667)
-
-	// docker stop: SIGTERM, charon stops, exit 0.
-	for h, p := range procs {
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-p.done:
-			p.done <- err
-			if err != nil {
-				t.Errorf("%s's entrypoint after SIGTERM: %v\n%s", h, err, p.out.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s's entrypoint ignored SIGTERM:\n%s", h, p.out.String())
-		}
-		if !strings.Contains(p.out.String(), "stopping charon") {
-			t.Errorf("%s: no shutdown message:\n%s", h, p.out.String())
-		}
-	}
 }
 
 // The docker lab's policies: Bob's and Eve's are what `swanmgr mirror`
@@ -367,11 +236,15 @@ func TestDockerComposeMatchesPolicies(t *testing.T) {
 			}
 		}
 	}
-	df, err := os.ReadFile("../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(df), `ENTRYPOINT ["/opt/swanmgr/docker/entrypoint.sh"]`) {
-		t.Error("the Dockerfile's entrypoint is not docker/entrypoint.sh, the script TestDockerEntrypointInNamespace runs")
+	for _, f := range []string{"Dockerfile", "Dockerfile.prebuilt"} {
+		df, err := os.ReadFile(filepath.Join("..", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`ENTRYPOINT ["/opt/swanmgr/docker/entrypoint.sh"]`, "RUN sh /tmp/packages.sh", "HEALTHCHECK "} {
+			if !strings.Contains(string(df), want) {
+				t.Errorf("%s lacks %q (docker/entrypoint.sh is what TestDockerLab runs)", f, want)
+			}
+		}
 	}
 }
