@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -170,134 +171,204 @@ func applyCommand() *ucli.Command {
 		Description: "Loads secrets and connections over VICI, then unloads the connections and secrets\n" +
 			"swanmgr had loaded before that the new policy no longer has. Unchanged rules are\n" +
 			"not sent again, so their SAs stay up; if charon rejects anything, the previous\n" +
-			"assignment is put back. Connections swanmgr did not load are never touched.",
+			"assignment is put back. Connections swanmgr did not load are never touched.\n" +
+			"-o json writes one document, also on failure (docs/apply-json.md).",
 		ArgsUsage: " ",
-		Flags:     daemonFlags(fileFlag, insecureFlag, backendFlag),
+		Flags:     daemonFlags(fileFlag, insecureFlag, backendFlag, resultOutputFlag),
 		Action: func(c *ucli.Context) error {
-			if c.NArg() > 0 {
-				return usageErrorf("apply takes no arguments (use -f FILE)")
-			}
-			_, path, data, err := readPolicy(c)
+			o, err := newResultOutput(c, "apply")
 			if err != nil {
 				return err
 			}
-			ctx, s, done, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer done()
-			backend, err := s.backend(ctx, c)
-			if err != nil {
-				return err
-			}
-			in := assign.Inputs{PolicyFile: path, Policy: data, Insecure: c.Bool(insecureFlag.Name)}
-			var l *loaded
-			rep, same, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
-				var err error
-				if l, err = loadPolicyData(c, backend, path, data, validateOptions(c)); err != nil {
-					return nil, in, err
-				}
-				in.Read = l.assigned.Inputs
-				for _, w := range l.warnings {
-					in.Warnings = append(in.Warnings, w.Error())
-				}
-				return l.result, in, nil
-			})
-			if err != nil && rep == nil {
-				return err
-			}
-			if same != nil {
-				for _, w := range same.Warnings {
-					fmt.Fprintln(c.App.ErrWriter, w)
-				}
-				printUnchanged(c.App.Writer, same, s.socket)
-				return nil
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "policy %q from %s assigned to charon at %s (%s backend)\n", l.result.Policy, l.result.Source, s.socket, l.result.Backend)
-			printRules(w, rep.Plan, false)
-			sum := rep.Plan.Summary()
-			fmt.Fprintf(w, "%d added, %d changed, %d removed, %d unchanged (%d load-conn, %d unload-conn, %d secrets loaded, %d unloaded",
-				sum[assign.Added], sum[assign.Changed], sum[assign.Removed], sum[assign.Unchanged],
-				rep.LoadConn, rep.UnloadConn, rep.LoadShared, rep.UnloadShared)
-			if n := len(rep.Terminated); n > 0 {
-				fmt.Fprintf(w, ", %d SAs of changed rules torn down", n)
-			}
-			fmt.Fprintln(w, ")")
-			if g := l.result.Guard; g != nil {
-				fmt.Fprintf(w, "guard: %s in table inet %s (%d entries): clear text they match is dropped, also while charon is down\n",
-					plural(len(g.Guarded()), "rule"), guard.Table, len(g.Entries))
-			}
-			for _, warn := range rep.Warnings {
-				fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", warn)
-			}
-			// The policy is in, but not all of it is in force (an SA
-			// that would not go down, the guard): say so, exit 1.
-			return err
+			return o.finish(c, runApply(c, o))
 		},
 	}
 }
 
+func runApply(c *ucli.Context, o *resultOutput) error {
+	if c.NArg() > 0 {
+		return usageErrorf("apply takes no arguments (use -f FILE)")
+	}
+	_, path, data, err := readPolicy(c)
+	if err != nil {
+		return err
+	}
+	ctx, s, done, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	backend, err := s.backend(ctx, c)
+	if err != nil {
+		return err
+	}
+	d := o.doc
+	d.Backend = strp(string(backend))
+	in := assign.Inputs{PolicyFile: path, Policy: data, Insecure: c.Bool(insecureFlag.Name)}
+	var l *loaded
+	// With -o json, what the apply does to the guard comes from a plan
+	// taken under the apply's lock, just before it (the report does not
+	// say); a plan that fails leaves it unknown and the apply goes on.
+	var pre *assign.Plan
+	rep, same, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
+		var err error
+		if l, err = loadPolicyData(c, backend, path, data, validateOptions(c)); err != nil {
+			return nil, in, err
+		}
+		in.Read = l.assigned.Inputs
+		for _, w := range l.warnings {
+			in.Warnings = append(in.Warnings, w.Error())
+		}
+		if o.json {
+			pre, _ = s.engine.Plan(ctx, l.result)
+		}
+		return l.result, in, nil
+	})
+	if l != nil {
+		d.setPolicy(l.result.Policy, l.result.Source, string(l.result.Backend))
+		d.addWarnings(l.warnings)
+	}
+	var guardPlan *assign.GuardPlan
+	if pre != nil {
+		guardPlan = &pre.Guard
+	}
+	if err != nil && rep == nil {
+		if pre != nil {
+			// What the apply set out to do; the error says what became of it.
+			d.setPlan(pre, nil)
+			d.Conns.Loaded, d.Conns.Unloaded, d.Secrets.Loaded, d.Secrets.Unloaded, d.Teardown = nil, nil, nil, nil, nil
+			var re *assign.RejectedError
+			d.Changed = errors.As(err, &re) && !re.Restored
+		}
+		return err
+	}
+	if same != nil {
+		for _, w := range same.Warnings {
+			fmt.Fprintln(c.App.ErrWriter, w)
+		}
+		if o.json {
+			rs, gerr := s.engine.Store.LoadGuard(same)
+			if gerr != nil {
+				return gerr
+			}
+			d.setUpToDate(same, rs)
+			return nil
+		}
+		printUnchanged(c.App.Writer, same, s.socket)
+		return nil
+	}
+	for _, warn := range rep.Warnings {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", warn)
+	}
+	if o.json {
+		d.setPlan(rep.Plan, rep)
+		d.setGuard(l.result.Guard, guardPlan)
+		d.Changed = rep.Plan.Pending() || len(rep.Terminated) > 0 || (guardPlan != nil && guardPlan.Pending())
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "policy %q from %s assigned to charon at %s (%s backend)\n", l.result.Policy, l.result.Source, s.socket, l.result.Backend)
+	printRules(w, rep.Plan, false)
+	sum := rep.Plan.Summary()
+	fmt.Fprintf(w, "%d added, %d changed, %d removed, %d unchanged (%d load-conn, %d unload-conn, %d secrets loaded, %d unloaded",
+		sum[assign.Added], sum[assign.Changed], sum[assign.Removed], sum[assign.Unchanged],
+		rep.LoadConn, rep.UnloadConn, rep.LoadShared, rep.UnloadShared)
+	if n := len(rep.Terminated); n > 0 {
+		fmt.Fprintf(w, ", %d SAs of changed rules torn down", n)
+	}
+	fmt.Fprintln(w, ")")
+	if g := l.result.Guard; g != nil {
+		fmt.Fprintf(w, "guard: %s in table inet %s (%d entries): clear text they match is dropped, also while charon is down\n",
+			plural(len(g.Guarded()), "rule"), guard.Table, len(g.Entries))
+	}
+	// The policy is in, but not all of it is in force (an SA
+	// that would not go down, the guard): say so, exit 1.
+	return err
+}
+
 func planCommand() *ucli.Command {
 	return &ucli.Command{
-		Name:      "plan",
-		Usage:     "show what apply would change, without changing anything",
-		ArgsUsage: " ",
+		Name:        "plan",
+		Usage:       "show what apply would change, without changing anything",
+		Description: "-o json writes one document, also on failure (docs/apply-json.md).",
+		ArgsUsage:   " ",
 		Flags: daemonFlags(fileFlag, insecureFlag, backendFlag,
-			&ucli.BoolFlag{Name: "exit-code", Usage: "exit 3 when changes are pending, 0 when none"}),
+			&ucli.BoolFlag{Name: "exit-code", Usage: "exit 3 when changes are pending, 0 when none"}, resultOutputFlag),
 		Action: func(c *ucli.Context) error {
-			if c.NArg() > 0 {
-				return usageErrorf("plan takes no arguments (use -f FILE)")
-			}
-			_, path, data, err := readPolicy(c)
+			o, err := newResultOutput(c, "plan")
 			if err != nil {
 				return err
 			}
-			ctx, s, done, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer done()
-			backend, err := s.backend(ctx, c)
-			if err != nil {
-				return err
-			}
-			l, err := loadPolicyData(c, backend, path, data, validateOptions(c))
-			if err != nil {
-				return err
-			}
-			p, err := s.engine.Plan(ctx, l.result)
-			if err != nil {
-				return err
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "plan: policy %q from %s on charon at %s (%s backend)\n", l.result.Policy, l.result.Source, s.socket, l.result.Backend)
-			printRules(w, p, true)
-			if len(p.Secrets) > 0 {
-				var ids []string
-				for _, s := range p.Secrets {
-					ids = append(ids, s.Name)
-				}
-				fmt.Fprintf(w, "secrets to load (new or changed): %s\n", strings.Join(ids, ", "))
-			}
-			if len(p.Stale) > 0 {
-				fmt.Fprintf(w, "secrets to unload: %s\n", strings.Join(p.Stale, ", "))
-			}
-			if line := guardLine(p.Guard); line != "" {
-				fmt.Fprintln(w, line)
-			}
-			if !p.Pending() {
-				fmt.Fprintln(w, "no changes: charon already has this policy")
-				return nil
-			}
-			sum := p.Summary()
-			fmt.Fprintf(w, "%d to add, %d to change, %d to remove, %d unchanged\n", sum[assign.Added], sum[assign.Changed], sum[assign.Removed], sum[assign.Unchanged])
-			if c.Bool("exit-code") {
-				return &exitError{code: ExitChanges}
-			}
-			return nil
+			return o.finish(c, runPlan(c, o))
 		},
 	}
+}
+
+func runPlan(c *ucli.Context, o *resultOutput) error {
+	if c.NArg() > 0 {
+		return usageErrorf("plan takes no arguments (use -f FILE)")
+	}
+	_, path, data, err := readPolicy(c)
+	if err != nil {
+		return err
+	}
+	ctx, s, done, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	backend, err := s.backend(ctx, c)
+	if err != nil {
+		return err
+	}
+	d := o.doc
+	d.Backend = strp(string(backend))
+	l, err := loadPolicyData(c, backend, path, data, validateOptions(c))
+	if err != nil {
+		return err
+	}
+	d.setPolicy(l.result.Policy, l.result.Source, string(l.result.Backend))
+	d.addWarnings(l.warnings)
+	p, err := s.engine.Plan(ctx, l.result)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		d.setPlan(p, nil)
+		d.setGuard(l.result.Guard, &p.Guard)
+		d.Changed = p.Pending()
+	} else {
+		printPlan(c.App.Writer, l, p, s.socket)
+	}
+	if p.Pending() && c.Bool("exit-code") {
+		return &exitError{code: ExitChanges}
+	}
+	return nil
+}
+
+// printPlan writes a plan as text.
+func printPlan(w io.Writer, l *loaded, p *assign.Plan, socket string) {
+	fmt.Fprintf(w, "plan: policy %q from %s on charon at %s (%s backend)\n", l.result.Policy, l.result.Source, socket, l.result.Backend)
+	printRules(w, p, true)
+	if len(p.Secrets) > 0 {
+		var ids []string
+		for _, s := range p.Secrets {
+			ids = append(ids, s.Name)
+		}
+		fmt.Fprintf(w, "secrets to load (new or changed): %s\n", strings.Join(ids, ", "))
+	}
+	if len(p.Stale) > 0 {
+		fmt.Fprintf(w, "secrets to unload: %s\n", strings.Join(p.Stale, ", "))
+	}
+	if line := guardLine(p.Guard); line != "" {
+		fmt.Fprintln(w, line)
+	}
+	if !p.Pending() {
+		fmt.Fprintln(w, "no changes: charon already has this policy")
+		return
+	}
+	sum := p.Summary()
+	fmt.Fprintf(w, "%d to add, %d to change, %d to remove, %d unchanged\n", sum[assign.Added], sum[assign.Changed], sum[assign.Removed], sum[assign.Unchanged])
 }
 
 // guardLine says what apply would do to the guard.
@@ -374,25 +445,70 @@ func printRules(w io.Writer, p *assign.Plan, planning bool) {
 
 func unassignCommand() *ucli.Command {
 	return &ucli.Command{
-		Name:      "unassign",
-		Usage:     "remove the connections, secrets and keys swanmgr loaded into charon (and their SAs), and nothing else; certificates stay",
-		ArgsUsage: " ",
-		Flags:     daemonFlags(),
+		Name:        "unassign",
+		Usage:       "remove the connections, secrets and keys swanmgr loaded into charon (and their SAs), and nothing else; certificates stay",
+		Description: "-o json writes one document, also on failure (docs/apply-json.md).",
+		ArgsUsage:   " ",
+		Flags:       daemonFlags(resultOutputFlag),
 		Action: func(c *ucli.Context) error {
-			ctx, s, done, err := connect(c)
+			o, err := newResultOutput(c, "unassign")
 			if err != nil {
 				return err
 			}
-			defer done()
-			rep, err := s.engine.Unassign(ctx)
-			if rep != nil {
-				guard := ""
-				if rep.GuardRemoved {
-					guard = ", guard removed (traffic the policy protected now flows in clear)"
-				}
-				fmt.Fprintf(c.App.Writer, "unassigned: %d connections and %d secrets unloaded, %d SAs torn down%s\n", rep.UnloadConn, rep.UnloadShared, len(rep.Terminated), guard)
-			}
-			return err
+			return o.finish(c, runUnassign(c, o))
 		},
 	}
+}
+
+func runUnassign(c *ucli.Context, o *resultOutput) error {
+	ctx, s, done, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	d := o.doc
+	var prevGuard *guard.Ruleset
+	if o.json {
+		// What there is to take away, for the document (the report
+		// counts it only).
+		rec, err := s.engine.Store.Load(s.socket)
+		if err != nil {
+			return err
+		}
+		if rec != nil {
+			d.setPolicy(rec.Policy, rec.Source, rec.Backend)
+			if prevGuard, err = s.engine.Store.LoadGuard(rec); err != nil {
+				return err
+			}
+		}
+	}
+	rep, err := s.engine.Unassign(ctx)
+	if rep == nil {
+		return err
+	}
+	if o.json {
+		// What would not unload is in the error, one line each.
+		var failed []string
+		if err != nil {
+			failed = strings.Split(err.Error(), "\n")
+		}
+		d.setPlan(rep.Plan, &assign.Report{Terminated: rep.Terminated, Warnings: failed})
+		d.Warnings = nil
+		if prevGuard != nil {
+			removed := 0
+			if rep.GuardRemoved {
+				removed = len(prevGuard.Entries)
+			}
+			added, drift := 0, false
+			d.Guard = &guardDoc{Table: "inet " + guard.Table, EntriesAdded: &added, EntriesRemoved: &removed, Drift: &drift, Removed: rep.GuardRemoved}
+		}
+		d.Changed = rep.Plan.Previous != nil || rep.UnloadConn > 0 || rep.UnloadShared > 0 || len(rep.Terminated) > 0 || rep.GuardRemoved
+		return err
+	}
+	guardMsg := ""
+	if rep.GuardRemoved {
+		guardMsg = ", guard removed (traffic the policy protected now flows in clear)"
+	}
+	fmt.Fprintf(c.App.Writer, "unassigned: %d connections and %d secrets unloaded, %d SAs torn down%s\n", rep.UnloadConn, rep.UnloadShared, len(rep.Terminated), guardMsg)
+	return err
 }
