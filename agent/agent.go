@@ -134,7 +134,7 @@ type Agent struct {
 	// saWake: an SA event or an apply calls for listing SAs now.
 	saWake bool
 
-	children map[childKey]*childState
+	rules    map[string]*ruleState // by connection, for rules that should be up
 	initDone chan initResult
 	gen      int // connection generation; results of older ones are dropped
 }
@@ -149,7 +149,7 @@ func New(cfg Config) (*Agent, error) {
 	if b == "" {
 		b = render.Kernel
 	}
-	return &Agent{cfg: cfg, backend: b, children: map[childKey]*childState{}, initDone: make(chan initResult, 16)}, nil
+	return &Agent{cfg: cfg, backend: b, rules: map[string]*ruleState{}, initDone: make(chan initResult, 16)}, nil
 }
 
 // logf writes one event line.
@@ -374,7 +374,9 @@ func (a *Agent) relevant(ev vici.Event) bool {
 	}
 	for _, sa := range sas {
 		if a.good.conn(sa.Name) != nil {
-			a.logf("%s of rule %q went down (%s event): checking", describeSA(sa), a.good.conn(sa.Name).Origin.Rule, ev.Name)
+			if !a.quiet(sa.Name) {
+				a.logf("%s of rule %q went down (%s event): checking", describeSA(sa), a.good.conn(sa.Name).Origin.Rule, ev.Name)
+			}
 			return true
 		}
 	}

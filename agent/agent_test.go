@@ -390,7 +390,7 @@ func TestStartRulesAreInitiatedWithBackoffAndReasons(t *testing.T) {
 		t.Fatalf("initiated %d times before the first backoff step passed", n)
 	}
 	h.clock.Add(2 * time.Second)
-	h.eventually("the first initiate fails with the reason", h.logHas(`rule "Abczz with Bob": sm-abczz-with-bob-1 failed (attempt 1): no common security method`))
+	h.eventually("the first initiate fails with the reason", h.logHas(`rule "Abczz with Bob" failed (attempt 1, 1 of its CHILD_SAs down): sm-abczz-with-bob-1: no common security method`))
 	if !strings.Contains(h.log.String(), "the peer may also have no rule for this traffic at all") || !strings.Contains(h.log.String(), "next try in 2s") {
 		t.Fatalf("the failure lacks the peer hint or the next try:\n%s", h.log)
 	}
@@ -403,15 +403,15 @@ func TestStartRulesAreInitiatedWithBackoffAndReasons(t *testing.T) {
 		t.Fatalf("%d initiates before the backoff passed, want 1", n)
 	}
 	h.clock.Add(2 * time.Second)
-	h.eventually("the second failure doubles the wait", h.logHas("keeps failing (attempt 2): no common security method"))
+	h.eventually("the second failure doubles the wait", h.logHas("keeps failing (attempt 2, 1 of its CHILD_SAs down): sm-abczz-with-bob-1: no common security method"))
 	if !strings.Contains(h.log.String(), "next try in 4s") {
 		t.Fatalf("the second failure's wait is not 4s:\n%s", h.log)
 	}
 	h.clock.Add(4 * time.Second)
-	h.eventually("third attempt", h.logHas("(attempt 3)"))
+	h.eventually("third attempt", h.logHas("(attempt 3,"))
 	h.clock.Add(8 * time.Second)
-	h.eventually("fourth attempt, capped", h.logHas("(attempt 4)"))
-	if !strings.Contains(h.log.String(), "(attempt 4): no common security method") || strings.Count(h.log.String(), "next try in 8s") != 2 {
+	h.eventually("fourth attempt, capped", h.logHas("(attempt 4,"))
+	if !strings.Contains(h.log.String(), "(attempt 4, 1 of its CHILD_SAs down): sm-abczz-with-bob-1: no common security method") || strings.Count(h.log.String(), "next try in 8s") != 2 {
 		t.Fatalf("the backoff is not capped at 8s:\n%s", h.log)
 	}
 
@@ -419,7 +419,7 @@ func TestStartRulesAreInitiatedWithBackoffAndReasons(t *testing.T) {
 	h.srv.SetSAs(vicitest.Msg(aliceConn, vicitest.Msg("uniqueid", "1", "state", "ESTABLISHED", "local-host", "172.16.98.231", "remote-host", "172.31.67.244",
 		"child-sas", vicitest.Msg("sm-abczz-with-bob-1-1", vicitest.Msg("name", "sm-abczz-with-bob-1", "uniqueid", "2", "state", "INSTALLED",
 			"local-ts", []string{"172.16.98.231/32[tcp]"}, "remote-ts", []string{"172.31.67.244/32[tcp/6667]"})))))
-	h.eventually("the recovery is logged", h.logHas("sm-abczz-with-bob-1 is up again after 4 failed attempts"))
+	h.eventually("the recovery is logged", h.logHas(`rule "Abczz with Bob" is up again after 4 failed attempts`))
 }
 
 func TestOneAgentPerSocketAndExitLeavesTheAssignment(t *testing.T) {

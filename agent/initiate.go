@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -10,23 +12,22 @@ import (
 	"github.com/swanmgr/swanmgr/vici"
 )
 
-// childKey names one child config of one connection.
-type childKey struct{ conn, child string }
-
-// childState is the backoff of one child that should be up.
-type childState struct {
+// ruleState is the backoff of one rule's connection whose children should
+// be up. One rule is one unit: its children share an IKE_SA and fail for
+// the same reasons.
+type ruleState struct {
 	failures int
 	next     time.Time // no initiate before
 	running  bool
 	reason   string // the last failure, as diagnose words it
 }
 
-// initResult is a finished initiate.
+// initResult is a finished initiate of a connection's down children.
 type initResult struct {
-	key    childKey
+	conn   string
 	gen    int
-	err    error
-	reason string // set when err is, or when the SA came up narrowed
+	failed []string // children that did not come up
+	reason string   // why the first of them did not (or came up narrowed)
 }
 
 // backoff is the wait after n consecutive failures: min·2^(n-1), at most max.
@@ -38,32 +39,32 @@ func backoff(n int, lo, hi time.Duration) time.Duration {
 	return min(d, hi)
 }
 
-// startChildren lists the children of the policy that charon should keep
-// up by itself (start_action start): with trap children charon negotiates
-// on the first packet, and those with no start action are the peer's to
-// start.
-func startChildren(p *policy) []childKey {
+// startChildren lists, per connection, the children of the policy that
+// charon should keep up by itself (start_action start): trap children
+// charon negotiates on the first packet, and those with no start action
+// are the peer's to start.
+func startChildren(p *policy) map[string][]string {
 	if p == nil {
 		return nil
 	}
-	var out []childKey
+	out := map[string][]string{}
 	for _, c := range p.result.Conns {
 		if c.Origin.Action != "negotiate" {
 			continue
 		}
 		for _, ch := range c.Children {
 			if c.Body.Child(ch.Name).Value("start_action") == "start" {
-				out = append(out, childKey{c.Name, ch.Name})
+				out[c.Name] = append(out[c.Name], ch.Name)
 			}
 		}
 	}
 	return out
 }
 
-// backingOff reports whether a child waits for its next initiate or runs
-// one: its SAs are listed at every check then.
+// backingOff reports whether a rule waits for its next initiate or runs
+// one: SAs are listed at every check then.
 func (a *Agent) backingOff() bool {
-	for _, st := range a.children {
+	for _, st := range a.rules {
 		if st.running || !st.next.IsZero() {
 			return true
 		}
@@ -71,25 +72,23 @@ func (a *Agent) backingOff() bool {
 	return false
 }
 
-// pruneChildren forgets the backoff of children the policy no longer has.
-func (a *Agent) pruneChildren() {
-	want := map[childKey]bool{}
-	for _, k := range startChildren(a.good) {
-		want[k] = true
-	}
-	for k, st := range a.children {
-		if !want[k] && !st.running {
-			delete(a.children, k)
+// pruneRules forgets the backoff of connections the policy no longer has.
+func (a *Agent) pruneRules() {
+	want := startChildren(a.good)
+	for name, st := range a.rules {
+		if _, ok := want[name]; !ok && !st.running {
+			delete(a.rules, name)
 		}
 	}
 }
 
-// keepUp initiates, in the background, the children that should be up,
-// are down, and whose backoff has passed. A child whose IKE_SA is still
-// being negotiated (charon's own start action after a load) is left to it.
+// keepUp initiates, in the background, the down children of rules whose
+// children should be up and whose backoff has passed. A connection whose
+// IKE_SA is still being negotiated (charon's own start action after a
+// load, or the peer's initiate) is left to it.
 func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
-	keys := startChildren(a.good)
-	if len(keys) == 0 {
+	want := startChildren(a.good)
+	if len(want) == 0 {
 		return
 	}
 	sas, err := conn.Client.ListSAs(ctx, vici.SAFilter{})
@@ -108,23 +107,34 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 		}
 	}
 	now := a.cfg.Now()
-	for _, k := range keys {
-		st := a.children[k]
+	names := make([]string, 0, len(want))
+	for name := range want {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		st := a.rules[name]
 		if st == nil {
-			st = &childState{}
-			a.children[k] = st
+			st = &ruleState{}
+			a.rules[name] = st
 		}
-		if _, _, up := diagnose.FindChild(sas, k.conn, k.child); up {
-			if st.running {
-				continue
+		var down []string
+		for _, child := range want[name] {
+			if _, _, up := diagnose.FindChild(sas, name, child); !up {
+				down = append(down, child)
 			}
-			if st.failures > 0 {
-				a.logf("rule %q: %s is up again after %d failed %s", a.ruleOf(k), k.child, st.failures, plural(st.failures, "attempt", "attempts"))
-			}
-			*st = childState{}
+		}
+		if st.running {
 			continue
 		}
-		if st.running || connecting[k.conn] || now.Before(st.next) {
+		if len(down) == 0 {
+			if st.failures > 0 {
+				a.logf("rule %q is up again after %d failed %s", a.ruleOf(name), st.failures, plural(st.failures, "attempt", "attempts"))
+			}
+			*st = ruleState{}
+			continue
+		}
+		if connecting[name] || now.Before(st.next) {
 			continue
 		}
 		if st.next.IsZero() && st.failures == 0 {
@@ -134,31 +144,42 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 			continue
 		}
 		st.running = true
-		a.logf("rule %q: %s (%s) should be up and is not: initiating", a.ruleOf(k), k.child, a.summaryOf(k))
-		go a.initiate(ctx, conn, k, a.recordConn(k), a.gen)
+		a.logf("rule %q should be up and is not (%s): initiating", a.ruleOf(name), a.describeChildren(name, down))
+		go a.initiate(ctx, conn, name, down, a.recordConn(name), a.gen)
 	}
 }
 
-// initiate negotiates one child and reports on initDone.
-// It runs on its own goroutine: it touches nothing of the Agent but
-// initDone.
-func (a *Agent) initiate(ctx context.Context, conn *Conn, k childKey, rc assign.RecordConn, gen int) {
-	r := initResult{key: k, gen: gen}
-	duplicate := false
-	err := conn.Client.Initiate(ctx, vici.InitiateRequest{IKE: k.conn, Child: k.child, Timeout: a.cfg.NegotiationTimeout}, func(l vici.LogLine) {
-		if strings.Contains(l.Message, "due to existing duplicate") {
-			duplicate = true
-		}
-	})
-	switch {
-	case err != nil && duplicate:
-	case err != nil:
-		r.err, r.reason = err, diagnose.Failure(err, rc, k.child)
-	default:
-		if sas, lerr := conn.Client.ListSAs(ctx, vici.SAFilter{IKE: k.conn}); lerr == nil {
-			if sa, ch, ok := diagnose.FindChild(sas, k.conn, k.child); ok {
-				r.reason = diagnose.Narrowed(rc, k.child, sa, ch)
+// initiate negotiates a connection's down children, one after the other
+// (they share the IKE_SA the first one brings up), and reports on
+// initDone. It runs on its own goroutine: it touches nothing of the Agent
+// but initDone and the configuration.
+func (a *Agent) initiate(ctx context.Context, conn *Conn, name string, children []string, rc assign.RecordConn, gen int) {
+	r := initResult{conn: name, gen: gen}
+	for i, child := range children {
+		duplicate := false
+		err := conn.Client.Initiate(ctx, vici.InitiateRequest{IKE: name, Child: child, Timeout: a.cfg.NegotiationTimeout}, func(l vici.LogLine) {
+			if strings.Contains(l.Message, "due to existing duplicate") {
+				duplicate = true
 			}
+		})
+		why := ""
+		switch {
+		case err != nil && duplicate:
+		case err != nil:
+			why = diagnose.Failure(err, rc, child)
+		default:
+			if sas, lerr := conn.Client.ListSAs(ctx, vici.SAFilter{IKE: name}); lerr == nil {
+				if sa, ch, ok := diagnose.FindChild(sas, name, child); ok {
+					why = diagnose.Narrowed(rc, child, sa, ch)
+				}
+			}
+		}
+		if why != "" {
+			// The others would fail the same way (their IKE_SA did not
+			// come up, or the peer's filters are off): try them next time.
+			r.failed = children[i:]
+			r.reason = fmt.Sprintf("%s: %s", child, why)
+			break
 		}
 	}
 	select {
@@ -167,10 +188,10 @@ func (a *Agent) initiate(ctx context.Context, conn *Conn, k childKey, rc assign.
 	}
 }
 
-// initiated records a finished initiate: success resets the child's
+// initiated records a finished initiate: success resets the rule's
 // backoff, a failure doubles it and is logged with its reason.
 func (a *Agent) initiated(r initResult) {
-	st := a.children[r.key]
+	st := a.rules[r.conn]
 	if st == nil {
 		return
 	}
@@ -178,13 +199,14 @@ func (a *Agent) initiated(r initResult) {
 	if r.gen != a.gen {
 		return // charon went away meanwhile: the next check starts afresh
 	}
-	if r.err == nil && r.reason == "" {
+	rule := a.ruleOf(r.conn)
+	if len(r.failed) == 0 {
 		if st.failures > 0 {
-			a.logf("rule %q: %s established after %d failed %s", a.ruleOf(r.key), r.key.child, st.failures, plural(st.failures, "attempt", "attempts"))
+			a.logf("rule %q established after %d failed %s", rule, st.failures, plural(st.failures, "attempt", "attempts"))
 		} else {
-			a.logf("rule %q: %s established", a.ruleOf(r.key), r.key.child)
+			a.logf("rule %q established", rule)
 		}
-		*st = childState{}
+		*st = ruleState{}
 		return
 	}
 	st.failures++
@@ -195,32 +217,46 @@ func (a *Agent) initiated(r initResult) {
 		what = "failed"
 	}
 	st.reason = r.reason
-	a.logf("rule %q: %s %s (attempt %d): %s; next try in %v", a.ruleOf(r.key), r.key.child, what, st.failures, r.reason, wait)
+	a.logf("rule %q %s (attempt %d, %d of its CHILD_SAs down): %s; next try in %v", rule, what, st.failures, len(r.failed), r.reason, wait)
 }
 
-func (a *Agent) ruleOf(k childKey) string {
-	if c := a.good.conn(k.conn); c != nil {
+// quiet reports whether an SA event of a connection is expected: the agent
+// is initiating it or waits to, so its failed attempts are not news.
+func (a *Agent) quiet(conn string) bool {
+	st := a.rules[conn]
+	return st != nil && (st.running || st.failures > 0)
+}
+
+func (a *Agent) ruleOf(conn string) string {
+	if c := a.good.conn(conn); c != nil {
 		return c.Origin.Rule
 	}
-	return k.conn
+	return conn
 }
 
-func (a *Agent) summaryOf(k childKey) string {
-	if c := a.good.conn(k.conn); c != nil {
+// describeChildren names children with their filters.
+func (a *Agent) describeChildren(conn string, children []string) string {
+	summary := map[string]string{}
+	if c := a.good.conn(conn); c != nil {
 		for _, ch := range c.Children {
-			if ch.Name == k.child {
-				return ch.Summary
-			}
+			summary[ch.Name] = ch.Summary
 		}
 	}
-	return k.child
+	parts := make([]string, len(children))
+	for i, ch := range children {
+		parts[i] = ch
+		if s := summary[ch]; s != "" {
+			parts[i] += " " + s
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // recordConn is the connection as diagnose reads it (the record's form).
-func (a *Agent) recordConn(k childKey) assign.RecordConn {
-	c := a.good.conn(k.conn)
+func (a *Agent) recordConn(name string) assign.RecordConn {
+	c := a.good.conn(name)
 	if c == nil {
-		return assign.RecordConn{Name: k.conn}
+		return assign.RecordConn{Name: name}
 	}
 	return assign.RecordConn{Name: c.Name, Origin: c.Origin, Children: c.Children, Body: c.Body}
 }

@@ -186,7 +186,7 @@ func (a *Agent) adopt(p *policy) {
 		a.logf("now enforcing policy %q from %s (%d %s)", p.result.Policy, a.cfg.PolicyFile, p.rules, plural(p.rules, "rule", "rules"))
 	}
 	a.good, a.goodFP = p, p.fp
-	a.pruneChildren()
+	a.pruneRules()
 }
 
 // cheapOK is the check between full ones: the files are as when last

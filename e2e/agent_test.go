@@ -314,3 +314,52 @@ func TestAgentRefusesBrokenEdit(t *testing.T) {
 		t.Fatalf("the guard was not updated for the new filter:\n%s", got)
 	}
 }
+
+// A rule that should be up and cannot come up (Bob has no policy yet, so
+// his charon answers NO_PROPOSAL_CHOSEN): the agent initiates it again with
+// a growing backoff and logs each failure with the reason initiate gives,
+// never in a hot loop; once Bob's policy is assigned, the rule comes up.
+func TestAgentReinitiatesWithBackoff(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob")
+	bin := filepath.Join(buildSwanmgr(t), "swanmgr")
+	alice := l.startAgent(bin, "alice", l.example("alice-bob/alice.toml"), "--initiate-backoff", "1s")
+	alice.waitLog(30*time.Second, 0, `added "Abczz with Bob"`)
+	alice.waitLog(20*time.Second, 0, `rule "Abczz with Bob" failed (attempt 1, 3 of its CHILD_SAs down): sm-abczz-with-bob-1: no common security method`)
+	alice.waitLog(time.Second, 0, "the peer may also have no rule for this traffic at all")
+	alice.waitLog(20*time.Second, 0, "keeps failing (attempt 2,")
+	alice.waitLog(20*time.Second, 0, "keeps failing (attempt 3,")
+	// No hot loop: the rule's attempts are spaced 1 s, 2 s, 4 s apart, and
+	// each is one line for the rule, not one per CHILD_SA.
+	re := regexp.MustCompile(`(\S+) rule "Abczz with Bob" (?:failed|keeps failing) \(attempt (\d),`)
+	var times []time.Time
+	for i, m := range re.FindAllStringSubmatch(alice.log.String(), -1) {
+		at, err := time.Parse("2006-01-02T15:04:05.000Z", m[1])
+		if err != nil {
+			t.Fatalf("log time %q: %v", m[1], err)
+		}
+		if m[2] != fmt.Sprint(i+1) {
+			t.Fatalf("failure %d is logged as attempt %s:\n%s", i+1, m[2], alice.log.String())
+		}
+		times = append(times, at)
+	}
+	if len(times) < 3 {
+		t.Fatalf("%d failures parsed from the log, want 3:\n%s", len(times), alice.log.String())
+	}
+	for i := 1; i < len(times); i++ {
+		want := time.Duration(1<<(i-1)) * time.Second
+		if gap := times[i].Sub(times[i-1]); gap < want {
+			t.Errorf("attempt %d came %v after the one before, want at least %v (backoff)", i+1, gap, want)
+		}
+	}
+
+	from := len(alice.log.String())
+	l.mustApply("bob", l.example("alice-bob/bob.toml"))
+	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
+	l.sendEncrypted("alice", "bob", 6667)
+	// The agent notices: the next look at the SAs finds them up.
+	eventually(t, 15*time.Second, func() (bool, string) {
+		s := alice.log.String()[from:]
+		return strings.Contains(s, `rule "Abczz with Bob" is up again after`) || strings.Contains(s, `rule "Abczz with Bob" established after`), "the agent did not log the recovery:\n" + s
+	})
+}
