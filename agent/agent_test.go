@@ -498,3 +498,31 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// An SA the peer narrowed is up but carries none of the filter's traffic:
+// said once with initiate's words, not initiated again.
+func TestNarrowedSAIsReportedOnce(t *testing.T) {
+	h := newHarness(t)
+	h.srv.SetSAs(vicitest.Msg(aliceConn, vicitest.Msg("uniqueid", "1", "state", "ESTABLISHED", "local-host", "172.16.98.231", "remote-host", "172.31.67.244",
+		"child-sas", vicitest.Msg("sm-abczz-with-bob-1-1", vicitest.Msg("name", "sm-abczz-with-bob-1", "uniqueid", "2", "state", "INSTALLED",
+			"local-ts", []string{"172.16.98.231/32[tcp]"}, "remote-ts", []string{"172.31.67.244/32[tcp/6668]"})))))
+	h.start()
+	h.eventually("the narrowed SA is reported", h.logHas(`rule "Abczz with Bob" is up but does not carry all of its traffic: sm-abczz-with-bob-1: the peer's filters do not mirror yours: check for reversed addresses or ports (the SA came up narrowed to remote 172.31.67.244/32[tcp/6668] instead of 172.31.67.244/32[tcp/6667]`))
+	// Reloads look at the SAs again each time.
+	for i := 0; i < 3; i++ {
+		h.clock.Add(time.Minute)
+		select {
+		case h.reload <- struct{}{}:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the agent took no reload")
+		}
+	}
+	h.eventually("three reloads", func() bool { return strings.Count(h.log.String(), "reload requested") == 3 })
+	h.tick() // the third reload's look is done once the next tick is taken
+	if n := strings.Count(h.log.String(), "does not carry all of its traffic"); n != 1 {
+		t.Errorf("the narrowed SA was reported %d times, want once:\n%s", n, h.log)
+	}
+	if n := h.srv.Count("initiate"); n != 0 {
+		t.Errorf("a narrowed but installed SA was initiated %d times", n)
+	}
+}

@@ -20,6 +20,7 @@ type ruleState struct {
 	next     time.Time // no initiate before
 	running  bool
 	reason   string // the last failure, as diagnose words it
+	narrowed string // what the last look found wrong with installed SAs
 }
 
 // initResult is a finished initiate of a connection's down children.
@@ -27,7 +28,7 @@ type initResult struct {
 	conn   string
 	gen    int
 	failed []string // children that did not come up
-	reason string   // why the first of them did not (or came up narrowed)
+	reason string   // why the first of them did not
 }
 
 // backoff is the wait after n consecutive failures: min·2^(n-1), at most max.
@@ -118,11 +119,23 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 			st = &ruleState{}
 			a.rules[name] = st
 		}
-		var down []string
+		var down, narrowed []string
+		rc := a.recordConn(name)
 		for _, child := range want[name] {
-			if _, _, up := diagnose.FindChild(sas, name, child); !up {
+			sa, ch, up := diagnose.FindChild(sas, name, child)
+			if !up {
 				down = append(down, child)
+			} else if why := diagnose.Narrowed(rc, child, sa, ch); why != "" {
+				narrowed = append(narrowed, child+": "+why)
 			}
+		}
+		// An SA narrowed by the peer is up: initiating again would give the
+		// same. Say so once, and again only when it changes.
+		if n := strings.Join(narrowed, "; "); n != st.narrowed {
+			if n != "" {
+				a.logf("rule %q is up but does not carry all of its traffic: %s", a.ruleOf(name), n)
+			}
+			st.narrowed = n
 		}
 		if st.running {
 			continue
@@ -131,7 +144,7 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 			if st.failures > 0 {
 				a.logf("rule %q is up again after %d failed %s", a.ruleOf(name), st.failures, plural(st.failures, "attempt", "attempts"))
 			}
-			*st = ruleState{}
+			*st = ruleState{narrowed: st.narrowed}
 			continue
 		}
 		if connecting[name] || now.Before(st.next) {
@@ -145,7 +158,7 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 		}
 		st.running = true
 		a.logf("rule %q should be up and is not (%s): initiating", a.ruleOf(name), a.describeChildren(name, down))
-		go a.initiate(ctx, conn, name, down, a.recordConn(name), a.gen)
+		go a.initiate(ctx, conn, name, down, rc, a.gen)
 	}
 }
 
@@ -167,12 +180,6 @@ func (a *Agent) initiate(ctx context.Context, conn *Conn, name string, children 
 		case err != nil && duplicate:
 		case err != nil:
 			why = diagnose.Failure(err, rc, child)
-		default:
-			if sas, lerr := conn.Client.ListSAs(ctx, vici.SAFilter{IKE: name}); lerr == nil {
-				if sa, ch, ok := diagnose.FindChild(sas, name, child); ok {
-					why = diagnose.Narrowed(rc, child, sa, ch)
-				}
-			}
 		}
 		if why != "" {
 			// The others would fail the same way (their IKE_SA did not
@@ -206,7 +213,7 @@ func (a *Agent) initiated(r initResult) {
 		} else {
 			a.logf("rule %q established", rule)
 		}
-		*st = ruleState{}
+		*st = ruleState{narrowed: st.narrowed}
 		return
 	}
 	st.failures++
