@@ -363,3 +363,40 @@ func TestAgentReinitiatesWithBackoff(t *testing.T) {
 		return strings.Contains(s, `rule "Abczz with Bob" is up again after`) || strings.Contains(s, `rule "Abczz with Bob" established after`), "the agent did not log the recovery:\n" + s
 	})
 }
+
+// On the kernel backend (trap policies, no start action): the agent brings
+// the policy back after a restart as well, for the backend charon runs.
+func TestAgentKernelBackendRestart(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Kernel, "alice")
+	bin := filepath.Join(buildSwanmgr(t), "swanmgr")
+	alice := l.startAgent(bin, "alice", l.example("alice-bob/alice.toml"))
+	alice.waitLog(30*time.Second, 0, `added "Abczz with Bob"`)
+	if strings.Contains(alice.log.String(), "libipsec") {
+		t.Fatalf("the agent took a kernel charon for libipsec:\n%s", alice.log.String())
+	}
+	from := len(alice.log.String())
+	h := l.Host("alice")
+	// In this process: the lab's teardown stops the new charon.
+	if err := h.RestartCharon(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	accepted := time.Now()
+	eventually(t, 10*time.Second, func() (bool, string) {
+		names := conns(h.Socket)
+		return slices.Contains(names, "sm-abczz-with-bob"), fmt.Sprintf("charon has %v", names)
+	})
+	took := time.Since(accepted)
+	t.Logf("kernel backend: policy restored %v after the socket accepted again", took.Round(time.Millisecond))
+	if took > 2*time.Second {
+		t.Errorf("the policy came back %v after the socket accepted, want within 2 s", took)
+	}
+	alice.waitLog(5*time.Second, from, `restored 1 rule charon had lost ("Abczz with Bob")`)
+	// Trap rules: nothing to initiate, and the agent does not try.
+	if strings.Contains(alice.log.String(), "initiating") {
+		t.Errorf("the agent initiated trap rules:\n%s", alice.log.String())
+	}
+	if g := l.nftList("alice"); !strings.Contains(g, "table inet "+guard.Table) {
+		t.Fatalf("no guard after the restore:\n%s", g)
+	}
+}
