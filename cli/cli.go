@@ -118,6 +118,7 @@ func commands() []*ucli.Command {
 		metricsCommand(),
 		mirrorCommand(),
 		checkCommand(),
+		importCommand(),
 		versionCommand(),
 		completionCommand(),
 		manCommand(),
