@@ -165,12 +165,16 @@ func TestDockerPolicies(t *testing.T) {
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"alice.toml", "bob.toml", "eve.toml"} {
+	for _, f := range []string{"alice.toml", "bob.toml", "eve.toml", "alice-bob.psk", "alice-eve.psk"} {
 		b, err := os.ReadFile(filepath.Join("..", "docker", "policies", f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(src, f), b, 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(f, ".psk") {
+			mode = 0o600
+		}
+		if err := os.WriteFile(filepath.Join(src, f), b, mode); err != nil {
 			t.Fatal(err)
 		}
 	}
