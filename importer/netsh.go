@@ -3,12 +3,9 @@ package importer
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/swanmgr/swanmgr/model"
 )
 
 // Options are what a script does not say.
@@ -137,6 +134,13 @@ func (n *netsh) command(c Command) error {
 	}
 	names, ok := netshObjects[key]
 	if !ok {
+		var known []string
+		for k := range netshObjects {
+			known = append(known, k)
+		}
+		if hint := closest(key, known); hint != "" {
+			return errAt(c.File, c.Line, "%q is not a command swanmgr import reads (did you mean %q?)", "ipsec static "+key, hint)
+		}
 		return errAt(c.File, c.Line, "%q is not a command swanmgr import reads (add policy, add filterlist, add filter, add filteraction, add rule, set policy, set defaultrule, set store, delete all, delete policy)", "ipsec static "+key)
 	}
 	p, err := readParams(c, names, "rootca")
@@ -401,144 +405,6 @@ func (n *netsh) addFilter(p *params, w string) error {
 	return nil
 }
 
-// oneOfOrNumber reads protocol: ANY, ICMP, TCP, UDP, RAW or 0-255.
-func (p *params) oneOfOrNumber(k string) (any, error) {
-	v, ok := p.values[k]
-	if !ok {
-		return nil, nil
-	}
-	switch l := strings.ToLower(v); l {
-	case "any":
-		return nil, nil
-	case "icmp", "tcp", "udp", "raw":
-		return l, nil
-	}
-	num, err := strconv.Atoi(v)
-	if err != nil || num < 0 || num > 255 {
-		return nil, p.errf("%s=%q: want ANY, ICMP, TCP, UDP, RAW or a protocol number 0-255", k, v)
-	}
-	switch num {
-	case 0:
-		return nil, nil
-	case 1:
-		return "icmp", nil
-	case 6:
-		return "tcp", nil
-	case 17:
-		return "udp", nil
-	}
-	return num, nil
-}
-
-var dnsName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$`)
-
-// address maps a netsh address and mask to a filter's source or
-// destination. drop says why the filter cannot be carried over.
-func address(v, mask string, hasMask bool) (out, drop, note string, err error) {
-	l := strings.ToLower(strings.TrimSpace(v))
-	switch l {
-	case "me":
-		return "me", "", maskIgnored(mask, hasMask, "0.0.0.0", "255.255.255.255", "32", "0"), nil
-	case "any", "0.0.0.0":
-		if l == "0.0.0.0" && hasMask && mask != "0.0.0.0" && mask != "0" {
-			break
-		}
-		return "any", "", maskIgnored(mask, hasMask, "0.0.0.0", "0"), nil
-	case "wins", "dns", "dhcp", "gateway":
-		return "", "the special server " + strings.ToUpper(l) + " is whatever Windows' network settings named at the time; swanmgr needs its address: filter left out (add it with its address)", "", nil
-	}
-	if lo, hi, ok := strings.Cut(l, "-"); ok {
-		if _, e1 := netip.ParseAddr(lo); e1 == nil {
-			if _, e2 := netip.ParseAddr(hi); e2 == nil {
-				return "", "an address range has no traffic selector of its own in swanmgr's format (a subnet does): filter left out (write it as subnets)", "", nil
-			}
-		}
-	}
-	ip, perr := netip.ParseAddr(l)
-	if perr != nil {
-		if !dnsName.MatchString(l) || looksNumber(l) {
-			return "", "", "", fmt.Errorf("not me, any, an IP address, a range, WINS/DNS/DHCP/GATEWAY or a DNS name")
-		}
-		return strings.TrimSuffix(v, "."), "", "a DNS name is resolved by charon each time it initiates (Windows resolved it once, when the filter was added)" + maskIgnoredSuffix(mask, hasMask), nil
-	}
-	bits := ip.BitLen()
-	if hasMask {
-		b, err := maskBits(mask, ip.Is4())
-		if err != nil {
-			return "", "", "", err
-		}
-		bits = b
-	}
-	pfx := netip.PrefixFrom(ip, bits).Masked()
-	if bits == ip.BitLen() {
-		return ip.String(), "", "", nil
-	}
-	if bits == 0 {
-		return "any", "", "mask 0: any address", nil
-	}
-	if pfx.Addr() != ip {
-		note = fmt.Sprintf("the mask leaves host bits: the subnet is %s, as Windows masked it", pfx)
-	}
-	return pfx.String(), "", note, nil
-}
-
-func looksNumber(s string) bool {
-	return strings.Trim(s, "0123456789.") == ""
-}
-
-func maskIgnored(mask string, has bool, fine ...string) string {
-	if !has {
-		return ""
-	}
-	for _, f := range fine {
-		if mask == f {
-			return ""
-		}
-	}
-	return "the mask " + strconv.Quote(mask) + " has no meaning here and is ignored"
-}
-
-func maskIgnoredSuffix(mask string, has bool) string {
-	if has {
-		return "; the mask " + strconv.Quote(mask) + " is ignored"
-	}
-	return ""
-}
-
-// maskBits reads a dotted mask (255.255.255.0) or a prefix length (24).
-func maskBits(mask string, v4 bool) (int, error) {
-	max := 128
-	if v4 {
-		max = 32
-	}
-	if n, err := strconv.Atoi(mask); err == nil {
-		if n < 0 || n > max {
-			return 0, fmt.Errorf("mask %q: a prefix length is 0-%d", mask, max)
-		}
-		return n, nil
-	}
-	m, err := netip.ParseAddr(mask)
-	if err != nil || !m.Is4() || !v4 {
-		return 0, fmt.Errorf("mask %q: want a dotted IPv4 mask such as 255.255.255.0 or a prefix length", mask)
-	}
-	b := m.As4()
-	bits, ones := 0, true
-	for _, by := range b {
-		for i := 7; i >= 0; i-- {
-			set := by&(1<<i) != 0
-			if set && !ones {
-				return 0, fmt.Errorf("mask %q has a hole: its ones must come first", mask)
-			}
-			if set {
-				bits++
-			} else {
-				ones = false
-			}
-		}
-	}
-	return bits, nil
-}
-
 func (n *netsh) addAction(p *params, w string) error {
 	name, err := p.required("name")
 	if err != nil {
@@ -612,13 +478,13 @@ func (n *netsh) addRule(p *params, w string) error {
 		return err
 	}
 	if n.list(r.list) == nil {
-		return p.errf("filter list %q does not exist", r.list)
+		return p.errf("filter list %q does not exist%s", r.list, didYouMean(r.list, n.listNames()))
 	}
 	if r.action, err = p.required("filteraction"); err != nil {
 		return err
 	}
 	if n.action(r.action) == nil {
-		return p.errf("filter action %q does not exist", r.action)
+		return p.errf("filter action %q does not exist%s", r.action, didYouMean(r.action, n.actionNames()))
 	}
 	for _, o := range pol.rules {
 		if r.name != "" && o.name == r.name {
@@ -713,319 +579,57 @@ func (n *netsh) setDefaultRule(p *params, w string) error {
 	return nil
 }
 
-// result maps the chosen policy.
-func (n *netsh) result(file string) (*Result, error) {
-	pol, err := n.choose(file)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{Source: file, Tool: "netsh"}
-	res.Notes = append(res.Notes, n.notes...)
-	res.Notes = append(res.Notes, pol.ikeNotes...)
-	for _, o := range n.policies {
-		if o != pol {
-			res.Notes = append(res.Notes, Note{Where: o.where, Text: fmt.Sprintf("policy %q is not the one imported (%q): left out", o.name, pol.name)})
-		}
-	}
-	out := &res.File
-	out.Assign = pol.name
-	out.Endpoint = Endpoint{Name: n.o.Name, Addresses: n.o.Addresses, RemoteAccessInterface: n.o.RemoteAccessInterface}
-	outPol := Policy{Name: pol.name, Description: pol.desc}
-	usedLists, usedActions := map[string]bool{}, map[string]bool{}
-	keys := &keyFiles{prefix: n.o.KeyPrefix}
-	negotiate := false
-	for _, r := range pol.rules {
-		rule, ok := n.rule(r, pol, keys, &res.Notes)
-		if !ok {
-			continue
-		}
-		outPol.Rules = append(outPol.Rules, rule)
-		if !usedLists[r.list] {
-			usedLists[r.list] = true
-			l := n.list(r.list)
-			fl := FilterList{Name: l.name, Description: l.desc}
-			for _, f := range l.filters {
-				res.Notes = append(res.Notes, f.notes...)
-				if f.drop != "" {
-					continue // reported by rule
-				}
-				if !f.mirrored {
-					if r.tunnel != "" {
-						res.Notes = append(res.Notes, Note{Where: f.where, Text: "mirrored=no, as a Windows tunnel filter must be: swanmgr's tunnel rule covers both directions"})
-					} else {
-						res.Notes = append(res.Notes, Note{Where: f.where, Lossy: true, Text: "mirrored=no has no strongSwan equivalent: every CHILD_SA and every pass or drop shunt covers both directions. Imported mirrored"})
-					}
-				}
-				fl.Filters = append(fl.Filters, Filter{Description: f.desc, Source: f.src, Destination: f.dst,
-					Protocol: f.proto, SourcePort: f.sport, DestinationPort: f.dport})
-			}
-			out.FilterLists = append(out.FilterLists, fl)
-		}
-		if !usedActions[r.action] {
-			usedActions[r.action] = true
-			a := n.action(r.action)
-			res.Notes = append(res.Notes, a.notes...)
-			out.FilterActions = append(out.FilterActions, a.out)
-		}
-		if n.action(r.action).action == "negotiate" && !rule.Disabled {
-			negotiate = true
-		}
-	}
-	if pol.defaultRule {
-		if negotiate {
-			outPol.DefaultResponseRule = true
-			res.Notes = append(res.Notes, Note{Where: pol.defaultWhere, Text: "the default response rule answers any peer with the authentication and security of the first negotiate rule"})
-			res.Notes = append(res.Notes, pol.defaultSettings...)
-		} else {
-			res.Notes = append(res.Notes, Note{Where: pol.defaultWhere, Lossy: true, Text: "the default response rule needs a negotiate rule to take its authentication and security from, and none was imported: left out"})
-		}
-	}
-	if len(outPol.Rules) == 0 {
-		return nil, errAt(file, lineOf(pol.where), "policy %q: no rule could be imported%s", pol.name, lossySummary(res.Notes))
-	}
-	out.Policies = []Policy{outPol}
-	res.Keys = keys.keys
-	res.Notes = dedupe(res.Notes)
-	sort.SliceStable(res.Notes, func(i, j int) bool { return lineOf(res.Notes[i].Where) < lineOf(res.Notes[j].Where) })
-	return res, nil
-}
-
-func lossySummary(ns []Note) string {
-	var s []string
-	for _, n := range ns {
-		if n.Lossy {
-			s = append(s, "\n"+n.String())
-		}
-	}
-	return strings.Join(s, "")
-}
-
-func lineOf(where string) int {
-	i := strings.LastIndexByte(where, ':')
-	n, _ := strconv.Atoi(where[i+1:])
-	return n
-}
-
-func (n *netsh) choose(file string) (*nsPolicy, error) {
-	if len(n.policies) == 0 {
-		return nil, errAt(file, 1, "the script adds no policy (add policy name=...)")
-	}
-	names := make([]string, len(n.policies))
-	for i, p := range n.policies {
-		names[i] = strconv.Quote(p.name)
-	}
-	if n.o.Policy != "" {
-		if p := n.policy(n.o.Policy); p != nil {
-			return p, nil
-		}
-		return nil, fmt.Errorf("importer: %s: no policy %q (the script has %s)", file, n.o.Policy, strings.Join(names, ", "))
-	}
-	var assigned []*nsPolicy
-	for _, p := range n.policies {
-		if p.assign {
-			assigned = append(assigned, p)
-		}
-	}
-	switch {
-	case len(assigned) == 1:
-		return assigned[0], nil
-	case len(assigned) > 1:
-		last := assigned[len(assigned)-1]
-		n.note(last.assignWhere, false, "several policies have assign=yes; Windows keeps one assigned, the last: %q", last.name)
-		return last, nil
-	case len(n.policies) == 1:
-		n.note(n.policies[0].where, false, "no policy has assign=yes; the script's only policy is imported")
-		return n.policies[0], nil
-	}
-	return nil, fmt.Errorf("importer: %s: no policy has assign=yes: choose one of %s with --policy", file, strings.Join(names, ", "))
-}
-
-// keyFiles names one key file per distinct preshared key.
-type keyFiles struct {
-	prefix string
-	keys   []Key
-}
-
-func (k *keyFiles) file(secret, where string) string {
-	for _, have := range k.keys {
-		if have.Secret.Reveal() == secret {
-			return have.File
-		}
-	}
-	p := k.prefix
-	if p == "" {
-		p = "imported"
-	}
-	name := p + ".psk"
-	if len(k.keys) > 0 {
-		name = fmt.Sprintf("%s-%d.psk", p, len(k.keys)+1)
-	}
-	k.keys = append(k.keys, Key{File: name, Secret: model.NewSecret(secret), Where: where})
-	return name
-}
-
-func (n *netsh) isMe(a string) bool {
-	ip, err := netip.ParseAddr(a)
-	if err != nil {
-		return false
-	}
-	for _, m := range n.o.Addresses {
-		if mm, err := netip.ParseAddr(m); err == nil && mm == ip {
-			return true
-		}
-	}
-	return false
-}
-
-// rule maps one rule; false when it cannot be imported (the reason is in
-// the notes).
-func (n *netsh) rule(r *nsRule, pol *nsPolicy, keys *keyFiles, notes *[]Note) (Rule, bool) {
-	label := fmt.Sprintf("rule %q", r.name)
-	if r.name == "" {
-		label = fmt.Sprintf("the rule for filter list %q", r.list)
-	}
-	lossy := func(format string, args ...any) {
-		*notes = append(*notes, Note{Where: r.where, Lossy: true, Text: label + ": " + fmt.Sprintf(format, args...)})
-	}
-	info := func(format string, args ...any) {
-		*notes = append(*notes, Note{Where: r.where, Text: label + ": " + fmt.Sprintf(format, args...)})
-	}
-	act := n.action(r.action)
-	out := Rule{Name: r.name, FilterList: r.list, FilterAction: r.action, Disabled: !r.activate}
-	l := n.list(r.list)
-	kept := 0
-	for _, f := range l.filters {
-		if f.drop != "" {
-			*notes = append(*notes, Note{Where: f.where, Lossy: true, Text: fmt.Sprintf("filter list %q: %s", l.name, f.drop)})
-			continue
-		}
-		kept++
-	}
-	if kept == 0 {
-		lossy("filter list %q has no filter that can be imported: rule left out", r.list)
-		return out, false
-	}
-	switch r.conntype {
-	case "lan":
-		out.Network = "lan"
-		info("conntype=lan: network = \"lan\"; without endpoint.lan_interface it applies to every interface (Linux cannot tell LAN from remote access by itself)")
-	case "dialup":
-		out.Network = "remote-access"
-		if n.o.RemoteAccessInterface == "" {
-			info("conntype=dialup: network = \"remote-access\" needs endpoint.remote_access_interface: give --remote-access-interface")
-		}
-	}
-	if r.tunnel != "" {
-		switch {
-		case act.action != "negotiate":
-			info("tunnel=%q is ignored with a %s filter action, as Windows ignores it", r.tunnel, act.action)
-		case n.isMe(r.tunnel):
-			paired := false
-			for _, o := range pol.rules {
-				if o != r && o.tunnel != "" && !n.isMe(o.tunnel) && o.action == r.action {
-					paired = true
-				}
-			}
-			if paired {
-				info("tunnel=%s is this computer: the inbound half of a Windows tunnel pair; swanmgr's rule for the peer's tunnel endpoint covers both directions, so this one is left out", r.tunnel)
-			} else {
-				lossy("tunnel=%s is this computer (the inbound half of a Windows tunnel pair) and no rule names the peer's tunnel endpoint: left out; add the outbound rule", r.tunnel)
-			}
-			return out, false
-		default:
-			ip, err := netip.ParseAddr(r.tunnel)
-			if err != nil {
-				lossy("tunnel=%q: swanmgr's tunnel_endpoint is an IP address: rule left out (give the address)", r.tunnel)
-				return out, false
-			}
-			out.TunnelEndpoint = ip.String()
-		}
-	}
-	if act.action != "negotiate" {
-		if len(r.auths) > 0 {
-			info("authentication methods are ignored with a %s filter action, as Windows ignores them", act.action)
-		}
-		return out, true
-	}
-	if len(r.auths) == 0 {
-		lossy("no authentication method: Windows used Kerberos, which strongSwan does not have; use certificates or a preshared key (add psk= or rootca=): rule left out")
-		return out, false
-	}
-	for _, a := range r.auths {
-		if len(out.Authentication) > 0 {
-			lossy("%s: strongSwan uses one authentication method per connection and does not fall back to the next: left out (the rule uses %s)", methodLabel(a), out.Authentication[0].Method)
-			continue
-		}
-		switch a.kind {
-		case "kerberos":
-			lossy("kerberos=yes: strongSwan has no Kerberos; use certificates or a preshared key")
-		case "psk":
-			out.Authentication = append(out.Authentication, Auth{Method: "psk", SecretFile: keys.file(a.value, a.where)})
-		case "rootca":
-			ca, certmap, exclude := splitRootCA(a.value)
-			au := Auth{Method: "certificate", CA: orDefault(n.o.CA, "ca.pem"), Certificate: orDefault(n.o.Certificate, "host.pem"), PrivateKey: orDefault(n.o.PrivateKey, "host.key")}
-			out.Authentication = append(out.Authentication, au)
-			info("rootca=%q: certificate authentication needs the files %s (that CA's certificate), %s (this computer's certificate, issued by it, with its address as a subjectAltName) and %s (its private key, mode 0600); Windows took them from its certificate store", ca, au.CA, au.Certificate, au.PrivateKey)
-			if certmap {
-				lossy("rootca certmap:yes (map certificates to Windows accounts) has no equivalent: charon authenticates the computer by its certificate alone")
-			}
-			if exclude {
-				info("rootca excludecaname:yes has no effect: charon sends certificate requests for the CAs it trusts")
-			}
-		}
-	}
-	if len(out.Authentication) == 0 {
-		lossy("no authentication method strongSwan offers: rule left out")
-		return out, false
-	}
-	return out, true
-}
-
-func methodLabel(a nsAuth) string {
-	switch a.kind {
-	case "psk":
-		return "psk= (a second preshared key)"
-	case "rootca":
-		return fmt.Sprintf("rootca=%q", a.value)
-	}
-	return "kerberos=yes"
-}
-
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
-}
-
-// splitRootCA separates the CA name from the certmap: and excludecaname:
-// options at its end.
-func splitRootCA(v string) (ca string, certmap, exclude bool) {
-	words := strings.Fields(v)
-	var keep []string
-	for _, w := range words {
-		l := strings.ToLower(w)
-		switch {
-		case strings.HasPrefix(l, "certmap:"):
-			certmap = strings.HasPrefix(strings.TrimPrefix(l, "certmap:"), "y")
-		case strings.HasPrefix(l, "excludecaname:"):
-			exclude = strings.HasPrefix(strings.TrimPrefix(l, "excludecaname:"), "y")
-		default:
-			keep = append(keep, w)
-		}
-	}
-	return strings.ReplaceAll(strings.Join(keep, " "), `\'`, `"`), certmap, exclude
-}
-
-// dedupe drops repeated notes (a filter list shared by two rules).
-func dedupe(ns []Note) []Note {
-	seen := map[Note]bool{}
-	out := ns[:0]
-	for _, n := range ns {
-		if !seen[n] {
-			seen[n] = true
-			out = append(out, n)
-		}
+func (n *netsh) listNames() []string {
+	var out []string
+	for _, l := range n.lists {
+		out = append(out, l.name)
 	}
 	return out
+}
+
+func (n *netsh) actionNames() []string {
+	var out []string
+	for _, a := range n.actions {
+		out = append(out, a.name)
+	}
+	return out
+}
+
+func didYouMean(s string, names []string) string {
+	if c := closest(s, names); c != "" {
+		return fmt.Sprintf(" (did you mean %q?)", c)
+	}
+	return ""
+}
+
+// closest is the candidate nearest to s by edit distance, if it is near.
+func closest(s string, candidates []string) string {
+	best, bestD := "", len(s)/3+2
+	sort.Strings(candidates)
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

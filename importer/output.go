@@ -42,8 +42,8 @@ type Filter struct {
 	Source          string `toml:"source"`
 	Destination     string `toml:"destination"`
 	Protocol        any    `toml:"protocol,omitempty"`
-	SourcePort      int    `toml:"source_port,omitempty"`
-	DestinationPort int    `toml:"destination_port,omitempty"`
+	SourcePort      int    `toml:"source_port,omitzero"`
+	DestinationPort int    `toml:"destination_port,omitzero"`
 }
 
 // FilterAction is [[filter_action]].
@@ -52,7 +52,8 @@ type FilterAction struct {
 	Description    string   `toml:"description,omitempty"`
 	Action         string   `toml:"action"`
 	Security       string   `toml:"security,omitempty"`
-	PFS            bool     `toml:"pfs,omitzero"`
+	PFS            bool     `toml:"pfs,omitempty"`
+	Guard          *bool    `toml:"guard,omitempty"`
 	ESPEncryption  []string `toml:"esp_encryption,omitempty"`
 	ESPIntegrity   []string `toml:"esp_integrity,omitempty"`
 	AHIntegrity    []string `toml:"ah_integrity,omitempty"`
@@ -64,7 +65,7 @@ type FilterAction struct {
 type Policy struct {
 	Name                string `toml:"name"`
 	Description         string `toml:"description,omitempty"`
-	DefaultResponseRule bool   `toml:"default_response_rule,omitzero"`
+	DefaultResponseRule bool   `toml:"default_response_rule,omitempty"`
 	Rules               []Rule `toml:"rule"`
 }
 
@@ -76,7 +77,7 @@ type Rule struct {
 	Network        string `toml:"network,omitempty"`
 	TunnelEndpoint string `toml:"tunnel_endpoint,omitempty"`
 	Authentication []Auth `toml:"authentication,omitempty"`
-	Disabled       bool   `toml:"disabled,omitzero"`
+	Disabled       bool   `toml:"disabled,omitempty"`
 }
 
 // Auth is one authentication method. A preshared key is only ever a

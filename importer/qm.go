@@ -143,7 +143,7 @@ func mapOffers(fa *FilterAction, offers []offer, keepLegacy bool, add func(bool,
 		}
 		if len(weak) > 0 {
 			if !keepLegacy {
-				add(true, "%s: %s is broken or retired and is not offered (keep it with --legacy-algorithms, which validate then warns about): left out", o.text, strings.Join(weak, " and "))
+				add(true, "%s: %s %s broken or retired and not offered (keep it with --legacy-algorithms, which validate then warns about): left out", o.text, strings.Join(weak, " and "), isAre(len(weak)))
 				continue
 			}
 			add(false, "%s: %s kept because of --legacy-algorithms; validate warns about it", o.text, strings.Join(weak, " and "))
@@ -223,4 +223,11 @@ func offerTexts(os []offer) string {
 		t = append(t, o.text)
 	}
 	return strings.Join(t, " ")
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }
