@@ -117,7 +117,7 @@ func accepting(socket string) bool {
 	return true
 }
 
-// The agent keeps Alice's policy across a restart of her charon (policy
+// The agent keeps Alice's policy across a kill and restart of her charon (policy
 // back within 2 s of the socket accepting again, SA re-established, traffic
 // encrypted), restores it within 5 s after a stray `swanctl --load-all` of
 // an unrelated file (which stays loaded), and exits 0 on SIGTERM leaving
@@ -133,10 +133,15 @@ func TestAgentRestoresAfterRestartAndStrayLoadAll(t *testing.T) {
 	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
 	l.sendEncrypted("alice", "bob", 6667)
 
-	// (a) Alice's charon restarts; the agent brings everything back.
+	// (a) Alice's charon is killed (SIGKILL, by the pid the lab started),
+	// then `lab restart` brings it back; the agent brings the policy back.
 	sock := l.Host("alice").Socket
 	const conn = "sm-abczz-with-bob"
 	from := len(alice.log.String())
+	if err := syscall.Kill(l.Host("alice").Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitLog(5*time.Second, from, "went away")
 	restart := exec.Command(bin, "lab", "restart", "--dir", l.Dir, "alice")
 	restartDone := make(chan error, 1)
 	var restartOut lockedBuffer
