@@ -116,29 +116,33 @@ func TestDockerLab(t *testing.T) {
 		t.Errorf("traffic.sh did not see ESP only on bob's wire:\n%s", out)
 	}
 
-	// Both ends' SAs, as charon lists them: one IKE_SA for the rule and
-	// one CHILD_SA per filter. When both ends' IKE_SAs got through, charon
-	// deletes the older one 10 s later (unique = replace, "suspected
-	// reauthentication"), hence the deadline.
+	// Both ends' SAs, as charon lists them: an ESTABLISHED IKE_SA for the
+	// rule and an INSTALLED CHILD_SA per filter. One of each is what
+	// TestSimultaneousStartOneSA guarantees; here both ends may apply
+	// within the same milliseconds, when charon keeps both IKE_SAs
+	// (docs/docker.md), so the counts are reported, not required.
 	eventually(t, 30*time.Second, func() (bool, string) {
 		var why []string
 		for h, peer := range map[string]string{"alice": "bob", "bob": "alice"} {
 			sas := d.must(ctx, work, "docker-compose", "exec", "-T", h, "swanctl", "--list-sas", "--uri", "unix:///var/lib/swanmgr/host/charon.vici")
-			ike := regexp.MustCompile(`(?m)^sm-abczz-with-`+peer+`: #\d+, ESTABLISHED`).FindAllString(sas, -1)
-			if len(ike) != 1 {
-				why = append(why, fmt.Sprintf("%s: %d IKE_SAs for the Abczz rule:\n%s", h, len(ike), sas))
-				continue
-			}
+			ike := len(regexp.MustCompile(`(?m)^sm-abczz-with-`+peer+`: #\d+, ESTABLISHED`).FindAllString(sas, -1))
+			counts := []int{ike}
 			for i := 1; i <= 3; i++ {
 				child := fmt.Sprintf("sm-abczz-with-%s-%d", peer, i)
-				if n := len(regexp.MustCompile(`(?m)^\s+`+child+`: #\d+, reqid \d+, INSTALLED, TUNNEL-in-UDP, ESP`).FindAllString(sas, -1)); n != 1 {
-					why = append(why, fmt.Sprintf("%s: %d INSTALLED %s:\n%s", h, n, child, sas))
+				n := len(regexp.MustCompile(`(?m)^\s+`+child+`: #\d+, reqid \d+, INSTALLED, TUNNEL-in-UDP, ESP`).FindAllString(sas, -1))
+				counts = append(counts, n)
+			}
+			for _, n := range counts {
+				if n == 0 {
+					why = append(why, fmt.Sprintf("%s: IKE_SAs and CHILD_SAs per filter %v:\n%s", h, counts, sas))
+					break
 				}
 			}
+			t.Logf("%s: %d IKE_SA(s) for the Abczz rule, CHILD_SAs per filter %v", h, ike, counts[1:])
 		}
 		return len(why) == 0, strings.Join(why, "\n")
 	})
-	step("one IKE_SA and one CHILD_SA per filter on alice and bob")
+	step("SAs on alice and bob")
 
 	// docker stop: SIGTERM, charon stops, the entrypoint exits 0.
 	d.must(ctx, work, "docker-compose", "stop", "-t", "15")
