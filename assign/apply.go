@@ -185,7 +185,7 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 		return nil, err
 	}
 	keepUnchangedSecrets(p, rec, key)
-	rep := &Report{Plan: p}
+	rep := &Report{Plan: p, Warnings: append([]string(nil), p.Warnings...)}
 
 	// SAs that exist now, to tear down those of changed or removed rules
 	// afterwards (and never one the new settings bring up).
@@ -205,10 +205,11 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 
 	// Note what is about to be loaded, so that a swanmgr killed half-way
 	// still owns it and the next run cleans up.
-	var intent Pending
+	intent := Pending{Views: map[string]string{}}
 	for _, c := range p.Conns {
 		if c.Change == Added || c.Change == Changed {
 			intent.Conns = append(intent.Conns, c.Name)
+			intent.Views[c.Name] = viewOfBody(c.New.Body)
 		}
 	}
 	for _, s := range p.Secrets {
@@ -217,6 +218,11 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 	if rec != nil {
 		intent.Conns = append(intent.Conns, rec.Pending.Conns...)
 		intent.Secrets = append(intent.Secrets, rec.Pending.Secrets...)
+		for n, v := range rec.Pending.Views {
+			if _, ok := intent.Views[n]; !ok {
+				intent.Views[n] = v
+			}
+		}
 	}
 	if !intent.empty() {
 		if err := e.Store.savePending(e.Socket, intent); err != nil {
@@ -358,7 +364,7 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 			continue
 		}
 		c := cp.New
-		rc := RecordConn{Name: c.Name, Hash: cp.Hash, Origin: c.Origin, Children: c.Children, Body: c.Body}
+		rc := RecordConn{Name: c.Name, Hash: cp.Hash, Origin: c.Origin, Children: c.Children, Body: c.Body, View: viewOfBody(c.Body)}
 		if cp.Change == Unchanged && cp.Old != nil {
 			rc.IKEHash, rc.ChildHashes = cp.Old.IKEHash, cp.Old.ChildHashes
 		} else {
@@ -443,7 +449,7 @@ func sameRecord(a, b *Record) bool {
 		}
 	}
 	for i := range a.Conns {
-		if a.Conns[i].Name != b.Conns[i].Name || a.Conns[i].Hash != b.Conns[i].Hash || a.Conns[i].Origin != b.Conns[i].Origin {
+		if a.Conns[i].Name != b.Conns[i].Name || a.Conns[i].Hash != b.Conns[i].Hash || a.Conns[i].Origin != b.Conns[i].Origin || a.Conns[i].View != b.Conns[i].View {
 			return false
 		}
 	}

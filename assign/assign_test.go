@@ -36,6 +36,8 @@ type fakeDaemon struct {
 	lostAnswer map[string]bool
 	// hideConn hides connections from get-conns.
 	hideConn func(name string) bool
+	// msgs are the load-conn messages, for list-conns.
+	msgs map[string]*govici.Message
 	// onLoadConn runs before each load-conn (e.g. to cancel the apply),
 	// onUnloadConn before each unload-conn.
 	onLoadConn, onUnloadConn func(name string)
@@ -71,6 +73,10 @@ func (f *fakeDaemon) LoadConn(ctx context.Context, name string, m *govici.Messag
 		return &vici.CommandError{Command: "load-conn", Name: name, Message: "unknown option: bogus, config discarded"}
 	}
 	f.conns[name] = m.String()
+	if f.msgs == nil {
+		f.msgs = map[string]*govici.Message{}
+	}
+	f.msgs[name] = m
 	if f.lostAnswer[name] {
 		// charon loaded it, but the answer never came.
 		return fmt.Errorf("load-conn %q: %w", name, context.DeadlineExceeded)
@@ -203,6 +209,35 @@ func (f *fakeDaemon) TerminateChild(ctx context.Context, id uint64) error {
 		f.sas[i].Children = keep
 	}
 	return nil
+}
+
+// ListConns lists the connections as charon would, from the load-conn
+// messages (a connection set by hand has no settings).
+func (f *fakeDaemon) ListConns(context.Context) ([]vici.ConnInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []vici.ConnInfo
+	for name := range f.conns {
+		ci := vici.ConnInfo{Name: name}
+		if body, ok := f.msgs[name]; ok {
+			ci.LocalAddrs, _ = body.Get("local_addrs").([]string)
+			ci.RemoteAddrs, _ = body.Get("remote_addrs").([]string)
+			if ch, ok := body.Get("children").(*govici.Message); ok {
+				for _, cn := range ch.Keys() {
+					c, _ := ch.Get(cn).(*govici.Message)
+					cc := vici.ChildConnInfo{Name: cn}
+					if c != nil {
+						cc.Mode, _ = c.Get("mode").(string)
+						cc.LocalTS, _ = c.Get("local_ts").([]string)
+						cc.RemoteTS, _ = c.Get("remote_ts").([]string)
+					}
+					ci.Children = append(ci.Children, cc)
+				}
+			}
+		}
+		out = append(out, ci)
+	}
+	return out, nil
 }
 
 var _ Daemon = (*fakeDaemon)(nil)

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	govici "github.com/strongswan/govici/vici"
+
+	"github.com/swanmgr/swanmgr/vici"
 )
 
 // Daemon is what assign needs from charon. *vici.Client satisfies it
@@ -12,6 +14,9 @@ type Daemon interface {
 	LoadConn(ctx context.Context, name string, conn *govici.Message) error
 	UnloadConn(ctx context.Context, name string) error
 	Conns(ctx context.Context) ([]string, error)
+	// ListConns lists the connections with their settings as charon
+	// shows them (for drift: see viewOfInfo).
+	ListConns(ctx context.Context) ([]vici.ConnInfo, error)
 	LoadShared(ctx context.Context, id, typ string, data []byte, owners []string) error
 	UnloadShared(ctx context.Context, id string) error
 	SharedIDs(ctx context.Context) ([]string, error)

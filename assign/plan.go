@@ -35,6 +35,9 @@ type ConnPlan struct {
 	// went away; IKEChanged means every child is re-applied.
 	ChangedChildren []string
 	IKEChanged      bool
+	// Drift: charon's copy is not what swanmgr loaded (replaced over VICI
+	// by someone else): it is loaded again and its SAs torn down.
+	Drift bool
 }
 
 // RulePlan is what happens to one rule: the sum of its connections.
@@ -44,6 +47,9 @@ type RulePlan struct {
 	Change   Change
 	Conns    []ConnPlan
 	Teardown []LiveSA // live SAs that the change tears down (plan only)
+	// Drift: charon's copy of a connection of the rule was replaced by
+	// someone else; the rule is loaded again.
+	Drift bool
 }
 
 // Plan is what Apply would do.
@@ -63,6 +69,9 @@ type Plan struct {
 	// Guard is what happens to the nftables guard (filled by
 	// Engine.Plan).
 	Guard GuardPlan
+	// Warnings are things an apply leaves alone on purpose (a pending
+	// name charon now has with other settings).
+	Warnings []string
 }
 
 // GuardPlan is what an apply does to the nftables guard.
@@ -122,6 +131,10 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 		return nil, err
 	}
 	sharedSet := set(shared)
+	views, err := liveViews(ctx, d, rec, liveSet)
+	if err != nil {
+		return nil, err
+	}
 
 	p := &Plan{Socket: socket, Previous: rec, Desired: desired, LiveSecrets: sharedSet}
 	var conflicts []string
@@ -135,6 +148,11 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 			hash := c.Hash()
 			cp := ConnPlan{Name: c.Name, Origin: c.Origin, New: c, Old: old, Hash: hash}
 			switch {
+			case old == nil && liveSet[c.Name] && rec.pendingConn(c.Name) && !rec.pendingMatches(c.Name, views):
+				// Loaded by someone else under a name an unfinished apply
+				// had noted: not swanmgr's to replace.
+				conflicts = append(conflicts, c.Name)
+				continue
 			case old == nil && liveSet[c.Name] && rec.pendingConn(c.Name):
 				// An unfinished apply loaded it, with settings unknown now.
 				cp.Change = Changed
@@ -148,6 +166,10 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 				if old.Hash == hash {
 					cp.Change = Added
 				}
+			case old.Hash == hash && old.View != "" && views[c.Name] != "" && views[c.Name] != old.View:
+				// Same policy, but charon's copy was replaced: load ours
+				// again, and take down SAs made with the other settings.
+				cp.Change, cp.Drift, cp.IKEChanged = Changed, true, true
 			case old.Hash == hash:
 				cp.Change = Unchanged
 			default:
@@ -199,6 +221,10 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 		// Left behind by an unfinished apply and no longer wanted.
 		for _, name := range rec.Pending.Conns {
 			if !want[name] && rec.Conn(name) == nil && liveSet[name] {
+				if !rec.pendingMatches(name, views) {
+					p.Warnings = append(p.Warnings, fmt.Sprintf("charon has a connection %s that an unfinished apply of swanmgr had noted, but with other settings than swanmgr sent: left alone (unload it with swanctl --unload-conn if it is stale)", name))
+					continue
+				}
 				p.Conns = append(p.Conns, ConnPlan{Name: name, Change: Removed, Old: &RecordConn{Name: name}})
 			}
 		}
@@ -225,6 +251,7 @@ func rules(conns []ConnPlan) []RulePlan {
 		}
 		r := &out[i]
 		r.Conns = append(r.Conns, c)
+		r.Drift = r.Drift || c.Drift
 		if r.Change != c.Change {
 			r.Change = Changed
 		}

@@ -65,6 +65,9 @@ type Record struct {
 type Pending struct {
 	Conns   []string `json:"conns,omitempty"`
 	Secrets []string `json:"secrets,omitempty"`
+	// Views are the views (viewOfBody) of the connections sent: a pending
+	// name whose connection in charon looks different is not swanmgr's.
+	Views map[string]string `json:"views,omitempty"`
 }
 
 func (p Pending) empty() bool { return len(p.Conns) == 0 && len(p.Secrets) == 0 }
@@ -90,6 +93,9 @@ type RecordConn struct {
 	ChildHashes map[string]string    `json:"child_hashes"`
 	Origin      render.Origin        `json:"origin"`
 	Children    []render.ChildOrigin `json:"children"`
+	// View is what list-conns shows of it (viewOfBody): charon's copy
+	// that looks different has drifted.
+	View string `json:"view,omitempty"`
 	// Body is the connection's settings; filled by Store.LoadBodies.
 	Body *render.Section `json:"-"`
 }

@@ -1,0 +1,130 @@
+package assign
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"github.com/swanmgr/swanmgr/render"
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// A connection's "view" is what charon's list-conns shows of it that
+// swanmgr can compare with what it loaded: the addresses, and per child
+// its mode and traffic selectors (normalized: charon prints port names).
+// list-conns does not show proposals or start actions, so a change to
+// those alone goes unseen; one to what a connection matches does not.
+// The record keeps the view of each connection swanmgr loaded, and the
+// note of an unfinished apply the views of what it sent, so that charon's
+// copy can be checked without reading the connections' settings again.
+
+// viewOfBody is the view of connection settings swanmgr renders.
+func viewOfBody(body *render.Section) string {
+	v := connView{local: body.List("local_addrs"), remote: body.List("remote_addrs")}
+	if ch := body.Subsection("children"); ch != nil {
+		for _, it := range ch.Items {
+			if it.Sec == nil {
+				continue
+			}
+			v.children = append(v.children, childView{name: it.Key, mode: it.Sec.Value("mode"),
+				local: it.Sec.List("local_ts"), remote: it.Sec.List("remote_ts")})
+		}
+	}
+	return v.String()
+}
+
+// viewOfInfo is the view of a connection as charon lists it.
+func viewOfInfo(ci vici.ConnInfo) string {
+	v := connView{local: ci.LocalAddrs, remote: ci.RemoteAddrs}
+	for _, c := range ci.Children {
+		v.children = append(v.children, childView{name: c.Name, mode: c.Mode, local: c.LocalTS, remote: c.RemoteTS})
+	}
+	return v.String()
+}
+
+type connView struct {
+	local, remote []string
+	children      []childView
+}
+
+type childView struct {
+	name, mode    string
+	local, remote []string
+}
+
+func addrs(xs []string) string {
+	if len(xs) == 0 {
+		return "%any" // charon's default, and how it lists it
+	}
+	out := append([]string(nil), xs...)
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+// selectors normalizes traffic selectors: port numbers, sorted.
+func selectors(xs []string) string {
+	out := make([]string, 0, len(xs))
+	for _, s := range xs {
+		if t, err := render.ParseTS(s); err == nil {
+			out = append(out, t.String())
+		} else {
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func (v connView) String() string {
+	var b strings.Builder
+	b.WriteString("local=" + addrs(v.local) + " remote=" + addrs(v.remote))
+	cs := append([]childView(nil), v.children...)
+	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
+	for _, c := range cs {
+		mode := strings.ToLower(c.mode)
+		if mode == "" {
+			mode = "tunnel"
+		}
+		b.WriteString(" | " + c.name + " " + mode + " " + selectors(c.local) + " === " + selectors(c.remote))
+	}
+	return b.String()
+}
+
+// liveViews returns charon's view of the connections the comparison
+// needs: swanmgr's own (recorded with a view) and pending names. nil
+// when there are none (list-conns costs about as much as list-sas).
+func liveViews(ctx context.Context, d Daemon, rec *Record, live map[string]bool) (map[string]string, error) {
+	if rec == nil {
+		return nil, nil
+	}
+	need := len(rec.Pending.Views) > 0
+	for _, c := range rec.Conns {
+		if c.View != "" && live[c.Name] {
+			need = true
+			break
+		}
+	}
+	if !need {
+		return nil, nil
+	}
+	infos, err := d.ListConns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	views := make(map[string]string, len(infos))
+	for _, ci := range infos {
+		views[ci.Name] = viewOfInfo(ci)
+	}
+	return views, nil
+}
+
+// pendingMatches says whether charon's copy of a pending name is what the
+// unfinished apply sent (true when that is unknown: a note from before
+// views were kept).
+func (r *Record) pendingMatches(name string, views map[string]string) bool {
+	want, ok := r.Pending.Views[name]
+	if !ok {
+		return true
+	}
+	return views[name] == want
+}
