@@ -424,6 +424,9 @@ func printRules(w io.Writer, p *assign.Plan, planning bool) {
 		if restored {
 			what += " (charon had lost it)"
 		}
+		if r.Drift {
+			what += " (drift: charon's copy was replaced by someone else)"
+		}
 		fmt.Fprintf(tw, "  %s %s\t%s\t%s\n", marks[r.Change], r.Rule, what, strings.Join(names, ", "))
 		if !planning {
 			continue
