@@ -78,7 +78,9 @@ func (l *testLab) sendBlocked(from, to, proto string, port int) {
 	got, err := lab.Send(ctx, src, dst, proto, port, []byte(msg))
 	lines := capture.Stop()
 	if err == nil {
-		l.t.Fatalf("%s → %s %s/%d arrived (%q); the guard should have dropped it\n%s", from, to, proto, port, got, strings.Join(lines, "\n"))
+		ruleset, _ := src.Command(context.Background(), "nft", "list", "ruleset").CombinedOutput()
+		xfrm, _ := src.Command(context.Background(), "ip", "xfrm", "policy").CombinedOutput()
+		l.t.Fatalf("%s → %s %s/%d arrived (%q); the guard should have dropped it\n%s\nnft ruleset on %s:\n%s\nxfrm policies:\n%s", from, to, proto, port, got, strings.Join(lines, "\n"), from, ruleset, xfrm)
 	}
 	for _, line := range lines {
 		if strings.Contains(line, "clear-text-canary") {
