@@ -33,7 +33,7 @@ type golden struct {
 	opts               importer.Options
 }
 
-func readGolden(t *testing.T, path string) golden {
+func readGolden(t testing.TB, path string) golden {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -160,22 +160,47 @@ func mustValidate(t *testing.T, res *importer.Result) {
 	}
 }
 
-// pskValues are the psk= values of a script (as the parser reads them).
-func pskValues(t *testing.T, name, script string) []string {
+// pskValues are the psk= values of a script (as the parser reads them:
+// abbreviated tags and positional values too).
+func pskValues(t testing.TB, name, script string) []string {
+	keys, _ := pskAndOther(t, name, script)
+	return keys
+}
+
+// pskAndOther also returns every other text of the parsed commands, where
+// a key may rightly show up if the script wrote it there too.
+func pskAndOther(t testing.TB, name, script string) ([]string, string) {
 	cmds, err := importer.Parse(name, []byte(script))
 	var perr *importer.Error
 	if err != nil && !errors.As(err, &perr) {
 		t.Fatal(err)
 	}
 	var out []string
+	var other strings.Builder
 	for _, c := range cmds {
+		other.WriteString(c.Context + "\n" + c.Verb + "\n" + c.Object + "\n")
+		pos := map[string]int{"rule": 9, "defaultrule": 5}[c.Object]
+		if pos == 0 {
+			for _, a := range c.Args {
+				other.WriteString(a.Tag + "\n" + a.Value + "\n")
+			}
+			continue
+		}
+		n := 0
 		for _, a := range c.Args {
-			if strings.HasPrefix("psk", a.Tag) && a.Tag != "" && len(a.Value) > 3 {
+			isPSK := len(a.Tag) >= 2 && strings.HasPrefix("psk", a.Tag)
+			if a.Tag == "" {
+				isPSK = n == pos
+				n++
+			}
+			if isPSK && len(a.Value) > 3 {
 				out = append(out, a.Value)
+			} else {
+				other.WriteString(a.Tag + "\n" + a.Value + "\n")
 			}
 		}
 	}
-	return out
+	return out, other.String()
 }
 
 // lineDiff marks lines only in want with "-" and only in got with "+".

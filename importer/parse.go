@@ -250,6 +250,11 @@ func command(toks []token, current string) (Command, ctxChange, error) {
 	}
 	c.Context = full
 	c.Verb = low(i)
+	switch c.Verb {
+	case "add", "set", "delete", "show", "dump", "exportpolicy", "importpolicy", "reset":
+	default:
+		return c, ctxChange{}, fmt.Errorf("%q commands are not IPsec policy commands this importer reads (netsh ipsec static, advfirewall consec)", toks[i].text)
+	}
 	i++
 	if i < len(toks) && toks[i].eq < 0 {
 		c.Object = low(i)
