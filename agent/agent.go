@@ -38,6 +38,7 @@ const (
 	// DefaultApplyTimeout bounds one converge (an apply of the whole policy
 	// after a restart included).
 	DefaultApplyTimeout = 2 * time.Minute
+	DefaultSettle       = 300 * time.Millisecond
 	// DefaultFullCheckInterval is how often a check goes all the way
 	// (Engine.Assign: the record, every input's content, the guard table)
 	// although the cheap check found nothing.
@@ -94,6 +95,10 @@ type Config struct {
 	NegotiationTimeout time.Duration
 	// ApplyTimeout bounds one converge.
 	ApplyTimeout time.Duration
+	// Settle is how long the files must have been unmodified before a
+	// change is read (a file written in place may be read half-way);
+	// DefaultSettle if 0.
+	Settle time.Duration
 }
 
 func (c *Config) defaults() {
@@ -110,6 +115,7 @@ func (c *Config) defaults() {
 	def(&c.InitiateMax, DefaultInitiateMax)
 	def(&c.NegotiationTimeout, DefaultNegotiationTimeout)
 	def(&c.ApplyTimeout, DefaultApplyTimeout)
+	def(&c.Settle, DefaultSettle)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -95,6 +95,7 @@ type harness struct {
 	fw      *fakeFirewall
 	stopped bool // the test took Run's result from done
 	full    time.Duration
+	settle  time.Duration
 }
 
 const alicePolicy = `assign = "Alice's IPSec"
@@ -147,7 +148,7 @@ func (h *harness) config() Config {
 	sock := h.srv.Socket()
 	return Config{
 		PolicyFile: h.policy, Backend: render.LibIPsec, Socket: sock, Store: store, Log: h.log,
-		Ticks: h.ticks, Reload: h.reload, Now: h.clock.Now, FullCheckInterval: h.full,
+		Ticks: h.ticks, Reload: h.reload, Now: h.clock.Now, FullCheckInterval: h.full, Settle: h.settle,
 		DialMin: 5 * time.Millisecond, DialMax: 20 * time.Millisecond,
 		InitiateMin: 2 * time.Second, InitiateMax: 8 * time.Second, NegotiationTimeout: time.Second,
 		Dial: func(ctx context.Context) (*Conn, error) {
@@ -524,5 +525,25 @@ func TestNarrowedSAIsReportedOnce(t *testing.T) {
 	}
 	if n := h.srv.Count("initiate"); n != 0 {
 		t.Errorf("a narrowed but installed SA was initiated %d times", n)
+	}
+}
+
+// A policy file written in place (truncated, then filled) is not read
+// half-way: the agent acts once the file has been still for a moment.
+func TestHalfWrittenFileIsNotRead(t *testing.T) {
+	h := newHarness(t)
+	h.settle = 2 * time.Second // longer than the checks below take, however slow the machine
+	h.start()
+	h.eventually("applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+	good := strings.Replace(alicePolicy, `name = "Abczz with Bob"`, `name = "Abczz with Bob, edited"`, 1)
+	h.write("alice.toml", good[:len(good)/2], 0o644) // the first half, as a slow writer leaves it
+	for i := 0; i < 5; i++ {
+		h.tick() // checks while the file is half written
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.write("alice.toml", good, 0o644)
+	h.eventually("the complete file is applied", h.logHas(`added "Abczz with Bob, edited"`))
+	if strings.Contains(h.log.String(), "refused") {
+		t.Fatalf("the half-written file was read:\n%s", h.log)
 	}
 }

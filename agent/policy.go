@@ -96,7 +96,10 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 	defer cancel()
 	fp := a.files.fingerprint(a.watched())
-	if fp != a.badFP || a.good == nil {
+	// A file being written (not renamed into place) may be read half-way:
+	// act on a change once the files have been still for a moment.
+	settling := a.good != nil && fp != a.goodFP && fp != a.badFP && a.files.modifiedWithin(a.watched(), a.cfg.Settle)
+	if !settling && (fp != a.badFP || a.good == nil) {
 		if !force && a.cheapOK(ctx, conn, fp == a.goodFP) {
 			return nil
 		}
@@ -112,8 +115,8 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 		}
 		a.logf("%s refused, policy %q stays assigned as last read: %v", a.cfg.PolicyFile, a.good.result.Policy, err)
 	}
-	// The file does not validate: keep the last good policy enforced (it
-	// may be charon that restarted meanwhile).
+	// The file does not validate (or is still being written): keep the
+	// last good policy enforced (it may be charon that restarted meanwhile).
 	if !force && a.cheapOK(ctx, conn, true) {
 		return nil
 	}
@@ -300,10 +303,22 @@ type watcher struct {
 	seen map[string]fileState
 }
 
+// modifiedWithin reports whether a file was modified less than d ago (as
+// of the last fingerprint).
+func (w *watcher) modifiedWithin(paths []string, d time.Duration) bool {
+	for _, p := range paths {
+		if m := w.seen[p].mtime; !m.IsZero() && time.Since(m) < d {
+			return true
+		}
+	}
+	return false
+}
+
 type fileState struct {
-	stat string // inode, size, mode, mtime; "" if missing
-	hash string
-	racy bool // modified too close to when it was hashed to trust the stat
+	mtime time.Time
+	stat  string // inode, size, mode, mtime; "" if missing
+	hash  string
+	racy  bool // modified too close to when it was hashed to trust the stat
 }
 
 // racyWindow: a file modified this close before it was hashed is hashed
@@ -319,10 +334,10 @@ func (w *watcher) fingerprint(paths []string) string {
 	sort.Strings(sorted)
 	h := sha256.New()
 	for _, p := range sorted {
-		st := statOf(p)
+		st, mtime := statOf(p)
 		old, ok := w.seen[p]
 		if !ok || old.stat != st || old.racy {
-			nf := fileState{stat: st, racy: recent(p)}
+			nf := fileState{stat: st, mtime: mtime, racy: time.Since(mtime) < racyWindow}
 			if b, err := os.ReadFile(p); err == nil {
 				sum := sha256.Sum256(b)
 				nf.hash = hex.EncodeToString(sum[:])
@@ -335,19 +350,14 @@ func (w *watcher) fingerprint(paths []string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func recent(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && time.Since(fi.ModTime()) < racyWindow
-}
-
-func statOf(p string) string {
+func statOf(p string) (string, time.Time) {
 	fi, err := os.Stat(p)
 	if err != nil {
-		return ""
+		return "", time.Time{}
 	}
 	var ino uint64
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
 		ino = sys.Ino
 	}
-	return fmt.Sprintf("%d/%d/%o/%d", ino, fi.Size(), fi.Mode(), fi.ModTime().UnixNano())
+	return fmt.Sprintf("%d/%d/%o/%d", ino, fi.Size(), fi.Mode(), fi.ModTime().UnixNano()), fi.ModTime()
 }
