@@ -135,7 +135,7 @@ func writeImport(c *ucli.Context, res *importer.Result, out string) error {
 		return fmt.Errorf("import: some options could not be carried over faithfully (\"not carried over\" above): nothing written; --allow-partial writes the policy with what the notes say was done instead")
 	}
 	if out == "" && len(res.Keys) > 0 {
-		return usageErrorf("import: the script holds a preshared key (%s): give -o OUT.toml, the key is written to a key file next to it and never printed", res.Keys[0].Where)
+		return usageErrorf("import: %s: give -o OUT.toml: the script holds a preshared key, which is written to a key file next to the output and never printed", res.Keys[0].Where)
 	}
 	text, err := res.TOML()
 	if err != nil {
