@@ -3,7 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -100,5 +103,54 @@ func TestAgentCommandInvalidPolicy(t *testing.T) {
 	code, _, errs := runCLI("agent", "--socket", filepath.Join(t.TempDir(), "none.vici"), "--state-dir", t.TempDir(), "-f", filepath.Join(dir, "nope.toml"))
 	if code != ExitFailure || !strings.Contains(errs, "nope.toml") {
 		t.Fatalf("agent with a missing policy file: exit %d, %s", code, errs)
+	}
+}
+
+// --metrics serves the Prometheus exporter from the agent's process.
+func TestAgentCommandServesMetrics(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	dir := example(t, "alice-bob")
+	fake := netfilter.NewFor(knftables.NewFake(knftables.InetFamily, guard.Table))
+	meta := map[string]any{firewallKey: func(string) (assign.Firewall, error) { return fake, nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb lockedBuf
+	done := make(chan int, 1)
+	go func() {
+		done <- runWith(ctx, []string{"swanmgr", "agent", "--socket", srv.Socket(), "--state-dir", t.TempDir(),
+			"-f", filepath.Join(dir, "alice.toml"), "--metrics", "127.0.0.1:0"}, &out, &errb, meta)
+	}()
+	re := regexp.MustCompile(`on (http://127\.0\.0\.1:\d+/metrics)`)
+	var url string
+	deadline := time.Now().Add(10 * time.Second)
+	for url == "" || !slices.Contains(srv.ConnNames(), "sm-abczz-with-bob") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no metrics address or no assignment within 10 s:\n%s", errb.String())
+		}
+		if m := re.FindStringSubmatch(errb.String()); m != nil {
+			url = m[1]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var body string
+	for body == "" || !strings.Contains(body, `swanmgr_rule_up{`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has no per-rule metrics:\n%s", url, body)
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(body, "swanmgr_daemon_up 1") {
+		t.Errorf("the agent's exporter does not see charon up:\n%s", body)
+	}
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, errb.String())
 	}
 }
