@@ -59,6 +59,8 @@ test: deps-test
 	$(MAKE) --no-print-directory build && sh packaging/systemd/verify.sh bin/swanmgr
 	# Validate the compose file; TestDockerLab (e2e) runs the lab with a real dockerd.
 	docker-compose -f docker-compose.yml config -q
+	# The Ansible collection: compile, ansible-doc, galaxy build, offline ansible-test sanity.
+	sh ansible/check.sh
 	SWANMGR_E2E=$(E2E) $(GO) test -count=1 -timeout 30m ./...
 	# The unit tests again under the race detector (~1 min; the e2e opt-in is
 	# unset, so the lab tests, run above, skip here).

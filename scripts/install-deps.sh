@@ -11,8 +11,9 @@ PACKAGES="strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrong
 if [ "${1:-}" = test ]; then
 	# docker.io/docker-compose/debootstrap: the docker-compose lab, built
 	# from a locally made base image; systemd: systemd-analyze verify of
-	# the unit file; prometheus: promtool checks the metrics exposition.
-	PACKAGES="$PACKAGES docker.io docker-compose debootstrap systemd prometheus"
+	# the unit file; prometheus: promtool checks the metrics exposition;
+	# ansible-core: the Ansible collection (ansible/) and its e2e test.
+	PACKAGES="$PACKAGES docker.io docker-compose debootstrap systemd prometheus ansible-core"
 fi
 
 missing=""

@@ -210,7 +210,7 @@ def rule_lines(doc):
             what = 'IKE_SA %s #%d with %s' % (sa['connection'], sa['ike_sa'], sa['remote'])
         else:
             what = 'CHILD_SA ' + ', '.join('%s #%d' % (c['name'], c['unique_id']) for c in sa['child_sas'])
-        before.append('SA %s (rule "%s")' % (what, sa['rule']))
+        before.append('SA %s of rule "%s" (torn down by the change)' % (what, sa['rule']))
     return before, after
 
 
