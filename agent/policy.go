@@ -90,8 +90,8 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 }
 
 // converge makes charon have the policy: the file as it is now, or, while
-// it does not validate, the last good one. force skips the shortcut for
-// policies with certificates.
+// it does not validate or is being written, the last good one. force (a
+// fresh connection, a reload) skips the cheap check.
 func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 	defer cancel()
