@@ -31,6 +31,8 @@ type fakeDaemon struct {
 	refuseUn map[string]bool // connection names unload-conn refuses
 	sas      []LiveSA
 	failTerm map[uint64]error // terminates that fail, by unique id
+	// failShared: load-shared and unload-shared of these ids fail.
+	failShared map[string]error
 	// lostAnswer: load-conn of these loads, then fails as if the answer
 	// never came.
 	lostAnswer map[string]bool
@@ -118,6 +120,9 @@ func (f *fakeDaemon) LoadShared(_ context.Context, id, typ string, data []byte, 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("load-shared " + id)
+	if err := f.failShared[id]; err != nil {
+		return err
+	}
 	f.shared[id] = data
 	return nil
 }
@@ -126,6 +131,9 @@ func (f *fakeDaemon) UnloadShared(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("unload-shared " + id)
+	if err := f.failShared[id]; err != nil {
+		return err
+	}
 	delete(f.shared, id)
 	return nil
 }

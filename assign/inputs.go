@@ -113,6 +113,14 @@ func inputsUnchanged(key []byte, rec *Record, in Inputs, backend string) bool {
 			if err != nil || !st.Mode().IsRegular() || (st.Mode().Perm()&0o077 != 0 && !in.Insecure) {
 				return false
 			}
+			// Another owner, or a folder others can write to, is for
+			// validation to judge (it refuses them): no shortcut.
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() && sys.Uid != 0 && !in.Insecure {
+				return false
+			}
+			if dir, err := os.Stat(filepath.Dir(ri.Name)); err != nil || (dir.Mode().Perm()&0o002 != 0 && dir.Mode()&os.ModeSticky == 0) {
+				return false
+			}
 			b, err := os.ReadFile(ri.Name)
 			if err != nil {
 				return false

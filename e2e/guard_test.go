@@ -62,11 +62,26 @@ func (l *testLab) nft(host string, args ...string) string {
 	return string(out)
 }
 
+// guardInNamespace checks that the host's guard is in the host's network
+// namespace and not in the test's own (where charon does not run): the
+// main thread of a Go program can be left in a lab namespace, so
+// "this process's namespace" must never be taken for charon's.
+func (l *testLab) guardInNamespace(host string) {
+	l.t.Helper()
+	if out, err := l.Host(host).Command(context.Background(), "nft", "list", "tables").CombinedOutput(); err != nil || !strings.Contains(string(out), "inet "+guard.Table) {
+		l.t.Fatalf("no guard table in %s's namespace: %v %s", host, err, out)
+	}
+	if out, _ := exec.Command("nft", "list", "tables").CombinedOutput(); strings.Contains(string(out), "inet "+guard.Table) {
+		l.t.Fatalf("a guard table is in the test's own namespace, not only in %s's", host)
+	}
+}
+
 // sendBlocked tries to carry a message from one host to another and
 // checks that it does not arrive and never crosses the receiver's wire in
 // clear (tcpdump there).
 func (l *testLab) sendBlocked(from, to, proto string, port int) {
 	l.t.Helper()
+	l.guardInNamespace(from)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	src, dst := l.Host(from), l.Host(to)

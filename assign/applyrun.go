@@ -1,0 +1,307 @@
+package assign
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/swanmgr/swanmgr/render"
+)
+
+// applyRun is one apply, carried out step by step; each step is one part
+// of the safety protocol (see the package documentation):
+//
+//  1. prepare: the plan, the SAs that exist now, the guard for the time
+//     of the apply;
+//  2. noteIntent: what is about to be loaded, so a swanmgr killed
+//     half-way still owns it;
+//  3. loadCredentials: certificates and private keys;
+//  4. loadNew: new secrets, then connections, then replaced secrets — a
+//     refusal rolls back all of it;
+//  5. unloadLeftovers: what the new policy no longer has, kept in the
+//     record when it will not unload;
+//  6. finish: teardown of old SAs, the new guard, the record.
+type applyRun struct {
+	e       *Engine
+	ctx     context.Context
+	rec     *Record
+	desired *render.Result
+	in      Inputs
+
+	p      *Plan
+	key    []byte
+	rep    *Report
+	before []LiveSA    // SAs before the change
+	g      *guardStep  // the guard while connections change
+	undo   rollbackSet // what a rollback puts back
+	keyIDs []string    // private keys the new record owns
+	newRec *Record
+}
+
+func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.Result, in Inputs) (*Report, error) {
+	a := &applyRun{e: e, ctx: ctx, rec: rec, desired: desired, in: in}
+	if err := a.prepare(); err != nil {
+		return nil, err
+	}
+	if err := a.noteIntent(); err != nil {
+		return nil, err
+	}
+	if err := a.loadCredentials(); err != nil {
+		return nil, err
+	}
+	if err := a.loadNew(); err != nil {
+		return nil, err
+	}
+	a.unloadLeftovers()
+	return a.rep, a.finish()
+}
+
+// prepare computes the plan, lists the SAs a teardown may concern (before
+// anything changes, so that none the new settings bring up is taken
+// down), and installs the guard of the time of the apply: the new rules'
+// drops are in place before their connections load.
+func (a *applyRun) prepare() error {
+	e := a.e
+	p, err := Compute(a.ctx, e.Daemon, e.Socket, a.rec, a.desired)
+	if err != nil {
+		return err
+	}
+	if a.key, err = e.Store.fingerprintKey(); err != nil {
+		return err
+	}
+	keepUnchangedSecrets(p, a.rec, a.key)
+	a.p = p
+	a.rep = &Report{Plan: p, Warnings: append([]string(nil), p.Warnings...)}
+	if p.needsTeardown() {
+		if a.before, err = e.Daemon.LiveSAs(a.ctx); err != nil {
+			return err
+		}
+	}
+	if a.g, err = e.guardBegin(a.ctx, a.rec, a.desired.Guard); err != nil {
+		return err
+	}
+	a.undo.guard = a.g
+	return nil
+}
+
+// noteIntent records what is about to be loaded (with the views of the
+// connections), so that a swanmgr killed half-way still owns it and the
+// next run cleans up.
+func (a *applyRun) noteIntent() error {
+	intent := Pending{Views: map[string]string{}}
+	for _, c := range a.p.Conns {
+		if c.Change == Added || c.Change == Changed {
+			intent.Conns = append(intent.Conns, c.Name)
+			intent.Views[c.Name] = viewOfBody(c.New.Body)
+		}
+	}
+	for _, s := range a.p.Secrets {
+		intent.Secrets = append(intent.Secrets, s.Name)
+	}
+	if a.rec != nil {
+		intent.Conns = append(intent.Conns, a.rec.Pending.Conns...)
+		intent.Secrets = append(intent.Secrets, a.rec.Pending.Secrets...)
+		for n, v := range a.rec.Pending.Views {
+			if _, ok := intent.Views[n]; !ok {
+				intent.Views[n] = v
+			}
+		}
+	}
+	if intent.empty() {
+		return nil
+	}
+	if err := a.e.Store.savePending(a.e.Socket, intent); err != nil {
+		return a.e.rejected(a.ctx, a.g, "swanmgr's record", err)
+	}
+	return nil
+}
+
+// loadCredentials loads certificates and private keys. charon names a
+// key by its public key, so loading a key it already has (loaded by
+// someone else) returns an id that is not swanmgr's to unload later.
+func (a *applyRun) loadCredentials() error {
+	e, ctx := a.e, a.ctx
+	for _, c := range a.desired.Certs {
+		if err := e.Daemon.LoadCert(ctx, "X509", c.Flag, c.Data); err != nil {
+			return e.rejected(ctx, a.g, "certificate "+c.Path, err)
+		}
+		a.rep.LoadCert++
+	}
+	liveKeys, err := e.Daemon.Keys(ctx)
+	if err != nil {
+		return e.rejected(ctx, a.g, "the list of private keys", err)
+	}
+	for _, k := range a.desired.Keys {
+		id, err := e.Daemon.LoadKey(ctx, "any", []byte(k.Data.Reveal()))
+		if err != nil {
+			return e.rollback(ctx, a.rec, a.undo, "private key "+k.Path, err)
+		}
+		a.rep.LoadKey++
+		switch {
+		case a.rec.hasKey(id):
+			a.keyIDs = append(a.keyIDs, id)
+		case !contains(liveKeys, id):
+			a.keyIDs = append(a.keyIDs, id)
+			a.undo.keys = append(a.undo.keys, id)
+		}
+	}
+	return nil
+}
+
+// loadNew loads secrets charon does not have yet first (a connection with
+// a start action initiates as soon as it is loaded and needs its key
+// then; they can be unloaded again if charon rejects a connection), then
+// the added and changed connections, then the secrets charon has with the
+// same id (replaced last, so a rejected connection leaves them as they
+// were). Any refusal rolls everything back.
+func (a *applyRun) loadNew() error {
+	e, ctx, p := a.e, a.ctx, a.p
+	for _, s := range p.Secrets {
+		if p.LiveSecrets[s.Name] {
+			continue
+		}
+		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
+			if mayHaveLoaded(err) {
+				a.undo.secrets = append(a.undo.secrets, s.Name)
+			}
+			return e.rollback(ctx, a.rec, a.undo, secretWhat(s), err)
+		}
+		a.rep.LoadShared++
+		a.undo.secrets = append(a.undo.secrets, s.Name)
+	}
+	for _, c := range p.Conns {
+		if c.Change != Added && c.Change != Changed {
+			continue
+		}
+		msg, err := render.ConnMessage(*c.New)
+		if err != nil {
+			return e.rollback(ctx, a.rec, a.undo, ruleWhat(c), err)
+		}
+		if err := e.Daemon.LoadConn(ctx, c.Name, msg); err != nil {
+			if mayHaveLoaded(err) {
+				// The request went out and no answer came (interrupted,
+				// charon went away): charon may have it. It is put back
+				// like the loaded ones, and stays owned (pending) if it
+				// cannot be seen yet.
+				a.undo.maybe = append(a.undo.maybe, c)
+			}
+			return e.rollback(ctx, a.rec, a.undo, ruleWhat(c), err)
+		}
+		a.rep.LoadConn++
+		a.undo.conns = append(a.undo.conns, c)
+	}
+	for _, s := range p.Secrets {
+		if !p.LiveSecrets[s.Name] {
+			continue
+		}
+		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
+			return e.rollback(ctx, a.rec, a.undo, secretWhat(s), err)
+		}
+		a.rep.LoadShared++
+		a.undo.replaced = append(a.undo.replaced, s.Name)
+	}
+	return nil
+}
+
+func secretWhat(s render.Secret) string {
+	return fmt.Sprintf("secret %s (for %s)", s.Name, strings.Join(s.Conns, ", "))
+}
+
+// unloadLeftovers takes away what the new policy no longer has. What will
+// not unload stays in the record, so that the next apply or unassign
+// tries again instead of forgetting it is swanmgr's.
+func (a *applyRun) unloadLeftovers() {
+	e, ctx, p, rec, rep := a.e, a.ctx, a.p, a.rec, a.rep
+	a.newRec = &Record{Socket: e.Socket, Source: a.desired.Source, Policy: a.desired.Policy, Backend: string(a.desired.Backend),
+		AppliedAt: e.now().UTC(), Keys: a.keyIDs, Inputs: recordInputs(a.key, a.in, string(a.desired.Backend)), Warnings: a.in.Warnings,
+		UsesCertificates: len(a.desired.Certs) > 0, GuardHash: a.desired.Guard.Hash()}
+	newRec := a.newRec
+	for _, c := range p.Conns {
+		if c.Change != Removed || c.Restore {
+			continue
+		}
+		if err := e.Daemon.UnloadConn(ctx, c.Name); err != nil {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading %s: %v (kept in swanmgr's record; the next apply tries again)", ruleWhat(c), err))
+			newRec.Conns = append(newRec.Conns, *c.Old)
+			continue
+		}
+		rep.UnloadConn++
+	}
+	for _, id := range p.Stale {
+		if err := e.Daemon.UnloadShared(ctx, id); err != nil {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading secret %s: %v (kept in swanmgr's record; the next apply tries again)", id, err))
+			if old := rec.secret(id); old != nil {
+				newRec.Secrets = append(newRec.Secrets, *old)
+			} else {
+				newRec.Secrets = append(newRec.Secrets, RecordSecret{Name: id})
+			}
+			continue
+		}
+		rep.UnloadShared++
+	}
+	if rec != nil {
+		for _, id := range rec.Keys {
+			if contains(a.keyIDs, id) {
+				continue
+			}
+			if err := e.Daemon.UnloadKey(ctx, id); err != nil {
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading private key %s: %v (kept in swanmgr's record; the next apply tries again)", id, err))
+				newRec.Keys = append(newRec.Keys, id)
+			}
+		}
+	}
+}
+
+// finish tears down the SAs of changed and removed rules, installs the
+// new policy's guard (the removed rules' drops go last, when their
+// connections are gone) and writes the record. The policy is loaded by
+// now: an error here says what of it is not in force.
+func (a *applyRun) finish() error {
+	e, p, rec, newRec, desired := a.e, a.p, a.rec, a.newRec, a.desired
+	teardownErr := e.teardown(a.ctx, p, a.before, a.rep)
+	gctx, gcancel := context.WithTimeout(context.WithoutCancel(a.ctx), rollbackTimeout)
+	guardErr := a.g.end(gctx)
+	gcancel()
+
+	var kept []RecordConn
+	for _, cp := range p.Conns {
+		if cp.New == nil {
+			continue
+		}
+		c := cp.New
+		rc := RecordConn{Name: c.Name, Hash: cp.Hash, Origin: c.Origin, Children: c.Children, Body: c.Body, View: viewOfBody(c.Body)}
+		if cp.Change == Unchanged && cp.Old != nil {
+			rc.IKEHash, rc.ChildHashes = cp.Old.IKEHash, cp.Old.ChildHashes
+		} else {
+			rc.IKEHash, rc.ChildHashes = c.IKEHash(), c.ChildHashes()
+		}
+		kept = append(kept, rc)
+	}
+	newRec.Conns = append(kept, newRec.Conns...)
+	var secrets []RecordSecret
+	for _, s := range desired.Secrets {
+		secrets = append(secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: fingerprint(a.key, s)})
+	}
+	newRec.Secrets = append(secrets, newRec.Secrets...)
+	connsChanged := rec == nil || len(newRec.Conns) != len(desired.Conns)
+	for _, c := range p.Conns {
+		connsChanged = connsChanged || c.Change != Unchanged
+	}
+	if rec == nil || rec.GuardHash != newRec.GuardHash {
+		if err := e.Store.saveGuard(e.Socket, desired.Guard); err != nil {
+			return fmt.Errorf("the policy is loaded, but %w", err)
+		}
+	}
+	if connsChanged || !sameRecord(rec, newRec) {
+		if err := e.Store.Save(newRec, connsChanged || !e.Store.hasBodies(e.Socket)); err != nil {
+			return fmt.Errorf("the policy is loaded, but %w", err)
+		}
+	}
+	if err := e.Store.clearPending(e.Socket); err != nil {
+		return err
+	}
+	if guardErr != nil {
+		return guardErr
+	}
+	return teardownErr
+}

@@ -1,0 +1,134 @@
+package assign
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/swanmgr/swanmgr/model"
+	"github.com/swanmgr/swanmgr/render"
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// shortcutSetup applies a policy through Assign with a key file as one of
+// its inputs, and returns a prepare that counts its calls.
+func shortcutSetup(t *testing.T) (*Engine, *fakeDaemon, Inputs, string, func() (*render.Result, Inputs, error), *int) {
+	t.Helper()
+	d := newFake()
+	e := newEngine(t, d)
+	keyFile := filepath.Join(t.TempDir(), "k.psk")
+	if err := os.WriteFile(keyFile, []byte("a-long-lab-only-key-for-bob\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := Inputs{PolicyFile: "p.toml", Policy: []byte("policy v1"),
+		Read: []model.Input{{Kind: "file", Name: keyFile, Data: model.NewSecret("a-long-lab-only-key-for-bob\n")}}}
+	calls := 0
+	prepare := func() (*render.Result, Inputs, error) {
+		calls++
+		return renderPolicy(t, 6667, false), in, nil
+	}
+	if _, same, err := e.Assign(context.Background(), in, "kernel", prepare); err != nil || same != nil || calls != 1 {
+		t.Fatalf("first Assign: same %v, err %v, prepare called %d times", same, err, calls)
+	}
+	return e, d, in, keyFile, prepare, &calls
+}
+
+// Unchanged inputs and charon still holding everything: nothing is
+// parsed, nothing sent.
+func TestAssignShortcut(t *testing.T) {
+	e, d, in, _, prepare, calls := shortcutSetup(t)
+	d.calls = nil
+	rep, same, err := e.Assign(context.Background(), in, "kernel", prepare)
+	if err != nil || same == nil || rep != nil || *calls != 1 {
+		t.Fatalf("unchanged: rep %v same %v err %v, prepare called %d times; want the shortcut", rep, same, err, *calls)
+	}
+	if len(d.calls) != 0 {
+		t.Fatalf("the shortcut sent %q", d.calls)
+	}
+}
+
+// Each thing the shortcut depends on, changed, makes Assign validate and
+// apply again.
+func TestAssignShortcutNotTaken(t *testing.T) {
+	for name, change := range map[string]func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string{
+		"policy edited": func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string {
+			in.Policy = []byte("policy v2")
+			return "kernel"
+		},
+		"key file changed": func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string {
+			os.WriteFile(keyFile, []byte("another-long-lab-only-key\n"), 0o600)
+			return "kernel"
+		},
+		"key file became group-readable": func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string {
+			os.Chmod(keyFile, 0o640)
+			return "kernel"
+		},
+		"key file in a world-writable folder": func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string {
+			os.Chmod(filepath.Dir(keyFile), 0o777)
+			return "kernel"
+		},
+		"backend": func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string {
+			return "libipsec"
+		},
+		"charon lost a connection": func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string {
+			delete(d.conns, "sm-with-bob")
+			return "kernel"
+		},
+		"charon lost a secret": func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string {
+			delete(d.shared, "ike-sm-with-bob")
+			return "kernel"
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, d, in, keyFile, prepare, calls := shortcutSetup(t)
+			backend := change(t, e, d, &in, keyFile)
+			_, same, err := e.Assign(context.Background(), in, backend, prepare)
+			if err != nil || same != nil || *calls != 2 {
+				t.Fatalf("same %v err %v, prepare called %d times; want it validated and applied again", same, err, *calls)
+			}
+		})
+	}
+}
+
+// A secret that will not unload stays in the record with a warning; one
+// that will not load rolls the apply back.
+func TestSecretFailures(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	d.failShared = map[string]error{"ike-sm-with-eve": errors.New("charon: busy")}
+	rep, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "unloading secret ike-sm-with-eve") {
+		t.Fatalf("warnings %q", rep.Warnings)
+	}
+	rec, _ := e.Store.Load(e.Socket)
+	if !rec.hasSecret("ike-sm-with-eve") {
+		t.Fatal("a secret that would not unload was dropped from the record")
+	}
+	d.failShared = nil
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.shared["ike-sm-with-eve"]; ok {
+		t.Fatal("the next apply did not unload the stale secret")
+	}
+
+	d.failShared = map[string]error{"ike-sm-with-eve": &vici.CommandError{Command: "load-shared", Name: "ike-sm-with-eve", Message: "invalid owners"}}
+	_, err = e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{})
+	var re *RejectedError
+	if !errors.As(err, &re) || !re.Restored || !strings.Contains(err.Error(), "secret ike-sm-with-eve") {
+		t.Fatalf("a secret charon refuses: %v", err)
+	}
+	if _, ok := d.conns["sm-with-eve"]; ok {
+		t.Fatal("the connection of a refused secret was loaded")
+	}
+}
