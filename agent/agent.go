@@ -134,9 +134,10 @@ type Agent struct {
 	goodFP  string  // the files' fingerprint good was read at
 	badFP   string  // fingerprint of files that did not validate
 	lastErr string  // the last converge error logged, not repeated
-	// lastFull is when the last full check ran; lastSAs when start rules'
+	// lastFull is when the last full check ran, lastDrift the last
+	// comparison of charon's copies (list-conns); lastSAs when start rules'
 	// SAs were last listed.
-	lastFull, lastSAs time.Time
+	lastFull, lastSAs, lastDrift time.Time
 	// saWake: an SA event or an apply calls for listing SAs now.
 	saWake bool
 

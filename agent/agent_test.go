@@ -547,3 +547,52 @@ func TestHalfWrittenFileIsNotRead(t *testing.T) {
 		t.Fatalf("the half-written file was read:\n%s", h.log)
 	}
 }
+
+// Someone replaces swanmgr's connection with other settings under the same
+// name (`swanctl --load-conns` of a file that has it): the full check sees
+// charon's copy differ and loads swanmgr's again.
+func TestReplacedConnectionIsRepaired(t *testing.T) {
+	h := newHarness(t)
+	h.full = 100 * time.Millisecond
+	h.start()
+	h.eventually("applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+
+	// The same rule, another port: rendered as swanmgr would, loaded by
+	// someone else.
+	other := newHarness(t)
+	other.write("alice.toml", strings.Replace(alicePolicy, "destination_port = 6667", "destination_port = 9999", 1), 0o644)
+	a, err := New(other.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := render.ConnMessage(*p.conn(aliceConn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client().LoadConn(context.Background(), aliceConn, msg); err != nil {
+		t.Fatal(err)
+	}
+	remoteTS := func() string {
+		body, _ := h.srv.Conn(aliceConn)
+		ch, _ := body.Get("children").(*govici.Message)
+		if ch == nil {
+			return ""
+		}
+		c, _ := ch.Get(aliceConn + "-1").(*govici.Message)
+		if c == nil {
+			return ""
+		}
+		ts, _ := c.Get("remote_ts").([]string)
+		return strings.Join(ts, ",")
+	}
+	if !strings.Contains(remoteTS(), "9999") {
+		t.Fatalf("the replacement did not take: remote_ts %q", remoteTS())
+	}
+	h.eventually("swanmgr's settings are loaded again", func() bool { return strings.Contains(remoteTS(), "6667") })
+	h.eventually("the repair is logged", h.logHas(`charon's copy of rule "Abczz with Bob" was replaced by someone else: loading swanmgr's again`))
+	h.eventually("and what was done", h.logHas(`loaded again as swanmgr had loaded it "Abczz with Bob"`))
+}

@@ -103,7 +103,11 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 		if !force && a.cheapOK(ctx, conn, fp == a.goodFP) {
 			return nil
 		}
-		err := a.assignFile(ctx, conn, fp)
+		same, err := a.assignFile(ctx, conn, fp)
+		if err == nil && same && time.Since(a.lastDrift) >= a.cfg.FullCheckInterval {
+			a.lastDrift = time.Now()
+			return a.repairDrift(ctx, conn)
+		}
 		var pe *policyError
 		if !errors.As(err, &pe) {
 			return err
@@ -133,12 +137,47 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	return nil
 }
 
-// assignFile assigns the policy file as it is now. A file that does not
+// repairDrift loads again the connections of the policy that charon has
+// with other settings than swanmgr loaded (replaced over VICI by someone
+// else, e.g. `swanctl --load-conns` of a file with the same names): the
+// up-to-date shortcut of Engine.Assign only sees names, the plan compares
+// charon's list-conns view with the recorded one.
+func (a *Agent) repairDrift(ctx context.Context, conn *Conn) error {
+	g := a.good
+	if g == nil {
+		return nil
+	}
+	p, err := conn.Engine.Plan(ctx, g.result)
+	if err != nil {
+		return err
+	}
+	var drifted []string
+	for _, r := range p.Rules {
+		if r.Drift {
+			drifted = append(drifted, fmt.Sprintf("%q", r.Rule))
+		}
+	}
+	if len(drifted) == 0 {
+		return nil
+	}
+	a.logf("charon's copy of %s %s was replaced by someone else: loading swanmgr's again", plural(len(drifted), "rule", "rules"), strings.Join(drifted, ", "))
+	start := time.Now()
+	rep, err := conn.Engine.Apply(ctx, g.result, g.in)
+	if err != nil {
+		return err
+	}
+	a.saWake = true
+	a.report(rep, nil, time.Since(start))
+	return nil
+}
+
+// assignFile assigns the policy file as it is now and reports whether
+// charon had it already (nothing was read or sent). A file that does not
 // read or validate comes back as a *policyError, with charon unchanged.
-func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) error {
+func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) (bool, error) {
 	data, err := os.ReadFile(a.cfg.PolicyFile)
 	if err != nil {
-		return &policyError{fmt.Errorf("reading policy: %w", err)}
+		return false, &policyError{fmt.Errorf("reading policy: %w", err)}
 	}
 	start := time.Now()
 	a.lastFull = start
@@ -152,13 +191,13 @@ func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) error {
 		return p.result, p.in, nil
 	})
 	if err != nil {
-		return err
+		return false, err
 	}
 	if p == nil && (a.good == nil || a.goodFP != fp) {
 		// Up to date without reading: the file is what was assigned
 		// before, by this agent or by apply.
 		if p, err = a.parse(data); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if p != nil {
@@ -169,7 +208,7 @@ func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) error {
 		a.saWake = true
 	}
 	a.report(rep, same, time.Since(start))
-	return nil
+	return same != nil, nil
 }
 
 // adopt makes p the last good policy.
@@ -240,7 +279,7 @@ func (a *Agent) report(rep *assign.Report, same *assign.Record, took time.Durati
 	if same != nil || rep == nil || rep.Plan == nil || !rep.Plan.Pending() && rep.LoadConn+rep.UnloadConn+rep.LoadShared+rep.UnloadShared == 0 {
 		return
 	}
-	var restored, added, changed, removed []string
+	var restored, drifted, added, changed, removed []string
 	for _, r := range rep.Plan.SortedRules() {
 		isRestore := false
 		for _, c := range r.Conns {
@@ -249,6 +288,8 @@ func (a *Agent) report(rep *assign.Report, same *assign.Record, took time.Durati
 		name := fmt.Sprintf("%q", r.Rule)
 		switch {
 		case r.Change == assign.Unchanged:
+		case r.Drift:
+			drifted = append(drifted, name)
 		case isRestore:
 			restored = append(restored, name)
 		case r.Change == assign.Added:
@@ -266,7 +307,7 @@ func (a *Agent) report(rep *assign.Report, same *assign.Record, took time.Durati
 	for _, x := range []struct {
 		what  string
 		rules []string
-	}{{"added", added}, {"changed", changed}, {"removed", removed}} {
+	}{{"loaded again as swanmgr had loaded it", drifted}, {"added", added}, {"changed", changed}, {"removed", removed}} {
 		if len(x.rules) > 0 {
 			parts = append(parts, fmt.Sprintf("%s %s", x.what, strings.Join(x.rules, ", ")))
 		}
