@@ -17,52 +17,67 @@ import (
 	"github.com/swanmgr/swanmgr/render"
 )
 
+const netshDescription = "Reads the commands of a `netsh ipsec static` script (add policy, add filterlist,\n" +
+	"add filter, add filteraction, add rule, set policy, set defaultrule, set store)\n" +
+	"and writes one policy: the assigned one (assign=yes, or --policy) with its rules,\n" +
+	"filter lists, filter actions and authentication. A psk= is written to a key\n" +
+	"file (mode 0600) next to the output and referenced by secret_file; it is never\n" +
+	"printed. Every option without a faithful strongSwan equivalent is reported with\n" +
+	"the script's FILE:LINE and what was done instead; then nothing is written and\n" +
+	"the exit code is 1, unless --allow-partial. The output is validated before it\n" +
+	"is written. See docs/import.md."
+
 func importCommand() *ucli.Command {
 	flags := []ucli.Flag{
 		&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the policy here (key files go next to it); default standard output, which a script with a preshared key refuses"},
 		&ucli.StringSliceFlag{Name: "address", Usage: "this computer's IP address, what \"me\" means (repeat for several; required: scripts do not name it)"},
 		&ucli.StringFlag{Name: "name", Usage: "this computer's name (endpoint.name)"},
-		&ucli.StringFlag{Name: "policy", Usage: "import this policy (default: the one with assign=yes)"},
+		&ucli.StringFlag{Name: "policy", Usage: "netsh: import this policy (default: the one with assign=yes); consec: the policy's name"},
 		&ucli.BoolFlag{Name: "allow-partial", Usage: "write the policy even when some options could not be carried over faithfully (the notes say what was done instead)"},
 		&ucli.BoolFlag{Name: "legacy-algorithms", Usage: "keep DES, 3DES and MD5 offers (custom security; validate warns) instead of leaving them out"},
 		&ucli.BoolFlag{Name: "force", Usage: "overwrite the output and its key files if they exist"},
-		&ucli.StringFlag{Name: "ca", Usage: "CA certificate file for rootca= rules (default ca.pem next to the output)"},
-		&ucli.StringFlag{Name: "certificate", Usage: "this computer's certificate for rootca= rules (default host.pem)"},
+		&ucli.StringFlag{Name: "ca", Usage: "CA certificate file for certificate rules (default ca.pem next to the output)"},
+		&ucli.StringFlag{Name: "certificate", Usage: "this computer's certificate for certificate rules (default host.pem)"},
 		&ucli.StringFlag{Name: "private-key", Usage: "its private key (default host.key)"},
-		&ucli.StringFlag{Name: "remote-access-interface", Usage: "the interface of conntype=dialup rules (endpoint.remote_access_interface)"},
+		&ucli.StringFlag{Name: "remote-access-interface", Usage: "the interface of dial-up (ras) rules (endpoint.remote_access_interface)"},
 		insecureFlag,
 	}
 	return &ucli.Command{
-		Name:  "import",
-		Usage: "turn a Windows netsh ipsec static script into a swanmgr policy file",
-		Description: "Reads the commands of a `netsh ipsec static` script (add policy, add filterlist,\n" +
-			"add filter, add filteraction, add rule, set policy, set defaultrule, set store)\n" +
-			"and writes one policy: the assigned one (assign=yes, or --policy) with its rules,\n" +
-			"filter lists, filter actions and authentication. A psk= is written to a key\n" +
-			"file (mode 0600) next to the output and referenced by secret_file; it is never\n" +
-			"printed. Every option without a faithful strongSwan equivalent is reported with\n" +
-			"the script's FILE:LINE and what was done instead; then nothing is written and\n" +
-			"the exit code is 1, unless --allow-partial. The output is validated before it\n" +
-			"is written. See docs/import.md.",
+		Name:        "import",
+		Usage:       "turn Windows netsh IPsec scripts (ipsec static, advfirewall consec) into a policy file",
+		Description: netshDescription + "\n\n`swanmgr import consec` reads netsh advfirewall consec rules instead.",
 		Subcommands: []*ucli.Command{{
-			Name:      "netsh",
-			Usage:     "import a netsh ipsec static script",
+			Name:        "netsh",
+			Usage:       "import a netsh ipsec static script",
+			Description: netshDescription,
+			ArgsUsage:   "FILE",
+			Flags:       flags,
+			Action:      func(c *ucli.Context) error { return runImport(c, "netsh") },
+		}, {
+			Name:  "consec",
+			Usage: "import netsh advfirewall consec rules (connection security rules)",
+			Description: "Reads `netsh advfirewall consec add rule` (and `delete rule name=`) lines and\n" +
+				"writes one policy (named by --policy, default \"" + importer.DefaultConsecPolicy + "\") in which each\n" +
+				"rule becomes a filter list, a filter action and a rule of its name: endpoint1\n" +
+				"is this computer's side, endpoint2 the peers; requireinrequireout is negotiate,\n" +
+				"noauthentication is permit; request modes are imported as require and reported.\n" +
+				"Keys, notes, --allow-partial and validation as for import netsh. See docs/import.md.",
 			ArgsUsage: "FILE",
 			Flags:     flags,
-			Action:    runImportNetsh,
+			Action:    func(c *ucli.Context) error { return runImport(c, "consec") },
 		}},
 	}
 }
 
-func runImportNetsh(c *ucli.Context) error {
+func runImport(c *ucli.Context, tool string) error {
 	if c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-") {
-		return rerunFlagsFirst(c)
+		return rerunFlagsFirst(c, tool)
 	}
 	if c.NArg() != 1 {
-		return usageErrorf("import netsh takes one script file (swanmgr import netsh FILE -o OUT.toml --address ADDR)")
+		return usageErrorf("import %s takes one script file (swanmgr import %s FILE -o OUT.toml --address ADDR)", tool, tool)
 	}
 	if len(c.StringSlice("address")) == 0 {
-		return usageErrorf("import netsh: give --address, this computer's IP address (\"me\" in the script)")
+		return usageErrorf("import %s: give --address, this computer's IP address (\"me\" in the script)", tool)
 	}
 	file := c.Args().First()
 	data, err := readScript(file)
@@ -74,22 +89,27 @@ func runImportNetsh(c *ucli.Context) error {
 	if out != "" {
 		prefix = strings.TrimSuffix(filepath.Base(out), filepath.Ext(out))
 	}
-	res, err := importer.Netsh(file, data, importer.Options{
+	o := importer.Options{
 		Addresses: c.StringSlice("address"), Name: c.String("name"), Policy: c.String("policy"),
 		KeyPrefix: prefix, LegacyAlgorithms: c.Bool("legacy-algorithms"),
 		CA: c.String("ca"), Certificate: c.String("certificate"), PrivateKey: c.String("private-key"),
 		RemoteAccessInterface: c.String("remote-access-interface"),
-	})
+	}
+	imp := importer.Netsh
+	if tool == "consec" {
+		imp = importer.Consec
+	}
+	res, err := imp(file, data, o)
 	if err != nil {
 		return err
 	}
 	return writeImport(c, res, out)
 }
 
-// rerunFlagsFirst runs `import netsh FILE -o OUT ...` as `import netsh
+// rerunFlagsFirst runs `import TOOL FILE -o OUT ...` as `import TOOL
 // -o OUT ... FILE`: urfave/cli stops reading flags at the first argument.
-func rerunFlagsFirst(c *ucli.Context) error {
-	args := []string{"swanmgr", "import", "netsh"}
+func rerunFlagsFirst(c *ucli.Context, tool string) error {
+	args := []string{"swanmgr", "import", tool}
 	for _, name := range c.FlagNames() {
 		if !c.IsSet(name) {
 			continue

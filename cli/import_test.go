@@ -132,3 +132,26 @@ netsh ipsec static add rule name="Eve" policy="Alice's IPSec" filterlist="Eve" f
 		})
 	}
 }
+
+func TestImportConsec(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "alice.wfw")
+	text := "netsh advfirewall consec add rule name=\"Abczz with Bob\" endpoint1=any endpoint2=172.31.67.244 action=requireinrequireout protocol=tcp port2=6667 auth1=computerpsk auth1psk=\"" + importKey + "\"\n"
+	if err := os.WriteFile(script, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "alice.toml")
+	code, stdout, stderr := runCLI("import", "consec", script, "-o", out, "--address", "172.16.98.231", "--policy", "Alice's IPSec")
+	noKey(t, stdout, stderr)
+	if code != 0 || !strings.Contains(stdout, `policy "Alice's IPSec" imported`) {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCLI("validate", "-f", out); code != 0 {
+		t.Fatalf("validate: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// The same line given to import netsh is refused, naming the line.
+	code, _, stderr = runCLI("import", "netsh", script, "--address", "172.16.98.231", "-o", filepath.Join(dir, "x.toml"))
+	if code != ExitFailure || !strings.Contains(stderr, "alice.wfw:1: an advfirewall consec rule: import those with `swanmgr import consec`") {
+		t.Fatalf("netsh on a consec script: exit %d, %s", code, stderr)
+	}
+}

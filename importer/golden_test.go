@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite the expected output of importer
 // Each testdata/*.txt holds a script, a separator line and what importing
 // it gives: "----- toml -----" and the policy file (whose header repeats
 // the notes), or "----- error -----" and the error. The script's first
-// line may be "# swanmgr import netsh FLAGS" with the command's flags
+// line may be "# swanmgr import netsh FLAGS" (or consec) with the command's flags
 // (--address, --name, --policy, --legacy-algorithms, --certificate,
 // --private-key). `go test ./importer -update` rewrites the expectations.
 const (
@@ -30,6 +30,7 @@ const (
 
 type golden struct {
 	script, want, kind string
+	tool               string // netsh or consec
 	opts               importer.Options
 }
 
@@ -50,7 +51,11 @@ func readGolden(t testing.TB, path string) golden {
 		g.script, g.kind = s, sepTOML
 	}
 	first, _, _ := strings.Cut(g.script, "\n")
-	args := strings.Fields(strings.TrimPrefix(first, "# swanmgr import netsh"))
+	g.tool = "netsh"
+	if strings.HasPrefix(first, "# swanmgr import consec") {
+		g.tool = "consec"
+	}
+	args := strings.Fields(strings.TrimPrefix(first, "# swanmgr import "+g.tool))
 	for i := 0; i < len(args); i++ {
 		val := func() string {
 			i++
@@ -91,7 +96,11 @@ func TestGolden(t *testing.T) {
 			g := readGolden(t, path)
 			name := filepath.Base(path)
 			g.opts.KeyPrefix = "imported"
-			res, err := importer.Netsh(name, []byte(g.script), g.opts)
+			imp := importer.Netsh
+			if g.tool == "consec" {
+				imp = importer.Consec
+			}
+			res, err := imp(name, []byte(g.script), g.opts)
 			var got, kind string
 			if err != nil {
 				got, kind = err.Error()+"\n", sepError
@@ -188,7 +197,7 @@ func pskAndOther(t testing.TB, name, script string) ([]string, string) {
 		}
 		n := 0
 		for _, a := range c.Args {
-			isPSK := len(a.Tag) >= 2 && strings.HasPrefix("psk", a.Tag)
+			isPSK := len(a.Tag) >= 2 && strings.HasPrefix("psk", a.Tag) || len(a.Tag) >= 6 && strings.HasPrefix("auth1psk", a.Tag)
 			if a.Tag == "" {
 				isPSK = n == pos
 				n++

@@ -102,7 +102,7 @@ func (n *netsh) result(file string) (*Result, error) {
 	out.Policies = []Policy{outPol}
 	res.Keys = keys.keys
 	res.Notes = dedupe(res.Notes)
-	sort.SliceStable(res.Notes, func(i, j int) bool { return lineOf(res.Notes[i].Where) < lineOf(res.Notes[j].Where) })
+	res.Notes = sortNotes(res.Notes)
 	return res, nil
 }
 
@@ -314,16 +314,19 @@ func orDefault(s, d string) string {
 	return s
 }
 
-// splitRootCA separates the CA name from the certmap: and excludecaname:
-// options at its end.
+// splitRootCA separates the CA name from the certmap: (certmapping:),
+// excludecaname: and catype: options at its end.
 func splitRootCA(v string) (ca string, certmap, exclude bool) {
 	words := strings.Fields(v)
 	var keep []string
 	for _, w := range words {
 		l := strings.ToLower(w)
 		switch {
-		case strings.HasPrefix(l, "certmap:"):
-			certmap = strings.HasPrefix(strings.TrimPrefix(l, "certmap:"), "y")
+		case strings.HasPrefix(l, "certmap:"), strings.HasPrefix(l, "certmapping:"):
+			_, v, _ := strings.Cut(l, ":")
+			certmap = strings.HasPrefix(v, "y")
+		case strings.HasPrefix(l, "catype:"):
+			// root or intermediate: either way the CA file is the anchor
 		case strings.HasPrefix(l, "excludecaname:"):
 			exclude = strings.HasPrefix(strings.TrimPrefix(l, "excludecaname:"), "y")
 		default:
@@ -367,4 +370,10 @@ func isDNS(a string) bool {
 	}
 	_, err := netip.ParsePrefix(a)
 	return err != nil
+}
+
+// sortNotes orders notes by line (stable: one line's notes keep their order).
+func sortNotes(ns []Note) []Note {
+	sort.SliceStable(ns, func(i, j int) bool { return lineOf(ns[i].Where) < lineOf(ns[j].Where) })
+	return ns
 }

@@ -2,7 +2,6 @@ package importer
 
 import (
 	"fmt"
-	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -90,13 +89,8 @@ func Netsh(file string, data []byte, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(o.Addresses) == 0 {
-		return nil, fmt.Errorf("importer: no address for \"me\": give this computer's IP address (scripts do not name it)")
-	}
-	for _, a := range o.Addresses {
-		if _, err := netip.ParseAddr(a); err != nil {
-			return nil, fmt.Errorf("importer: address %q is not an IP address", a)
-		}
+	if err := checkAddresses(o.Addresses); err != nil {
+		return nil, err
 	}
 	n := &netsh{o: o}
 	for _, c := range cmds {

@@ -57,6 +57,7 @@ type FilterAction struct {
 	ESPEncryption  []string `toml:"esp_encryption,omitempty"`
 	ESPIntegrity   []string `toml:"esp_integrity,omitempty"`
 	AHIntegrity    []string `toml:"ah_integrity,omitempty"`
+	PFSGroup       string   `toml:"pfs_group,omitempty"`
 	RekeySeconds   int64    `toml:"rekey_seconds,omitzero"`
 	RekeyKilobytes int64    `toml:"rekey_kilobytes,omitzero"`
 }

@@ -12,7 +12,8 @@ type offer struct {
 	text         string
 	ah           string // AH hash, "" without AH
 	esp          bool
-	conf, auth   string // ESP algorithms, lower case; "none" allowed
+	conf, auth   string // ESP algorithms as strongSwan keywords ("null" encryption; "" integrity = none)
+	aead         string // an ESP AEAD (aes256gcm16, aes256gmac) instead of conf and auth
 	kbytes, secs int64
 }
 
@@ -131,7 +132,7 @@ func mapOffers(fa *FilterAction, offers []offer, keepLegacy bool, add func(bool,
 			add(true, "%s: strongSwan proposes AH or ESP, not both together: the AH part is left out, ESP kept", o.text)
 			o.ah = ""
 		}
-		if o.esp && o.auth == "" {
+		if o.esp && o.auth == "" && o.aead == "" {
 			add(true, "%s: ESP encryption without integrity is not offered (strongSwan needs an integrity algorithm with a classic cipher): left out", o.text)
 			continue
 		}
@@ -157,8 +158,30 @@ func mapOffers(fa *FilterAction, offers []offer, keepLegacy bool, add func(bool,
 			ah = append(ah, o)
 		}
 	}
+	var aead, classic []offer
+	for _, o := range esp {
+		if o.aead != "" {
+			aead = append(aead, o)
+		} else {
+			classic = append(classic, o)
+		}
+	}
+	if len(aead) > 0 && len(classic) > 0 {
+		first, other := aead, classic
+		if esp[0].aead == "" {
+			first, other = classic, aead
+		}
+		add(true, "the offers %s are left out: strongSwan cannot mix AEAD (GCM, GMAC) and classic ciphers in one proposal, and the first offer is %s", offerTexts(other), first[0].text)
+		esp = first
+	}
 	kept := esp
 	switch {
+	case len(esp) > 0 && esp[0].aead != "":
+		if len(ah) > 0 {
+			add(true, "the AH offers (%s) are left out: one filter action proposes ESP or AH, not both", offerTexts(ah))
+		}
+		fa.Security = "custom"
+		fa.ESPEncryption = uniq(esp, func(o offer) string { return o.aead })
 	case len(esp) > 0:
 		if len(ah) > 0 {
 			add(true, "the AH offers (%s) are left out: one filter action proposes ESP or AH, not both", offerTexts(ah))
