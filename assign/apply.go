@@ -167,11 +167,17 @@ func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare 
 	} else if same {
 		return nil, rec, nil
 	}
+	// charon lists its connections while the policy is read and rendered.
+	vctx, vcancel := context.WithCancel(ctx)
+	defer vcancel()
+	ahead := startViews(vctx, e.Daemon, rec)
 	desired, in, err := prepare()
 	if err != nil {
+		vcancel()
+		ahead.wait()
 		return nil, nil, err
 	}
-	rep, err := e.applyLocked(ctx, rec, desired, in)
+	rep, err := e.apply(ctx, rec, desired, in, ahead)
 	return rep, nil, err
 }
 

@@ -36,10 +36,17 @@ type applyRun struct {
 	undo   rollbackSet // what a rollback puts back
 	keyIDs []string    // private keys the new record owns
 	newRec *Record
+	ahead  *viewsAhead // charon's views, fetched ahead
 }
 
 func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.Result, in Inputs) (*Report, error) {
-	a := &applyRun{e: e, ctx: ctx, rec: rec, desired: desired, in: in}
+	return e.apply(ctx, rec, desired, in, nil)
+}
+
+// apply is applyLocked with charon's views fetched ahead (nil: fetched by
+// the plan).
+func (e *Engine) apply(ctx context.Context, rec *Record, desired *render.Result, in Inputs, ahead *viewsAhead) (*Report, error) {
+	a := &applyRun{e: e, ctx: ctx, rec: rec, desired: desired, in: in, ahead: ahead}
 	if err := a.prepare(); err != nil {
 		return nil, err
 	}
@@ -62,7 +69,7 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 // drops are in place before their connections load.
 func (a *applyRun) prepare() error {
 	e := a.e
-	p, err := Compute(a.ctx, e.Daemon, e.Socket, a.rec, a.desired)
+	p, err := compute(a.ctx, e.Daemon, e.Socket, a.rec, a.desired, a.ahead)
 	if err != nil {
 		return err
 	}

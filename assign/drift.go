@@ -93,13 +93,13 @@ func (v connView) String() string {
 // liveViews returns charon's view of the connections the comparison
 // needs: swanmgr's own (recorded with a view) and pending names. nil
 // when there are none (list-conns costs about as much as list-sas).
-func liveViews(ctx context.Context, d Daemon, rec *Record, live map[string]bool) (map[string]string, error) {
+func liveViews(ctx context.Context, d Daemon, rec *Record) (map[string]string, error) {
 	if rec == nil {
 		return nil, nil
 	}
 	need := len(rec.Pending.Views) > 0
 	for _, c := range rec.Conns {
-		if c.View != "" && live[c.Name] {
+		if c.View != "" {
 			need = true
 			break
 		}
@@ -116,6 +116,29 @@ func liveViews(ctx context.Context, d Daemon, rec *Record, live map[string]bool)
 		views[ci.Name] = viewOfInfo(ci)
 	}
 	return views, nil
+}
+
+// viewsAhead fetches charon's views in the background, while the policy
+// is read and rendered: list-conns of thousands of connections takes
+// charon about as long as rendering them takes swanmgr.
+type viewsAhead struct {
+	done  chan struct{}
+	views map[string]string
+	err   error
+}
+
+func startViews(ctx context.Context, d Daemon, rec *Record) *viewsAhead {
+	v := &viewsAhead{done: make(chan struct{})}
+	go func() {
+		defer close(v.done)
+		v.views, v.err = liveViews(ctx, d, rec)
+	}()
+	return v
+}
+
+func (v *viewsAhead) wait() (map[string]string, error) {
+	<-v.done
+	return v.views, v.err
 }
 
 // pendingMatches says whether charon's copy of a pending name is what the

@@ -121,6 +121,14 @@ func plural(n int, one, many string) string {
 // Compute compares what should be loaded (desired; nil to unassign) with
 // the daemon and the record.
 func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired *render.Result) (*Plan, error) {
+	return compute(ctx, d, socket, rec, desired, nil)
+}
+
+// compute is Compute with charon's views fetched ahead (nil: fetched here).
+func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired *render.Result, ahead *viewsAhead) (*Plan, error) {
+	if ahead == nil {
+		ahead = startViews(ctx, d, rec)
+	}
 	live, err := d.Conns(ctx)
 	if err != nil {
 		return nil, err
@@ -131,7 +139,7 @@ func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 		return nil, err
 	}
 	sharedSet := set(shared)
-	views, err := liveViews(ctx, d, rec, liveSet)
+	views, err := ahead.wait()
 	if err != nil {
 		return nil, err
 	}

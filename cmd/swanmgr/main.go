@@ -5,16 +5,33 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/swanmgr/swanmgr/cli"
 )
 
 func main() {
+	// SWANMGR_CPUPROFILE=FILE writes a CPU profile of the run (for
+	// docs/performance.md: misses are reported with a profile).
+	if p := os.Getenv("SWANMGR_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "swanmgr: SWANMGR_CPUPROFILE: %v\n", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "swanmgr: SWANMGR_CPUPROFILE: %v\n", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
+	pprof.StopCPUProfile()
 	os.Exit(code)
 }
