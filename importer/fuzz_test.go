@@ -10,7 +10,7 @@ import (
 	"github.com/swanmgr/swanmgr/model"
 )
 
-// FuzzParse feeds arbitrary scripts to the parser and the netsh mapping:
+// FuzzParse feeds arbitrary scripts to the parser and both mappings (netsh, consec):
 // whatever the script holds, the importer returns an error naming
 // FILE:LINE or a policy whose TOML the model's strict loader reads without
 // a syntax error or an unknown key, and a preshared key of the script
@@ -27,38 +27,45 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("pushd ipsec static\npopd\npopd\n"))
 	f.Add([]byte("add filteraction name=a qmsec=\"ESP[AES256,SHA1]:/ AH[SHA1]+ESP[None,None]:0k\"\n"))
 	opts := importer.Options{Addresses: []string{"172.16.98.231"}, KeyPrefix: "k"}
+	f.Add([]byte("advfirewall consec add rule name=a endpoint1=any endpoint2=10.0.0.0/8,10.1.1.1 action=requireinrequestout port2=1-2,3 protocol=tcp auth1=computerpsk,computercert auth1psk=k qmsecmethods=ah:sha1+esp:sha1-aes128+5min,authnoencap:aesgmac128\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		res, err := importer.Netsh("fuzz.txt", data, opts)
-		secrets, other := pskAndOther(t, "fuzz.txt", string(data))
-		leak := func(where, s string) {
-			for _, k := range secrets {
-				// A key also written elsewhere in the script (as a name,
-				// say) may rightly show up.
-				if !strings.Contains(other, k) && strings.Contains(s, k) {
-					t.Fatalf("the preshared key %q shows up in the %s:\n%s", k, where, s)
-				}
-			}
-		}
-		if err != nil {
-			var ie *importer.Error
-			if errors.As(err, &ie) && (ie.Line < 1 || !strings.HasPrefix(err.Error(), "fuzz.txt:")) {
-				t.Fatalf("error without FILE:LINE: %v", err)
-			}
-			leak("error", err.Error())
-			return
-		}
-		text, err := res.TOML()
-		if err != nil {
-			t.Fatalf("TOML: %v", err)
-		}
-		leak("TOML", string(text))
-		for _, n := range res.Notes {
-			leak("notes", n.String())
-		}
-		if _, err := model.Parse("fuzz.toml", text); err != nil {
-			t.Fatalf("the TOML does not load: %v\n%s", err, text)
+		for _, imp := range []func(string, []byte, importer.Options) (*importer.Result, error){importer.Netsh, importer.Consec} {
+			fuzzOne(t, data, imp, opts)
 		}
 	})
+}
+
+func fuzzOne(t *testing.T, data []byte, imp func(string, []byte, importer.Options) (*importer.Result, error), opts importer.Options) {
+	res, err := imp("fuzz.txt", data, opts)
+	secrets, other := pskAndOther(t, "fuzz.txt", string(data))
+	leak := func(where, s string) {
+		for _, k := range secrets {
+			// A key also written elsewhere in the script (as a name,
+			// say) may rightly show up.
+			if !strings.Contains(other, k) && strings.Contains(s, k) {
+				t.Fatalf("the preshared key %q shows up in the %s:\n%s", k, where, s)
+			}
+		}
+	}
+	if err != nil {
+		var ie *importer.Error
+		if errors.As(err, &ie) && (ie.Line < 1 || !strings.HasPrefix(err.Error(), "fuzz.txt:")) {
+			t.Fatalf("error without FILE:LINE: %v", err)
+		}
+		leak("error", err.Error())
+		return
+	}
+	text, err := res.TOML()
+	if err != nil {
+		t.Fatalf("TOML: %v", err)
+	}
+	leak("TOML", string(text))
+	for _, n := range res.Notes {
+		leak("notes", n.String())
+	}
+	if _, err := model.Parse("fuzz.toml", text); err != nil {
+		t.Fatalf("the TOML does not load: %v\n%s", err, text)
+	}
 }
 
 // TestParseShapes: the shapes real scripts use give the same commands.
