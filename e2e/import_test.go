@@ -37,11 +37,21 @@ popd
 )
 
 // TestImportNetshKnowledgeBase: Alice's and Bob's netsh scripts are
-// imported, `swanmgr check` finds both imports (and the import of Alice
-// against Bob's example) in agreement, both are applied in the lab, the
-// SAs come up and Abczz traffic crosses the wire as ESP only.
+// imported and `swanmgr check` finds the two imports, and the import of
+// Alice against Bob's example, in agreement. Then, in a lab each, imported
+// Alice is applied against imported Bob and against Bob's example: the SAs
+// come up and Abczz traffic crosses the wire as ESP only.
 func TestImportNetshKnowledgeBase(t *testing.T) {
 	t.Parallel()
+	for _, bob := range []string{"imported", "example"} {
+		t.Run("bob "+bob, func(t *testing.T) {
+			t.Parallel()
+			importedKnowledgeBase(t, bob == "example")
+		})
+	}
+}
+
+func importedKnowledgeBase(t *testing.T, bobExample bool) {
 	l := newLab(t, lab.Libipsec, "alice", "bob")
 	keyText, err := os.ReadFile(l.example("alice-bob/alice-bob.psk"))
 	if err != nil {
@@ -86,8 +96,12 @@ func TestImportNetshKnowledgeBase(t *testing.T) {
 		}
 	}
 
+	bob := policies["bob"]
+	if bobExample {
+		bob = l.example("alice-bob/bob.toml")
+	}
 	l.mustApply("alice", policies["alice"])
-	l.mustApply("bob", policies["bob"])
+	l.mustApply("bob", bob)
 	kids := l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
 	for name, ch := range kids {
 		if ch.Protocol != "ESP" || ch.EncrAlg != "AES_GCM_16" || ch.EncrKeysize != 256 {
