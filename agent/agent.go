@@ -42,7 +42,7 @@ const (
 	// DefaultFullCheckInterval is how often a check goes all the way
 	// (Engine.Assign: the record, every input's content, the guard table)
 	// although the cheap check found nothing.
-	DefaultFullCheckInterval = 5 * time.Second
+	DefaultFullCheckInterval = 3 * time.Second
 	// certRecheck replaces it for policies with certificates or private
 	// keys, which Engine.Assign always loads again: their state is not all
 	// visible in get-conns and get-shared, and loading them every few
@@ -216,9 +216,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 		a.useBackend(conn)
-		events, stopWatch := a.watch(ctx, conn)
-		gone := a.serve(ctx, conn, events, ticks)
-		stopWatch()
+		gone := a.serve(ctx, conn, ticks)
 		if !gone {
 			a.logf("agent stopping: the assignment stays in place")
 			return nil
@@ -309,8 +307,11 @@ func (a *Agent) watch(ctx context.Context, conn *Conn) (<-chan vici.Event, func(
 
 // serve converges and waits for the next reason to, until charon goes
 // away (true) or ctx ends (false).
-func (a *Agent) serve(ctx context.Context, conn *Conn, events <-chan vici.Event, ticks <-chan time.Time) bool {
+func (a *Agent) serve(ctx context.Context, conn *Conn, ticks <-chan time.Time) bool {
 	force := true // a fresh connection: charon may have restarted
+	var events <-chan vici.Event
+	stopWatch := func() {}
+	defer func() { stopWatch() }()
 	for {
 		if err := a.converge(ctx, conn, force); err != nil {
 			if ctx.Err() != nil {
@@ -331,6 +332,11 @@ func (a *Agent) serve(ctx context.Context, conn *Conn, events <-chan vici.Event,
 				a.lastSAs = time.Now()
 				a.keepUp(ctx, conn)
 			}
+		}
+		if force && events == nil {
+			// Subscribed after the first converge: after a restart the
+			// policy goes back first, whatever the subscription waits for.
+			events, stopWatch = a.watch(ctx, conn)
 		}
 		force = false
 		if !a.wait(ctx, events, ticks, &force) {

@@ -237,6 +237,33 @@ func TestAgentRestoresAfterRestartAndStrayLoadAll(t *testing.T) {
 		t.Errorf("the agent applied %d times after the stray load-all, want once:\n%s", n, alice.log.String()[from:])
 	}
 
+	// A stray load of a file that has a connection of swanmgr's name with
+	// other settings (another port): charon replaces swanmgr's copy, and the
+	// agent's full check (every 3 s) loads swanmgr's again.
+	replaced := filepath.Join(t.TempDir(), "swanctl.conf")
+	if err := os.WriteFile(replaced, []byte("connections {\n  unrelated {\n    remote_addrs = 192.0.2.1\n    local { auth = psk }\n    remote { auth = psk }\n    children { unrelated-child { } }\n  }\n"+
+		"  "+conn+" {\n    remote_addrs = 172.31.67.244\n    local { auth = psk }\n    remote { auth = psk }\n    children { "+conn+"-1 { remote_ts = 172.31.67.244[tcp/9999] } }\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	from = len(alice.log.String())
+	if out, err := l.Host("alice").Swanctl(ctx, "--load-conns", "--file", replaced).CombinedOutput(); err != nil {
+		t.Fatalf("swanctl --load-conns: %v\n%s", err, out)
+	}
+	loaded = time.Now()
+	eventually(t, 10*time.Second, func() (bool, string) {
+		out, err := l.Host("alice").Swanctl(ctx, "--list-conns").CombinedOutput()
+		s := string(out)
+		return err == nil && !strings.Contains(s, "tcp/9999") && strings.Contains(s, conn+"-3"), "charon still has the replaced connection:\n" + s
+	})
+	took = time.Since(loaded)
+	t.Logf("replaced connection repaired %v after swanctl --load-conns", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("swanmgr's replaced connection came back %v after the stray load, want within 5 s", took)
+	}
+	alice.waitLog(5*time.Second, from, `charon's copy of rule "Abczz with Bob" was replaced by someone else`)
+	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
+	l.sendEncrypted("alice", "bob", 6667)
+
 	// (d) SIGTERM: exit 0, the assignment stays.
 	if err := alice.stop(); err != nil {
 		t.Fatalf("agent after SIGTERM: %v, want exit 0\n%s", err, alice.log.String())
