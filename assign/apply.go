@@ -90,6 +90,11 @@ type Engine struct {
 	// namespace, when a policy has a guard (or had one). nil: no
 	// firewall access, and a policy with a guard is refused.
 	Firewall func() (Firewall, error)
+	// Precondition, when set, runs under the lock before Assign, Apply or
+	// Unassign changes anything; an error stops it (the revert of a
+	// confirm-or-revert checks, under the lock, that the change was not
+	// confirmed meanwhile).
+	Precondition func() error
 
 	fw Firewall
 }
@@ -162,6 +167,11 @@ func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare 
 		return nil, nil, err
 	}
 	defer unlock()
+	if e.Precondition != nil {
+		if err := e.Precondition(); err != nil {
+			return nil, nil, err
+		}
+	}
 	if same, err := e.upToDate(ctx, rec, in, backend); err != nil {
 		return nil, nil, err
 	} else if same {
@@ -359,6 +369,11 @@ func (e *Engine) Unassign(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	defer unlock()
+	if e.Precondition != nil {
+		if err := e.Precondition(); err != nil {
+			return nil, err
+		}
+	}
 	p, err := Compute(ctx, e.Daemon, e.Socket, rec, nil)
 	if err != nil {
 		return nil, err

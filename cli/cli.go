@@ -110,6 +110,9 @@ func commands() []*ucli.Command {
 		planCommand(),
 		applyCommand(),
 		unassignCommand(),
+		confirmCommand(),
+		revertCommand(),
+		confirmWatchCommand(),
 		agentCommand(),
 		initiateCommand(),
 		terminateCommand(),
@@ -165,7 +168,11 @@ func loadPolicy(c *ucli.Context) (*loaded, error) {
 
 // validateOptions are the validation settings of the command line.
 func validateOptions(c *ucli.Context) model.ValidateOptions {
-	return model.ValidateOptions{InsecureSecrets: c.Bool(insecureFlag.Name)}
+	return validateOptionsFor(c.Bool(insecureFlag.Name))
+}
+
+func validateOptionsFor(insecure bool) model.ValidateOptions {
+	return model.ValidateOptions{InsecureSecrets: insecure}
 }
 
 // readPolicy reads the -f file and the --ipsec-backend flag.
@@ -184,9 +191,14 @@ func readPolicy(c *ucli.Context) (render.Backend, string, []byte, error) {
 
 // loadPolicyData is loadPolicy on a policy file already read.
 func loadPolicyData(c *ucli.Context, backend render.Backend, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
+	return loadPolicyDataTo(c.App.ErrWriter, backend, path, data, vo)
+}
+
+// loadPolicyDataTo is loadPolicyData writing warnings to w.
+func loadPolicyDataTo(w io.Writer, backend render.Backend, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
 	a, warns, err := model.ParseValidate(path, data, vo)
-	for _, w := range warns {
-		fmt.Fprintln(c.App.ErrWriter, w.Error())
+	for _, p := range warns {
+		fmt.Fprintln(w, p.Error())
 	}
 	if err != nil {
 		return nil, err

@@ -174,7 +174,7 @@ func applyCommand() *ucli.Command {
 			"assignment is put back. Connections swanmgr did not load are never touched.\n" +
 			"-o json writes one document, also on failure (docs/apply-json.md).",
 		ArgsUsage: " ",
-		Flags:     daemonFlags(fileFlag, insecureFlag, backendFlag, resultOutputFlag),
+		Flags:     daemonFlags(fileFlag, insecureFlag, backendFlag, resultOutputFlag, confirmFlag),
 		Action: func(c *ucli.Context) error {
 			o, err := newResultOutput(c, "apply")
 			if err != nil {
@@ -201,6 +201,18 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 	backend, err := s.backend(ctx, c)
 	if err != nil {
 		return err
+	}
+	if err := checkPending(c, s.engine.Store, s.socket); err != nil {
+		return err
+	}
+	// --confirm: the pending change is recorded, and its watchdog runs,
+	// before anything changes.
+	var conf *assign.Confirmation
+	confNew := false
+	if c.IsSet(confirmFlag.Name) {
+		if conf, confNew, err = beginConfirm(c, s, "apply", path); err != nil {
+			return err
+		}
 	}
 	d := o.doc
 	d.Backend = strp(string(backend))
@@ -233,6 +245,7 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		guardPlan = &pre.Guard
 	}
 	if err != nil && rep == nil {
+		abandonConfirm(s, conf, confNew)
 		if pre != nil {
 			// What the apply set out to do; the error says what became of it.
 			d.setPlan(pre, nil)
@@ -243,6 +256,10 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		return err
 	}
 	if same != nil {
+		if conf != nil && confNew {
+			abandonConfirm(s, conf, confNew)
+			fmt.Fprintln(c.App.ErrWriter, "nothing changed, so nothing to confirm")
+		}
 		for _, w := range same.Warnings {
 			fmt.Fprintln(c.App.ErrWriter, w)
 		}
@@ -259,6 +276,15 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 	}
 	for _, warn := range rep.Warnings {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", warn)
+	}
+	// A copy of the policy as assigned, for a later --confirm to go back to.
+	keepSnapshot(c.App.ErrWriter, s, l, path, data, c.Bool(insecureFlag.Name))
+	if conf != nil {
+		hint := c.App.Writer
+		if o.json {
+			hint = c.App.ErrWriter
+		}
+		defer printConfirmHint(hint, s, conf)
 	}
 	if o.json {
 		d.setPlan(rep.Plan, rep)
@@ -452,7 +478,7 @@ func unassignCommand() *ucli.Command {
 		Usage:       "remove the connections, secrets and keys swanmgr loaded into charon (and their SAs), and nothing else; certificates stay",
 		Description: "-o json writes one document, also on failure (docs/apply-json.md).",
 		ArgsUsage:   " ",
-		Flags:       daemonFlags(resultOutputFlag),
+		Flags:       daemonFlags(resultOutputFlag, confirmFlag),
 		Action: func(c *ucli.Context) error {
 			o, err := newResultOutput(c, "unassign")
 			if err != nil {
@@ -469,6 +495,26 @@ func runUnassign(c *ucli.Context, o *resultOutput) error {
 		return err
 	}
 	defer done()
+	if err := checkPending(c, s.engine.Store, s.socket); err != nil {
+		return err
+	}
+	if c.IsSet(confirmFlag.Name) {
+		conf, confNew, err := beginConfirm(c, s, "unassign", "")
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cur, _ := s.engine.Store.LoadConfirmation(s.socket); cur == nil {
+				return
+			}
+			if o.json {
+				printConfirmHint(c.App.ErrWriter, s, conf)
+			} else {
+				printConfirmHint(c.App.Writer, s, conf)
+			}
+		}()
+		_ = confNew
+	}
 	d := o.doc
 	var prevGuard *guard.Ruleset
 	if o.json {

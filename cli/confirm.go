@@ -1,0 +1,353 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/render"
+)
+
+// Confirm-or-revert (docs/commands.md): `apply --confirm D` and
+// `unassign --confirm D` record the change as pending before they make
+// it and start a detached watchdog (this program, `confirm-watch`) that
+// puts the previous assignment back with the normal minimal-change apply
+// unless `swanmgr confirm` runs in time. The operator's session dying
+// does not stop the watchdog; `swanmgr revert` reverts at once.
+
+var confirmFlag = &ucli.DurationFlag{
+	Name:  "confirm",
+	Usage: "keep the change only if `swanmgr confirm` runs within this long; otherwise the previous assignment is restored (soft: no restart; survives this session dying)",
+}
+
+// ErrPendingConfirmation is returned by apply and unassign without
+// --confirm while a change waits for confirmation.
+var ErrPendingConfirmation = errors.New("a change is pending confirmation")
+
+// checkPending refuses a change while another waits for confirmation,
+// unless this one says --confirm too (then it extends the deadline and
+// keeps the point to revert to).
+func checkPending(c *ucli.Context, store assign.Store, sock string) error {
+	conf, err := store.LoadConfirmation(sock)
+	if err != nil || conf == nil || c.IsSet(confirmFlag.Name) {
+		return err
+	}
+	return fmt.Errorf("%w until %s (%s of policy %q): run swanmgr confirm to keep it, swanmgr revert to go back, or add --confirm to this command to extend the deadline",
+		ErrPendingConfirmation, conf.Deadline.Format(time.RFC3339), conf.Command, conf.Policy)
+}
+
+// beginConfirm records the pending confirmation of a change about to be
+// made and starts the watchdog; it returns the confirmation and whether it
+// is new (an existing one is extended).
+func beginConfirm(c *ucli.Context, s *session, command, policy string) (*assign.Confirmation, bool, error) {
+	d := c.Duration(confirmFlag.Name)
+	if d <= 0 {
+		return nil, false, usageErrorf("--confirm needs a positive duration, e.g. --confirm 2m")
+	}
+	store := s.engine.Store
+	now := time.Now().UTC()
+	conf, err := store.LoadConfirmation(s.socket)
+	if err != nil {
+		return nil, false, err
+	}
+	if conf != nil {
+		conf.Deadline, conf.Timeout, conf.Command, conf.Policy = now.Add(d), d.String(), command, policy
+		return conf, false, store.SaveConfirmation(s.socket, conf)
+	}
+	rec, err := store.Load(s.socket)
+	if err != nil {
+		return nil, false, err
+	}
+	var prev *assign.Snapshot
+	if rec != nil && len(rec.Conns) > 0 {
+		if prev, err = store.LoadSnapshot(s.socket); err != nil {
+			return nil, false, err
+		}
+		if prev == nil {
+			return nil, false, fmt.Errorf("--confirm: the current assignment (policy %q) cannot be restored faithfully: swanmgr keeps no copy of a policy whose preshared keys are written inline (it never writes secrets to disk), nor of one applied by an older swanmgr; move its keys to secret_file and apply it once without --confirm", rec.Policy)
+		}
+	}
+	conf = &assign.Confirmation{ID: assign.NewConfirmationID(), Command: command, Started: now, Deadline: now.Add(d),
+		Timeout: d.String(), Previous: prev, Policy: policy}
+	if err := store.SaveConfirmation(s.socket, conf); err != nil {
+		return nil, false, err
+	}
+	pid, err := startWatchdog(c, s.socket, store.Dir, conf.ID)
+	if err != nil {
+		store.RemoveConfirmation(s.socket)
+		return nil, false, fmt.Errorf("--confirm: starting the watchdog that would revert: %w; nothing was changed", err)
+	}
+	conf.Watchdog = pid
+	return conf, true, store.SaveConfirmation(s.socket, conf)
+}
+
+// abandonConfirm undoes beginConfirm when the change did not happen.
+func abandonConfirm(s *session, conf *assign.Confirmation, isNew bool) {
+	if conf != nil && isNew {
+		s.engine.Store.RemoveConfirmation(s.socket)
+	}
+}
+
+// printConfirmHint says how to keep the change and when it reverts.
+func printConfirmHint(w io.Writer, s *session, conf *assign.Confirmation) {
+	back := "nothing assigned (unassign)"
+	if conf.Previous != nil {
+		back = "the previous assignment from " + conf.Previous.Path
+	}
+	fmt.Fprintf(w, "pending confirmation: run `swanmgr confirm --socket %s` before %s (within %s), or charon gets %s back\n",
+		s.socket, conf.Deadline.Local().Format("15:04:05"), time.Until(conf.Deadline).Round(time.Second), back)
+}
+
+// startWatchdog starts `swanmgr confirm-watch` in a session of its own,
+// detached from this one, logging to the state folder.
+func startWatchdog(c *ucli.Context, sock, stateDir, id string) (int, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	logPath := assign.Store{Dir: stateDir}.ConfirmLogPath(sock)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, "confirm-watch", "--socket", sock, "--state-dir", stateDir, "--id", id)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	pid := cmd.Process.Pid
+	cmd.Process.Release()
+	return pid, nil
+}
+
+func confirmCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "confirm",
+		Usage:     "keep the change an apply or unassign --confirm made (stops the revert)",
+		ArgsUsage: " ",
+		Flags:     []ucli.Flag{socketFlag, stateDirFlag},
+		Action: func(c *ucli.Context) error {
+			sock, err := socketPath(c)
+			if err != nil {
+				return err
+			}
+			store := assign.Store{Dir: c.String(stateDirFlag.Name)}
+			// Under the lock: a revert that has begun finishes first, and
+			// then there is nothing to confirm.
+			ctx, cancel := context.WithTimeout(c.Context, 2*time.Minute)
+			defer cancel()
+			unlock, err := store.Lock(ctx, sock)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			conf, err := store.LoadConfirmation(sock)
+			if err != nil {
+				return err
+			}
+			if conf == nil {
+				if r, _ := store.LoadReverted(sock); r != nil && time.Since(r.At) < time.Hour {
+					return fmt.Errorf("nothing to confirm: the change was reverted at %s (%s)", r.At.Local().Format(time.RFC3339), r.Reason)
+				}
+				return fmt.Errorf("nothing is pending confirmation at %s", sock)
+			}
+			if err := store.RemoveConfirmation(sock); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "confirmed: the %s of policy %q stays (it would have reverted at %s)\n", conf.Command, conf.Policy, conf.Deadline.Local().Format(time.RFC3339))
+			return nil
+		},
+	}
+}
+
+func revertCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "revert",
+		Usage:     "revert now the change an apply or unassign --confirm made",
+		ArgsUsage: " ",
+		Flags:     daemonFlags(),
+		Action: func(c *ucli.Context) error {
+			sock, err := socketPath(c)
+			if err != nil {
+				return err
+			}
+			store := assign.Store{Dir: c.String(stateDirFlag.Name)}
+			conf, err := store.LoadConfirmation(sock)
+			if err != nil {
+				return err
+			}
+			if conf == nil {
+				return fmt.Errorf("nothing is pending confirmation at %s", sock)
+			}
+			ctx, cancel := withTimeout(c)
+			defer cancel()
+			return revert(ctx, c, sock, store, conf, "swanmgr revert", c.App.Writer)
+		},
+	}
+}
+
+// confirmWatchCommand is the watchdog: it waits for the deadline of one
+// pending confirmation and reverts unless it was confirmed (or replaced).
+// A deadline passed while it could not reach charon is honoured as soon
+// as charon answers.
+func confirmWatchCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:   "confirm-watch",
+		Usage:  "(internal) revert a change pending confirmation at its deadline",
+		Hidden: true,
+		Flags:  []ucli.Flag{socketFlag, stateDirFlag, &ucli.StringFlag{Name: "id", Required: true}},
+		Action: func(c *ucli.Context) error {
+			sock, err := socketPath(c)
+			if err != nil {
+				return err
+			}
+			store := assign.Store{Dir: c.String(stateDirFlag.Name)}
+			id := c.String("id")
+			logf := func(format string, args ...any) {
+				fmt.Fprintf(c.App.ErrWriter, "%s swanmgr confirm-watch: %s\n", time.Now().Format(time.RFC3339), fmt.Sprintf(format, args...))
+			}
+			logf("watching the change pending confirmation %s at %s", id, sock)
+			for {
+				conf, err := store.LoadConfirmation(sock)
+				if err != nil {
+					logf("%v", err)
+				}
+				if err == nil && (conf == nil || conf.ID != id) {
+					logf("confirmed or replaced: nothing to revert")
+					return nil
+				}
+				if conf != nil && !time.Now().Before(conf.Deadline) {
+					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+					err := revert(ctx, c, sock, store, conf, "not confirmed within "+conf.Timeout, c.App.ErrWriter)
+					cancel()
+					if err == nil || errors.Is(err, errConfirmedMeanwhile) {
+						return nil
+					}
+					logf("revert failed, trying again: %v", err)
+				}
+				wait := time.Second
+				if conf != nil {
+					if d := time.Until(conf.Deadline); d > 0 && d < wait {
+						wait = d
+					}
+				}
+				select {
+				case <-c.Context.Done():
+					logf("stopped before the deadline; the next swanmgr agent start or confirm-watch reverts if it passes")
+					return nil
+				case <-time.After(wait):
+				}
+			}
+		},
+	}
+}
+
+var errConfirmedMeanwhile = errors.New("confirmed meanwhile")
+
+// revert assigns the previous assignment of a pending confirmation again
+// (or unassigns when there was none), under the lock and only if the
+// confirmation is still pending then, and notes the revert for status.
+func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Store, conf *assign.Confirmation, reason string, w io.Writer) error {
+	s, err := newSession(ctx, sock, store.Dir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if open, ok := c.App.Metadata[firewallKey].(func(sock string) (assign.Firewall, error)); ok {
+		s.engine.Firewall = func() (assign.Firewall, error) { return open(sock) }
+	}
+	s.engine.Precondition = func() error {
+		cur, err := store.LoadConfirmation(sock)
+		if err != nil {
+			return err
+		}
+		if cur == nil || cur.ID != conf.ID {
+			return errConfirmedMeanwhile
+		}
+		return nil
+	}
+	note := &assign.Reverted{At: time.Now().UTC(), Reason: reason, Policy: conf.Policy}
+	prev := conf.Previous
+	if prev == nil {
+		rep, err := s.engine.Unassign(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "reverted (%s): unassigned, %d connections unloaded\n", reason, rep.UnloadConn)
+	} else {
+		backend, err := s.backend(ctx, c)
+		if err != nil {
+			return err
+		}
+		in := assign.Inputs{PolicyFile: prev.Path, Policy: prev.Data, Insecure: prev.Insecure}
+		vo := validateOptionsFor(prev.Insecure)
+		var l *loaded
+		rep, _, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
+			var err error
+			if l, err = loadPolicyDataTo(io.Discard, backend, prev.Path, prev.Data, vo); err != nil {
+				return nil, in, fmt.Errorf("the previous policy from %s: %w", prev.Path, err)
+			}
+			in.Read = l.assigned.Inputs
+			return l.result, in, nil
+		})
+		if err != nil {
+			if !errors.Is(err, errConfirmedMeanwhile) {
+				note.Error = err.Error()
+				store.SaveReverted(sock, note)
+			}
+			return err
+		}
+		if err := store.SaveSnapshot(sock, prev); err != nil {
+			fmt.Fprintf(w, "warning: %v\n", err)
+		}
+		changed := 0
+		if rep != nil {
+			sum := rep.Plan.Summary()
+			changed = sum[assign.Added] + sum[assign.Changed] + sum[assign.Removed]
+		}
+		fmt.Fprintf(w, "reverted (%s): policy from %s assigned again, %d rules changed back\n", reason, prev.Path, changed)
+	}
+	if err := store.RemoveConfirmation(sock); err != nil {
+		return err
+	}
+	return store.SaveReverted(sock, note)
+}
+
+// snapshotOf is the snapshot of a policy just assigned, nil when it
+// cannot be restored without secrets on disk (inline preshared keys).
+func snapshotOf(l *loaded, path string, data []byte, insecure bool) *assign.Snapshot {
+	for _, r := range l.assigned.Rules {
+		for _, a := range r.Auth {
+			if strings.HasPrefix(a.Source, "inline") {
+				return nil
+			}
+		}
+	}
+	return &assign.Snapshot{Path: path, Data: data, Insecure: insecure, Backend: string(l.result.Backend), At: time.Now().UTC()}
+}
+
+// keepSnapshot records (or forgets) the policy an apply assigned, for a
+// later --confirm to go back to.
+func keepSnapshot(w io.Writer, s *session, l *loaded, path string, data []byte, insecure bool) {
+	var err error
+	if snap := snapshotOf(l, path, data, insecure); snap != nil {
+		err = s.engine.Store.SaveSnapshot(s.socket, snap)
+	} else {
+		err = s.engine.Store.RemoveSnapshot(s.socket)
+	}
+	if err != nil {
+		fmt.Fprintf(w, "warning: keeping a copy of the policy for --confirm: %v\n", err)
+	}
+}
