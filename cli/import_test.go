@@ -89,8 +89,8 @@ netsh ipsec static add rule name="Eve" policy="Alice's IPSec" filterlist="Eve" f
 			"nothing written; --allow-partial writes"}},
 		{"bad line", "netsh ipsec static add filter filterlist=\"Abczz to Bob's PC\" srcaddr=me dstaddr=10.0.0.0 dstmask=255.0.255.0\n", nil, ExitFailure, []string{
 			"alice.netsh:6: add filter: dstaddr=\"10.0.0.0\": mask \"255.0.255.0\" has a hole"}},
-		{"does not validate", "netsh ipsec static add filterlist name=\"Web\"\nnetsh ipsec static add filter filterlist=\"Web\" srcaddr=me dstaddr=www.example.com\nnetsh ipsec static add filteraction name=\"Pass\" action=permit\nnetsh ipsec static add rule name=\"Web\" policy=\"Alice's IPSec\" filterlist=\"Web\" filteraction=\"Pass\"\n", nil, ExitFailure, []string{
-			"the imported policy does not validate, nothing written", "www.example.com"}},
+		{"does not validate", "netsh ipsec static add filter filterlist=\"Abczz to Bob's PC\" srcaddr=me dstaddr=172.31.67.244 protocol=ICMP\nnetsh ipsec static add filter filterlist=\"Abczz to Bob's PC\" srcaddr=me dstaddr=2001:db8::2 protocol=ICMP\n", nil, ExitFailure, []string{
+			"the imported policy does not validate, nothing written", "never matches IPv6 traffic"}},
 		{"no address", "", []string{"--address="}, ExitUsage, []string{"give --address"}},
 		{"key to stdout", "", []string{"-o="}, ExitUsage, []string{"alice.netsh:5: give -o OUT.toml"}},
 	} {

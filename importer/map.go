@@ -42,10 +42,10 @@ func (n *netsh) result(file string) (*Result, error) {
 			l := n.list(r.list)
 			fl := FilterList{Name: l.name, Description: l.desc}
 			for _, f := range l.filters {
-				res.Notes = append(res.Notes, f.notes...)
-				if f.drop != "" {
+				if n.filterFits(f, r, n.action(r.action)) != "" {
 					continue // reported by rule
 				}
+				res.Notes = append(res.Notes, f.notes...)
 				if !f.mirrored {
 					if r.tunnel != "" {
 						res.Notes = append(res.Notes, Note{Where: f.where, Text: "mirrored=no, as a Windows tunnel filter must be: swanmgr's tunnel rule covers both directions"})
@@ -211,8 +211,8 @@ func (n *netsh) rule(r *nsRule, pol *nsPolicy, keys *keyFiles, notes *[]Note) (R
 	l := n.list(r.list)
 	kept := 0
 	for _, f := range l.filters {
-		if f.drop != "" {
-			*notes = append(*notes, Note{Where: f.where, Lossy: true, Text: fmt.Sprintf("filter list %q: %s", l.name, f.drop)})
+		if why := n.filterFits(f, r, act); why != "" {
+			*notes = append(*notes, Note{Where: f.where, Lossy: true, Text: fmt.Sprintf("filter list %q: %s", l.name, why)})
 			continue
 		}
 		kept++
@@ -376,4 +376,50 @@ func isDNS(a string) bool {
 func sortNotes(ns []Note) []Note {
 	sort.SliceStable(ns, func(i, j int) bool { return lineOf(ns[i].Where) < lineOf(ns[j].Where) })
 	return ns
+}
+
+// filterFits says why a filter cannot be part of a rule ("" if it can):
+// what the filter itself cannot carry, and what swanmgr's rules cannot
+// express (validation would refuse it).
+func (n *netsh) filterFits(f nsFilter, r *nsRule, act *nsAction) string {
+	if f.drop != "" {
+		return f.drop
+	}
+	dns := isDNS(f.src) || isDNS(f.dst)
+	switch {
+	case r.tunnel != "" && n.isMe(r.tunnel):
+		// the inbound half of a tunnel pair: the rule is left out whole
+	case act.action != "negotiate":
+		if dns {
+			return "a DNS name in a " + act.action + " filter: its kernel policies need addresses: filter left out (write the address)"
+		}
+	case r.tunnel != "" && !n.isMe(r.tunnel):
+		if dns {
+			return "a DNS name in a tunnel filter: tunnel selectors need addresses: filter left out (write the address or subnet)"
+		}
+	default:
+		src, dst := n.meOr(f.src), n.meOr(f.dst)
+		other := dst
+		switch {
+		case src == "me" && dst == "me":
+			return "both sides are this computer: filter left out"
+		case src == "me":
+		case dst == "me":
+			other = src
+		default:
+			return fmt.Sprintf("%s → %s: without a tunnel a negotiate filter has this computer (me) on one side: filter left out", f.src, f.dst)
+		}
+		if !isHost(other) {
+			return fmt.Sprintf("the peer %s is not one host: transport mode needs one (charon initiates to one address): filter left out (list the hosts, or use a tunnel)", other)
+		}
+	}
+	return ""
+}
+
+// meOr is "me" for me and this computer's own addresses.
+func (n *netsh) meOr(a string) string {
+	if a == "me" || n.isMe(a) {
+		return "me"
+	}
+	return a
 }
