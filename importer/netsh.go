@@ -471,13 +471,13 @@ func (n *netsh) addRule(p *params, w string) error {
 	if r.list, err = p.required("filterlist"); err != nil {
 		return err
 	}
-	if n.list(r.list) == nil {
+	if n.list(r.list) == nil && !n.builtinList(r.list, w) {
 		return p.errf("filter list %q does not exist%s", r.list, didYouMean(r.list, n.listNames()))
 	}
 	if r.action, err = p.required("filteraction"); err != nil {
 		return err
 	}
-	if n.action(r.action) == nil {
+	if n.action(r.action) == nil && !n.builtinAction(r.action, w) {
 		return p.errf("filter action %q does not exist%s", r.action, didYouMean(r.action, n.actionNames()))
 	}
 	for _, o := range pol.rules {
@@ -626,4 +626,56 @@ func editDistance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
+}
+
+// builtinList adds one of the filter lists Windows ships with, when a rule
+// names it without the script creating it.
+func (n *netsh) builtinList(name, w string) bool {
+	var f nsFilter
+	switch name {
+	case "All IP Traffic":
+		f = nsFilter{src: "me", dst: "any", mirrored: true}
+	case "All ICMP Traffic":
+		f = nsFilter{src: "me", dst: "any", proto: "icmp", mirrored: true}
+	default:
+		return false
+	}
+	f.where = w
+	n.lists = append(n.lists, &nsList{name: name, where: w, filters: []nsFilter{f}})
+	n.note(w, false, "filter list %q is one Windows ships with: me to any address%s, mirrored", name, map[bool]string{true: ", ICMP"}[f.proto != nil])
+	return true
+}
+
+// builtinAction adds one of the filter actions Windows ships with.
+func (n *netsh) builtinAction(name, w string) bool {
+	var script string
+	switch name {
+	case "Permit":
+		script = "action=permit"
+	case "Request Security (Optional)":
+		script = "action=negotiate inpass=yes soft=yes"
+	case "Require Security":
+		script = "action=negotiate inpass=yes soft=no"
+	default:
+		return false
+	}
+	file, line := w, 0
+	if i := strings.LastIndexByte(w, ':'); i >= 0 {
+		file, line = w[:i], lineOf(w)
+	}
+	c := Command{File: file, Line: line, Verb: "add", Object: "filteraction", Args: []Arg{{Tag: "name", Value: name}}}
+	for _, kv := range strings.Fields(script) {
+		k, v, _ := strings.Cut(kv, "=")
+		c.Args = append(c.Args, Arg{Tag: k, Value: v})
+	}
+	p, err := readParams(c, netshObjects["add filteraction"])
+	if err != nil || n.addAction(p, w) != nil {
+		return false
+	}
+	methods := ""
+	if name != "Permit" {
+		methods = ", Windows' default methods"
+	}
+	n.note(w, false, "filter action %q is one Windows ships with (%s%s)", name, script, methods)
+	return true
 }
