@@ -1,0 +1,240 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/lab"
+)
+
+// session is a long-lived TCP session from one host to another (a
+// stand-in for the operator's SSH): an echo server on the receiver.
+type session struct {
+	ln   net.Listener
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func openSession(t *testing.T, l *testLab, from, to string, port int) *session {
+	t.Helper()
+	dst := l.Host(to)
+	addr := netip.AddrPortFrom(dst.Addr, uint16(port)).String()
+	ln, err := dst.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					c.Write([]byte(line))
+				}
+			}()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := l.Host(from).Dial(ctx, "tcp4", addr)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	s := &session{ln: ln, conn: c, r: bufio.NewReader(c)}
+	t.Cleanup(func() { c.Close(); ln.Close() })
+	return s
+}
+
+// alive sends a line and waits up to d for its echo.
+func (s *session) alive(d time.Duration) bool {
+	s.conn.SetDeadline(time.Now().Add(d))
+	defer s.conn.SetDeadline(time.Time{})
+	msg := fmt.Sprintf("ping %d\n", time.Now().UnixNano())
+	if _, err := s.conn.Write([]byte(msg)); err != nil {
+		return false
+	}
+	got, err := s.r.ReadString('\n')
+	return err == nil && got == msg
+}
+
+// blockSSH is Alice's knowledge-base policy plus a block rule for the
+// session's port from Eve: the kind of change that locks an operator out.
+func blockSSH(kb string) string {
+	return kb + `
+[[filter_list]]
+name = "Admin from Eve"
+  [[filter_list.filter]]
+  source = "172.20.0.5"
+  destination = "me"
+  protocol = "tcp"
+  destination_port = 2200
+
+[[filter_action]]
+name = "Block it"
+action = "block"
+
+[[policy]]
+name = "Alice with a lockout"
+  [[policy.rule]]
+  name = "Abczz with Bob"
+  filter_list = "Abczz to Bob's PC"
+  filter_action = "Encrypt Abczz"
+  network = "lan"
+  authentication = [ { method = "psk", secret_file = "alice-bob.psk" } ]
+  [[policy.rule]]
+  name = "No admin from Eve"
+  filter_list = "Admin from Eve"
+  filter_action = "Block it"
+`
+}
+
+// Issue 13: a real lockout. Eve holds a TCP session to Alice (the
+// operator's SSH); `apply --confirm 5s` of a policy with a block rule
+// for it kills the session; nobody confirms; within the deadline + 2 s the
+// previous assignment is back (the block rule and its guard gone), a new
+// session works, and the SAs of the unchanged rule kept their ids.
+// Then: confirm in time keeps the change; a second apply without
+// --confirm is refused while one is pending; revert reverts at once; the
+// applying process SIGKILLed still reverts.
+func TestConfirmOrRevert(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob", "eve")
+	bin := filepath.Join(buildSwanmgr(t), "swanmgr")
+	l.mustApply("alice", l.example("alice-bob/alice.toml"))
+	l.mustApply("bob", l.example("alice-bob/bob.toml"))
+	before := l.waitInstalled("alice", "sm-abczz-with-bob-1")
+
+	kb, err := os.ReadFile(l.example("alice-bob/alice.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The new policy is assigned by name: keep the knowledge base's rule
+	// and add the block.
+	text := strings.Replace(string(kb), `assign = "Alice's IPSec"`, `assign = "Alice with a lockout"`, 1)
+	locked := l.writeFile("alice-bob/alice-lockout.toml", blockSSH(text), 0o644)
+	sock := l.Host("alice").Socket
+	swanmgr := func(args ...string) (string, error) {
+		full := append([]string{args[0], "--socket", sock, "--state-dir", l.stateDir}, args[1:]...)
+		cmd := exec.Command(bin, full...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	store := assign.Store{Dir: l.stateDir}
+	t.Cleanup(func() {
+		// A watchdog left by a failed test is ended by its pid.
+		if conf, _ := store.LoadConfirmation(sock); conf != nil && conf.Watchdog > 0 {
+			syscall.Kill(conf.Watchdog, syscall.SIGTERM)
+		}
+	})
+	policyName := func() string {
+		rec, err := store.Load(sock)
+		if err != nil || rec == nil {
+			return ""
+		}
+		return rec.Policy
+	}
+
+	ssh := openSession(t, l, "eve", "alice", 2200)
+	if !ssh.alive(3 * time.Second) {
+		t.Fatal("the session does not work before the change")
+	}
+	out, err := swanmgr("apply", "--confirm", "5s", "-f", locked)
+	if err != nil || !strings.Contains(out, "pending confirmation") {
+		t.Fatalf("apply --confirm: %v\n%s", err, out)
+	}
+	start := time.Now()
+	if ssh.alive(2 * time.Second) {
+		t.Fatal("the session survived a block rule covering it")
+	}
+	// One change at a time.
+	if out, err := swanmgr("apply", "-f", l.example("alice-bob/alice.toml")); err == nil || !strings.Contains(out, "pending confirmation") {
+		t.Fatalf("a second apply without --confirm while one is pending: %v\n%s", err, out)
+	}
+	eventually(t, 5*time.Second+2*time.Second-time.Since(start)+time.Second, func() (bool, string) {
+		return policyName() == "Alice's IPSec", "policy " + policyName() + " still assigned"
+	})
+	if d := time.Since(start); d > 7*time.Second+time.Second {
+		t.Errorf("reverted %v after the apply; want within the deadline + 2 s", d)
+	}
+	fresh := openSession(t, l, "eve", "alice", 2201)
+	if !fresh.alive(3 * time.Second) {
+		t.Error("a new session from Eve does not work after the revert")
+	}
+	if out := l.nft("alice", "list", "table", "inet", "swanmgr"); strings.Contains(out, "no-admin") {
+		t.Errorf("the block rule's guard is still there after the revert:\n%s", out)
+	}
+	after := installed(l.sas("alice"))
+	if after["sm-abczz-with-bob-1"].UniqueID != before["sm-abczz-with-bob-1"].UniqueID {
+		t.Error("the revert disturbed the SA of the unchanged rule")
+	}
+	if r, _ := store.LoadReverted(sock); r == nil || !strings.Contains(r.Reason, "not confirmed within 5s") {
+		t.Errorf("no note of the revert for status: %+v", r)
+	}
+
+	// Confirmed in time: the change stays past the deadline.
+	if out, err := swanmgr("apply", "--confirm", "3s", "-f", locked); err != nil {
+		t.Fatalf("apply --confirm: %v\n%s", err, out)
+	}
+	if out, err := swanmgr("confirm"); err != nil || !strings.Contains(out, "confirmed") {
+		t.Fatalf("confirm: %v\n%s", err, out)
+	}
+	// Sampled until well past the deadline: nothing reverts it.
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); <-tick.C {
+		if policyName() != "Alice with a lockout" {
+			t.Fatal("a confirmed change was reverted")
+		}
+		if conf, _ := store.LoadConfirmation(sock); conf != nil {
+			t.Fatal("still pending after confirm")
+		}
+	}
+
+	// revert at once (back to the lockout policy's predecessor, which is
+	// the lockout policy itself now: go to the knowledge base first).
+	if out, err := swanmgr("apply", "-f", l.example("alice-bob/alice.toml")); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	if out, err := swanmgr("apply", "--confirm", "1m", "-f", locked); err != nil {
+		t.Fatalf("apply --confirm: %v\n%s", err, out)
+	}
+	if out, err := swanmgr("revert"); err != nil || !strings.Contains(out, "reverted") || policyName() != "Alice's IPSec" {
+		t.Fatalf("revert: %v, policy %q\n%s", err, policyName(), out)
+	}
+
+	// The applying process killed: the watchdog still reverts.
+	cmd := exec.Command(bin, "apply", "--socket", sock, "--state-dir", l.stateDir, "--confirm", "3s", "-f", locked)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		conf, _ := store.LoadConfirmation(sock)
+		return conf != nil && conf.Watchdog > 0, "no pending confirmation yet"
+	})
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	eventually(t, 12*time.Second, func() (bool, string) {
+		conf, _ := store.LoadConfirmation(sock)
+		return conf == nil && policyName() == "Alice's IPSec", fmt.Sprintf("policy %q, pending %v", policyName(), conf != nil)
+	})
+}
