@@ -12,6 +12,7 @@ import (
 
 	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/diagnose"
+	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/vici"
 )
 
@@ -31,10 +32,25 @@ func assignedConns(s *session, rule string) ([]assign.RecordConn, *assign.Record
 	var out []assign.RecordConn
 	var rules []string
 	for _, c := range rec.Conns {
-		if !contains(rules, c.Origin.Rule) {
-			rules = append(rules, c.Origin.Rule)
+		for _, r := range render.Rules(c.Origin, c.Children) {
+			if !contains(rules, r) {
+				rules = append(rules, r)
+			}
 		}
-		if rule == "" || strings.EqualFold(c.Origin.Rule, rule) {
+		if rule == "" {
+			out = append(out, c)
+			continue
+		}
+		// All negotiate rules to one peer share its connection: keep
+		// the children of the rule asked for.
+		var kids []render.ChildOrigin
+		for _, co := range c.Children {
+			if strings.EqualFold(co.RuleOf(c.Origin), rule) {
+				kids = append(kids, co)
+			}
+		}
+		if len(kids) > 0 || (len(c.Children) == 0 && strings.EqualFold(c.Origin.Rule, rule)) {
+			c.Children = kids
 			out = append(out, c)
 		}
 	}
@@ -77,8 +93,8 @@ func initiateCommand() *ucli.Command {
 			}
 			w := c.App.Writer
 			var failed []string
-			fail := func(conn assign.RecordConn, child, why string) {
-				msg := fmt.Sprintf("rule %q (%s): %s", conn.Origin.Rule, child, why)
+			fail := func(rule, child, why string) {
+				msg := fmt.Sprintf("rule %q (%s): %s", rule, child, why)
 				fmt.Fprintln(c.App.ErrWriter, msg)
 				failed = append(failed, msg)
 			}
@@ -87,15 +103,16 @@ func initiateCommand() *ucli.Command {
 					continue
 				}
 				for _, ch := range conn.Children {
+					rule := ch.RuleOf(conn.Origin)
 					if sa, csa, ok := diagnose.FindChild(live, conn.Name, ch.Name); ok {
 						if why := diagnose.Narrowed(conn, ch.Name, sa, csa); why != "" {
-							fail(conn, ch.Name, why)
+							fail(rule, ch.Name, why)
 							continue
 						}
-						fmt.Fprintf(w, "rule %q: %s (%s) is already up\n", conn.Origin.Rule, ch.Name, ch.Summary)
+						fmt.Fprintf(w, "rule %q: %s (%s) is already up\n", rule, ch.Name, ch.Summary)
 						continue
 					}
-					fmt.Fprintf(w, "Negotiating IP security: rule %q, %s (%s) with %s\n", conn.Origin.Rule, ch.Name, ch.Summary, conn.Origin.Peer)
+					fmt.Fprintf(w, "Negotiating IP security: rule %q, %s (%s) with %s\n", rule, ch.Name, ch.Summary, conn.Origin.Peer)
 					var logf func(vici.LogLine)
 					duplicate := false
 					logf = func(l vici.LogLine) {
@@ -108,23 +125,23 @@ func initiateCommand() *ucli.Command {
 					}
 					err := s.client.Initiate(ctx, vici.InitiateRequest{IKE: conn.Name, Child: ch.Name, Timeout: c.Duration("negotiation-timeout")}, logf)
 					if err != nil && duplicate {
-						fmt.Fprintf(w, "rule %q: %s: an SA for the same traffic is already up\n", conn.Origin.Rule, ch.Name)
+						fmt.Fprintf(w, "rule %q: %s: an SA for the same traffic is already up\n", rule, ch.Name)
 						continue
 					}
 					if err != nil {
-						fail(conn, ch.Name, diagnose.Failure(err, conn, ch.Name))
+						fail(rule, ch.Name, diagnose.Failure(err, conn, ch.Name))
 						continue
 					}
 					after, err := s.client.ListSAs(ctx, vici.SAFilter{IKE: conn.Name})
 					if err == nil {
 						if sa, csa, ok := diagnose.FindChild(after, conn.Name, ch.Name); ok {
 							if why := diagnose.Narrowed(conn, ch.Name, sa, csa); why != "" {
-								fail(conn, ch.Name, why)
+								fail(rule, ch.Name, why)
 								continue
 							}
 						}
 					}
-					fmt.Fprintf(w, "rule %q: %s established\n", conn.Origin.Rule, ch.Name)
+					fmt.Fprintf(w, "rule %q: %s established\n", rule, ch.Name)
 				}
 			}
 			if len(failed) > 0 {
@@ -149,8 +166,24 @@ func terminateCommand() *ucli.Command {
 			var errs []error
 			sort.Slice(live, func(i, j int) bool { return live[i].UniqueID < live[j].UniqueID })
 			for _, conn := range conns {
+				mine := map[string]bool{}
+				for _, co := range conn.Children {
+					mine[co.Name] = true
+				}
 				for _, sa := range live {
 					if sa.Conn != conn.Name {
+						continue
+					}
+					if closed, partial, err := closeRuleChildren(ctx, s, sa, mine, c.String("rule")); partial {
+						// The IKE_SA also carries other rules' SAs (all
+						// rules to one peer share it): only this rule's go.
+						if err != nil {
+							errs = append(errs, fmt.Errorf("rule %q: %w", c.String("rule"), err))
+						}
+						for _, ch := range closed {
+							n++
+							fmt.Fprintf(c.App.Writer, "rule %q: closed CHILD_SA %s #%d with %s (IKE_SA #%d stays for other rules)\n", c.String("rule"), ch.Name, ch.UniqueID, sa.Remote, sa.UniqueID)
+						}
 						continue
 					}
 					if err := s.engine.Daemon.TerminateIKE(ctx, sa.UniqueID); err != nil {
@@ -171,6 +204,33 @@ func terminateCommand() *ucli.Command {
 
 // withRules runs fn with a session to charon and the recorded connections
 // of the --rule flag's rule (all rules when it is empty).
+// closeRuleChildren closes the CHILD_SAs of sa that belong to the rule
+// (mine: its children's names) when sa also carries others; partial is
+// false when the whole IKE_SA is the rule's (or no rule was named).
+func closeRuleChildren(ctx context.Context, s *session, sa assign.LiveSA, mine map[string]bool, rule string) (closed []assign.LiveChild, partial bool, err error) {
+	if rule == "" {
+		return nil, false, nil
+	}
+	var ours []assign.LiveChild
+	for _, ch := range sa.Children {
+		if mine[ch.Name] {
+			ours = append(ours, ch)
+		}
+	}
+	if len(ours) == len(sa.Children) {
+		return nil, false, nil
+	}
+	var errs []error
+	for _, ch := range ours {
+		if e := s.engine.Daemon.TerminateChild(ctx, ch.UniqueID); e != nil {
+			errs = append(errs, fmt.Errorf("CHILD_SA %s #%d: %w", ch.Name, ch.UniqueID, e))
+			continue
+		}
+		closed = append(closed, ch)
+	}
+	return closed, true, errors.Join(errs...)
+}
+
 func withRules(fn func(c *ucli.Context, ctx context.Context, s *session, conns []assign.RecordConn) error) ucli.ActionFunc {
 	return func(c *ucli.Context) error {
 		ctx, s, done, err := connect(c)

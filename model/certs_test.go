@@ -88,6 +88,9 @@ func TestValidateCertificates(t *testing.T) {
 	edit := []string{`{ method = "psk", secret_file = "k.psk" } ]`, certAuth[len(`authentication = [ `):]}
 	cases := []vcase{
 		{name: "valid PEM", edit: edit, file: files(caPEM, pemOf("CERTIFICATE", good), keyPEM, 0o600), ok: true},
+		{name: "one peer, a certificate rule and a preshared key rule", file: files(caPEM, pemOf("CERTIFICATE", good), keyPEM, 0o600),
+			add:  "  [[policy.rule]]\n  name = \"R2\"\n  filter_list = \"FL\"\n  filter_action = \"FA\"\n  " + certAuth + "\n",
+			errs: []string{`t.toml:27: policy "P" rule "R2": peer 10.0.0.2 is also the peer of rule "R", and the rules use different authentication methods (psk and certificate): strongSwan keeps one peer configuration`, `give rule "R2" the authentication of rule "R"`}, nerrs: 1},
 		{name: "valid DER", edit: edit, file: files(string(ca.der), string(good), string(goodKey), 0o600), ok: true},
 		{name: "key readable by others", edit: edit, file: files(caPEM, pemOf("CERTIFICATE", good), keyPEM, 0o644),
 			errs: []string{"private_key host.key is readable by group or others (mode 0644): run chmod 600"}},

@@ -76,6 +76,12 @@ func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actio
 			ip, err := netip.ParseAddr(r.TunnelEndpoint)
 			if err != nil || ip.Zone() != "" {
 				v.errf(path+".tunnel_endpoint", where, "tunnel_endpoint %q is not an IP address", r.TunnelEndpoint)
+			} else if own(ep, ip) {
+				// Windows tunnels are two one-way rules, the inbound one
+				// naming this computer as its tunnel endpoint. In
+				// strongSwan one tunnel child covers both directions;
+				// an IKE_SA with itself is all this half would give.
+				v.errf(path+".tunnel_endpoint", where, "tunnel_endpoint %s is this computer's own address: Windows needs two one-way tunnel rules (the inbound one ending here), strongSwan one rule for both directions. Remove this rule and keep only the outbound one, whose tunnel_endpoint is the remote gateway; its filters may list both directions, e.g. source = \"10.1.0.0/24\", destination = \"10.99.0.0/24\" (the reverse is covered, mirrored)", ip)
 			} else {
 				rr.Tunnel = ip
 			}
@@ -137,13 +143,41 @@ func (v *validator) ruleShape(path, where string, rr *ResolvedRule, ep Endpoint)
 		case meSrc && !f.Dst.IsHost(), meDst && !f.Src.IsHost():
 			v.errf(path, where, "%s: without a tunnel, the other side must be one host (an address or a DNS name), not %q; set tunnel_endpoint for subnets or \"any\"", fw, otherSide(f).Text)
 		}
-		if o := otherSide(f); o.Kind == AddrHost && len(ep.Addresses) > 0 {
-			mine, _ := netip.ParseAddr(ep.Addresses[0])
-			if mine.Is4() != o.Prefix.Addr().Is4() {
-				v.errf(path, where, "%s: peer %s is of another IP family than this endpoint's addresses", fw, o)
+		if o := otherSide(f); o.Kind == AddrHost && len(ep.Addresses) > 0 && len(AddressesFor(ep, o.Prefix.Addr())) == 0 {
+			fam := "IPv4"
+			if o.Prefix.Addr().Is6() {
+				fam = "IPv6"
 			}
+			v.errf(path, where, "%s: peer %s is an %s address, and endpoint.addresses has none of that family (%s): add this computer's %s address to endpoint.addresses", fw, o, fam, strings.Join(ep.Addresses, ", "), fam)
 		}
 	}
+}
+
+// own reports whether ip is one of the endpoint's addresses.
+func own(ep Endpoint, ip netip.Addr) bool {
+	for _, s := range ep.Addresses {
+		if a, err := netip.ParseAddr(s); err == nil && a.Unmap() == ip.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
+// AddressesFor returns the endpoint's addresses of peer's family: the
+// local addresses an IKE_SA with peer can use (a dual-stack endpoint
+// talks to an IPv4 peer from its IPv4 address and to an IPv6 peer from
+// its IPv6 address). An invalid peer (a DNS name, any) gets all of them.
+func AddressesFor(ep Endpoint, peer netip.Addr) []string {
+	if !peer.IsValid() {
+		return ep.Addresses
+	}
+	var out []string
+	for _, s := range ep.Addresses {
+		if a, err := netip.ParseAddr(s); err == nil && a.Unmap().Is4() == peer.Unmap().Is4() {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // otherSide returns the peer side of a transport filter.
@@ -373,28 +407,70 @@ func statErr(err error) string {
 }
 
 // crossRuleChecks finds conflicts between rules of the assigned policy.
+// All negotiate rules to one peer are rendered into one connection (charon
+// selects one peer config per peer and looks a CHILD_SA up only among its
+// children), so they must authenticate alike: one method, one preshared
+// key, the same certificates and expected identity.
 func (v *validator) crossRuleChecks(a *Assigned) {
-	type keyUse struct {
+	type use struct {
 		rule string
-		psk  Secret
+		auth []ResolvedAuth
 	}
-	byPeer := map[string]keyUse{}
+	byPeer := map[string]use{}
 	for _, r := range a.Rules {
-		if r.Action.Action != Negotiate || len(r.Auth) == 0 || r.Auth[0].Method != PSK || r.Auth[0].PSK.IsZero() {
+		if r.Action.Action != Negotiate || len(r.Auth) == 0 {
 			continue
 		}
 		for _, peer := range Peers(r) {
-			prev, seen := byPeer[peer]
+			key := strings.ToLower(peer)
+			prev, seen := byPeer[key]
 			if !seen {
-				byPeer[peer] = keyUse{r.Name, r.Auth[0].PSK}
+				byPeer[key] = use{r.Name, r.Auth}
 				continue
 			}
-			if prev.rule != r.Name && prev.psk.Reveal() != r.Auth[0].PSK.Reveal() {
-				v.errf(fmt.Sprintf("policy[%d].rule[%d].authentication", policyIndex(a), r.Index), r.Where(a.Policy),
-					"uses a different preshared key for peer %s than rule %q: charon picks a preshared key by the peers' identities, not by rule, so one peer can have only one key", peer, prev.rule)
+			if prev.rule == r.Name {
+				continue
+			}
+			path, where := fmt.Sprintf("policy[%d].rule[%d].authentication", policyIndex(a), r.Index), r.Where(a.Policy)
+			if prev.auth[0].Method == PSK && r.Auth[0].Method == PSK {
+				if !prev.auth[0].PSK.IsZero() && !r.Auth[0].PSK.IsZero() && prev.auth[0].PSK.Reveal() != r.Auth[0].PSK.Reveal() {
+					v.errf(path, where, "uses a different preshared key for peer %s than rule %q: charon picks a preshared key by the peers' identities, not by rule, so one peer can have only one key", peer, prev.rule)
+				}
+				continue
+			}
+			if why := AuthConflict(prev.auth, r.Auth); why != "" {
+				v.errf(path, where, "peer %s is also the peer of rule %q, and %s: strongSwan keeps one peer configuration (IKE_SA settings, authentication included) per peer and negotiates every rule's SAs inside it, so all rules to one peer must use the same authentication; give rule %q the authentication of rule %q", peer, prev.rule, why, r.Name, prev.rule)
 			}
 		}
 	}
+}
+
+// AuthConflict says how two rules' authentication differ in what one
+// IKE connection holds ("" when one connection can serve both). The
+// preshared keys are compared, never shown.
+func AuthConflict(a, b []ResolvedAuth) string {
+	if len(a) == 0 || len(b) == 0 {
+		return ""
+	}
+	x, y := a[0], b[0]
+	switch {
+	case x.Method != y.Method:
+		return fmt.Sprintf("the rules use different authentication methods (%s and %s)", x.Method, y.Method)
+	case x.Method == PSK:
+		if !x.PSK.IsZero() && !y.PSK.IsZero() && x.PSK.Reveal() != y.PSK.Reveal() {
+			return "the rules use different preshared keys"
+		}
+	case x.Method == Certificate:
+		switch {
+		case x.CAPath != y.CAPath:
+			return fmt.Sprintf("the rules trust different CAs (%s and %s)", x.CAPath, y.CAPath)
+		case x.CertPath != y.CertPath || x.KeyPath != y.KeyPath:
+			return fmt.Sprintf("the rules present different certificates (%s and %s)", x.CertPath, y.CertPath)
+		case x.PeerID != y.PeerID:
+			return fmt.Sprintf("the rules expect different peer identities (peer_id %q and %q)", x.PeerID, y.PeerID)
+		}
+	}
+	return ""
 }
 
 func policyIndex(a *Assigned) int {

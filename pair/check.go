@@ -153,6 +153,21 @@ type child struct {
 
 func (c *child) ref() Ref { return Ref{File: c.e.Path, Line: c.origin.Line} }
 
+// rule is the name of the child's rule.
+func (c *child) rule() string { return c.origin.RuleOf(c.conn.Origin) }
+
+// ruleRef points at the child's rule.
+func (c *child) ruleRef() Ref {
+	if c.origin.Rule != "" && c.origin.RuleIndex != c.conn.Origin.RuleIndex {
+		for _, r := range c.e.Assigned.Rules {
+			if r.Index == c.origin.RuleIndex {
+				return Ref{File: c.e.Path, Line: r.Line}
+			}
+		}
+	}
+	return ruleRef(c.e, c.conn)
+}
+
 func (c *child) quote() string {
 	return fmt.Sprintf("%s filter %q (local %s, remote %s)", c.e.Path, c.origin.Summary, tsList(c.local), tsList(c.remote))
 }
@@ -199,13 +214,21 @@ func (c *checker) pair(a, b *end) {
 	ac := children(a, ab, aAddr, bAddr)
 	bc := children(b, ba, bAddr, aAddr)
 
-	connPairs := map[[2]*render.Conn]bool{}
-	var pairOrder [][2]*render.Conn
+	// Settings are compared per pair of rules (children of one
+	// connection may belong to different rules, each with its own
+	// proposals and lifetimes), IKE and authentication once per pair of
+	// connections.
+	type rulePair struct {
+		ca, cb *render.Conn
+		ra, rb string
+	}
+	firstPair := map[rulePair]bool{}
+	var pairOrder [][2]*child
 	link := func(x, y *child) {
-		k := [2]*render.Conn{x.conn, y.conn}
-		if !connPairs[k] {
-			connPairs[k] = true
-			pairOrder = append(pairOrder, k)
+		k := rulePair{x.conn, y.conn, x.rule(), y.rule()}
+		if !firstPair[k] {
+			firstPair[k] = true
+			pairOrder = append(pairOrder, [2]*child{x, y})
 		}
 	}
 	// Exact mirrors first, so a filter that has one is not offered as the
@@ -255,8 +278,12 @@ func (c *checker) pair(a, b *end) {
 	if exact > 0 {
 		c.line("  selectors: %d of %d filters of %s mirror %s exactly", exact, len(ac), a.Path, b.Path)
 	}
+	connDone := map[[2]*render.Conn]bool{}
 	for _, k := range pairOrder {
-		c.conns(a, b, k[0], k[1])
+		x, y := k[0], k[1]
+		cp := [2]*render.Conn{x.conn, y.conn}
+		c.conns(a, b, x, y, !connDone[cp])
+		connDone[cp] = true
 	}
 }
 
@@ -420,12 +447,14 @@ func prediction(x, y *child) string {
 	return fmt.Sprintf("; charon does not refuse but narrows the SA to the intersection (with these two filters %s === %s; the responder may pick another of its filters first): only traffic that matches both is protected, the rest is dropped, and initiate reports the SA narrowed", strings.Join(ls, ","), strings.Join(rs, ","))
 }
 
-// conns compares the settings of two connections that carry mirrored
-// filters: mode, proposals, lifetimes, authentication and identities.
-func (c *checker) conns(a, b *end, ca, cb *render.Conn) {
-	ra, rb := ruleRef(a, ca), ruleRef(b, cb)
-	c.line("  rule %q (%s) ↔ rule %q (%s):", ca.Origin.Rule, ra, cb.Origin.Rule, rb)
-	ka, kb := firstChild(ca), firstChild(cb)
+// conns compares the settings of two rules whose filters x and y mirror:
+// mode, proposals and lifetimes of the children, and with ike also those
+// of their connections (IKE proposals, authentication and identities).
+func (c *checker) conns(a, b *end, x, y *child, ike bool) {
+	ca, cb := x.conn, y.conn
+	ra, rb := x.ruleRef(), y.ruleRef()
+	c.line("  rule %q (%s) ↔ rule %q (%s):", x.rule(), ra, y.rule(), rb)
+	ka, kb := x.body, y.body
 	if ka != nil && kb != nil {
 		ma, mb := ka.Value("mode"), kb.Value("mode")
 		if ma != mb {
@@ -441,20 +470,15 @@ func (c *checker) conns(a, b *end, ca, cb *render.Conn) {
 			c.line("    lifetimes: both rekey %s", ta)
 		}
 	}
+	if !ike {
+		return
+	}
 	if sel := selectProposal(ca.Body.List("proposals"), cb.Body.List("proposals"), true); sel.ok {
 		c.line("    IKE: %s would be chosen", sel.chosen)
 	} else {
 		c.problem(ra, rb, "no common IKE proposal: %s; charon answers NO_PROPOSAL_CHOSEN and no IKE_SA comes up", sel.why)
 	}
 	c.auth(a, b, ca, cb, ra, rb)
-}
-
-func firstChild(cn *render.Conn) *render.Section {
-	kids := cn.Body.Get("children")
-	if kids == nil || kids.Sec == nil || len(kids.Sec.Items) == 0 {
-		return nil
-	}
-	return kids.Sec.Items[0].Sec
 }
 
 func modeWords(m string) string {

@@ -71,12 +71,46 @@ type Origin struct {
 	Line       int    `json:"line,omitempty"`
 }
 
-// ChildOrigin maps a rendered child back to its filter.
+// ChildOrigin maps a rendered child back to its filter and rule. All
+// negotiate rules to one peer become children of one connection (charon
+// picks one peer config per peer, and a CHILD_SA for another rule's traffic
+// is looked up only among that config's children), so a child names its
+// own rule, which need not be the connection's (Origin.Rule, the first).
 type ChildOrigin struct {
 	Name        string `json:"name"`
 	FilterIndex int    `json:"filter_index"` // 0-based; -1 for the default response rule
 	Line        int    `json:"line,omitempty"`
 	Summary     string `json:"summary"` // "me → 172.31.67.244 tcp/6667"
+	// Rule and RuleIndex: the child's rule; Rule is empty in records
+	// written before children carried it (then the connection's rule).
+	Rule       string `json:"rule,omitempty"`
+	RuleIndex  int    `json:"rule_index,omitempty"`
+	FilterList string `json:"filter_list,omitempty"`
+}
+
+// RuleOf is the rule a child of a connection with origin o belongs to.
+func (co ChildOrigin) RuleOf(o Origin) string {
+	if co.Rule != "" {
+		return co.Rule
+	}
+	return o.Rule
+}
+
+// Rules returns the distinct rules of a connection's children, the
+// connection's own first.
+func Rules(o Origin, children []ChildOrigin) []string {
+	out := []string{o.Rule}
+	for _, co := range children {
+		r := co.RuleOf(o)
+		seen := false
+		for _, x := range out {
+			seen = seen || x == r
+		}
+		if !seen {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Conn is one swanctl connection.

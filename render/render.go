@@ -29,7 +29,8 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 		o.Backend = Kernel
 	}
 	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend},
-		names: map[string]string{}, secretIdx: map[string]int{}}
+		names: map[string]string{}, secretIdx: map[string]int{},
+		peerConn: map[string]int{}, peerRule: map[int]model.ResolvedRule{}}
 	r.run()
 	g, probs := guard.Derive(a, guard.Backend(o.Backend))
 	r.errs = append(r.errs, probs...)
@@ -46,6 +47,9 @@ type renderer struct {
 	res   *Result
 	errs  model.Problems
 	names map[string]string // rendered name -> what it came from
+
+	peerConn map[string]int             // peerKey -> index in res.Conns of the peer's connection
+	peerRule map[int]model.ResolvedRule // index in res.Conns -> the rule that created it
 
 	secretIdx map[string]int // owners -> index in res.Secrets
 }
@@ -98,6 +102,15 @@ func (r *renderer) ruleSlug(rule model.ResolvedRule) string {
 	return s
 }
 
+// negotiate renders a negotiate rule: its filters become children of the
+// connection of each of its peers. The first rule that names a peer
+// creates that peer's connection (named after it, as before); later rules
+// to the same peer add their children to it, each child with its own
+// proposals and lifetimes. charon selects one peer config per peer (by
+// addresses and identities, not by traffic selectors) and looks a
+// CHILD_SA's selectors up only among that config's children, so a second
+// connection to the same peer would never get its SAs (Windows runs one
+// quick mode per rule with the same peer).
 func (r *renderer) negotiate(rule model.ResolvedRule) {
 	where := rule.Where(r.a.Policy)
 	if r.o.Backend == LibIPsec && !r.libipsecCanDo(rule, where) {
@@ -110,18 +123,40 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 		if len(peers) > 1 {
 			name += "-" + Slug(peer)
 		}
-		if !r.claim(name, "connection of "+where, rule.Line, where) {
-			continue
+		ci, ok := r.peerConn[peerKey(peer)]
+		if ok {
+			first := r.peerRule[ci]
+			if why := model.AuthConflict(first.Auth, rule.Auth); why != "" {
+				// Validation refuses this already; a renderer must not
+				// merge what it cannot express.
+				r.errf(rule.Line, where, "peer %s is also the peer of rule %q, and %s: charon keeps one peer config per peer, so both rules must authenticate alike", peer, first.Name, why)
+				continue
+			}
+		} else {
+			if !r.claim(name, "connection of "+where, rule.Line, where) {
+				continue
+			}
+			conn := Conn{
+				Name: name,
+				Origin: Origin{Policy: r.a.Policy.Name, Rule: rule.Name, RuleIndex: rule.Index, FilterList: rule.List.Name,
+					Action: string(rule.Action.Action), Peer: peer, Line: rule.Line},
+				Comment: fmt.Sprintf("rule %q: filter list %q, filter action %q, peer %s", rule.Name, rule.List.Name, rule.Action.Name, peer),
+			}
+			body := &Section{}
+			r.ikeSettings(body, peer, rule.Auth)
+			body.Sub("children", "")
+			conn.Body = body
+			ci = len(r.res.Conns)
+			r.res.Conns = append(r.res.Conns, conn)
+			r.peerConn[peerKey(peer)] = ci
+			r.peerRule[ci] = rule
+			r.authMaterial(name, peer, rule.Auth, rule.Line, where)
 		}
-		conn := Conn{
-			Name: name,
-			Origin: Origin{Policy: r.a.Policy.Name, Rule: rule.Name, RuleIndex: rule.Index, FilterList: rule.List.Name,
-				Action: string(rule.Action.Action), Peer: peer, Line: rule.Line},
-			Comment: fmt.Sprintf("rule %q: filter list %q, filter action %q, peer %s", rule.Name, rule.List.Name, rule.Action.Name, peer),
+		conn := &r.res.Conns[ci]
+		if ok {
+			conn.Comment += fmt.Sprintf("; rule %q: filter list %q, filter action %q", rule.Name, rule.List.Name, rule.Action.Name)
 		}
-		body := &Section{}
-		r.ikeSettings(body, peer, rule.Auth)
-		children := body.Sub("children", "")
+		children := conn.Body.Get("children").Sec
 		for _, f := range rule.Filters {
 			if !rule.Tunnel.IsValid() && otherHost(f) != peer {
 				continue
@@ -132,7 +167,11 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 			}
 			local, remote, lp, rp := orient(f)
 			summary := f.Summary()
-			cs := children.Sub(child, fmt.Sprintf("filter %d: %s", f.Index+1, summary))
+			comment := fmt.Sprintf("filter %d: %s", f.Index+1, summary)
+			if ok {
+				comment = fmt.Sprintf("rule %q filter %d: %s", rule.Name, f.Index+1, summary)
+			}
+			cs := children.Sub(child, comment)
 			kind := tsTransport
 			if rule.Tunnel.IsValid() {
 				kind = tsTunnel
@@ -141,12 +180,19 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 			cs.SetList("remote_ts", r.selectors(remote, local, f, rp, kind)...)
 			r.childSecurity(cs, rule)
 			cs.Set("priority", strconv.Itoa(r.priority(f, rule)))
-			conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: f.Index, Line: f.Line, Summary: summary})
+			conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: f.Index, Line: f.Line, Summary: summary,
+				Rule: rule.Name, RuleIndex: rule.Index, FilterList: rule.List.Name})
 		}
-		conn.Body = body
-		r.res.Conns = append(r.res.Conns, conn)
-		r.authMaterial(name, peer, rule.Auth, rule.Line, where)
 	}
+}
+
+// peerKey is how peers are told apart: an address in its canonical form,
+// a DNS name without case.
+func peerKey(peer string) string {
+	if ip, err := netip.ParseAddr(peer); err == nil {
+		return ip.Unmap().String()
+	}
+	return strings.ToLower(peer)
 }
 
 // libipsecCanDo reports (and returns false for) security that charon's
@@ -176,7 +222,10 @@ func (r *renderer) libipsecCanDo(rule model.ResolvedRule, where string) bool {
 // ikeSettings writes the IKE (connection-level) settings for a peer.
 func (r *renderer) ikeSettings(body *Section, peer string, auth []model.ResolvedAuth) {
 	body.Set("version", "2")
-	body.SetList("local_addrs", r.a.Endpoint.Addresses...)
+	// Only the addresses of the peer's family: charon would otherwise
+	// try an IPv4 source towards an IPv6 peer on a dual-stack endpoint.
+	peerIP, _ := netip.ParseAddr(peer)
+	body.SetList("local_addrs", model.AddressesFor(r.a.Endpoint, peerIP)...)
 	body.SetList("remote_addrs", peer)
 	body.SetList("proposals", ikeProposals...)
 	if peer != "%any" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/vici"
 )
 
@@ -111,6 +112,9 @@ type connConfig struct {
 type childOrigin struct {
 	filter *int
 	text   *string
+	// The child's own rule when it is not the connection's (all rules
+	// to one peer share its connection); nil otherwise.
+	rule, filterList *string
 }
 
 type childConfig struct {
@@ -138,8 +142,10 @@ func (b *builder) build() (*Status, error) {
 	if rec != nil {
 		p := &Policy{Name: rec.Policy, Source: rec.Source, Backend: rec.Backend, AppliedAt: rec.AppliedAt.UTC(), Rules: []string{}}
 		for _, c := range rec.Conns {
-			if !slices.Contains(p.Rules, c.Origin.Rule) {
-				p.Rules = append(p.Rules, c.Origin.Rule)
+			for _, r := range render.Rules(c.Origin, c.Children) {
+				if !slices.Contains(p.Rules, r) {
+					p.Rules = append(p.Rules, r)
+				}
 			}
 		}
 		st.Policy = p
@@ -202,11 +208,13 @@ func (b *builder) checkRule() error {
 		}
 	}
 	for _, c := range rec.Conns {
-		if strings.EqualFold(c.Origin.Rule, b.f.Rule) {
-			return nil
-		}
-		if !slices.Contains(rules, c.Origin.Rule) {
-			rules = append(rules, c.Origin.Rule)
+		for _, r := range render.Rules(c.Origin, c.Children) {
+			if strings.EqualFold(r, b.f.Rule) {
+				return nil
+			}
+			if !slices.Contains(rules, r) {
+				rules = append(rules, r)
+			}
 		}
 	}
 	q := make([]string, len(rules))
@@ -239,6 +247,9 @@ func (b *builder) readRecord() {
 				f.filter = ptr(co.FilterIndex + 1)
 			}
 			f.text = optStr(co.Summary)
+			if co.Rule != "" && co.Rule != o.Rule {
+				f.rule, f.filterList = ptr(co.Rule), optStr(co.FilterList)
+			}
 			cc.filters[co.Name] = f
 		}
 		// swanmgr renders preshared keys (with a secret) or certificates.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/vici"
 )
 
@@ -35,7 +36,7 @@ func (b *builder) ikeRows() []IKESA {
 	for i := range b.in.SAs {
 		sa := &b.in.SAs[i]
 		if cc := b.conns[sa.Name]; cc != nil {
-			if b.ruleMatch(cc.rc.Origin.Rule) {
+			if b.connMatch(cc.rc) {
 				managed = append(managed, sa)
 			}
 		} else if b.f.Rule == "" {
@@ -79,7 +80,8 @@ func (b *builder) ikeRows() []IKESA {
 		if cc := b.conns[sa.Name]; cc != nil {
 			r.Managed = true
 			r.Policy = ptr(cc.rc.Origin.Policy)
-			r.Rule = ptr(cc.rc.Origin.Rule)
+			// One IKE_SA carries the SAs of every rule to its peer.
+			r.Rule = ptr(strings.Join(render.Rules(cc.rc.Origin, cc.rc.Children), ", "))
 			r.AuthLocal, r.AuthRemote = optStr(cc.authLocal), optStr(cc.authRemote)
 		} else if ci := conns[sa.Name]; ci != nil {
 			if len(ci.Local) > 0 {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/vici"
 )
@@ -17,6 +18,17 @@ import (
 // ruleMatch tells whether a rule passes --rule.
 func (b *builder) ruleMatch(rule string) bool {
 	return b.f.Rule == "" || strings.EqualFold(rule, b.f.Rule)
+}
+
+// connMatch tells whether one of the rules of a connection of swanmgr's
+// passes --rule (all negotiate rules to one peer share its connection).
+func (b *builder) connMatch(rc *assign.RecordConn) bool {
+	for _, r := range render.Rules(rc.Origin, rc.Children) {
+		if b.ruleMatch(r) {
+			return true
+		}
+	}
+	return false
 }
 
 // peerMatch tells whether one of the names of a peer passes --peer.
@@ -140,7 +152,7 @@ func (b *builder) rowJobs() []rowJob {
 	if rec := b.in.Record; rec != nil {
 		for i := range rec.Conns {
 			rc := &rec.Conns[i]
-			if !b.ruleMatch(rc.Origin.Rule) {
+			if !b.connMatch(rc) {
 				continue
 			}
 			cc := b.conns[rc.Name]
@@ -156,6 +168,9 @@ func (b *builder) rowJobs() []rowJob {
 			for ci := range rc.Children {
 				co := &rc.Children[ci]
 				known[co.Name] = true
+				if !b.ruleMatch(co.RuleOf(rc.Origin)) {
+					continue
+				}
 				refs := byChild[co.Name]
 				sortRefs(refs)
 				for _, r := range refs {
@@ -225,6 +240,9 @@ func origin(r *SA, cc *connConfig, co *render.ChildOrigin) {
 	if co != nil {
 		f := cc.filters[co.Name]
 		r.Filter, r.FilterText = f.filter, f.text
+		if f.rule != nil {
+			r.Rule, r.FilterList = f.rule, f.filterList
+		}
 	}
 }
 
