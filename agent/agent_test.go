@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -595,4 +596,17 @@ func TestReplacedConnectionIsRepaired(t *testing.T) {
 	h.eventually("swanmgr's settings are loaded again", func() bool { return strings.Contains(remoteTS(), "6667") })
 	h.eventually("the repair is logged", h.logHas(`charon's copy of rule "Abczz with Bob" was replaced by someone else: loading swanmgr's again`))
 	h.eventually("and what was done", h.logHas(`loaded again as swanmgr had loaded it "Abczz with Bob"`))
+}
+
+func TestNamesAreCapped(t *testing.T) {
+	var rules []string
+	for i := 0; i < 12; i++ {
+		rules = append(rules, fmt.Sprintf("%q", fmt.Sprintf("Peer %d", i)))
+	}
+	if got, want := names(rules), `"Peer 0", "Peer 1", "Peer 2", "Peer 3", "Peer 4", "Peer 5", "Peer 6", "Peer 7", "Peer 8", "Peer 9" and 2 more`; got != want {
+		t.Errorf("names(12 rules) = %s, want %s", got, want)
+	}
+	if got := names(rules[:2]); got != `"Peer 0", "Peer 1"` {
+		t.Errorf("names(2 rules) = %s", got)
+	}
 }

@@ -184,6 +184,13 @@ func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) (bool, er
 	var p *policy
 	in := assign.Inputs{PolicyFile: a.cfg.PolicyFile, Policy: data, Insecure: a.cfg.Validate.InsecureSecrets}
 	rep, same, err := conn.Engine.Assign(ctx, in, string(a.backend), func() (*render.Result, assign.Inputs, error) {
+		// The files are as when the last good policy was read from them
+		// (charon restarted, say): no need to read and render them again,
+		// the restore starts at once. Certificates are validated again:
+		// their validity depends on the date.
+		if g := a.good; g != nil && fp == a.goodFP && string(g.in.Policy) == string(data) && len(g.result.Certs) == 0 {
+			return g.result, g.in, nil
+		}
 		var err error
 		if p, err = a.parse(data); err != nil {
 			return nil, in, err
@@ -302,14 +309,14 @@ func (a *Agent) report(rep *assign.Report, same *assign.Record, took time.Durati
 	}
 	var parts []string
 	if len(restored) > 0 {
-		parts = append(parts, fmt.Sprintf("restored %d %s charon had lost (%s)", len(restored), plural(len(restored), "rule", "rules"), strings.Join(restored, ", ")))
+		parts = append(parts, fmt.Sprintf("restored %d %s charon had lost (%s)", len(restored), plural(len(restored), "rule", "rules"), names(restored)))
 	}
 	for _, x := range []struct {
 		what  string
 		rules []string
 	}{{"loaded again as swanmgr had loaded it", drifted}, {"added", added}, {"changed", changed}, {"removed", removed}} {
 		if len(x.rules) > 0 {
-			parts = append(parts, fmt.Sprintf("%s %s", x.what, strings.Join(x.rules, ", ")))
+			parts = append(parts, fmt.Sprintf("%s %s", x.what, names(x.rules)))
 		}
 	}
 	if len(parts) == 0 {
@@ -321,6 +328,16 @@ func (a *Agent) report(rep *assign.Report, same *assign.Record, took time.Durati
 	for _, w := range rep.Warnings {
 		a.logf("warning: %s", w)
 	}
+}
+
+// maxNames is how many rules one log line names; the rest are counted.
+const maxNames = 10
+
+func names(rules []string) string {
+	if len(rules) <= maxNames {
+		return strings.Join(rules, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(rules[:maxNames], ", "), len(rules)-maxNames)
 }
 
 func plural(n int, one, many string) string {
