@@ -23,6 +23,12 @@ netsh ipsec static add rule name="Abczz with Bob" policy="Alice's IPSec" filterl
     filteraction="Encrypt Abczz" conntype=lan psk="KEY"
 netsh ipsec static set policy name="Alice's IPSec" assign=yes
 `
+	aliceConsec = `rem KB301284 on Alicepc as connection security rules
+netsh advfirewall consec add rule name="Abczz to Bob" endpoint1=any endpoint2=172.31.67.244 action=requireinrequireout ^
+    protocol=tcp port2=6667,6668 auth1=computerpsk auth1psk="KEY" qmpfs=mainmode
+netsh advfirewall consec add rule name="Abczz from Bob" endpoint1=172.16.98.231 endpoint2=172.31.67.244 action=requireinrequireout ^
+    protocol=tcp port1=6668 auth1=computerpsk auth1psk="KEY" qmpfs=mainmode
+`
 	bobNetsh = `# KB301284 on Bobslap
 pushd ipsec static
 add policy name="Bob's IPSec" assign=yes
@@ -35,6 +41,35 @@ add rule name="Abczz with Alice" policy="Bob's IPSec" filterlist="Abczz to Alice
 popd
 `
 )
+
+// TestImportConsecKnowledgeBase: Alice's side as `netsh advfirewall
+// consec` rules, imported, checked against Bob's example and applied with
+// it in the lab: the SAs come up and Abczz crosses the wire as ESP only.
+func TestImportConsecKnowledgeBase(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob")
+	keyText, err := os.ReadFile(l.example("alice-bob/alice-bob.psk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(string(keyText))
+	script := l.writeFile("imported/alice.wfw", strings.ReplaceAll(aliceConsec, "KEY", key), 0o644)
+	alice := filepath.Join(l.examples, "imported", "alice.toml")
+	r := run("swanmgr", "import", "consec", script, "-o", alice, "--address", "172.16.98.231", "--name", "Alicepc", "--policy", "Alice's IPSec")
+	if r.code != 0 || strings.Contains(r.String(), key) {
+		t.Fatalf("import consec: %s", r)
+	}
+	bob := l.example("alice-bob/bob.toml")
+	if r := run("swanmgr", "check", alice, bob); r.code != 0 {
+		t.Fatalf("check: %s", r)
+	}
+	l.mustApply("alice", alice)
+	l.mustApply("bob", bob)
+	l.waitInstalled("bob", "sm-abczz-with-alice-1", "sm-abczz-with-alice-2", "sm-abczz-with-alice-3")
+	l.sendEncrypted("alice", "bob", 6667)
+	l.sendEncrypted("alice", "bob", 6668)
+	l.sendEncrypted("bob", "alice", 6668)
+}
 
 // TestImportNetshKnowledgeBase: Alice's and Bob's netsh scripts are
 // imported and `swanmgr check` finds the two imports, and the import of
