@@ -347,6 +347,10 @@ func keepSnapshot(w io.Writer, s *session, l *loaded, path string, data []byte, 
 	} else {
 		err = s.engine.Store.RemoveSnapshot(s.socket)
 	}
+	// A new assignment: the note of an earlier revert has been read.
+	if rerr := s.engine.Store.SaveReverted(s.socket, nil); rerr != nil && err == nil {
+		err = rerr
+	}
 	if err != nil {
 		fmt.Fprintf(w, "warning: keeping a copy of the policy for --confirm: %v\n", err)
 	}

@@ -366,6 +366,14 @@ func runPlan(c *ucli.Context, o *resultOutput) error {
 	} else {
 		printPlan(c.App.Writer, l, p, s.socket)
 	}
+	if conf, _ := s.engine.Store.LoadConfirmation(s.socket); conf != nil {
+		w := c.App.Writer
+		if o.json {
+			w = c.App.ErrWriter
+		}
+		fmt.Fprintf(w, "pending confirmation: the %s of %s reverts at %s unless swanmgr confirm runs; apply needs --confirm until then\n",
+			conf.Command, conf.Policy, conf.Deadline.Local().Format(time.RFC3339))
+	}
 	if p.Pending() && c.Bool("exit-code") {
 		return &exitError{code: ExitChanges}
 	}

@@ -212,6 +212,7 @@ func runStatus(c *ucli.Context) error {
 	if err != nil {
 		rec, rerr := records.Record()
 		in = status.Input{Time: time.Now(), Location: time.Local, DaemonErr: err, Record: rec, RecordErr: rerr}
+		in.Confirmation, in.Reverted = records.Confirmation()
 		if rec != nil && rec.GuardHash != "" {
 			// The guard holds while charon is down: show it.
 			in.Guard, in.GuardDrops, in.GuardErr = guards.Guard(ctx, rec)

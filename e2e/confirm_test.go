@@ -166,6 +166,10 @@ func TestConfirmOrRevert(t *testing.T) {
 	if ssh.alive(2 * time.Second) {
 		t.Fatal("the session survived a block rule covering it")
 	}
+	// status shows it pending, with its deadline.
+	if st := l.statusJSON("alice"); st.Confirmation == nil || st.Confirmation.Command != "apply" || st.Confirmation.RevertsTo == nil {
+		t.Errorf("status while pending: %+v", st.Confirmation)
+	}
 	// One change at a time.
 	if out, err := swanmgr("apply", "-f", l.example("alice-bob/alice.toml")); err == nil || !strings.Contains(out, "pending confirmation") {
 		t.Fatalf("a second apply without --confirm while one is pending: %v\n%s", err, out)
@@ -187,8 +191,8 @@ func TestConfirmOrRevert(t *testing.T) {
 	if after["sm-abczz-with-bob-1"].UniqueID != before["sm-abczz-with-bob-1"].UniqueID {
 		t.Error("the revert disturbed the SA of the unchanged rule")
 	}
-	if r, _ := store.LoadReverted(sock); r == nil || !strings.Contains(r.Reason, "not confirmed within 5s") {
-		t.Errorf("no note of the revert for status: %+v", r)
+	if st := l.statusJSON("alice"); st.LastRevert == nil || !strings.Contains(st.LastRevert.Reason, "not confirmed within 5s") || st.Confirmation != nil {
+		t.Errorf("status after the revert: last revert %+v, pending %+v", st.LastRevert, st.Confirmation)
 	}
 
 	// Confirmed in time: the change stays past the deadline.

@@ -111,12 +111,15 @@ var (
 	descEventsUp    = desc("swanmgr_events_up", "1 while this exporter is subscribed to charon's events (the *_established_total, key additions and authentication failures counters count only then).")
 	descReconnected = desc("swanmgr_events_reconnects_total", "Times the exporter subscribed to charon's events again (charon restarted): events in between were not counted.")
 	descAbandoned   = desc("swanmgr_events_subscriptions_abandoned_total", "Event subscriptions charon did not confirm in time (an event crossed the registration): the exporter closed their sessions and subscribed again.")
+	descConfirm     = desc("swanmgr_confirmation_pending", "1 while a change made with --confirm waits for swanmgr confirm, else 0.")
+	descConfirmBy   = desc("swanmgr_confirmation_deadline_timestamp_seconds", "When the change pending confirmation reverts unless confirmed, as a Unix time (absent when none is pending).")
+	descReverted    = desc("swanmgr_last_revert_timestamp_seconds", "When swanmgr last reverted a change that was not confirmed (or on swanmgr revert), as a Unix time (absent when none was).")
 	descGuardDrops  = desc("swanmgr_guard_dropped_packets_total", "Clear-text packets swanmgr's nftables guard dropped for a rule (negotiate: no SA protected them; block: all), since the rule's guard entries were installed; exported also while charon is down.", "policy", "rule", "action")
 )
 
 var allDescs = []*prometheus.Desc{descUp, descInfo, descStart, descScrape, descActive, descIKESAs, descHalfOpen,
 	descConfBytes, descAuthBytes, descSABytes, descSAPackets, descSAs, descRuleUp, descRekeys, descCounters,
-	descMainModes, descQuickModes, descKeyAdds, descAuthFail, descEventsUp, descReconnected, descAbandoned, descGuardDrops}
+	descMainModes, descQuickModes, descKeyAdds, descAuthFail, descEventsUp, descReconnected, descAbandoned, descGuardDrops, descConfirm, descConfirmBy, descReverted}
 
 // Describe sends every metric the Exporter may export.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
@@ -154,6 +157,15 @@ func (e *Exporter) emit(ch chan<- prometheus.Metric, st *status.Status, rec *ass
 	}
 	gauge(descScrape, took.Seconds())
 	e.eventMetrics(gauge, counter)
+	if c := st.Confirmation; c != nil {
+		gauge(descConfirm, 1)
+		gauge(descConfirmBy, float64(c.Deadline.Unix()))
+	} else {
+		gauge(descConfirm, 0)
+	}
+	if r := st.LastRevert; r != nil {
+		gauge(descReverted, float64(r.At.Unix()))
+	}
 	if g := st.Guard; g != nil && st.Policy != nil {
 		for _, r := range g.Rules {
 			if r.DroppedPackets != nil {

@@ -60,6 +60,11 @@ type Input struct {
 	Guard      *guard.Ruleset
 	GuardDrops map[string]uint64
 	GuardErr   error
+
+	// Confirmation is a change pending confirmation, Reverted the last
+	// revert (nil: none).
+	Confirmation *assign.Confirmation
+	Reverted     *assign.Reverted
 }
 
 // ErrUnknownRule is matched by Build's error for a --rule the assigned
@@ -158,6 +163,7 @@ func (b *builder) build() (*Status, error) {
 	st.Statistics = b.statistics()
 	// The guard holds while charon is down: shown either way.
 	st.Guard = b.guardView()
+	b.confirmations(st)
 	if in.DaemonErr != nil {
 		return st, nil
 	}

@@ -62,6 +62,7 @@ func Collect(ctx context.Context, d Daemon, records Records, o CollectOptions) I
 		defer wg.Done()
 		if records != nil {
 			in.Record, in.RecordErr = records.Record()
+			readConfirmations(records, &in)
 		}
 	}()
 	go func() {
@@ -82,7 +83,8 @@ func Collect(ctx context.Context, d Daemon, records Records, o CollectOptions) I
 	sas, err := d.ListSAs(ctx, vici.SAFilter{})
 	wg.Wait()
 	if err != nil {
-		down := Input{Time: now(), Location: time.Local, DaemonErr: err, Record: in.Record, RecordErr: in.RecordErr}
+		down := Input{Time: now(), Location: time.Local, DaemonErr: err, Record: in.Record, RecordErr: in.RecordErr,
+			Confirmation: in.Confirmation, Reverted: in.Reverted}
 		readGuard(ctx, o.Guard, &down) // it holds while charon is down
 		return down
 	}

@@ -49,6 +49,9 @@ type goldenCase struct {
 	// drop counts per rule counter, as the live table had them.
 	GuardSet   *guard.Ruleset    `json:"guard,omitempty"`
 	GuardDrops map[string]uint64 `json:"guard_drops,omitempty"`
+	// A change pending confirmation and the last revert.
+	Confirmation *assign.Confirmation `json:"confirmation,omitempty"`
+	Reverted     *assign.Reverted     `json:"reverted,omitempty"`
 }
 
 // Guard implements GuardReader for a case.
@@ -93,7 +96,11 @@ func loadCase(t *testing.T, path string) *goldenCase {
 type caseRecords struct {
 	lean, full *assign.Record
 	asked      bool // WithBodies was called
+	conf       *assign.Confirmation
+	rev        *assign.Reverted
 }
+
+func (r *caseRecords) Confirmation() (*assign.Confirmation, *assign.Reverted) { return r.conf, r.rev }
 
 func (r *caseRecords) Record() (*assign.Record, error) { return r.lean, nil }
 func (r *caseRecords) WithBodies() (*assign.Record, error) {
@@ -103,14 +110,14 @@ func (r *caseRecords) WithBodies() (*assign.Record, error) {
 
 func (c *goldenCase) records() *caseRecords {
 	if c.Record == nil {
-		return &caseRecords{}
+		return &caseRecords{conf: c.Confirmation, rev: c.Reverted}
 	}
 	lean := *c.Record
 	lean.Conns = slices.Clone(c.Record.Conns)
 	for i := range lean.Conns {
 		lean.Conns[i].Body = nil
 	}
-	return &caseRecords{lean: &lean, full: c.Record}
+	return &caseRecords{lean: &lean, full: c.Record, conf: c.Confirmation, rev: c.Reverted}
 }
 
 // fakeCharon serves a case's replies.
@@ -171,6 +178,7 @@ func viewRecords(t *testing.T, c *goldenCase) (*Status, bool) {
 	if c.Unreachable != "" {
 		in.Record = recs.lean
 		readGuard(context.Background(), c, &in)
+		readConfirmations(recs, &in)
 	}
 	st, err := Build(in, c.Filter)
 	if err != nil {

@@ -28,6 +28,10 @@ type Status struct {
 	// Guard is swanmgr's nftables guard of the assigned policy, null when
 	// it has none.
 	Guard *Guard `json:"guard"`
+	// Confirmation is a change made with --confirm waiting for `swanmgr
+	// confirm`, LastRevert the last change that was reverted; null: none.
+	Confirmation *PendingConfirmation `json:"pending_confirmation"`
+	LastRevert   *LastRevert          `json:"last_revert"`
 	// Warnings say which part of the view is missing and why (a command
 	// that failed while others worked).
 	Warnings []string `json:"warnings"`

@@ -110,6 +110,7 @@ func (t *tableWriter) header(st *Status) {
 	} else {
 		t.sb.WriteString("No policy assigned by swanmgr\n")
 	}
+	t.confirmLines(st)
 	var f []string
 	if st.Filter.Rule != "" {
 		f = append(f, fmt.Sprintf("rule %q", st.Filter.Rule))

@@ -237,6 +237,7 @@ func (w *watcher) emitDown(cause error) error {
 		return err
 	}
 	in := Input{Time: w.now(), Socket: w.o.Socket, Record: rec, DaemonErr: cause}
+	readConfirmations(w.o.Records, &in)
 	gctx, cancel := context.WithTimeout(context.Background(), w.o.Timeout)
 	readGuard(gctx, w.o.Guard, &in) // it holds while charon is down
 	cancel()
