@@ -106,7 +106,7 @@ func TestParseShapes(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	for script, want := range map[string]string{
 		"# ok\nnetsh ipsec static add policy name=\"x": "s.txt:2: a quote is not closed",
-		"add policy name=a\n\nadd policy ^\n  =b":      `s.txt:3: "=b": a value without a parameter name`,
+		"add policy name=a\n\nadd policy ^\n  =b":      `s.txt:3: a value (=...) without a parameter name`,
 		"popd":                           "s.txt:1: popd without pushd",
 		"netsh -f other.txt":             `s.txt:1: netsh -f runs the script "other.txt": import that script instead`,
 		"netsh interface ip set address": `s.txt:1: "interface" commands`,
@@ -130,6 +130,10 @@ func TestNoKeyInErrors(t *testing.T) {
 		`add rule R P L A 10.0.0.9 lan yes desc no ` + key + ` rootca toomany`,
 		`add rule name=R policy=P filterlist=L filteraction=A psk="` + key,
 		`add rule name=R policy=P filterlist=L filteraction=A psk=` + key + ` psk=` + key,
+		"add rule name=R policy=P filterlist=L filteraction=A\n    psk=" + key,
+		"add rule name=R policy=P filterlist=L filteraction=A\n    \"" + key + "\"",
+		`add rule name=R policy=P filterlist=L filteraction=A psk =` + key + ` =` + key,
+		`add rule name=R policy=P filterlist=L filteraction=A psk = = ` + key,
 	} {
 		_, err := importer.Netsh("s.txt", []byte(base+line), importer.Options{Addresses: []string{"10.0.0.1"}})
 		if err == nil {

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -246,14 +247,16 @@ func command(toks []token, current string) (Command, ctxChange, error) {
 		return c, ctxChange{kind: "set", ctx: full}, nil
 	}
 	if toks[i].eq >= 0 {
-		return c, ctxChange{}, fmt.Errorf("%q: expected a command such as \"add policy\" before the parameters", toks[i].text)
+		// The value is not shown: a broken continuation can leave psk=...
+		// at the start of a line.
+		return c, ctxChange{}, fmt.Errorf("parameter %s= where a command such as \"add policy\" is expected (a line continuation missing its ^?)", word(toks[i].text[:toks[i].eq]))
 	}
 	c.Context = full
 	c.Verb = low(i)
 	switch c.Verb {
 	case "add", "set", "delete", "show", "dump", "exportpolicy", "importpolicy", "reset":
 	default:
-		return c, ctxChange{}, fmt.Errorf("%q commands are not IPsec policy commands this importer reads (netsh ipsec static, advfirewall consec)", toks[i].text)
+		return c, ctxChange{}, fmt.Errorf("%s commands are not IPsec policy commands this importer reads (netsh ipsec static, advfirewall consec)", word(toks[i].text))
 	}
 	i++
 	if i < len(toks) && toks[i].eq < 0 {
@@ -275,7 +278,7 @@ func command(toks []token, current string) (Command, ctxChange, error) {
 		case t.eq < 0:
 			c.Args = append(c.Args, Arg{Value: t.text})
 		case t.eq == 0:
-			return c, ctxChange{}, fmt.Errorf("%q: a value without a parameter name", t.text)
+			return c, ctxChange{}, fmt.Errorf("a value (=...) without a parameter name; the value is not shown, it could be a key")
 		default:
 			v := t.text[t.eq+1:]
 			if v == "" && i+1 < len(toks) && toks[i+1].eq < 0 {
@@ -306,4 +309,18 @@ func joinContext(current string, words []string) (string, error) {
 		return strings.Join(words, " "), nil
 	}
 	return current + " " + strings.Join(words, " "), nil
+}
+
+// word quotes a command word for a message, or says "this line's first
+// word" when it does not look like one (it could be a key).
+func word(s string) string {
+	if len(s) == 0 || len(s) > 24 {
+		return "this line's first word"
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '.') {
+			return "this line's first word"
+		}
+	}
+	return strconv.Quote(s)
 }
