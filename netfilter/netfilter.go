@@ -28,7 +28,12 @@ type Table struct {
 }
 
 // CharonNetns returns the network namespace of the charon listening on a
-// VICI socket, as a path for Open ("" when it is this process's own).
+// VICI socket, as a path for Open. It is always a path, never "this
+// process's": a process's own namespace is not one thing — /proc/self
+// shows the main thread's, and a Go program's main thread may have been
+// left in another namespace by code that joined one (the lab does, on
+// the goroutines it locks), while the thread that runs nft would be in
+// the first. Joining charon's namespace explicitly is right either way.
 func CharonNetns(socket string) (string, error) {
 	c, err := net.Dial("unix", strings.TrimPrefix(socket, "unix://"))
 	if err != nil {
@@ -50,25 +55,11 @@ func CharonNetns(socket string) (string, error) {
 		return "", fmt.Errorf("netfilter: peer of %s: %w", socket, cerr)
 	}
 	path := fmt.Sprintf("/proc/%d/ns/net", cred.Pid)
-	same, err := sameNetns(path, "/proc/self/ns/net")
-	if err != nil {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
 		return "", fmt.Errorf("netfilter: network namespace of charon (pid %d): %w", cred.Pid, err)
 	}
-	if same {
-		return "", nil
-	}
 	return path, nil
-}
-
-func sameNetns(a, b string) (bool, error) {
-	var sa, sb syscall.Stat_t
-	if err := syscall.Stat(a, &sa); err != nil {
-		return false, err
-	}
-	if err := syscall.Stat(b, &sb); err != nil {
-		return false, err
-	}
-	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
 }
 
 // Open checks that nft works in the namespace netns ("" = this
