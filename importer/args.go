@@ -126,5 +126,13 @@ func (p *params) number(k string, def, lo, hi int64) (int64, error) {
 }
 
 func (p *params) errf(format string, args ...any) error {
-	return errAt(p.cmd.File, p.cmd.Line, "%s %s: %s", p.cmd.Verb, p.cmd.Object, fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	// Belt and braces: a key also typed into another parameter is not
+	// shown either.
+	for _, k := range append(p.multi["psk"], p.multi["auth1psk"]...) {
+		if strings.TrimSpace(k) != "" {
+			msg = strings.ReplaceAll(msg, k, "<key>")
+		}
+	}
+	return errAt(p.cmd.File, p.cmd.Line, "%s %s: %s", p.cmd.Verb, p.cmd.Object, msg)
 }

@@ -130,6 +130,7 @@ func TestNoKeyInErrors(t *testing.T) {
 		`add rule R P L A 10.0.0.9 lan yes desc no ` + key + ` rootca toomany`,
 		`add rule name=R policy=P filterlist=L filteraction=A psk="` + key,
 		`add rule name=R policy=P filterlist=L filteraction=A psk=` + key + ` psk=` + key,
+		`add rule name=R policy=P filterlist=L filteraction=A psk=` + key + ` activate=` + key,
 		"add rule name=R policy=P filterlist=L filteraction=A\n    psk=" + key,
 		"add rule name=R policy=P filterlist=L filteraction=A\n    \"" + key + "\"",
 		`add rule name=R policy=P filterlist=L filteraction=A psk =` + key + ` =` + key,
