@@ -207,6 +207,10 @@ func loadPolicyDataTo(w io.Writer, backend render.Backend, path string, data []b
 	if err != nil {
 		return nil, err
 	}
+	for _, p := range res.Warnings {
+		fmt.Fprintln(w, p.Error())
+	}
+	warns = append(warns, res.Warnings...)
 	return &loaded{assigned: a, result: res, warnings: warns, data: data}, nil
 }
 
@@ -224,8 +228,8 @@ func validateCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "%s: valid: policy %q, %d rules, %d connections, %d secrets (%s backend)\n",
-				c.String(fileFlag.Name), l.assigned.Policy.Name, len(l.assigned.Rules), len(l.result.Conns), len(l.result.Secrets), l.result.Backend)
+			fmt.Fprintf(c.App.Writer, "%s: valid: policy %q, %s, %s, %s (%s backend)\n",
+				c.String(fileFlag.Name), l.assigned.Policy.Name, plural(len(l.assigned.Rules), "rule"), plural(len(l.result.Conns), "connection"), plural(len(l.result.Secrets), "secret"), l.result.Backend)
 			return nil
 		},
 	}

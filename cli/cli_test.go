@@ -135,12 +135,44 @@ func TestApplyPlanUnassignAgainstFake(t *testing.T) {
 		t.Fatalf("plan after apply: exit %d\n%s", code, out)
 	}
 	code, out, errs = runCLI(append([]string{"unassign"}, common...)...)
-	if code != ExitOK || !strings.Contains(out, "1 connections and 1 secrets unloaded") {
+	if code != ExitOK || !strings.Contains(out, "1 connection and 1 secret unloaded") {
 		t.Fatalf("unassign: exit %d\n%s%s", code, out, errs)
 	}
 	for _, r := range srv.Received() {
 		if strings.Contains(r.Message.String(), "redacted") {
 			t.Fatalf("%s was sent the placeholder instead of the key", r.Command)
+		}
+	}
+}
+
+// Names from a policy file reach the terminal escaped: a rule called with
+// a newline, an escape sequence or a right-to-left override cannot move
+// the cursor, colour the screen or reorder the output.
+func TestPlanEscapesNames(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	dir := example(t, "alice-bob")
+	alice := filepath.Join(dir, "alice.toml")
+	b, _ := os.ReadFile(alice)
+	evil := strings.Replace(string(b), `name = "Abczz with Bob"`, `name = "Abczz\nwith \u001b[31mBob\u202e"`, 1)
+	if err := os.WriteFile(alice, []byte(evil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--socket", srv.Socket(), "--state-dir", t.TempDir(), "-f", alice}
+	for _, cmd := range []string{"plan", "apply"} {
+		code, out, errs := runCLI(append([]string{cmd}, common...)...)
+		if code != ExitOK && code != ExitChanges {
+			t.Fatalf("%s: exit %d\n%s%s", cmd, code, out, errs)
+		}
+		if strings.ContainsAny(out, "\x1b\u202e") || strings.Contains(out, "Abczz\nwith") {
+			t.Fatalf("%s printed a raw control or format character:\n%q", cmd, out)
+		}
+		if !strings.Contains(out, `Abczz\nwith \x1b[31mBob\u202e`) {
+			t.Fatalf("%s did not show the escaped name:\n%s", cmd, out)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasSuffix(line, " ") {
+				t.Fatalf("%s: trailing blanks in %q", cmd, line)
+			}
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -300,7 +299,7 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		sum[assign.Added], sum[assign.Changed], sum[assign.Removed], sum[assign.Unchanged],
 		rep.LoadConn, rep.UnloadConn, rep.LoadShared, rep.UnloadShared)
 	if n := len(rep.Terminated); n > 0 {
-		fmt.Fprintf(w, ", %d SAs of changed rules torn down", n)
+		fmt.Fprintf(w, ", %s of changed rules torn down", plural(n, "SA"))
 	}
 	fmt.Fprintln(w, ")")
 	if g := l.result.Guard; g != nil {
@@ -425,7 +424,7 @@ func guardLine(g assign.GuardPlan) string {
 // reading the policy again.
 func printUnchanged(w io.Writer, rec *assign.Record, socket string) {
 	fmt.Fprintf(w, "policy %q from %s assigned to charon at %s (%s backend)\n", rec.Policy, rec.Source, socket, rec.Backend)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	var rules []string
 	conns := map[string][]string{}
 	for _, c := range rec.Conns {
@@ -435,17 +434,17 @@ func printUnchanged(w io.Writer, rec *assign.Record, socket string) {
 		conns[c.Origin.Rule] = append(conns[c.Origin.Rule], c.Name)
 	}
 	for _, r := range rules {
-		fmt.Fprintf(tw, "  = %s\tunchanged\t%s\n", r, strings.Join(conns[r], ", "))
+		tw.row("  = %s\tunchanged\t%s\n", human(r), strings.Join(conns[r], ", "))
 	}
-	tw.Flush()
-	fmt.Fprintf(w, "0 added, 0 changed, 0 removed, %d unchanged (0 load-conn, 0 unload-conn, 0 secrets loaded, 0 unloaded; the policy file, its keys and swanmgr are as at the last apply, and charon has all %d connections and %d secrets)\n",
-		len(rules), len(rec.Conns), len(rec.Secrets))
+	tw.flush()
+	fmt.Fprintf(w, "0 added, 0 changed, 0 removed, %d unchanged (0 load-conn, 0 unload-conn, 0 secrets loaded, 0 unloaded; the policy file, its keys and swanmgr are as at the last apply, and charon has all %s and %s)\n",
+		len(rules), plural(len(rec.Conns), "connection"), plural(len(rec.Secrets), "secret"))
 }
 
 // printRules writes one line per rule (and, for a plan, the SAs a change
 // tears down).
 func printRules(w io.Writer, p *assign.Plan, planning bool) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	marks := map[assign.Change]string{assign.Added: "+", assign.Changed: "~", assign.Removed: "-", assign.Unchanged: "="}
 	for _, r := range p.SortedRules() {
 		var names []string
@@ -461,7 +460,7 @@ func printRules(w io.Writer, p *assign.Plan, planning bool) {
 		if r.Drift {
 			what += " (drift: charon's copy was replaced by someone else)"
 		}
-		fmt.Fprintf(tw, "  %s %s\t%s\t%s\n", marks[r.Change], r.Rule, what, strings.Join(names, ", "))
+		tw.row("  %s %s\t%s\t%s\n", marks[r.Change], human(r.Rule), what, strings.Join(names, ", "))
 		if !planning {
 			continue
 		}
@@ -470,14 +469,15 @@ func printRules(w io.Writer, p *assign.Plan, planning bool) {
 			for _, ch := range sa.Children {
 				kids = append(kids, fmt.Sprintf("%s #%d", ch.Name, ch.UniqueID))
 			}
+			// No tab: a line of one cell does not widen the columns.
 			if len(kids) == 0 {
-				fmt.Fprintf(tw, "      tears down IKE_SA %s #%d with %s\t\t\n", sa.Conn, sa.UniqueID, sa.Remote)
+				tw.row("      tears down IKE_SA %s #%d with %s\n", sa.Conn, sa.UniqueID, sa.Remote)
 			} else {
-				fmt.Fprintf(tw, "      tears down IKE_SA %s #%d with %s: CHILD_SA %s\t\t\n", sa.Conn, sa.UniqueID, sa.Remote, strings.Join(kids, ", "))
+				tw.row("      tears down IKE_SA %s #%d with %s: CHILD_SA %s\n", sa.Conn, sa.UniqueID, sa.Remote, strings.Join(kids, ", "))
 			}
 		}
 	}
-	tw.Flush()
+	tw.flush()
 }
 
 func unassignCommand() *ucli.Command {
@@ -566,6 +566,6 @@ func runUnassign(c *ucli.Context, o *resultOutput) error {
 	if rep.GuardRemoved {
 		guardMsg = ", guard removed (traffic the policy protected now flows in clear)"
 	}
-	fmt.Fprintf(c.App.Writer, "unassigned: %d connections and %d secrets unloaded, %d SAs torn down%s\n", rep.UnloadConn, rep.UnloadShared, len(rep.Terminated), guardMsg)
+	fmt.Fprintf(c.App.Writer, "unassigned: %s and %s unloaded, %s torn down%s\n", plural(rep.UnloadConn, "connection"), plural(rep.UnloadShared, "secret"), plural(len(rep.Terminated), "SA"), guardMsg)
 	return err
 }
