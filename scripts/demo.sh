@@ -56,16 +56,19 @@ say "IP Security Monitor: Alice (swanmgr status)"
 say "IP Security Monitor: Bob"
 "$SWANMGR" status --socket "$LAB/bob/charon.vici"
 
-say "The lab stays up. Look around:"
+say "The lab stays up. Look around (each line pastes as it is):"
+BIN=$(cd "$(dirname "$SWANMGR")" && pwd)/$(basename "$SWANMGR")
+S="--state-dir $STATE"
 cat <<EOF
-  swanmgr plan     --socket $LAB/alice/charon.vici --ipsec-backend libipsec -f $POL/alice.toml
-  swanmgr initiate --socket $LAB/bob/charon.vici
-  swanmgr status --watch --socket $LAB/alice/charon.vici
-  swanmgr check $POL/alice.toml $POL/bob.toml
+  $BIN plan     --socket $LAB/alice/charon.vici $S -f $POL/alice.toml
+  $BIN initiate --socket $LAB/bob/charon.vici $S
+  $BIN status --watch --socket $LAB/alice/charon.vici $S
+  $BIN check $POL/alice.toml $POL/bob.toml
+  ip netns exec swl-alice nft list table inet swanmgr      (the guard: clear text dropped per rule)
   swanctl --list-sas --uri unix://$LAB/bob/charon.vici
   ip netns exec swl-alice ip addr        (hosts: swl-alice, swl-bob)
   tail -f $LAB/alice/charon.log
-  (set SWANMGR_STATE_DIR=$STATE so swanmgr finds what the demo assigned)
+  (the example key must stay private: chmod 600 examples/alice-bob/*.psk if Git lost its mode)
 Take it down:
-  $SWANMGR lab down --dir $LAB && rm -rf $DEMO
+  $BIN lab down --dir $LAB && rm -rf $DEMO
 EOF
