@@ -47,7 +47,10 @@ type Host struct {
 	Name  string
 	Netns string     // network namespace, under /run/netns
 	Addr  netip.Addr // on Iface, in Lab.Segment
-	Iface string     // interface to the switch, inside Netns
+	// Addr6 is the host's IPv6 address on Iface (in Segment6) when the
+	// lab was built with Options.IPv6; the zero Addr otherwise.
+	Addr6 netip.Addr
+	Iface string // interface to the switch, inside Netns
 	// Socket is the VICI unix socket path (no scheme); URI adds it.
 	Socket string
 	Conf   string // strongswan.conf

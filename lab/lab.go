@@ -105,6 +105,23 @@ type Options struct {
 	// Topology: "" or TopologyFlat for one segment; TopologyNAT puts the
 	// first host behind a masquerading router (see TopologyNAT).
 	Topology Topology
+	// IPv6 gives every host an IPv6 address too (Host.Addr6, in
+	// Segment6: fd00:16::/64 with the IPv4 address in the last 32 bits)
+	// and leaves IPv6 on in the host namespaces (it is off otherwise, to
+	// keep captures quiet). Flat topology only.
+	IPv6 bool
+}
+
+// Segment6 is the lab's IPv6 segment with Options.IPv6.
+var Segment6 = netip.MustParsePrefix("fd00:16::/64")
+
+// addr6 is a host's IPv6 address: Segment6 with its IPv4 address in the
+// last 32 bits.
+func addr6(v4 netip.Addr) netip.Addr {
+	b := Segment6.Addr().As16()
+	v := v4.As4()
+	copy(b[12:], v[:])
+	return netip.AddrFrom16(b)
 }
 
 // Topology is how the lab's hosts are connected.
@@ -204,6 +221,7 @@ type hostState struct {
 	Name   string     `json:"name"`
 	Netns  string     `json:"netns"`
 	Addr   netip.Addr `json:"addr"`
+	Addr6  netip.Addr `json:"addr6,omitzero"`
 	Iface  string     `json:"iface"`
 	Socket string     `json:"socket"`
 	Conf   string     `json:"conf"`
@@ -301,6 +319,9 @@ func newLab(o Options) (*Lab, error) {
 	default:
 		return nil, fmt.Errorf("lab: unknown topology %q (want %q or %q)", o.Topology, TopologyFlat, TopologyNAT)
 	}
+	if o.IPv6 && l.Router != nil {
+		return nil, errors.New("lab: IPv6 is available in the flat topology only")
+	}
 	names := o.Hosts
 	if names == nil {
 		names = []string{"alice", "bob", "eve"}
@@ -330,7 +351,12 @@ func newLab(o Options) (*Lab, error) {
 			}
 		}
 		hd := filepath.Join(l.Dir, n)
+		var a6 netip.Addr
+		if o.IPv6 {
+			a6 = addr6(addr)
+		}
 		h := &Host{
+			Addr6:  a6,
 			Name:   n,
 			Netns:  l.Prefix + "-" + n,
 			Addr:   addr,
@@ -443,8 +469,16 @@ func (l *Lab) build(ctx context.Context) error {
 			[]string{"-n", l.Switch, "link", "set", portPrefix + h.Name, "master", bridgeName, "up"},
 			[]string{"-n", h.Netns, "link", "set", "lo", "up"},
 			[]string{"-n", h.Netns, "addr", "add", netip.PrefixFrom(h.Addr, l.Segment.Bits()).String(), "dev", h.Iface},
-			[]string{"-n", h.Netns, "link", "set", h.Iface, "up"},
 		)
+		if h.Addr6.IsValid() {
+			// nodad: usable at once, not after duplicate address detection.
+			steps = append(steps, []string{"-n", h.Netns, "addr", "add", netip.PrefixFrom(h.Addr6, Segment6.Bits()).String(), "dev", h.Iface, "nodad"})
+		}
+		steps = append(steps, []string{"-n", h.Netns, "link", "set", h.Iface, "up"})
+	}
+	v6 := map[string]bool{}
+	for _, h := range l.Hosts {
+		v6[h.Netns] = h.Addr6.IsValid()
 	}
 	for _, args := range steps {
 		if err := ip(ctx, args...); err != nil {
@@ -456,7 +490,11 @@ func (l *Lab) build(ctx context.Context) error {
 			if err := l.save(); err != nil {
 				return err
 			}
-			// Quiet IPv6 (router solicitations, MLD) keeps captures readable.
+			// Quiet IPv6 (router solicitations, MLD) keeps captures
+			// readable; with Options.IPv6 the hosts keep it.
+			if v6[ns] {
+				continue
+			}
 			if err := inNetns(ns, func() error {
 				return os.WriteFile("/proc/sys/net/ipv6/conf/all/disable_ipv6", []byte("1"), 0)
 			}); err != nil {
@@ -544,7 +582,7 @@ func Open(dir string) (*Lab, error) {
 	}
 	for _, hs := range s.Hosts {
 		l.Hosts = append(l.Hosts, &Host{
-			Name: hs.Name, Netns: hs.Netns, Addr: hs.Addr, Iface: hs.Iface,
+			Name: hs.Name, Netns: hs.Netns, Addr: hs.Addr, Addr6: hs.Addr6, Iface: hs.Iface,
 			Socket: hs.Socket, Conf: hs.Conf, Log: hs.Log, Pid: hs.Pid,
 			start: hs.Start, lab: l,
 		})
@@ -565,7 +603,7 @@ func (l *Lab) save() error {
 	}
 	for _, h := range l.Hosts {
 		s.Hosts = append(s.Hosts, hostState{
-			Name: h.Name, Netns: h.Netns, Addr: h.Addr, Iface: h.Iface,
+			Name: h.Name, Netns: h.Netns, Addr: h.Addr, Addr6: h.Addr6, Iface: h.Iface,
 			Socket: h.Socket, Conf: h.Conf, Log: h.Log, Pid: h.Pid, Start: h.start,
 		})
 	}

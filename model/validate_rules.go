@@ -153,6 +153,25 @@ func (v *validator) ruleShape(path, where string, rr *ResolvedRule, ep Endpoint)
 	}
 }
 
+// LocalID is this endpoint's IKE identity towards peer: endpoint.id
+// when the file sets it; otherwise the endpoint's first address of the
+// peer's family (endpoint.id's default is the first address, which on a
+// dual-stack endpoint would be an IPv4 identity on an IKE_SA over IPv6,
+// and the peer, expecting the address it talks to, would refuse it).
+func LocalID(a *Assigned, peer string) string {
+	if a.File != nil && a.File.Endpoint.ID != "" {
+		return a.Endpoint.ID
+	}
+	ip, err := netip.ParseAddr(peer)
+	if err != nil {
+		return a.Endpoint.ID
+	}
+	if mine := AddressesFor(a.Endpoint, ip); len(mine) > 0 {
+		return mine[0]
+	}
+	return a.Endpoint.ID
+}
+
 // own reports whether ip is one of the endpoint's addresses.
 func own(ep Endpoint, ip netip.Addr) bool {
 	for _, s := range ep.Addresses {

@@ -58,6 +58,9 @@ type Result struct {
 	// Guard is the nftables guard that enforces the policy's negotiate and
 	// block rules; nil when no rule is guarded.
 	Guard *guard.Ruleset
+	// Warnings are what the backend will do differently from Windows
+	// with this policy (validate prints them; nothing is refused).
+	Warnings model.Problems
 }
 
 // Origin maps a rendered connection back to the policy model.

@@ -248,3 +248,50 @@ func TestParseTSDashedServiceName(t *testing.T) {
 		t.Fatalf("range: %+v %v", r, err)
 	}
 }
+
+// On libipsec, a negotiate rule for some traffic to a peer black-holes
+// the rest while its SA is up (issue 17 item 8): rendering warns, once
+// per peer, at the first rule, naming what is covered; the kernel
+// backend and a rule for all traffic do not warn.
+func TestLibipsecBlackHoleWarning(t *testing.T) {
+	p := filepath.Join("..", "examples", "alice-bob", "alice.toml")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warnings := func(data []byte, b render.Backend) []string {
+		t.Helper()
+		f, err := model.Parse(p, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _, err := model.Validate(f, model.ValidateOptions{InsecureSecrets: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := render.Render(a, render.Options{Backend: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, w := range res.Warnings {
+			out = append(out, w.Error())
+		}
+		return out
+	}
+	got := warnings(data, render.LibIPsec)
+	if len(got) != 1 || !strings.Contains(got[0], "alice.toml:43: warning:") ||
+		!strings.Contains(got[0], "routes all traffic to 172.31.67.244 into its TUN device, and what no filter covers (anything but tcp/6667, tcp/6668, tcp from port 6668) is dropped there") {
+		t.Errorf("libipsec warnings: %q", got)
+	}
+	if got := warnings(data, render.Kernel); len(got) != 0 {
+		t.Errorf("kernel backend warnings: %q", got)
+	}
+	all := strings.Replace(string(data), "  [[filter_list.filter]]\n  source = \"172.31.67.244\"", "  [[filter_list.filter]]\n  source = \"me\"\n  destination = \"172.31.67.244\"\n  [[filter_list.filter]]\n  source = \"172.31.67.244\"", 1)
+	if all == string(data) {
+		t.Fatal("alice.toml changed: no filter from Bob to add to")
+	}
+	if got := warnings([]byte(all), render.LibIPsec); len(got) != 0 {
+		t.Errorf("with a filter for all traffic to Bob: warnings %q", got)
+	}
+}
