@@ -190,7 +190,11 @@ func labSend(c *ucli.Context) error {
 	cancelSettle()
 	lines := capture.Stop()
 	if sendErr != nil {
-		return sendErr
+		// Say what happened in the lab's words, not the socket's.
+		if n := lab.Summarize(lines, port).ClearTo[port]; n > 0 {
+			return fmt.Errorf("%s → %s %s/%d did not arrive: %d clear packets left %s and were not answered (a block rule or the guard drops them, or nothing listens)", from.Name, to.Name, proto, port, n, from.Name)
+		}
+		return fmt.Errorf("%s → %s %s/%d did not arrive within %s: nothing for the port crossed %s's wire (dropped on %s: a block rule, the guard, or no SA) — %v", from.Name, to.Name, proto, port, c.Duration("timeout"), to.Name, from.Name, sendErr)
 	}
 	fmt.Fprintf(c.App.Writer, "%s → %s %s/%d: %q arrived (%d bytes)\n", from.Name, to.Name, proto, port, got, len(got))
 	sum := lab.Summarize(lines, port)
@@ -201,8 +205,9 @@ func labSend(c *ucli.Context) error {
 		}
 	}
 	clear := sum.ClearTo[port]
-	fmt.Fprintf(c.App.Writer, "on %s's wire: %d ESP packets, %d IKE packets, %d clear %s/%d packets; the message was %s\n",
-		to.Name, sum.ESP, sum.IKE, clear, proto, port, map[bool]string{true: "SEEN IN CLEAR", false: "never seen in clear"}[seen])
+	fmt.Fprintf(c.App.Writer, "on %s's wire: %s, %s, %d clear %s/%d %s; the message was %s\n",
+		to.Name, plural(sum.ESP, "ESP packet"), plural(sum.IKE, "IKE packet"), clear, proto, port, map[bool]string{true: "packet", false: "packets"}[clear == 1],
+		map[bool]string{true: "SEEN IN CLEAR", false: "never seen in clear"}[seen])
 	if string(got) != msg {
 		return fmt.Errorf("%s received %q, not the message sent", to.Name, got)
 	}

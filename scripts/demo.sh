@@ -35,7 +35,7 @@ chmod 600 "$POL/alice-bob.psk"
 say "Validate both ends, and check that they agree with each other"
 "$SWANMGR" validate -f "$POL/alice.toml" --ipsec-backend libipsec
 "$SWANMGR" validate -f "$POL/bob.toml" --ipsec-backend libipsec
-"$SWANMGR" check "$POL/alice.toml" "$POL/bob.toml"
+"$SWANMGR" check --ipsec-backend libipsec "$POL/alice.toml" "$POL/bob.toml"
 
 say "What Alice's policy becomes in strongSwan (secrets redacted)"
 "$SWANMGR" render -f "$POL/alice.toml" --ipsec-backend libipsec
@@ -63,7 +63,7 @@ cat <<EOF
   $BIN plan     --socket $LAB/alice/charon.vici $S -f $POL/alice.toml
   $BIN initiate --socket $LAB/bob/charon.vici $S
   $BIN status --watch --socket $LAB/alice/charon.vici $S
-  $BIN check $POL/alice.toml $POL/bob.toml
+  $BIN check --ipsec-backend libipsec $POL/alice.toml $POL/bob.toml
   ip netns exec swl-alice nft list table inet swanmgr      (the guard: clear text dropped per rule)
   swanctl --list-sas --uri unix://$LAB/bob/charon.vici
   ip netns exec swl-alice ip addr        (hosts: swl-alice, swl-bob)
