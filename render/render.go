@@ -35,6 +35,8 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 	r.run()
 	if o.Backend == LibIPsec {
 		r.blackHoles()
+	} else {
+		r.unresolvedTraps()
 	}
 	g, probs := guard.Derive(a, guard.Backend(o.Backend))
 	r.errs = append(r.errs, probs...)
@@ -303,6 +305,27 @@ func peerKey(peer string) string {
 		return ip.Unmap().String()
 	}
 	return strings.ToLower(peer)
+}
+
+// unresolvedTraps warns about negotiate rules to a DNS name on the kernel
+// backend (the guard refuses them unless guard = false): charon resolves
+// the name when it installs the connection's trap policies, and if the name
+// does not resolve then it logs "installing trap failed, remote address
+// unknown with dynamic traffic selector", installs nothing and the traffic
+// goes in clear, while loading the connection succeeds.
+func (r *renderer) unresolvedTraps() {
+	for _, rule := range r.a.Rules {
+		if rule.Action.Action != model.Negotiate || rule.Tunnel.IsValid() {
+			continue
+		}
+		for _, peer := range model.Peers(rule) {
+			if _, err := netip.ParseAddr(peer); err == nil {
+				continue
+			}
+			r.res.Warnings = append(r.res.Warnings, model.Problem{File: r.a.File.Path, Line: rule.Line, Where: rule.Where(r.a.Policy), Warning: true,
+				Msg: fmt.Sprintf("peer %s is a DNS name: charon resolves it when apply loads the connection, and if it does not resolve then, charon installs no trap policy (its log: \"installing trap failed, remote address unknown\"), the traffic goes in clear and a later apply of the same file changes nothing; write the address instead, or check swanmgr status after apply", peer)})
+		}
+	}
 }
 
 // blackHoles warns about traffic libipsec drops where Windows sends it

@@ -295,3 +295,30 @@ func TestLibipsecBlackHoleWarning(t *testing.T) {
 		t.Errorf("with a filter for all traffic to Bob: warnings %q", got)
 	}
 }
+
+// A negotiate rule to a DNS name on the kernel backend: rendering warns
+// that an unresolved name leaves the rule without trap policies (issue 17
+// item 2).
+func TestDNSPeerTrapWarning(t *testing.T) {
+	g := filepath.Join("testdata", "dns-peer.txt")
+	b, err := os.ReadFile(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _, _ := strings.Cut(string(b), "\n----------\n")
+	f, err := model.Parse(g, []byte(in+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := model.Validate(f, model.ValidateOptions{InsecureSecrets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(a, render.Options{Backend: render.Kernel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0].Error(), "peer Bobslap is a DNS name: charon resolves it when apply loads the connection") {
+		t.Errorf("warnings: %v", res.Warnings)
+	}
+}
