@@ -39,6 +39,15 @@ func (e *GuardError) Error() string {
 
 func (e *GuardError) Unwrap() error { return e.Err }
 
+// Close releases what the engine opened (the guard table's namespace).
+func (e *Engine) Close() error {
+	if c, ok := e.fw.(interface{ Close() error }); ok {
+		e.fw = nil
+		return c.Close()
+	}
+	return nil
+}
+
 // firewall opens the guard's table once per engine.
 func (e *Engine) firewall() (Firewall, error) {
 	if e.fw != nil {

@@ -146,7 +146,10 @@ func (s *session) backend(ctx context.Context, c *ucli.Context) (render.Backend,
 	return running, nil
 }
 
-func (s *session) Close() { s.client.Close() }
+func (s *session) Close() {
+	s.engine.Close()
+	s.client.Close()
+}
 
 func withTimeout(c *ucli.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Context, c.Duration(timeoutFlag.Name))

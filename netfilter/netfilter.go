@@ -23,7 +23,8 @@ var ErrNoNftables = errors.New("netfilter: nftables is not available")
 
 // Table is the guard's table inet swanmgr in one network namespace.
 type Table struct {
-	netns string // "" = this process's
+	netns string   // for messages; "" = the calling thread's
+	ns    *os.File // the namespace, held open: it stays the same one if charon restarts (or its pid is reused)
 	nft   knftables.Interface
 }
 
@@ -67,6 +68,13 @@ func CharonNetns(socket string) (string, error) {
 // exist.
 func Open(netns string) (*Table, error) {
 	t := &Table{netns: netns}
+	if netns != "" {
+		f, err := os.Open(netns)
+		if err != nil {
+			return nil, fmt.Errorf("netfilter: %w", err)
+		}
+		t.ns = f
+	}
 	err := t.in(func() error {
 		nft, err := knftables.New(knftables.InetFamily, guard.Table, knftables.UseNetlink)
 		if err != nil {
@@ -76,9 +84,18 @@ func Open(netns string) (*Table, error) {
 		return nil
 	})
 	if err != nil {
+		t.Close()
 		return nil, fmt.Errorf("%w (%v): install the nftables package (apt-get install nftables), or set guard = false in the policy's filter actions (see docs/enforcement.md)", ErrNoNftables, err)
 	}
 	return t, nil
+}
+
+// Close releases the namespace the table was opened in.
+func (t *Table) Close() error {
+	if t.ns == nil {
+		return nil
+	}
+	return t.ns.Close()
 }
 
 // NewFor returns a Table that uses nft (a knftables.Interface of table
@@ -90,19 +107,26 @@ func NewFor(nft knftables.Interface) *Table { return &Table{nft: nft} }
 // thread is never switched back: its goroutine ends locked, and the Go
 // runtime discards it.
 func (t *Table) in(fn func() error) error {
-	if t.netns == "" {
+	if t.ns == nil {
 		return fn()
 	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		f, err := os.Open(t.netns)
-		if err != nil {
-			errc <- fmt.Errorf("netfilter: %w", err)
+		// Already there (swanmgr beside charon, in a container without the
+		// right to join namespaces): run here. The thread's own namespace,
+		// not /proc/self's, which is the main thread's.
+		var target, here syscall.Stat_t
+		if err := syscall.Fstat(int(t.ns.Fd()), &target); err != nil {
+			errc <- fmt.Errorf("netfilter: %s: %w", t.netns, err)
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		if err := syscall.Stat("/proc/thread-self/ns/net", &here); err == nil && here.Dev == target.Dev && here.Ino == target.Ino {
+			runtime.UnlockOSThread()
+			errc <- fn()
+			return
+		}
+		if err := unix.Setns(int(t.ns.Fd()), unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("netfilter: join %s: %w", t.netns, err)
 			return
 		}
