@@ -198,12 +198,7 @@ func labSend(c *ucli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "%s → %s %s/%d: %q arrived (%d bytes)\n", from.Name, to.Name, proto, port, got, len(got))
 	sum := lab.Summarize(lines, port)
-	seen := false
-	for _, l := range lines {
-		if strings.Contains(l, msg) {
-			seen = true
-		}
-	}
+	onlyESP, seen := sum.OnlyESP(lines, port, msg)
 	clear := sum.ClearTo[port]
 	fmt.Fprintf(c.App.Writer, "on %s's wire: %s, %s, %d clear %s/%d %s; the message was %s\n",
 		to.Name, plural(sum.ESP, "ESP packet"), plural(sum.IKE, "IKE packet"), clear, proto, port, map[bool]string{true: "packet", false: "packets"}[clear == 1],
@@ -211,7 +206,7 @@ func labSend(c *ucli.Context) error {
 	if string(got) != msg {
 		return fmt.Errorf("%s received %q, not the message sent", to.Name, got)
 	}
-	if c.Bool("expect-encrypted") && (seen || clear > 0 || sum.ESP == 0) {
+	if c.Bool("expect-encrypted") && !onlyESP {
 		return errors.New("the wire did not carry only ESP")
 	}
 	return nil

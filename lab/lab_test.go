@@ -534,3 +534,24 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// OnlyESP: ESP seen, nothing clear to the port, the message never seen.
+func TestOnlyESP(t *testing.T) {
+	esp := []string{"12:00:00.000000 IP 172.16.98.231.4500 > 172.31.67.244.4500: UDP-encap: ESP(spi=0x1,seq=0x1), length 100"}
+	clear := []string{"12:00:00.000000 IP 172.16.98.231.40000 > 172.31.67.244.6667: Flags [S], seq 1, win 1, length 0"}
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		want  bool
+	}{
+		{"ESP only", esp, true},
+		{"nothing", nil, false},
+		{"a clear packet too", append(append([]string{}, esp...), clear...), false},
+		{"the message in clear", append(append([]string{}, esp...), "E..<..hello bob"), false},
+	} {
+		ok, _ := lab.Summarize(tc.lines, 6667).OnlyESP(tc.lines, 6667, "hello bob")
+		if ok != tc.want {
+			t.Errorf("%s: OnlyESP = %v, want %v", tc.name, ok, tc.want)
+		}
+	}
+}

@@ -215,6 +215,18 @@ type PacketSummary struct {
 	ClearTo map[int]int
 }
 
+// OnlyESP is the lab's one definition of "the wire carried only ESP" for
+// a message to port: ESP was seen, no clear packet to or from the port,
+// and the message itself never appeared in the capture (lines).
+func (s PacketSummary) OnlyESP(lines []string, port int, msg string) (ok bool, seenInClear bool) {
+	for _, l := range lines {
+		if msg != "" && strings.Contains(l, msg) {
+			seenInClear = true
+		}
+	}
+	return s.ESP > 0 && s.ClearTo[port] == 0 && !seenInClear, seenInClear
+}
+
 // Summarize counts ESP packets, IKE packets and clear TCP/UDP packets to
 // or from the given ports in tcpdump -n output.
 func Summarize(lines []string, ports ...int) PacketSummary {
