@@ -271,3 +271,97 @@ func TestLibipsecBlackHole(t *testing.T) {
 		t.Errorf("tcp/7000 to bob with an SA up arrived (%q): libipsec no longer black-holes it; update the warning and docs", got)
 	}
 }
+
+// subnetAlice negotiates TCP 6667 with every host of the lab's segment,
+// subnetPeer is the mirror on one of them.
+const subnetAlice = `[endpoint]
+name = "alice"
+addresses = ["172.16.98.231"]
+
+[[filter_list]]
+name = "Abczz to the lab"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "172.16.0.0/12"
+  protocol = "tcp"
+  destination_port = 6667
+
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+
+[[policy]]
+name = "Lab"
+  [[policy.rule]]
+  name = "Abczz with the lab"
+  filter_list = "Abczz to the lab"
+  filter_action = "Encrypt"
+  authentication = [ { method = "psk", secret_file = "alice-bob.psk" } ]
+`
+
+const subnetPeer = `[endpoint]
+name = "{name}"
+addresses = ["{me}"]
+
+[[filter_list]]
+name = "Abczz from Alice"
+  [[filter_list.filter]]
+  source = "172.16.98.231"
+  destination = "me"
+  protocol = "tcp"
+  destination_port = 6667
+
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+
+[[policy]]
+name = "Lab"
+  [[policy.rule]]
+  name = "Abczz from Alice"
+  filter_list = "Abczz from Alice"
+  filter_action = "Encrypt"
+  authentication = [ { method = "psk", secret_file = "alice-bob.psk" } ]
+`
+
+// Item 6: a negotiate rule to a subnet without a tunnel, on the kernel
+// backend: one trap connection for the subnet, and each host contacted
+// gets its own IKE_SA, as Windows negotiates with each. (The CHILD_SAs
+// cannot install here without kernel ESP; the IKE_SAs show the peers.)
+func TestSubnetPeer(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Kernel, "alice", "bob", "eve")
+	for _, h := range []string{"bob", "eve"} {
+		text := strings.NewReplacer("{name}", h, "{me}", l.Host(h).Addr.String()).Replace(subnetPeer)
+		l.mustApply(h, l.writeFile("alice-bob/"+h+"-subnet.toml", text, 0o644))
+	}
+	alice := l.writeFile("alice-bob/alice-subnet.toml", subnetAlice, 0o644)
+	if r := run("swanmgr", "validate", "-f", alice, "--ipsec-backend", "libipsec"); r.code == 0 || !strings.Contains(r.stderr, "libipsec has no trap policies") {
+		t.Errorf("validate on libipsec: want the refusal; got %s", r)
+	}
+	if r := run("swanmgr", "check", alice, l.example("alice-bob/bob-subnet.toml"), l.example("alice-bob/eve-subnet.toml")); r.code != 0 {
+		t.Errorf("check: want agreement; got %s", r)
+	}
+	l.mustApply("alice", alice)
+	// A packet to each host starts its IKE_SA.
+	for _, h := range []string{"bob", "eve"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		lab.Send(ctx, l.Host("alice"), l.Host(h), "tcp", 6667, []byte("trigger"))
+		cancel()
+	}
+	want := map[string]bool{l.Host("bob").Addr.String(): true, l.Host("eve").Addr.String(): true}
+	eventually(t, 20*time.Second, func() (bool, string) {
+		got := map[string]bool{}
+		for _, sa := range l.sas("alice") {
+			if sa.Name == "sm-abczz-with-the-lab" && sa.State == "ESTABLISHED" {
+				got[sa.RemoteHost] = true
+			}
+		}
+		return len(got) == 2 && got[l.Host("bob").Addr.String()] && got[l.Host("eve").Addr.String()],
+			fmt.Sprintf("alice's IKE_SAs of sm-abczz-with-the-lab with %v, want one each with %v", keys(got), keys(want))
+	})
+	st := l.statusJSON("alice", "--rule", "Abczz with the lab")
+	if len(st.IKESAs) != 2 {
+		t.Errorf("status --rule: %d IKE_SAs, want 2 (one per host contacted): %+v", len(st.IKESAs), st.IKESAs)
+	}
+}

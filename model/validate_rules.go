@@ -93,7 +93,8 @@ func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actio
 		rr.Auth = v.auths(path, where, r, rr.Action.Action, assigned, ep)
 		if assigned && !r.Disabled && len(v.errs) == n && li != nil && li.ok && len(rr.Auth) > 0 && rr.Auth[0].Method == PSK {
 			for _, peer := range Peers(rr) {
-				if _, err := netip.ParseAddr(peer); err != nil {
+				_, perr := netip.ParsePrefix(peer)
+				if _, err := netip.ParseAddr(peer); err != nil && perr != nil && peer != "any" {
 					v.warnf(path, where, "peer %s is a DNS name: charon expects it to authenticate with the IKE identity %q and looks the preshared key up by that identity, so the peer must set id = %q in its [endpoint]", peer, peer, peer)
 				}
 			}
@@ -140,10 +141,14 @@ func (v *validator) ruleShape(path, where string, rr *ResolvedRule, ep Endpoint)
 		switch {
 		case !meSrc && !meDst:
 			v.errf(path, where, "%s: without a tunnel, one side of a negotiate filter must be this computer (\"me\" or one of endpoint.addresses); set tunnel_endpoint to secure traffic between networks", fw)
-		case meSrc && !f.Dst.IsHost(), meDst && !f.Src.IsHost():
-			v.errf(path, where, "%s: without a tunnel, the other side must be one host (an address or a DNS name), not %q; set tunnel_endpoint for subnets or \"any\"", fw, otherSide(f).Text)
+		case meSrc && meDst:
+			v.errf(path, where, "%s: both sides are this computer; a negotiate filter needs another host, subnet or \"any\" on one side", fw)
 		}
-		if o := otherSide(f); o.Kind == AddrHost && len(ep.Addresses) > 0 && len(AddressesFor(ep, o.Prefix.Addr())) == 0 {
+		// A subnet or "any" as the other side is host to host with each
+		// host contacted (one IKE_SA each, as Windows): the kernel
+		// backend's trap connection with remote_addrs = the subnet does
+		// that; render refuses it on libipsec, which has no traps.
+		if o := otherSide(f); (o.Kind == AddrHost || o.Kind == AddrSubnet) && len(ep.Addresses) > 0 && len(AddressesFor(ep, o.Prefix.Addr())) == 0 {
 			fam := "IPv4"
 			if o.Prefix.Addr().Is6() {
 				fam = "IPv6"

@@ -314,8 +314,10 @@ var validateCases = []vcase{
 	// Rule shape.
 	{name: "negotiate filter without me", edit: []string{`source = "me"`, `source = "10.0.0.3"`},
 		errs: []string{`t.toml:18: policy "P" rule "R": filter_list "FL" filter 1 (10.0.0.3 → 10.0.0.2): without a tunnel, one side of a negotiate filter must be this computer`}},
-	{name: "negotiate to a subnet without a tunnel", edit: []string{`destination = "10.0.0.2"`, `destination = "10.0.0.0/24"`},
-		errs: []string{`without a tunnel, the other side must be one host (an address or a DNS name), not "10.0.0.0/24"; set tunnel_endpoint`}},
+	{name: "negotiate to a subnet without a tunnel", edit: []string{`destination = "10.0.0.2"`, `destination = "10.9.0.0/24"`}, ok: true},
+	{name: "negotiate to any without a tunnel", edit: []string{`destination = "10.0.0.2"`, `destination = "any"`}, ok: true},
+	{name: "negotiate to a subnet of another family", edit: []string{`destination = "10.0.0.2"`, `destination = "2001:db8::/64"`},
+		errs: []string{`is an IPv6 address, and endpoint.addresses has none of that family`}},
 	{name: "negotiate peer of another family", edit: []string{`source = "me"`, `source = "2001:db8::1"`, `destination = "10.0.0.2"`, `destination = "me"`},
 		errs: []string{`peer 2001:db8::1 is an IPv6 address, and endpoint.addresses has none of that family (10.0.0.1): add this computer's IPv6 address to endpoint.addresses`}},
 	// Dual stack: the local address of the peer's family, whichever comes first.

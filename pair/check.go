@@ -99,6 +99,18 @@ func newEnd(e *Endpoint) *end {
 }
 
 func (e *end) has(addr string) (netip.Addr, bool) {
+	// A rule whose other side is a subnet or "any" is for each host in it.
+	if addr == "%any" && len(e.addrs) > 0 {
+		return e.addrs[0], true
+	}
+	if p, err := netip.ParsePrefix(addr); err == nil && !p.IsSingleIP() {
+		for _, x := range e.addrs {
+			if p.Contains(x) {
+				return x, true
+			}
+		}
+		return netip.Addr{}, false
+	}
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		// A DNS name: the endpoint's name or identity.
@@ -319,11 +331,42 @@ func children(e *end, conns []*render.Conn, self, peer netip.Addr) []*child {
 			if body == nil {
 				continue
 			}
+			if body.Value("mode") == "pass" {
+				// Not negotiated (this computer's own addresses in a
+				// subnet rule's connection).
+				continue
+			}
 			ch := &child{e: e, conn: cn, origin: o, body: body}
 			// swanmgr's own rendering: its selectors always parse.
 			ch.local, _ = body.Selectors("local_ts", self)
 			ch.remote, _ = body.Selectors("remote_ts", peer)
+			if rangePeer(cn.Origin.Peer) {
+				// A subnet or "any" rule negotiates with each host in it
+				// on its own: with this peer, the remote side is the peer.
+				ch.remote = narrowTo(ch.remote, peer)
+			}
 			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+// rangePeer reports whether a connection's peer is a subnet or %any.
+func rangePeer(p string) bool {
+	if p == "%any" {
+		return true
+	}
+	pfx, err := netip.ParsePrefix(p)
+	return err == nil && !pfx.IsSingleIP()
+}
+
+// narrowTo keeps the selectors that contain host, narrowed to it.
+func narrowTo(ts []render.TS, host netip.Addr) []render.TS {
+	var out []render.TS
+	for _, t := range ts {
+		if !t.Dynamic && t.Prefix.Contains(host) {
+			t.Prefix = netip.PrefixFrom(host, host.BitLen())
+			out = append(out, t)
 		}
 	}
 	return out

@@ -235,13 +235,21 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 		if len(peers) > 1 {
 			name += "-" + Slug(peer)
 		}
-		ci, ok := r.peerConn[peerKey(peer)]
+		ikePeer := peer
+		if !rule.Tunnel.IsValid() && peer == "any" {
+			ikePeer = "%any"
+		}
+		if isRange(ikePeer) && r.o.Backend == LibIPsec {
+			r.errf(rule.Line, where, "the other side %s is not one host: the kernel backend negotiates such a rule with each host contacted (a trap policy for the whole range starts one IKE_SA per host, as Windows), but libipsec has no trap policies, so charon cannot learn which host to negotiate with; list the hosts, set tunnel_endpoint, or use the kernel backend", peer)
+			continue
+		}
+		ci, ok := r.peerConn[peerKey(ikePeer)]
 		if ok {
 			first := r.peerRule[ci]
 			if why := model.AuthConflict(first.Auth, rule.Auth); why != "" {
 				// Validation refuses this already; a renderer must not
 				// merge what it cannot express.
-				r.errf(rule.Line, where, "peer %s is also the peer of rule %q, and %s: charon keeps one peer config per peer, so both rules must authenticate alike", peer, first.Name, why)
+				r.errf(rule.Line, where, "peer %s is also the peer of rule %q, and %s: charon keeps one peer config per peer, so both rules must authenticate alike", ikePeer, first.Name, why)
 				continue
 			}
 		} else {
@@ -251,18 +259,21 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 			conn := Conn{
 				Name: name,
 				Origin: Origin{Policy: r.a.Policy.Name, Rule: rule.Name, RuleIndex: rule.Index, FilterList: rule.List.Name,
-					Action: string(rule.Action.Action), Peer: peer, Line: rule.Line},
-				Comment: fmt.Sprintf("rule %q: filter list %q, filter action %q, peer %s", rule.Name, rule.List.Name, rule.Action.Name, peer),
+					Action: string(rule.Action.Action), Peer: ikePeer, Line: rule.Line},
+				Comment: fmt.Sprintf("rule %q: filter list %q, filter action %q, peer %s", rule.Name, rule.List.Name, rule.Action.Name, ikePeer),
 			}
 			body := &Section{}
-			r.ikeSettings(body, peer, rule.Auth)
-			body.Sub("children", "")
+			r.ikeSettings(body, ikePeer, rule.Auth)
+			kids := body.Sub("children", "")
 			conn.Body = body
+			if isRange(ikePeer) {
+				r.selfPass(&conn, kids, ikePeer, rule, where)
+			}
 			ci = len(r.res.Conns)
 			r.res.Conns = append(r.res.Conns, conn)
-			r.peerConn[peerKey(peer)] = ci
+			r.peerConn[peerKey(ikePeer)] = ci
 			r.peerRule[ci] = rule
-			r.authMaterial(name, peer, rule.Auth, rule.Line, where)
+			r.authMaterial(name, ikePeer, rule.Auth, rule.Line, where)
 		}
 		conn := &r.res.Conns[ci]
 		if ok {
@@ -298,6 +309,51 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 	}
 }
 
+// rangeID is the identity expected of a peer: its address or name, any
+// identity for a range (each host authenticates as itself).
+func rangeID(peer string) string {
+	if isRange(peer) {
+		return "%any"
+	}
+	return peer
+}
+
+// isRange reports whether an IKE peer is not one host: %any or a subnet
+// (a negotiate rule whose other side is "any" or a subnet, negotiated
+// with each host contacted).
+func isRange(peer string) bool {
+	if peer == "%any" {
+		return true
+	}
+	p, err := netip.ParsePrefix(peer)
+	return err == nil && !p.IsSingleIP()
+}
+
+// selfPass adds pass children for this computer's own addresses inside a
+// range peer's connection: the range's trap would otherwise also take
+// traffic to this computer itself, and charon would negotiate with
+// itself.
+func (r *renderer) selfPass(conn *Conn, kids *Section, peer string, rule model.ResolvedRule, where string) {
+	pfx, err := netip.ParsePrefix(peer)
+	for _, s := range r.a.Endpoint.Addresses {
+		ip, perr := netip.ParseAddr(s)
+		if perr != nil || (err == nil && !pfx.Contains(ip)) {
+			continue
+		}
+		child := fmt.Sprintf("%s-self-%s", conn.Name, Slug(s))
+		if !r.claim(child, "child of "+where, rule.Line, where) {
+			continue
+		}
+		host := netip.PrefixFrom(ip, ip.BitLen()).String()
+		cs := kids.Sub(child, "this computer itself: not negotiated ("+s+" is in "+peer+")")
+		cs.SetList("local_ts", host)
+		cs.SetList("remote_ts", host)
+		cs.Set("mode", "pass")
+		cs.Set("start_action", "trap")
+		conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: -1, Summary: s + " ↔ " + s + " (this computer)", Rule: rule.Name, RuleIndex: rule.Index})
+	}
+}
+
 // peerKey is how peers are told apart: an address in its canonical form,
 // a DNS name without case.
 func peerKey(peer string) string {
@@ -319,7 +375,10 @@ func (r *renderer) unresolvedTraps() {
 			continue
 		}
 		for _, peer := range model.Peers(rule) {
-			if _, err := netip.ParseAddr(peer); err == nil {
+			if _, err := netip.ParseAddr(peer); err == nil || peer == "any" {
+				continue
+			}
+			if _, err := netip.ParsePrefix(peer); err == nil {
 				continue
 			}
 			r.res.Warnings = append(r.res.Warnings, model.Problem{File: r.a.File.Path, Line: rule.Line, Where: rule.Where(r.a.Policy), Warning: true,
@@ -415,10 +474,13 @@ func (r *renderer) ikeSettings(body *Section, peer string, auth []model.Resolved
 	// Only the addresses of the peer's family: charon would otherwise
 	// try an IPv4 source towards an IPv6 peer on a dual-stack endpoint.
 	peerIP, _ := netip.ParseAddr(peer)
+	if p, err := netip.ParsePrefix(peer); err == nil {
+		peerIP = p.Addr()
+	}
 	body.SetList("local_addrs", model.AddressesFor(r.a.Endpoint, peerIP)...)
 	body.SetList("remote_addrs", peer)
 	body.SetList("proposals", ikeProposals...)
-	if peer != "%any" {
+	if !isRange(peer) {
 		// Both ends start (or trap) the same rule; when both IKE_SAs get
 		// through, the one authenticated second replaces the first
 		// (charon deletes the older one), instead of two pairs of SAs.
@@ -435,7 +497,7 @@ func (r *renderer) ikeSettings(body *Section, peer string, auth []model.Resolved
 		local.Set("auth", "psk")
 		local.Set("id", model.LocalID(r.a, peer))
 		remote.Set("auth", "psk")
-		remote.Set("id", peer)
+		remote.Set("id", rangeID(peer))
 	case model.Certificate:
 		local.Set("auth", "pubkey")
 		local.Items = append(local.Items, Item{Key: "certs", Files: []FileRef{{Path: a.CertPath, Data: a.Cert}}})
@@ -446,7 +508,7 @@ func (r *renderer) ikeSettings(body *Section, peer string, auth []model.Resolved
 		remote.Items = append(remote.Items, Item{Key: "cacerts", Files: []FileRef{{Path: a.CAPath, Data: a.CA}}})
 		id := a.PeerID
 		if id == "" {
-			id = peer
+			id = rangeID(peer)
 		}
 		remote.Set("id", id)
 	}
@@ -797,7 +859,7 @@ func (r *renderer) authMaterial(conn, peer string, auth []model.ResolvedAuth, li
 	switch a.Method {
 	case model.PSK:
 		owners := []string{model.LocalID(r.a, peer)}
-		if peer != "%any" {
+		if !isRange(peer) {
 			owners = append(owners, peer)
 		}
 		key := strings.Join(owners, "\x00")
