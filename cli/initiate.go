@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -103,6 +104,11 @@ func initiateCommand() *ucli.Command {
 					continue
 				}
 				for _, ch := range conn.Children {
+					if ch.FilterIndex < 0 {
+						// Not negotiated: a pass child for this computer
+						// itself in a subnet rule's connection.
+						continue
+					}
 					rule := ch.RuleOf(conn.Origin)
 					if sa, csa, ok := diagnose.FindChild(live, conn.Name, ch.Name); ok {
 						if why := diagnose.Narrowed(conn, ch.Name, sa, csa); why != "" {
@@ -110,6 +116,12 @@ func initiateCommand() *ucli.Command {
 							continue
 						}
 						fmt.Fprintf(w, "rule %q: %s (%s) is already up\n", rule, ch.Name, ch.Summary)
+						continue
+					}
+					if rangePeer(conn.Origin.Peer) {
+						// No one host to start with: charon negotiates
+						// with each host of the range that traffic goes to.
+						fmt.Fprintf(w, "rule %q: %s (%s) is negotiated with each host of %s that traffic goes to; send some to start it\n", rule, ch.Name, ch.Summary, conn.Origin.Peer)
 						continue
 					}
 					fmt.Fprintf(w, "Negotiating IP security: rule %q, %s (%s) with %s\n", rule, ch.Name, ch.Summary, conn.Origin.Peer)
@@ -204,6 +216,16 @@ func terminateCommand() *ucli.Command {
 
 // withRules runs fn with a session to charon and the recorded connections
 // of the --rule flag's rule (all rules when it is empty).
+// rangePeer reports whether a connection's peer is a subnet or %any (a
+// negotiate rule to a subnet or "any" without a tunnel).
+func rangePeer(p string) bool {
+	if p == "%any" {
+		return true
+	}
+	pfx, err := netip.ParsePrefix(p)
+	return err == nil && !pfx.IsSingleIP()
+}
+
 // closeRuleChildren closes the CHILD_SAs of sa that belong to the rule
 // (mine: its children's names) when sa also carries others; partial is
 // false when the whole IKE_SA is the rule's (or no rule was named).

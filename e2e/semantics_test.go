@@ -360,6 +360,9 @@ func TestSubnetPeer(t *testing.T) {
 		return len(got) == 2 && got[l.Host("bob").Addr.String()] && got[l.Host("eve").Addr.String()],
 			fmt.Sprintf("alice's IKE_SAs of sm-abczz-with-the-lab with %v, want one each with %v", keys(got), keys(want))
 	})
+	if r := l.swanmgr("alice", "initiate", "--rule", "Abczz with the lab"); r.code != 0 || !strings.Contains(r.stdout, "is negotiated with each host of 172.16.0.0/12 that traffic goes to") || strings.Contains(r.stdout, "-self-") {
+		t.Errorf("initiate of a subnet rule: %s", r)
+	}
 	st := l.statusJSON("alice", "--rule", "Abczz with the lab")
 	if len(st.IKESAs) != 2 {
 		t.Errorf("status --rule: %d IKE_SAs, want 2 (one per host contacted): %+v", len(st.IKESAs), st.IKESAs)
