@@ -40,14 +40,10 @@ const (
 	DefaultApplyTimeout = 2 * time.Minute
 	DefaultSettle       = 300 * time.Millisecond
 	// DefaultFullCheckInterval is how often a check goes all the way
-	// (Engine.Assign: the record, every input's content, the guard table)
-	// although the cheap check found nothing.
+	// (Engine.Plan: the record against charon's connections, secrets and
+	// copies of them, and the guard's table) although the cheap check found
+	// nothing.
 	DefaultFullCheckInterval = 3 * time.Second
-	// certRecheck replaces it for policies with certificates or private
-	// keys, which Engine.Assign always loads again: their state is not all
-	// visible in get-conns and get-shared, and loading them every few
-	// seconds would be wasteful.
-	certRecheck = time.Minute
 	// saRecheck is how often the SAs of start rules are listed although no
 	// SA event said one went down.
 	saRecheck = 10 * time.Second
@@ -74,9 +70,9 @@ type Config struct {
 	// CheckInterval is the period of the cheap check (get-conns,
 	// get-shared, the files' fingerprints); DefaultCheckInterval if 0.
 	CheckInterval time.Duration
-	// FullCheckInterval is the period of the full check (Engine.Assign's
-	// own up-to-date check, the guard included); DefaultFullCheckInterval
-	// if 0.
+	// FullCheckInterval is the period of the full check (Engine.Plan of
+	// the last good policy: connections, secrets, charon's copies of them,
+	// the guard); DefaultFullCheckInterval if 0.
 	FullCheckInterval time.Duration
 	// Ticks, if set, replaces the check ticker (tests).
 	Ticks <-chan time.Time
@@ -134,10 +130,10 @@ type Agent struct {
 	goodFP  string  // the files' fingerprint good was read at
 	badFP   string  // fingerprint of files that did not validate
 	lastErr string  // the last converge error logged, not repeated
-	// lastFull is when the last full check ran, lastDrift the last
-	// comparison of charon's copies (list-conns); lastSAs when start rules'
-	// SAs were last listed.
-	lastFull, lastSAs, lastDrift time.Time
+	// lastFull is when the last full check ran, lastDrift the last that
+	// compared charon's copies; lastSAs when start rules' SAs were last
+	// listed.
+	lastFull, lastDrift, lastSAs time.Time
 	// saWake: an SA event or an apply calls for listing SAs now.
 	saWake bool
 
@@ -291,27 +287,52 @@ func (a *Agent) useBackend(conn *Conn) {
 	}
 }
 
-// watch subscribes to SA events: they wake the loop, and the channel's
-// closing tells that charon went away. Without events the periodic check
-// still finds everything, only later.
-func (a *Agent) watch(ctx context.Context, conn *Conn) (<-chan vici.Event, func()) {
-	wctx, cancel := context.WithCancel(ctx)
-	ev, err := conn.Client.Watch(wctx, "ike-updown", "child-updown")
-	if err != nil {
-		a.logf("not watching charon's SA events (%v): the check every %v still repairs", err, a.cfg.CheckInterval)
-		cancel()
-		return nil, func() {}
-	}
-	return ev, cancel
+// watching is the subscription to charon's SA events: they wake the loop,
+// and the stream's closing tells that charon went away. It is made in the
+// background (a busy charon may take its time to confirm it); until it is
+// there, and without it, the periodic check still finds everything, only
+// later.
+type watching struct {
+	events <-chan vici.Event
+	ready  chan watched
+	stop   func()
+}
+
+type watched struct {
+	events <-chan vici.Event
+	stop   func()
+}
+
+// subscribe starts the subscription in the background.
+func (a *Agent) subscribe(ctx context.Context, conn *Conn) *watching {
+	w := &watching{ready: make(chan watched, 1), stop: func() {}}
+	go func() {
+		wctx, cancel := context.WithCancel(ctx)
+		ev, err := conn.Client.Watch(wctx, "ike-updown", "child-updown")
+		if err != nil {
+			cancel()
+			if ctx.Err() == nil {
+				a.logf("not watching charon's SA events (%v): the check every %v still repairs", err, a.cfg.CheckInterval)
+			}
+			return
+		}
+		w.ready <- watched{ev, cancel}
+	}()
+	return w
 }
 
 // serve converges and waits for the next reason to, until charon goes
 // away (true) or ctx ends (false).
 func (a *Agent) serve(ctx context.Context, conn *Conn, ticks <-chan time.Time) bool {
 	force := true // a fresh connection: charon may have restarted
-	var events <-chan vici.Event
-	stopWatch := func() {}
-	defer func() { stopWatch() }()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var w *watching
+	defer func() {
+		if w != nil {
+			w.stop()
+		}
+	}()
 	for {
 		if err := a.converge(ctx, conn, force); err != nil {
 			if ctx.Err() != nil {
@@ -333,13 +354,13 @@ func (a *Agent) serve(ctx context.Context, conn *Conn, ticks <-chan time.Time) b
 				a.keepUp(ctx, conn)
 			}
 		}
-		if force && events == nil {
-			// Subscribed after the first converge: after a restart the
-			// policy goes back first, whatever the subscription waits for.
-			events, stopWatch = a.watch(ctx, conn)
+		if w == nil {
+			// After the first converge: after a restart the policy goes
+			// back first, whatever the subscription waits for.
+			w = a.subscribe(sctx, conn)
 		}
 		force = false
-		if !a.wait(ctx, events, ticks, &force) {
+		if !a.wait(ctx, w, ticks, &force) {
 			return ctx.Err() == nil
 		}
 	}
@@ -347,9 +368,9 @@ func (a *Agent) serve(ctx context.Context, conn *Conn, ticks <-chan time.Time) b
 
 // wait blocks until something calls for a check: the ticker, a reload, an
 // SA of the policy going down. It returns false when ctx ends or charon
-// went away (its event stream closed); a finished initiate is handled on
-// the way.
-func (a *Agent) wait(ctx context.Context, events <-chan vici.Event, ticks <-chan time.Time, force *bool) bool {
+// went away (its event stream closed); a finished initiate and the
+// subscription coming up are handled on the way.
+func (a *Agent) wait(ctx context.Context, w *watching, ticks <-chan time.Time, force *bool) bool {
 	for {
 		select {
 		case <-ctx.Done():
@@ -362,7 +383,9 @@ func (a *Agent) wait(ctx context.Context, events <-chan vici.Event, ticks <-chan
 			return true
 		case r := <-a.initDone:
 			a.initiated(r)
-		case ev, ok := <-events:
+		case r := <-w.ready:
+			w.events, w.stop = r.events, r.stop
+		case ev, ok := <-w.events:
 			if !ok {
 				a.logf("charon at %s went away (its event stream closed): waiting for it to come back", a.cfg.Socket)
 				return false

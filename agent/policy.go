@@ -100,14 +100,15 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	// act on a change once the files have been still for a moment.
 	settling := a.good != nil && fp != a.goodFP && fp != a.badFP && a.files.modifiedWithin(a.watched(), a.cfg.Settle)
 	if !settling && (fp != a.badFP || a.good == nil) {
-		if !force && a.cheapOK(ctx, conn, fp == a.goodFP) {
-			return nil
+		if !force && a.good != nil && fp == a.goodFP {
+			// The files are as assigned: the cheap check, and now and
+			// then the full one.
+			if a.cheapOK(ctx, conn) {
+				return nil
+			}
+			return a.fullCheck(ctx, conn)
 		}
-		same, err := a.assignFile(ctx, conn, fp)
-		if err == nil && same && time.Since(a.lastDrift) >= a.cfg.FullCheckInterval {
-			a.lastDrift = time.Now()
-			return a.repairDrift(ctx, conn)
-		}
+		err := a.assignFile(ctx, conn, fp)
 		var pe *policyError
 		if !errors.As(err, &pe) {
 			return err
@@ -121,35 +122,47 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	}
 	// The file does not validate (or is still being written): keep the
 	// last good policy enforced (it may be charon that restarted meanwhile).
-	if !force && a.cheapOK(ctx, conn, true) {
+	if !force && a.cheapOK(ctx, conn) {
 		return nil
 	}
-	a.lastFull = time.Now()
-	start := time.Now()
-	g := a.good
-	rep, same, err := conn.Engine.Assign(ctx, g.in, string(a.backend), func() (*render.Result, assign.Inputs, error) {
-		return g.result, g.in, nil
-	})
-	if err != nil {
-		return err
-	}
-	a.report(rep, same, time.Since(start))
-	return nil
+	return a.fullCheck(ctx, conn)
 }
 
-// repairDrift loads again the connections of the policy that charon has
-// with other settings than swanmgr loaded (replaced over VICI by someone
-// else, e.g. `swanctl --load-conns` of a file with the same names): the
-// up-to-date shortcut of Engine.Assign only sees names, the plan compares
-// charon's list-conns view with the recorded one.
-func (a *Agent) repairDrift(ctx context.Context, conn *Conn) error {
+// fullCheck compares charon with the last good policy as an apply would
+// (Engine.Plan: connections and secrets missing, connections replaced under
+// swanmgr with other settings — charon's list-conns view against the
+// recorded one —, the guard's table) and applies it if anything differs.
+// The files themselves are the watcher's: they are as when read.
+//
+// Comparing charon's copies means listing every connection (list-conns),
+// which costs about 0.1 s of charon's and swanmgr's time at 1,000 rules: it
+// runs every driftEvery; the full checks between use Engine.Assign's own
+// up-to-date check (the record, every input, connection and secret names,
+// the guard's table), which does not list them.
+func (a *Agent) fullCheck(ctx context.Context, conn *Conn) error {
 	g := a.good
-	if g == nil {
+	a.lastFull = time.Now()
+	if time.Since(a.lastDrift) < a.driftEvery() {
+		start := time.Now()
+		rep, same, err := conn.Engine.Assign(ctx, g.in, string(a.backend), func() (*render.Result, assign.Inputs, error) {
+			return g.result, g.in, nil
+		})
+		if err != nil {
+			return err
+		}
+		if rep != nil {
+			a.saWake = true
+		}
+		a.report(rep, same, time.Since(start))
 		return nil
 	}
+	a.lastDrift = time.Now()
 	p, err := conn.Engine.Plan(ctx, g.result)
 	if err != nil {
 		return err
+	}
+	if !p.Pending() {
+		return nil
 	}
 	var drifted []string
 	for _, r := range p.Rules {
@@ -157,10 +170,12 @@ func (a *Agent) repairDrift(ctx context.Context, conn *Conn) error {
 			drifted = append(drifted, fmt.Sprintf("%q", r.Rule))
 		}
 	}
-	if len(drifted) == 0 {
-		return nil
+	if len(drifted) > 0 {
+		a.logf("charon's copy of %s %s was replaced by someone else: loading swanmgr's again", plural(len(drifted), "rule", "rules"), names(drifted))
 	}
-	a.logf("charon's copy of %s %s was replaced by someone else: loading swanmgr's again", plural(len(drifted), "rule", "rules"), strings.Join(drifted, ", "))
+	if p.Guard.Drift {
+		a.logf("the guard's nftables table is not the one swanmgr installed (removed or changed by someone else): installing it again")
+	}
 	start := time.Now()
 	rep, err := conn.Engine.Apply(ctx, g.result, g.in)
 	if err != nil {
@@ -171,13 +186,26 @@ func (a *Agent) repairDrift(ctx context.Context, conn *Conn) error {
 	return nil
 }
 
-// assignFile assigns the policy file as it is now and reports whether
-// charon had it already (nothing was read or sent). A file that does not
+// driftEvery is how often the full check compares charon's copies of the
+// connections: every full check up to 100 connections, then less often in
+// proportion, so that the cost stays about that of 100.
+func (a *Agent) driftEvery() time.Duration {
+	n := 0
+	if a.good != nil {
+		n = len(a.good.result.Conns)
+	}
+	if n <= 100 {
+		return a.cfg.FullCheckInterval
+	}
+	return a.cfg.FullCheckInterval * time.Duration(n) / 100
+}
+
+// assignFile assigns the policy file as it is now. A file that does not
 // read or validate comes back as a *policyError, with charon unchanged.
-func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) (bool, error) {
+func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) error {
 	data, err := os.ReadFile(a.cfg.PolicyFile)
 	if err != nil {
-		return false, &policyError{fmt.Errorf("reading policy: %w", err)}
+		return &policyError{fmt.Errorf("reading policy: %w", err)}
 	}
 	start := time.Now()
 	a.lastFull = start
@@ -198,13 +226,13 @@ func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) (bool, er
 		return p.result, p.in, nil
 	})
 	if err != nil {
-		return false, err
+		return err
 	}
 	if p == nil && (a.good == nil || a.goodFP != fp) {
 		// Up to date without reading: the file is what was assigned
 		// before, by this agent or by apply.
 		if p, err = a.parse(data); err != nil {
-			return false, err
+			return err
 		}
 	}
 	if p != nil {
@@ -215,7 +243,7 @@ func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) (bool, er
 		a.saWake = true
 	}
 	a.report(rep, same, time.Since(start))
-	return same != nil, nil
+	return nil
 }
 
 // adopt makes p the last good policy.
@@ -238,21 +266,15 @@ func (a *Agent) adopt(p *policy) {
 	a.pruneRules()
 }
 
-// cheapOK is the check between full ones: the files are as when last
-// assigned (their stat, hashed again only when it moved), and charon lists
-// every connection and secret of the policy. Every FullCheckInterval (for
-// policies with certificates or keys, which Engine.Assign always loads in
-// full: every certRecheck) it says no, and Engine.Assign checks everything.
-func (a *Agent) cheapOK(ctx context.Context, conn *Conn, filesOK bool) bool {
+// cheapOK is the check between full ones: charon lists every connection
+// and secret of the last good policy (the files are the watcher's). Every
+// FullCheckInterval it says no, and fullCheck compares everything.
+func (a *Agent) cheapOK(ctx context.Context, conn *Conn) bool {
 	g := a.good
-	if g == nil || !filesOK {
+	if g == nil {
 		return false
 	}
-	every := a.cfg.FullCheckInterval
-	if len(g.result.Certs) > 0 || len(g.result.Keys) > 0 {
-		every = max(every, certRecheck)
-	}
-	if time.Since(a.lastFull) >= every {
+	if time.Since(a.lastFull) >= a.cfg.FullCheckInterval {
 		a.lastFull = time.Now()
 		return false
 	}

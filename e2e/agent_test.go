@@ -141,7 +141,12 @@ func TestAgentRestoresAfterRestartAndStrayLoadAll(t *testing.T) {
 	if err := syscall.Kill(l.Host("alice").Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	alice.waitLog(5*time.Second, from, "went away")
+	// The agent notices: its event stream closes ("went away"), or its
+	// next check cannot reach charon ("lost charon").
+	eventually(t, 5*time.Second, func() (bool, string) {
+		s := alice.log.String()[from:]
+		return strings.Contains(s, "went away") || strings.Contains(s, "lost charon"), "the agent did not notice charon died:\n" + s
+	})
 	restart := exec.Command(bin, "lab", "restart", "--dir", l.Dir, "alice")
 	restartDone := make(chan error, 1)
 	var restartOut lockedBuffer
