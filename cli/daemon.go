@@ -169,7 +169,7 @@ func connect(c *ucli.Context) (context.Context, *session, func(), error) {
 func applyCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "apply",
-		Usage: "assign the file's policy to the running charon (replaces the policy swanmgr assigned before)",
+		Usage: "assign the file's policy to the running charon, with its nftables guard (replaces the policy swanmgr assigned before)",
 		Description: "Loads secrets and connections over VICI, then unloads the connections and secrets\n" +
 			"swanmgr had loaded before that the new policy no longer has. Unchanged rules are\n" +
 			"not sent again, so their SAs stay up; if charon rejects anything, the previous\n" +
@@ -486,7 +486,7 @@ func printRules(w io.Writer, p *assign.Plan, planning bool) {
 func unassignCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:        "unassign",
-		Usage:       "remove the connections, secrets and keys swanmgr loaded into charon (and their SAs), and nothing else; certificates stay",
+		Usage:       "remove the connections, secrets, keys and guard swanmgr loaded (and their SAs), and nothing else; certificates stay",
 		Description: "-o json writes one document, also on failure (docs/apply-json.md).",
 		ArgsUsage:   " ",
 		Flags:       daemonFlags(resultOutputFlag, confirmFlag),
