@@ -174,6 +174,11 @@ func applyCommand() *ucli.Command {
 			"swanmgr had loaded before that the new policy no longer has. Unchanged rules are\n" +
 			"not sent again, so their SAs stay up; if charon rejects anything, the previous\n" +
 			"assignment is put back. Connections swanmgr did not load are never touched.\n" +
+			"Negotiate and block rules are also enforced by an nftables guard (table inet\n" +
+			"swanmgr in charon's namespace) that drops their clear text when no SA protects it,\n" +
+			"also while charon is down (docs/enforcement.md); nftables must be installed.\n" +
+			"--confirm 2m reverts to the previous assignment unless `swanmgr confirm` runs\n" +
+			"in time, even if this session dies.\n" +
 			"-o json writes one document, also on failure (docs/apply-json.md).",
 		ArgsUsage: " ",
 		Flags:     daemonFlags(fileFlag, insecureFlag, backendFlag, resultOutputFlag, confirmFlag),
