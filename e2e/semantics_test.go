@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -366,5 +367,45 @@ func TestSubnetPeer(t *testing.T) {
 	st := l.statusJSON("alice", "--rule", "Abczz with the lab")
 	if len(st.IKESAs) != 2 {
 		t.Errorf("status --rule: %d IKE_SAs, want 2 (one per host contacted): %+v", len(st.IKESAs), st.IKESAs)
+	}
+}
+
+// Item 7: the default response rule answers a peer that has a rule here
+// for other traffic. charon selects the peer's own connection (not
+// sm-default-response) and looked the CHILD_SA up only among its
+// children, so Bob's SA for UDP 7001, which no rule of Alice covers, got
+// TS_UNACCEPTABLE; now the peer's connection carries the default response
+// as a child of its own, and Bob's SA comes up and carries the traffic.
+func TestDefaultResponseForKnownPeer(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob")
+	a, err := os.ReadFile(l.example("alice-bob/alice.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(l.example("alice-bob/bob.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceText := strings.Replace(string(a), "default_response_rule = false", "default_response_rule = true", 1)
+	bobText := strings.Replace(string(b), "  # Bob connects to Alice's incoming Abczz port.\n", "  [[filter_list.filter]]\n  source = \"me\"\n  destination = \"172.16.98.231\"\n  protocol = \"udp\"\n  destination_port = 7001\n  # Bob connects to Alice's incoming Abczz port.\n", 1)
+	if aliceText == string(a) || bobText == string(b) {
+		t.Fatal("the alice-bob examples changed: nothing to edit")
+	}
+	l.mustApply("alice", l.writeFile("alice-bob/alice-dr.toml", aliceText, 0o644))
+	l.mustApply("bob", l.writeFile("alice-bob/bob-dr.toml", bobText, 0o644))
+	// Bob's filter 3 is the new UDP 7001 one, filter 4 the old third.
+	l.waitInstalled("bob", "sm-abczz-with-alice-1", "sm-abczz-with-alice-3", "sm-abczz-with-alice-4")
+	kids := l.waitInstalled("alice", "sm-abczz-with-bob-default-response")
+	if ch := kids["sm-abczz-with-bob-default-response"]; len(ch.RemoteTS) != 1 || ch.RemoteTS[0] != "172.31.67.244/32[udp]" || len(ch.LocalTS) != 1 || (ch.LocalTS[0] != "172.16.98.231/32[udp/7001]" && ch.LocalTS[0] != "172.16.98.231/32[udp/afs3-callback]") {
+		t.Errorf("alice's default response SA: local %v remote %v, want 172.16.98.231/32[udp/7001] === 172.31.67.244/32[udp] (narrowed to Bob's proposal)", ch.LocalTS, ch.RemoteTS)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got, err := lab.Send(ctx, l.Host("bob"), l.Host("alice"), "udp", 7001, []byte("syslog line")); err != nil || string(got) != "syslog line" {
+		t.Errorf("bob → alice udp/7001 over the default response SA: %q, %v", got, err)
+	}
+	if r := l.swanmgr("alice", "initiate", "-q"); strings.Contains(r.stdout, "default-response") {
+		t.Errorf("initiate started the default response child (it only answers): %s", r)
 	}
 }

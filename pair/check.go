@@ -331,9 +331,10 @@ func children(e *end, conns []*render.Conn, self, peer netip.Addr) []*child {
 			if body == nil {
 				continue
 			}
-			if body.Value("mode") == "pass" {
+			if body.Value("mode") == "pass" || o.FilterIndex < 0 {
 				// Not negotiated (this computer's own addresses in a
-				// subnet rule's connection).
+				// subnet rule's connection) or only answered (the default
+				// response rule's child in a peer's connection).
 				continue
 			}
 			ch := &child{e: e, conn: cn, origin: o, body: body}

@@ -821,14 +821,49 @@ func (r *renderer) defaultResponse() {
 	}
 	conn := Conn{
 		Name:    name,
-		Origin:  Origin{Policy: r.a.Policy.Name, Rule: "<Dynamic> (default response)", RuleIndex: -1, Action: string(model.Negotiate), Peer: "%any"},
+		Origin:  Origin{Policy: r.a.Policy.Name, Rule: DefaultResponseRule, RuleIndex: -1, Action: string(model.Negotiate), Peer: "%any"},
 		Comment: fmt.Sprintf("default response rule: any peer, authentication and security of rule %q", first.Name),
 	}
 	body := &Section{}
 	r.ikeSettings(body, "%any", first.Auth)
 	children := body.Sub("children", "")
 	child := name + "-1"
-	cs := children.Sub(child, "any peer, host to host")
+	r.responseChild(children.Sub(child, "any peer, host to host"), first.Action)
+	conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: -1, Summary: "me ↔ any peer"})
+	conn.Body = body
+	r.res.Conns = append(r.res.Conns, conn)
+	r.authMaterial(name, "%any", first.Auth, 0, where)
+
+	// A peer with a connection of its own never reaches sm-default-response:
+	// charon selects the peer's connection by its address and identity and
+	// looks CHILD_SAs up only among its children. So each peer connection
+	// gets the default response as a child too, for its traffic that no
+	// rule covers (charon prefers a child whose selectors match exactly).
+	for i := range r.res.Conns {
+		c := &r.res.Conns[i]
+		if c.Origin.Action != string(model.Negotiate) || c.Origin.RuleIndex < 0 || isRange(c.Origin.Peer) {
+			continue
+		}
+		kids := c.Body.Get("children")
+		if kids == nil || kids.Sec == nil {
+			continue
+		}
+		child := c.Name + "-default-response"
+		if !r.claim(child, "the default response rule", 0, where) {
+			continue
+		}
+		r.responseChild(kids.Sec.Sub(child, "default response rule: this peer's traffic that no rule covers, host to host"), first.Action)
+		c.Children = append(c.Children, ChildOrigin{Name: child, FilterIndex: -1, Summary: "me ↔ " + c.Origin.Peer + " (default response)", Rule: DefaultResponseRule, RuleIndex: -1})
+	}
+}
+
+// DefaultResponseRule is the rule name of the default response rule's
+// connection and children.
+const DefaultResponseRule = "<Dynamic> (default response)"
+
+// responseChild writes a default response child: host to host, answered
+// only (start_action none), with the security of act.
+func (r *renderer) responseChild(cs *Section, act model.ResolvedAction) {
 	cs.SetList("local_ts", "dynamic")
 	cs.SetList("remote_ts", "dynamic")
 	mode := "transport"
@@ -837,16 +872,11 @@ func (r *renderer) defaultResponse() {
 	}
 	cs.Set("mode", mode)
 	cs.Set("start_action", "none")
-	act := first.Action
 	if len(act.AHInteg) > 0 {
 		cs.SetList("ah_proposals", proposal(act.AHInteg, nil, act.PFSGroup))
 	} else {
 		cs.SetList("esp_proposals", proposal(act.ESPEnc, act.ESPInteg, act.PFSGroup))
 	}
-	conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: -1, Summary: "me ↔ any peer"})
-	conn.Body = body
-	r.res.Conns = append(r.res.Conns, conn)
-	r.authMaterial(name, "%any", first.Auth, 0, where)
 }
 
 // authMaterial adds the secrets, certificates and keys a connection's
