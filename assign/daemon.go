@@ -24,8 +24,7 @@ type Daemon interface {
 	LoadKey(ctx context.Context, typ string, data []byte) (string, error)
 	UnloadKey(ctx context.Context, id string) error
 	Keys(ctx context.Context) ([]string, error)
-	// LiveSAs lists the IKE_SAs (with their CHILD_SAs) of the named
-	// connections; all when names is empty.
+	// LiveSAs lists every IKE_SA with its CHILD_SAs.
 	LiveSAs(ctx context.Context) ([]LiveSA, error)
 	TerminateIKE(ctx context.Context, uniqueID uint64) error
 	TerminateChild(ctx context.Context, uniqueID uint64) error

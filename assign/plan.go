@@ -29,7 +29,9 @@ type ConnPlan struct {
 	Hash   string       // New's hash
 	Old    *RecordConn  // nil when added
 	// Restore: the daemon lacks a connection the record lists (charon
-	// restarted or someone unloaded it), so it is loaded again.
+	// restarted or someone unloaded it). For an added or changed
+	// connection that means it is loaded again; for a removed one that
+	// there is nothing to unload (its SAs are still torn down).
 	Restore bool
 	// ChangedChildren are the children whose settings changed or that
 	// went away; IKEChanged means every child is re-applied.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os/exec"
 	"strconv"
@@ -83,10 +82,9 @@ func Send(ctx context.Context, from, to *Host, proto string, port int, msg []byt
 		defer c.Close()
 		buf := make([]byte, 65536)
 		for {
-			if _, err := c.Write(msg); err != nil && !errors.Is(err, net.ErrClosed) {
-				// ECONNREFUSED or EPERM from a trap or drop policy: try again.
-				_ = err
-			}
+			// ECONNREFUSED or EPERM from a trap or drop policy: the next
+			// round tries again; only the reply below counts.
+			c.Write(msg)
 			pc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 			n, _, err := pc.ReadFrom(buf)
 			if err == nil {
