@@ -8,7 +8,12 @@
 // the VICI messages for load-conn, load-shared, load-cert and load-key, so
 // the two can never disagree. Names are stable across runs, unique, valid
 // swanctl.conf section names, and map back to policy, rule and filter
-// through Conn.Origin and Conn.Children.
+// through Conn.Origin and Conn.Children. All negotiate rules to one peer
+// share that peer's connection (charon selects one peer config per peer),
+// so each child names its own rule (ChildOrigin.Rule). Besides the rules,
+// it may add the IPv6 neighbour discovery exemption (nd.go) and default
+// response children; Result.Warnings says what a backend will do
+// differently from Windows with a policy it accepts (warnings.go).
 //
 // The package is pure: no file, network or daemon I/O. Secrets are written
 // only where explicitly asked for (WriteOptions.ShowSecrets) and otherwise
