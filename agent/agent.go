@@ -411,7 +411,11 @@ func (a *Agent) relevant(ev vici.Event) bool {
 	for _, sa := range sas {
 		if a.good.conn(sa.Name) != nil {
 			if !a.quiet(sa.Name) {
-				a.logf("%s of rule %q went down (%s event): checking", describeSA(sa), a.good.conn(sa.Name).Origin.Rule, ev.Name)
+				var kids []string
+				for _, ch := range sa.Children {
+					kids = append(kids, ch.Name)
+				}
+				a.logf("%s of %s went down (%s event): checking", describeSA(sa), a.rulesOf(sa.Name, kids), ev.Name)
 			}
 			return true
 		}

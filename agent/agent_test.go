@@ -610,3 +610,36 @@ func TestNamesAreCapped(t *testing.T) {
 		t.Errorf("names(2 rules) = %s", got)
 	}
 }
+
+// Two rules to one peer share its connection: the agent's lines name both.
+func TestRulesSharingAConnectionAreNamed(t *testing.T) {
+	h := newHarness(t)
+	two := strings.Replace(alicePolicy, "[[filter_action]]", `[[filter_list]]
+name = "Other to Bob's PC"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "172.31.67.244"
+  protocol = "tcp"
+  destination_port = 6697
+
+[[filter_action]]`, 1) + `  [[policy.rule]]
+  name = "Other with Bob"
+  filter_list = "Other to Bob's PC"
+  filter_action = "Encrypt Abczz"
+  authentication = [ { method = "psk", secret_file = "alice-bob.psk" } ]
+`
+	h.write("alice.toml", two, 0o644)
+	h.srv.Handle("initiate", func(r *vicitest.Request) *govici.Message {
+		r.Event("control-log", vicitest.Msg("group", "IKE", "level", "1", "msg", "received AUTHENTICATION_FAILED notify error"))
+		return vicitest.Failed("establishing CHILD_SA failed")
+	})
+	h.start()
+	h.eventually("applied at start", func() bool { return len(h.srv.ConnNames()) > 0 })
+	if n := len(h.srv.ConnNames()); n != 1 {
+		t.Fatalf("charon has %d connections %v, want the two rules in one", n, h.srv.ConnNames())
+	}
+	h.tick()
+	h.clock.Add(2 * time.Second)
+	h.eventually("the failure names both rules", h.logHas(`rules "Abczz with Bob", "Other with Bob" failed (attempt 1, 2 of its CHILD_SAs down)`))
+	h.eventually("and the initiate", h.logHas(`rules "Abczz with Bob", "Other with Bob" should be up and are not`))
+}

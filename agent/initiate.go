@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -25,10 +26,11 @@ type ruleState struct {
 
 // initResult is a finished initiate of a connection's down children.
 type initResult struct {
-	conn   string
-	gen    int
-	failed []string // children that did not come up
-	reason string   // why the first of them did not
+	conn     string
+	children []string // initiated
+	gen      int
+	failed   []string // children that did not come up
+	reason   string   // why the first of them did not
 }
 
 // backoff is the wait after n consecutive failures: min·2^(n-1), at most max.
@@ -119,7 +121,7 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 			st = &ruleState{}
 			a.rules[name] = st
 		}
-		var down, narrowed []string
+		var down, narrowed, narrowedKids []string
 		rc := a.recordConn(name)
 		for _, child := range want[name] {
 			sa, ch, up := diagnose.FindChild(sas, name, child)
@@ -127,13 +129,15 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 				down = append(down, child)
 			} else if why := diagnose.Narrowed(rc, child, sa, ch); why != "" {
 				narrowed = append(narrowed, child+": "+why)
+				narrowedKids = append(narrowedKids, child)
 			}
 		}
 		// An SA narrowed by the peer is up: initiating again would give the
 		// same. Say so once, and again only when it changes.
 		if n := strings.Join(narrowed, "; "); n != st.narrowed {
 			if n != "" {
-				a.logf("rule %q is up but does not carry all of its traffic: %s", a.ruleOf(name), n)
+				label := a.rulesOf(name, narrowedKids)
+				a.logf("%s %s up but does not carry all of its traffic: %s", label, isAre(label), n)
 			}
 			st.narrowed = n
 		}
@@ -142,7 +146,8 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 		}
 		if len(down) == 0 {
 			if st.failures > 0 {
-				a.logf("rule %q is up again after %d failed %s", a.ruleOf(name), st.failures, plural(st.failures, "attempt", "attempts"))
+				label := a.rulesOf(name, want[name])
+				a.logf("%s %s up again after %d failed %s", label, isAre(label), st.failures, plural(st.failures, "attempt", "attempts"))
 			}
 			*st = ruleState{narrowed: st.narrowed}
 			continue
@@ -157,7 +162,8 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 			continue
 		}
 		st.running = true
-		a.logf("rule %q should be up and is not (%s): initiating", a.ruleOf(name), a.describeChildren(name, down))
+		label := a.rulesOf(name, down)
+		a.logf("%s should be up and %s not (%s): initiating", label, isAre(label), a.describeChildren(name, down))
 		go a.initiate(ctx, conn, name, down, rc, a.gen)
 	}
 }
@@ -167,7 +173,7 @@ func (a *Agent) keepUp(ctx context.Context, conn *Conn) {
 // initDone. It runs on its own goroutine: it touches nothing of the Agent
 // but initDone and the configuration.
 func (a *Agent) initiate(ctx context.Context, conn *Conn, name string, children []string, rc assign.RecordConn, gen int) {
-	r := initResult{conn: name, gen: gen}
+	r := initResult{conn: name, children: children, gen: gen}
 	for i, child := range children {
 		duplicate := false
 		err := conn.Client.Initiate(ctx, vici.InitiateRequest{IKE: name, Child: child, Timeout: a.cfg.NegotiationTimeout}, func(l vici.LogLine) {
@@ -206,12 +212,12 @@ func (a *Agent) initiated(r initResult) {
 	if r.gen != a.gen {
 		return // charon went away meanwhile: the next check starts afresh
 	}
-	rule := a.ruleOf(r.conn)
+	rule := a.rulesOf(r.conn, r.children)
 	if len(r.failed) == 0 {
 		if st.failures > 0 {
-			a.logf("rule %q established after %d failed %s", rule, st.failures, plural(st.failures, "attempt", "attempts"))
+			a.logf("%s established after %d failed %s", rule, st.failures, plural(st.failures, "attempt", "attempts"))
 		} else {
-			a.logf("rule %q established", rule)
+			a.logf("%s established", rule)
 		}
 		*st = ruleState{narrowed: st.narrowed}
 		return
@@ -224,7 +230,7 @@ func (a *Agent) initiated(r initResult) {
 		what = "failed"
 	}
 	st.reason = r.reason
-	a.logf("rule %q %s (attempt %d, %d of its CHILD_SAs down): %s; next try in %v", rule, what, st.failures, len(r.failed), r.reason, wait)
+	a.logf("%s %s (attempt %d, %d of its CHILD_SAs down): %s; next try in %v", rule, what, st.failures, len(r.failed), r.reason, wait)
 }
 
 // quiet reports whether an SA event of a connection is expected: the agent
@@ -234,11 +240,38 @@ func (a *Agent) quiet(conn string) bool {
 	return st != nil && (st.running || st.failures > 0)
 }
 
-func (a *Agent) ruleOf(conn string) string {
-	if c := a.good.conn(conn); c != nil {
-		return c.Origin.Rule
+// rulesOf names the rules of a connection's children (all of them when
+// children is nil): `rule "A"` or `rules "A", "B"`. All negotiate rules to
+// one peer share its connection.
+func (a *Agent) rulesOf(conn string, children []string) string {
+	c := a.good.conn(conn)
+	if c == nil {
+		return fmt.Sprintf("connection %s", conn)
 	}
-	return conn
+	var rules []string
+	for _, ch := range c.Children {
+		if children != nil && !slices.Contains(children, ch.Name) {
+			continue
+		}
+		if r := fmt.Sprintf("%q", ch.RuleOf(c.Origin)); !slices.Contains(rules, r) {
+			rules = append(rules, r)
+		}
+	}
+	if len(rules) == 0 {
+		rules = append(rules, fmt.Sprintf("%q", c.Origin.Rule))
+	}
+	if len(rules) == 1 {
+		return "rule " + rules[0]
+	}
+	return "rules " + names(rules)
+}
+
+// isAre is "is" after one rule, "are" after several.
+func isAre(label string) string {
+	if strings.HasPrefix(label, "rules ") {
+		return "are"
+	}
+	return "is"
 }
 
 // describeChildren names children with their filters.
