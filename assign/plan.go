@@ -253,20 +253,65 @@ func rules(conns []ConnPlan) []RulePlan {
 	var out []RulePlan
 	idx := map[string]int{}
 	for _, c := range conns {
-		i, ok := idx[c.Origin.Rule]
-		if !ok {
-			i = len(out)
-			idx[c.Origin.Rule] = i
-			out = append(out, RulePlan{Rule: c.Origin.Rule, Policy: c.Origin.Policy, Change: c.Change})
-		}
-		r := &out[i]
-		r.Conns = append(r.Conns, c)
-		r.Drift = r.Drift || c.Drift
-		if r.Change != c.Change {
-			r.Change = Changed
+		for _, rule := range connRules(c) {
+			change := ruleChange(c, rule)
+			i, ok := idx[rule]
+			if !ok {
+				i = len(out)
+				idx[rule] = i
+				out = append(out, RulePlan{Rule: rule, Policy: c.Origin.Policy, Change: change})
+			}
+			r := &out[i]
+			r.Conns = append(r.Conns, c)
+			r.Drift = r.Drift || c.Drift
+			if r.Change != change {
+				r.Change = Changed
+			}
 		}
 	}
 	return out
+}
+
+// connRules are the rules a connection carries: several negotiate rules
+// to one peer share a connection, each with its own children.
+func connRules(c ConnPlan) []string {
+	switch {
+	case c.New != nil:
+		return render.Rules(c.Origin, c.New.Children)
+	case c.Old != nil:
+		return render.Rules(c.Origin, c.Old.Children)
+	}
+	return []string{c.Origin.Rule}
+}
+
+// ruleChange is what a connection's change means for one of its rules:
+// a changed connection changes only the rules whose children changed,
+// unless its IKE settings changed (then every child is re-applied).
+func ruleChange(c ConnPlan, rule string) Change {
+	if c.Change != Changed || c.IKEChanged || c.Restore || c.Drift || c.New == nil || c.Old == nil {
+		return c.Change
+	}
+	of := map[string]string{}
+	for _, co := range c.New.Children {
+		of[co.Name] = co.RuleOf(c.Origin)
+	}
+	for _, co := range c.Old.Children {
+		if _, ok := of[co.Name]; !ok {
+			of[co.Name] = co.RuleOf(c.Origin)
+		}
+	}
+	for _, name := range c.ChangedChildren {
+		if of[name] == rule {
+			return Changed
+		}
+	}
+	for _, co := range c.New.Children {
+		// A child the old connection did not have: added to this rule.
+		if co.RuleOf(c.Origin) == rule && c.Old.ChildHashes[co.Name] == "" {
+			return Changed
+		}
+	}
+	return Unchanged
 }
 
 func set(xs []string) map[string]bool {
