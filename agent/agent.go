@@ -66,6 +66,13 @@ type Config struct {
 	Dial func(ctx context.Context) (*Conn, error)
 	// Log receives one line per event.
 	Log io.Writer
+	// Hold, when set, is asked before each converge; a reason means the
+	// agent leaves charon alone this time (a change made with --confirm
+	// is pending, or the policy file is the change that was reverted for
+	// not being confirmed). It may act itself (revert a change whose
+	// deadline passed with no watchdog left): the agent then owns the
+	// timer.
+	Hold func(ctx context.Context) string
 
 	// CheckInterval is the period of the cheap check (get-conns,
 	// get-shared, the files' fingerprints); DefaultCheckInterval if 0.
@@ -130,6 +137,7 @@ type Agent struct {
 	goodFP  string  // the files' fingerprint good was read at
 	badFP   string  // fingerprint of files that did not validate
 	lastErr string  // the last converge error logged, not repeated
+	hold    string  // why the agent holds off, "" when it does not
 	// lastFull is when the last full check ran, lastDrift the last that
 	// compared charon's copies; lastSAs when start rules' SAs were last
 	// listed.

@@ -68,7 +68,8 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 		return nil, &policyError{err}
 	}
 	p := &policy{result: res, rules: len(asg.Rules), files: []string{path}, byName: map[string]*render.Conn{},
-		in: assign.Inputs{PolicyFile: path, Policy: data, Read: asg.Inputs, Insecure: a.cfg.Validate.InsecureSecrets}}
+		in: assign.Inputs{PolicyFile: path, Policy: data, Read: asg.Inputs, Insecure: a.cfg.Validate.InsecureSecrets,
+			Restorable: !asg.InlineSecrets()}}
 	for _, w := range warns {
 		p.warnings = append(p.warnings, w.Error())
 	}
@@ -95,6 +96,20 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 	defer cancel()
+	if a.cfg.Hold != nil {
+		why := a.cfg.Hold(ctx)
+		if why != a.hold {
+			if why != "" {
+				a.logf("holding off: %s", why)
+			} else {
+				a.logf("no longer holding off: converging with %s again", a.cfg.PolicyFile)
+			}
+			a.hold = why
+		}
+		if why != "" {
+			return nil
+		}
+	}
 	fp := a.files.fingerprint(a.watched())
 	// A file being written (not renamed into place) may be read half-way:
 	// act on a change once the files have been still for a moment.

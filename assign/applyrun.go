@@ -307,8 +307,32 @@ func (a *applyRun) finish() error {
 	if err := e.Store.clearPending(e.Socket); err != nil {
 		return err
 	}
+	if err := a.keepSnapshot(); err != nil {
+		a.rep.Warnings = append(a.rep.Warnings, fmt.Sprintf("keeping a copy of the policy for --confirm: %v", err))
+	}
 	if guardErr != nil {
 		return guardErr
 	}
 	return teardownErr
+}
+
+// keepSnapshot keeps a copy of the policy file just assigned, for a later
+// `apply --confirm` to go back to (never one with inline secrets), and
+// clears the note of an earlier revert: there is a new assignment.
+func (a *applyRun) keepSnapshot() error {
+	e := a.e
+	if a.in.PolicyFile == "" {
+		return nil
+	}
+	var err error
+	if a.in.Restorable {
+		err = e.Store.SaveSnapshot(e.Socket, &Snapshot{Path: a.in.PolicyFile, Data: a.in.Policy, Insecure: a.in.Insecure,
+			Backend: string(a.desired.Backend), At: e.now().UTC()})
+	} else {
+		err = e.Store.RemoveSnapshot(e.Socket)
+	}
+	if rerr := e.Store.SaveReverted(e.Socket, nil); err == nil {
+		err = rerr
+	}
+	return err
 }

@@ -37,8 +37,11 @@ type Confirmation struct {
 	// Previous is the assignment to go back to; nil when there was none
 	// (the revert unassigns).
 	Previous *Snapshot `json:"previous"`
-	// Policy is the policy being tried (empty for unassign).
-	Policy string `json:"policy,omitempty"`
+	// Policy is the policy being tried (empty for unassign), PolicyHash
+	// the SHA-256 of its file as applied: the agent does not apply that
+	// file again once the change was reverted.
+	Policy     string `json:"policy,omitempty"`
+	PolicyHash string `json:"policy_hash,omitempty"`
 	// Watchdog is the pid of the detached process that reverts, 0 when
 	// the agent watches.
 	Watchdog int `json:"watchdog,omitempty"`
@@ -50,6 +53,8 @@ type Reverted struct {
 	Reason string    `json:"reason"` // "not confirmed within 2m", "swanmgr revert"
 	Policy string    `json:"policy,omitempty"`
 	Error  string    `json:"error,omitempty"` // the revert failed: why
+	// RejectedHash is the SHA-256 of the policy file that was reverted.
+	RejectedHash string `json:"rejected_hash,omitempty"`
 }
 
 // NewConfirmationID returns a random id.

@@ -24,6 +24,10 @@ type Inputs struct {
 	Read       []model.Input // keys, certificates, variables
 	Warnings   []string      // validation warnings, shown again when nothing is re-read
 	Insecure   bool          // --insecure-secrets was given
+	// Restorable: the policy file (with the key files it names) is all it
+	// takes to assign this policy again — no inline preshared keys. Then
+	// apply keeps a copy of it for `--confirm` to go back to.
+	Restorable bool
 }
 
 var (

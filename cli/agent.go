@@ -95,6 +95,7 @@ func agentCommand() *ucli.Command {
 				Dial: func(ctx context.Context) (*agent.Conn, error) {
 					return dialAgent(ctx, c, sock, stateDir)
 				},
+				Hold: agentHold(c, sock, assign.Store{Dir: stateDir}, c.String(fileFlag.Name), log),
 			})
 			if err != nil {
 				return err

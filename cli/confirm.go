@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -48,7 +50,7 @@ func checkPending(c *ucli.Context, store assign.Store, sock string) error {
 // beginConfirm records the pending confirmation of a change about to be
 // made and starts the watchdog; it returns the confirmation and whether it
 // is new (an existing one is extended).
-func beginConfirm(c *ucli.Context, s *session, command, policy string) (*assign.Confirmation, bool, error) {
+func beginConfirm(c *ucli.Context, s *session, command, policy string, data []byte) (*assign.Confirmation, bool, error) {
 	d := c.Duration(confirmFlag.Name)
 	if d <= 0 {
 		return nil, false, usageErrorf("--confirm needs a positive duration, e.g. --confirm 2m")
@@ -60,7 +62,7 @@ func beginConfirm(c *ucli.Context, s *session, command, policy string) (*assign.
 		return nil, false, err
 	}
 	if conf != nil {
-		conf.Deadline, conf.Timeout, conf.Command, conf.Policy = now.Add(d), d.String(), command, policy
+		conf.Deadline, conf.Timeout, conf.Command, conf.Policy, conf.PolicyHash = now.Add(d), d.String(), command, policy, policyHash(data)
 		return conf, false, store.SaveConfirmation(s.socket, conf)
 	}
 	rec, err := store.Load(s.socket)
@@ -77,7 +79,7 @@ func beginConfirm(c *ucli.Context, s *session, command, policy string) (*assign.
 		}
 	}
 	conf = &assign.Confirmation{ID: assign.NewConfirmationID(), Command: command, Started: now, Deadline: now.Add(d),
-		Timeout: d.String(), Previous: prev, Policy: policy}
+		Timeout: d.String(), Previous: prev, Policy: policy, PolicyHash: policyHash(data)}
 	if err := store.SaveConfirmation(s.socket, conf); err != nil {
 		return nil, false, err
 	}
@@ -256,6 +258,67 @@ func confirmWatchCommand() *ucli.Command {
 
 var errConfirmedMeanwhile = errors.New("confirmed meanwhile")
 
+// policyHash identifies a policy file's content ("" for none).
+func policyHash(data []byte) string {
+	if data == nil {
+		return ""
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// watchdogAlive reports whether pid is a running confirm-watch.
+func watchdogAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(b), "confirm-watch")
+}
+
+// agentHold is the agent's Hold: while a change made with --confirm is
+// pending the agent leaves charon alone (it would otherwise assign its
+// file over the change being tried); when the deadline has passed and no
+// watchdog is left (the machine rebooted, the watchdog was killed), the
+// agent reverts itself — it owns the timer then. After a revert, the
+// agent does not assign the very file that was reverted until it changes.
+func agentHold(c *ucli.Context, sock string, store assign.Store, policyFile string, log io.Writer) func(ctx context.Context) string {
+	return func(ctx context.Context) string {
+		conf, err := store.LoadConfirmation(sock)
+		if err != nil {
+			return ""
+		}
+		if conf != nil {
+			if !time.Now().Before(conf.Deadline) && !watchdogAlive(conf.Watchdog) {
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				err := revert(rctx, c, sock, store, conf, "not confirmed within "+conf.Timeout, log)
+				cancel()
+				if err != nil && !errors.Is(err, errConfirmedMeanwhile) {
+					fmt.Fprintf(log, "reverting the change not confirmed within %s failed (trying again): %v\n", conf.Timeout, err)
+				}
+				if cur, _ := store.LoadConfirmation(sock); cur != nil {
+					return fmt.Sprintf("the %s of %s was not confirmed by %s; reverting it", conf.Command, conf.Policy, conf.Deadline.Local().Format(time.RFC3339))
+				}
+				return agentRevertedHold(store, sock, policyFile)
+			}
+			return fmt.Sprintf("the %s of %s is pending confirmation until %s (swanmgr confirm keeps it; otherwise it reverts)", conf.Command, conf.Policy, conf.Deadline.Local().Format(time.RFC3339))
+		}
+		return agentRevertedHold(store, sock, policyFile)
+	}
+}
+
+func agentRevertedHold(store assign.Store, sock, policyFile string) string {
+	r, err := store.LoadReverted(sock)
+	if err != nil || r == nil || r.RejectedHash == "" {
+		return ""
+	}
+	data, err := os.ReadFile(policyFile)
+	if err != nil || policyHash(data) != r.RejectedHash {
+		return ""
+	}
+	return fmt.Sprintf("%s is the change reverted at %s (%s): the previous assignment stays until the file changes", policyFile, r.At.Local().Format(time.RFC3339), r.Reason)
+}
+
 // revert assigns the previous assignment of a pending confirmation again
 // (or unassigns when there was none), under the lock and only if the
 // confirmation is still pending then, and notes the revert for status.
@@ -278,7 +341,7 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 		}
 		return nil
 	}
-	note := &assign.Reverted{At: time.Now().UTC(), Reason: reason, Policy: conf.Policy}
+	note := &assign.Reverted{At: time.Now().UTC(), Reason: reason, Policy: conf.Policy, RejectedHash: conf.PolicyHash}
 	prev := conf.Previous
 	if prev == nil {
 		rep, err := s.engine.Unassign(ctx)
@@ -300,6 +363,7 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 				return nil, in, fmt.Errorf("the previous policy from %s: %w", prev.Path, err)
 			}
 			in.Read = l.assigned.Inputs
+			in.Restorable = !l.assigned.InlineSecrets()
 			return l.result, in, nil
 		})
 		if err != nil {
@@ -308,9 +372,6 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 				store.SaveReverted(sock, note)
 			}
 			return err
-		}
-		if err := store.SaveSnapshot(sock, prev); err != nil {
-			fmt.Fprintf(w, "warning: %v\n", err)
 		}
 		changed := 0
 		if rep != nil {
@@ -323,35 +384,4 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 		return err
 	}
 	return store.SaveReverted(sock, note)
-}
-
-// snapshotOf is the snapshot of a policy just assigned, nil when it
-// cannot be restored without secrets on disk (inline preshared keys).
-func snapshotOf(l *loaded, path string, data []byte, insecure bool) *assign.Snapshot {
-	for _, r := range l.assigned.Rules {
-		for _, a := range r.Auth {
-			if strings.HasPrefix(a.Source, "inline") {
-				return nil
-			}
-		}
-	}
-	return &assign.Snapshot{Path: path, Data: data, Insecure: insecure, Backend: string(l.result.Backend), At: time.Now().UTC()}
-}
-
-// keepSnapshot records (or forgets) the policy an apply assigned, for a
-// later --confirm to go back to.
-func keepSnapshot(w io.Writer, s *session, l *loaded, path string, data []byte, insecure bool) {
-	var err error
-	if snap := snapshotOf(l, path, data, insecure); snap != nil {
-		err = s.engine.Store.SaveSnapshot(s.socket, snap)
-	} else {
-		err = s.engine.Store.RemoveSnapshot(s.socket)
-	}
-	// A new assignment: the note of an earlier revert has been read.
-	if rerr := s.engine.Store.SaveReverted(s.socket, nil); rerr != nil && err == nil {
-		err = rerr
-	}
-	if err != nil {
-		fmt.Fprintf(w, "warning: keeping a copy of the policy for --confirm: %v\n", err)
-	}
 }

@@ -217,7 +217,7 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 	var conf *assign.Confirmation
 	confNew := false
 	if c.IsSet(confirmFlag.Name) {
-		if conf, confNew, err = beginConfirm(c, s, "apply", path); err != nil {
+		if conf, confNew, err = beginConfirm(c, s, "apply", path, data); err != nil {
 			return err
 		}
 	}
@@ -235,6 +235,7 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 			return nil, in, err
 		}
 		in.Read = l.assigned.Inputs
+		in.Restorable = !l.assigned.InlineSecrets()
 		for _, w := range l.warnings {
 			in.Warnings = append(in.Warnings, w.Error())
 		}
@@ -284,8 +285,6 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 	for _, warn := range rep.Warnings {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", warn)
 	}
-	// A copy of the policy as assigned, for a later --confirm to go back to.
-	keepSnapshot(c.App.ErrWriter, s, l, path, data, c.Bool(insecureFlag.Name))
 	if conf != nil {
 		hint := c.App.Writer
 		if o.json {
@@ -515,7 +514,7 @@ func runUnassign(c *ucli.Context, o *resultOutput) error {
 		return err
 	}
 	if c.IsSet(confirmFlag.Name) {
-		conf, confNew, err := beginConfirm(c, s, "unassign", "")
+		conf, confNew, err := beginConfirm(c, s, "unassign", "", nil)
 		if err != nil {
 			return err
 		}

@@ -242,3 +242,68 @@ func TestConfirmOrRevert(t *testing.T) {
 		return conf == nil && policyName() == "Alice's IPSec", fmt.Sprintf("policy %q, pending %v", policyName(), conf != nil)
 	})
 }
+
+// Issue 13 with the agent: the operator edits the agent's policy file
+// into a lockout and applies it with --confirm; the agent holds off while
+// it is pending; the watchdog dies (as in a reboot) and the agent itself
+// reverts at the deadline, then does not assign the reverted file again
+// until it changes.
+func TestConfirmWithAgent(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob", "eve")
+	bin := filepath.Join(buildSwanmgr(t), "swanmgr")
+	l.mustApply("bob", l.example("alice-bob/bob.toml"))
+	kb, err := os.ReadFile(l.example("alice-bob/alice.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := l.writeFile("alice-bob/agent.toml", string(kb), 0o644)
+	sock := l.Host("alice").Socket
+	store := assign.Store{Dir: l.stateDir}
+	policyName := func() string {
+		rec, err := store.Load(sock)
+		if err != nil || rec == nil {
+			return ""
+		}
+		return rec.Policy
+	}
+	ag := l.startAgent(bin, "alice", policy)
+	eventually(t, 20*time.Second, func() (bool, string) {
+		return policyName() == "Alice's IPSec", "the agent has not assigned the policy: " + policyName()
+	})
+
+	text := strings.Replace(string(kb), `assign = "Alice's IPSec"`, `assign = "Alice with a lockout"`, 1)
+	l.writeFile("alice-bob/agent.toml", blockSSH(text), 0o644)
+	mark := len(ag.log.String())
+	out, err := exec.Command(bin, "apply", "--socket", sock, "--state-dir", l.stateDir, "--confirm", "4s", "-f", policy).CombinedOutput()
+	if err != nil {
+		t.Fatalf("apply --confirm: %v\n%s", err, out)
+	}
+	ag.waitLog(5*time.Second, mark, "holding off")
+	// The watchdog goes away, as in a reboot: the agent owns the timer.
+	conf, _ := store.LoadConfirmation(sock)
+	if conf == nil || conf.Watchdog <= 0 {
+		t.Fatalf("no watchdog recorded: %+v", conf)
+	}
+	syscall.Kill(conf.Watchdog, syscall.SIGKILL)
+	eventually(t, 4*time.Second+5*time.Second, func() (bool, string) {
+		c, _ := store.LoadConfirmation(sock)
+		return c == nil && policyName() == "Alice's IPSec", fmt.Sprintf("policy %q, pending %v", policyName(), c != nil)
+	})
+	// The file still holds the reverted change: the agent keeps its hands
+	// off it for several checks.
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for until := time.Now().Add(3 * time.Second); time.Now().Before(until); <-tick.C {
+		if policyName() != "Alice's IPSec" {
+			t.Fatalf("the agent assigned the reverted file again:\n%s", ag.log.String())
+		}
+	}
+	if !strings.Contains(ag.log.String(), "is the change reverted at") {
+		t.Errorf("the agent does not say why it holds off:\n%s", ag.log.String())
+	}
+	// A new edit is assigned as usual.
+	mark = len(ag.log.String())
+	l.writeFile("alice-bob/agent.toml", strings.Replace(string(kb), "6668", "6669", 1), 0o644)
+	ag.waitLog(10*time.Second, mark, "no longer holding off")
+}

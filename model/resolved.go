@@ -136,6 +136,20 @@ type ResolvedAuth struct {
 	PeerID                    string
 }
 
+// InlineSecrets reports whether a preshared key of the policy is written
+// in the policy file itself: such a policy cannot be kept on disk to be
+// restored later without writing the key there too.
+func (a *Assigned) InlineSecrets() bool {
+	for _, r := range a.Rules {
+		for _, au := range r.Auth {
+			if au.Source == "inline secret" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Where names a rule for messages.
 func (r ResolvedRule) Where(p *Policy) string {
 	return fmt.Sprintf("policy %q rule %q", p.Name, r.Name)
