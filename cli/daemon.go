@@ -192,23 +192,34 @@ func applyCommand() *ucli.Command {
 	}
 }
 
-func runApply(c *ucli.Context, o *resultOutput) error {
+// policyAndCharon reads the -f file, connects to charon and reads its
+// backend: what apply and plan start with.
+func policyAndCharon(c *ucli.Context, cmd string) (context.Context, *session, func(), render.Backend, string, []byte, error) {
 	if c.NArg() > 0 {
-		return usageErrorf("apply takes no arguments (use -f FILE)")
+		return nil, nil, nil, "", "", nil, usageErrorf("%s takes no arguments (use -f FILE)", cmd)
 	}
 	_, path, data, err := readPolicy(c)
 	if err != nil {
-		return err
+		return nil, nil, nil, "", "", nil, err
 	}
 	ctx, s, done, err := connect(c)
+	if err != nil {
+		return nil, nil, nil, "", "", nil, err
+	}
+	backend, err := s.backend(ctx, c)
+	if err != nil {
+		done()
+		return nil, nil, nil, "", "", nil, err
+	}
+	return ctx, s, done, backend, path, data, nil
+}
+
+func runApply(c *ucli.Context, o *resultOutput) error {
+	ctx, s, done, backend, path, data, err := policyAndCharon(c, "apply")
 	if err != nil {
 		return err
 	}
 	defer done()
-	backend, err := s.backend(ctx, c)
-	if err != nil {
-		return err
-	}
 	if err := checkPending(c, s.engine.Store, s.socket); err != nil {
 		return err
 	}
@@ -337,22 +348,11 @@ func planCommand() *ucli.Command {
 }
 
 func runPlan(c *ucli.Context, o *resultOutput) error {
-	if c.NArg() > 0 {
-		return usageErrorf("plan takes no arguments (use -f FILE)")
-	}
-	_, path, data, err := readPolicy(c)
-	if err != nil {
-		return err
-	}
-	ctx, s, done, err := connect(c)
+	ctx, s, done, backend, path, data, err := policyAndCharon(c, "plan")
 	if err != nil {
 		return err
 	}
 	defer done()
-	backend, err := s.backend(ctx, c)
-	if err != nil {
-		return err
-	}
 	d := o.doc
 	d.Backend = strp(string(backend))
 	l, err := loadPolicyData(c, backend, path, data, validateOptions(c))
