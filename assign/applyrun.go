@@ -37,6 +37,10 @@ type applyRun struct {
 	keyIDs []string    // private keys the new record owns
 	newRec *Record
 	ahead  *viewsAhead // charon's views, fetched ahead
+	// notInstalled: connections charon loaded without installing every
+	// child's policies (recorded so that the next apply loads them again).
+	notInstalled    map[string]bool
+	notInstalledErr *NotInstalledError
 }
 
 func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.Result, in Inputs) (*Report, error) {
@@ -59,6 +63,7 @@ func (e *Engine) apply(ctx context.Context, rec *Record, desired *render.Result,
 	if err := a.loadNew(); err != nil {
 		return nil, err
 	}
+	a.notInstalledErr, a.notInstalled = a.checkInstalled()
 	a.unloadLeftovers()
 	return a.rep, a.finish()
 }
@@ -277,6 +282,9 @@ func (a *applyRun) finish() error {
 		}
 		c := cp.New
 		rc := RecordConn{Name: c.Name, Hash: cp.Hash, Origin: c.Origin, Children: c.Children, Body: c.Body, View: viewOfBody(c.Body)}
+		if a.notInstalled[c.Name] {
+			rc.Hash = "" // not in force: the next apply loads it again
+		}
 		if cp.Change == Unchanged && cp.Old != nil {
 			rc.IKEHash, rc.ChildHashes = cp.Old.IKEHash, cp.Old.ChildHashes
 		} else {
@@ -312,6 +320,9 @@ func (a *applyRun) finish() error {
 	}
 	if guardErr != nil {
 		return guardErr
+	}
+	if a.notInstalledErr != nil {
+		return a.notInstalledErr
 	}
 	return teardownErr
 }

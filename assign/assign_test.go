@@ -40,6 +40,8 @@ type fakeDaemon struct {
 	hideConn func(name string) bool
 	// msgs are the load-conn messages, for list-conns.
 	msgs map[string]*govici.Message
+	// noTrap: children whose traps "fail to install".
+	noTrap map[string]bool
 	// onLoadConn runs before each load-conn (e.g. to cancel the apply),
 	// onUnloadConn before each unload-conn.
 	onLoadConn, onUnloadConn func(name string)
@@ -244,6 +246,27 @@ func (f *fakeDaemon) ListConns(context.Context) ([]vici.ConnInfo, error) {
 			}
 		}
 		out = append(out, ci)
+	}
+	return out, nil
+}
+
+// Installed lists every child of the loaded connections but those in
+// noTrap, as charon would when their traps installed.
+func (f *fakeDaemon) Installed(context.Context) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]bool{}
+	for name, body := range f.msgs {
+		if _, ok := f.conns[name]; !ok {
+			continue
+		}
+		if ch, ok := body.Get("children").(*govici.Message); ok {
+			for _, cn := range ch.Keys() {
+				if !f.noTrap[cn] {
+					out[cn] = true
+				}
+			}
+		}
 	}
 	return out, nil
 }

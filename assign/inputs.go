@@ -163,7 +163,9 @@ func (e *Engine) upToDate(ctx context.Context, rec *Record, in Inputs, backend s
 	}
 	liveSet := set(live)
 	for _, c := range rec.Conns {
-		if !liveSet[c.Name] {
+		// No hash: loaded, but not in force (a trap charon did not
+		// install): load it again.
+		if !liveSet[c.Name] || c.Hash == "" {
 			return false, nil
 		}
 	}

@@ -85,3 +85,35 @@ func TestCharonGoneIsSummarized(t *testing.T) {
 		t.Errorf("message is %d bytes long", len(msg))
 	}
 }
+
+// A trap charon did not install (an unresolvable DNS name, say): apply
+// says so with the rule and fails, and the next apply loads the
+// connection again instead of calling it unchanged.
+func TestNotInstalledIsReported(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	d.noTrap = map[string]bool{"sm-with-eve-1": true}
+	rep, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{})
+	var ne *NotInstalledError
+	if !errors.As(err, &ne) || rep == nil || len(ne.Children) != 1 || !strings.Contains(err.Error(), `rule "With Eve" (sm-with-eve-1)`) {
+		t.Fatalf("apply with a trap not installed: %v", err)
+	}
+	p, err := e.Plan(ctx, renderPolicy(t, 6667, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range p.Rules {
+		if r.Rule == "With Eve" && r.Change == Unchanged {
+			t.Fatal("the rule whose trap was not installed plans as unchanged")
+		}
+	}
+	d.noTrap = nil
+	d.calls = nil
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatalf("the next apply: %v", err)
+	}
+	if d.count("load-conn") != 1 {
+		t.Fatalf("the next apply sent %q; want the connection loaded again", d.calls)
+	}
+}

@@ -184,7 +184,9 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 				cp.Change = Unchanged
 			default:
 				cp.Change = Changed
-				cp.IKEChanged = old.IKEHash != c.IKEHash()
+				// No hash: charon did not install all of it last time;
+				// load it whole again.
+				cp.IKEChanged = old.IKEHash != c.IKEHash() || old.Hash == ""
 				nh := c.ChildHashes()
 				for name, h := range old.ChildHashes {
 					if nh[name] != h {

@@ -44,3 +44,16 @@ func (d ViciDaemon) TerminateIKE(ctx context.Context, id uint64) error {
 func (d ViciDaemon) TerminateChild(ctx context.Context, id uint64) error {
 	return d.Client.Terminate(ctx, vici.TerminateRequest{ChildID: id, Timeout: teardownTimeout}, nil)
 }
+
+// Installed lists the children with installed trap, pass or drop policies.
+func (d ViciDaemon) Installed(ctx context.Context) (map[string]bool, error) {
+	ps, err := d.Client.ListPolicies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		out[p.Child] = true
+	}
+	return out, nil
+}

@@ -409,3 +409,47 @@ func TestDefaultResponseForKnownPeer(t *testing.T) {
 		t.Errorf("initiate started the default response child (it only answers): %s", r)
 	}
 }
+
+// Issue 17 item 2: a negotiate rule to a DNS name that does not resolve
+// (kernel backend, guard off as DNS names need): charon loads the
+// connection but installs no trap. apply says so and exits 1, and apply
+// again retries instead of saying "unchanged".
+func TestUnresolvedNameNotReportedAsApplied(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Kernel, "alice", "bob")
+	l.writeFile("k.psk", "lab-only: a preshared key of enough length 42\n", 0o600)
+	pol := l.writeFile("dns.toml", `
+[endpoint]
+addresses = ["172.16.98.231"]
+
+[[filter_list]]
+name = "To a name"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "nosuchhost.invalid"
+  protocol = "tcp"
+  destination_port = 6667
+
+[[filter_action]]
+name = "Encrypt, trust charon"
+action = "negotiate"
+guard = false
+
+[[policy]]
+name = "P"
+  [[policy.rule]]
+  name = "Named peer"
+  filter_list = "To a name"
+  filter_action = "Encrypt, trust charon"
+  authentication = [ { method = "psk", secret_file = "k.psk" } ]
+`, 0o644)
+	for i := 0; i < 2; i++ {
+		r := l.swanmgr("alice", "apply", "-f", pol)
+		if r.code == 0 || !strings.Contains(r.stderr, `installed no policy for rule "Named peer"`) {
+			t.Fatalf("apply %d of a rule whose trap charon cannot install: %s", i+1, r)
+		}
+		if i == 1 && strings.Contains(r.stdout, "= Named peer") {
+			t.Fatalf("the second apply called the rule unchanged: %s", r)
+		}
+	}
+}

@@ -136,6 +136,7 @@ func (s *Server) installDefaults() {
 			return Msg("conns", s.ConnNames())
 		},
 		"list-conns":    s.listConns,
+		"list-policies": s.listPolicies,
 		"load-shared":   s.loadShared,
 		"unload-shared": s.unloadShared,
 		"get-shared": func(*Request) *govici.Message {
@@ -233,6 +234,34 @@ func (s *Server) listConns(r *Request) *govici.Message {
 			continue
 		}
 		r.Event("list-conn", Msg(name, connInfo(body)))
+	}
+	return govici.NewMessage()
+}
+
+// listPolicies imitates charon's list-policies: every child with a trap
+// start action has its policies installed, as charon does when nothing
+// fails.
+func (s *Server) listPolicies(r *Request) *govici.Message {
+	for _, name := range s.ConnNames() {
+		body, ok := s.Conn(name)
+		if !ok {
+			continue
+		}
+		ch, ok := body.Get("children").(*govici.Message)
+		if !ok {
+			continue
+		}
+		for _, cn := range ch.Keys() {
+			c, ok := ch.Get(cn).(*govici.Message)
+			if !ok || str(c, "start_action") != "trap" {
+				continue
+			}
+			mode := strings.ToUpper(str(c, "mode"))
+			if mode == "" {
+				mode = "TUNNEL"
+			}
+			r.Event("list-policy", Msg(name+"/"+cn, Msg("child", cn, "ike", name, "mode", mode)))
+		}
 	}
 	return govici.NewMessage()
 }
