@@ -32,7 +32,7 @@ func (r *renderer) unresolvedTraps() {
 				continue
 			}
 			r.res.Warnings = append(r.res.Warnings, model.Problem{File: r.a.File.Path, Line: rule.Line, Where: rule.Where(r.a.Policy), Warning: true,
-				Msg: fmt.Sprintf("peer %s is a DNS name: charon resolves it when apply loads the connection, and if it does not resolve then, charon installs no trap policy (its log: \"installing trap failed, remote address unknown\"), the traffic goes in clear and a later apply of the same file changes nothing; write the address instead, or check swanmgr status after apply", peer)})
+				Msg: fmt.Sprintf("peer %s is a DNS name: charon resolves it when apply loads the connection, and if it does not resolve then, charon installs no trap policy (its log: \"installing trap failed, remote address unknown\") and the traffic goes in clear: apply then says so and fails, and applies again until it resolves; write the address instead where you can", peer)})
 		}
 	}
 }
