@@ -24,8 +24,14 @@ type Conn struct {
 	Backend render.Backend
 }
 
-// Close closes the connection's client.
-func (c *Conn) Close() { c.Client.Close() }
+// Close closes the connection's client and what its engine opened (the
+// guard table's namespace).
+func (c *Conn) Close() {
+	if c.Engine != nil {
+		c.Engine.Close()
+	}
+	c.Client.Close()
+}
 
 // Defaults of Config's durations.
 const (
