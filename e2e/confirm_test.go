@@ -241,6 +241,17 @@ func TestConfirmOrRevert(t *testing.T) {
 		conf, _ := store.LoadConfirmation(sock)
 		return conf == nil && policyName() == "Alice's IPSec", fmt.Sprintf("policy %q, pending %v", policyName(), conf != nil)
 	})
+
+	// unassign --confirm: not confirmed, the policy comes back.
+	if out, err := swanmgr("unassign", "--confirm", "2s"); err != nil || !strings.Contains(out, "pending confirmation") {
+		t.Fatalf("unassign --confirm: %v\n%s", err, out)
+	}
+	if policyName() != "" {
+		t.Fatalf("after unassign policy %q is still recorded", policyName())
+	}
+	eventually(t, 8*time.Second, func() (bool, string) {
+		return policyName() == "Alice's IPSec", fmt.Sprintf("policy %q after the unassign's deadline", policyName())
+	})
 }
 
 // Issue 13 with the agent: the operator edits the agent's policy file
