@@ -291,6 +291,9 @@ func TestConfirmWithAgent(t *testing.T) {
 		t.Fatalf("apply --confirm: %v\n%s", err, out)
 	}
 	ag.waitLog(5*time.Second, mark, "holding off")
+	if policyName() != "Alice with a lockout" {
+		t.Fatalf("apply --confirm did not assign the new policy (%q):\n%s", policyName(), out)
+	}
 	// The watchdog goes away, as in a reboot: the agent owns the timer.
 	conf, _ := store.LoadConfirmation(sock)
 	if conf == nil || conf.Watchdog <= 0 {
@@ -315,6 +318,37 @@ func TestConfirmWithAgent(t *testing.T) {
 	}
 	// A new edit is assigned as usual.
 	mark = len(ag.log.String())
-	l.writeFile("alice-bob/agent.toml", strings.Replace(string(kb), "6668", "6669", 1), 0o644)
+	l.writeFile("alice-bob/agent.toml", strings.Replace(string(kb), "destination_port = 6668", "destination_port = 6669", 1), 0o644)
 	ag.waitLog(10*time.Second, mark, "no longer holding off")
+	eventually(t, 10*time.Second, func() (bool, string) {
+		rec, _ := store.Load(sock)
+		return rec != nil && len(rec.Conns) > 0 && strings.Contains(rec.Conns[0].View, "6669"), "the edit (port 6669) is not assigned"
+	})
+
+	// A deadline that passes while nothing runs (agent stopped, watchdog
+	// gone: a reboot) is honoured when the agent starts.
+	if err := ag.stop(); err != nil {
+		t.Fatalf("agent stop: %v", err)
+	}
+	l.writeFile("alice-bob/agent.toml", blockSSH(text), 0o644)
+	out, err = exec.Command(bin, "apply", "--socket", sock, "--state-dir", l.stateDir, "--confirm", "2s", "-f", policy).CombinedOutput()
+	if err != nil {
+		t.Fatalf("apply --confirm: %v\n%s", err, out)
+	}
+	conf, _ = store.LoadConfirmation(sock)
+	if conf == nil {
+		t.Fatal("no pending confirmation")
+	}
+	syscall.Kill(conf.Watchdog, syscall.SIGKILL)
+	eventually(t, 5*time.Second, func() (bool, string) {
+		return time.Now().After(conf.Deadline), "the deadline has not passed"
+	})
+	if policyName() != "Alice with a lockout" {
+		t.Fatalf("something reverted without watchdog or agent: %q", policyName())
+	}
+	l.startAgent(bin, "alice", policy)
+	eventually(t, 10*time.Second, func() (bool, string) {
+		c, _ := store.LoadConfirmation(sock)
+		return c == nil && policyName() == "Alice's IPSec", fmt.Sprintf("after the agent started: policy %q, pending %v", policyName(), c != nil)
+	})
 }
