@@ -417,7 +417,7 @@ func (e *Engine) Unassign(ctx context.Context) (*Report, error) {
 	}
 	// The guard goes after the connections: no policy, no promise.
 	if rec != nil && rec.GuardHash != "" {
-		prev, err := e.Store.loadGuard(e.Socket)
+		prev, err := e.Store.LoadGuard(rec)
 		if err != nil {
 			return rep, err
 		}

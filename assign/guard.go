@@ -77,12 +77,9 @@ type guardStep struct {
 // connection changes: the new rules' drops are in place before their
 // connections load, the old rules' stay until theirs are gone.
 func (e *Engine) guardBegin(ctx context.Context, rec *Record, next *guard.Ruleset) (*guardStep, error) {
-	var prev *guard.Ruleset
-	if rec != nil && rec.GuardHash != "" {
-		var err error
-		if prev, err = e.Store.loadGuard(rec.Socket); err != nil {
-			return nil, err
-		}
+	prev, err := e.Store.LoadGuard(rec)
+	if err != nil {
+		return nil, err
 	}
 	if prev == nil && next == nil {
 		return &guardStep{}, nil
@@ -182,12 +179,9 @@ func (e *Engine) guardUpToDate(ctx context.Context, rec *Record) (bool, error) {
 // planGuard says what an apply of next would do to the guard.
 func (e *Engine) planGuard(ctx context.Context, rec *Record, next *guard.Ruleset) (GuardPlan, error) {
 	var g GuardPlan
-	var prev *guard.Ruleset
-	if rec != nil && rec.GuardHash != "" {
-		var err error
-		if prev, err = e.Store.loadGuard(rec.Socket); err != nil {
-			return g, err
-		}
+	prev, err := e.Store.LoadGuard(rec)
+	if err != nil {
+		return g, err
 	}
 	if next != nil {
 		g.Guarded, g.Entries = len(next.Guarded()), len(next.Entries)

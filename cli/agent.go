@@ -119,12 +119,9 @@ func agentCommand() *ucli.Command {
 // dialAgent builds the agent's engine through newSession, the one place
 // engines are built, and reads charon's backend.
 func dialAgent(ctx context.Context, c *ucli.Context, sock, stateDir string) (*agent.Conn, error) {
-	s, err := newSession(ctx, sock, stateDir)
+	s, err := newSession(ctx, sock, stateDir, c.App.Metadata)
 	if err != nil {
 		return nil, err
-	}
-	if open, ok := c.App.Metadata[firewallKey].(func(sock string) (assign.Firewall, error)); ok {
-		s.engine.Firewall = func() (assign.Firewall, error) { return open(sock) }
 	}
 	backend, err := s.backend(ctx, c)
 	if err != nil {

@@ -323,14 +323,11 @@ func agentRevertedHold(store assign.Store, sock, policyFile string) string {
 // (or unassigns when there was none), under the lock and only if the
 // confirmation is still pending then, and notes the revert for status.
 func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Store, conf *assign.Confirmation, reason string, w io.Writer) error {
-	s, err := newSession(ctx, sock, store.Dir)
+	s, err := newSession(ctx, sock, store.Dir, c.App.Metadata)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if open, ok := c.App.Metadata[firewallKey].(func(sock string) (assign.Firewall, error)); ok {
-		s.engine.Firewall = func() (assign.Firewall, error) { return open(sock) }
-	}
 	s.engine.Precondition = func() error {
 		cur, err := store.LoadConfirmation(sock)
 		if err != nil {

@@ -73,14 +73,7 @@ func openSession(ctx context.Context, c *ucli.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := newSession(ctx, sock, c.String(stateDirFlag.Name))
-	if err != nil {
-		return nil, err
-	}
-	if open, ok := c.App.Metadata[firewallKey].(func(sock string) (assign.Firewall, error)); ok {
-		s.engine.Firewall = func() (assign.Firewall, error) { return open(sock) }
-	}
-	return s, nil
+	return newSession(ctx, sock, c.String(stateDirFlag.Name), c.App.Metadata)
 }
 
 // firewallKey, in the app's Metadata, holds a func(sock string)
@@ -88,20 +81,31 @@ func openSession(ctx context.Context, c *ucli.Context) (*session, error) {
 // charon must not touch the firewall of the machine they run on.
 const firewallKey = "swanmgr.firewall"
 
+// guardOpener is how the guard's table of a socket is opened: nftables in
+// charon's namespace, or the fake a test put under firewallKey in the
+// app's Metadata.
+func guardOpener(meta map[string]any) func(sock string) (assign.Firewall, error) {
+	if open, ok := meta[firewallKey].(func(sock string) (assign.Firewall, error)); ok {
+		return open
+	}
+	return func(sock string) (assign.Firewall, error) { return openGuardTable(sock) }
+}
+
 // newSession dials charon at sock (an absolute path, see socketPath) and
 // builds the engine that works on it. Every command that changes charon
-// (apply, unassign, the agent) gets its engine here, so they all enforce
-// the same way.
-func newSession(ctx context.Context, sock, stateDir string) (*session, error) {
+// (apply, unassign, the agent, a revert) gets its engine here, so they all
+// enforce the same way; meta is the app's Metadata (see guardOpener).
+func newSession(ctx context.Context, sock, stateDir string, meta map[string]any) (*session, error) {
 	client, err := vici.Dial(ctx, sock)
 	if err != nil {
 		return nil, err
 	}
+	open := guardOpener(meta)
 	return &session{
 		client: client,
 		socket: sock,
 		engine: &assign.Engine{Daemon: assign.ViciDaemon{Client: client}, Store: assign.Store{Dir: stateDir}, Socket: sock,
-			Firewall: func() (assign.Firewall, error) { return openGuardTable(sock) }},
+			Firewall: func() (assign.Firewall, error) { return open(sock) }},
 	}, nil
 }
 

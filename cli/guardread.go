@@ -15,7 +15,7 @@ import (
 type guardReader struct {
 	store assign.Store
 	sock  string
-	open  func(sock string) (assign.Firewall, error) // nil: nftables
+	open  func(sock string) (assign.Firewall, error) // guardOpener
 
 	mu  sync.Mutex
 	tab counterReader
@@ -27,11 +27,7 @@ type counterReader interface {
 }
 
 func newGuardReader(store assign.Store, sock string, meta map[string]any) *guardReader {
-	g := &guardReader{store: store, sock: sock}
-	if open, ok := meta[firewallKey].(func(sock string) (assign.Firewall, error)); ok {
-		g.open = open
-	}
-	return g
+	return &guardReader{store: store, sock: sock, open: guardOpener(meta)}
 }
 
 // Guard implements status.GuardReader.
@@ -43,23 +39,13 @@ func (g *guardReader) Guard(ctx context.Context, rec *assign.Record) (*guard.Rul
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.tab == nil {
-		var tab counterReader
-		if g.open != nil {
-			fw, err := g.open(g.sock)
-			if err != nil {
-				return rs, nil, err
-			}
-			c, ok := fw.(counterReader)
-			if !ok {
-				return rs, nil, nil
-			}
-			tab = c
-		} else {
-			t, err := openGuardTable(g.sock)
-			if err != nil {
-				return rs, nil, err
-			}
-			tab = t
+		fw, err := g.open(g.sock)
+		if err != nil {
+			return rs, nil, err
+		}
+		tab, ok := fw.(counterReader)
+		if !ok {
+			return rs, nil, nil // a firewall that counts nothing
 		}
 		g.tab = tab
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -176,16 +176,7 @@ func Derive(a *model.Assigned, backend Backend) (*Ruleset, model.Problems) {
 	if len(d.errs) > 0 {
 		return nil, d.errs
 	}
-	sort.SliceStable(d.rs.Entries, func(i, j int) bool {
-		x, y := d.rs.Entries[i], d.rs.Entries[j]
-		if x.Family != y.Family {
-			return x.Family < y.Family
-		}
-		if x.Shape != y.Shape {
-			return x.Shape < y.Shape
-		}
-		return strings.Join(x.Key, " ") < strings.Join(y.Key, " ")
-	})
+	sortEntries(d.rs.Entries)
 	return d.rs, nil
 }
 
@@ -424,6 +415,20 @@ func prefixText(p netip.Prefix) string {
 	return p.String()
 }
 
+// sortEntries orders entries by family, shape and key: the order the
+// ruleset (and its hash) has whatever order the policy was read in.
+func sortEntries(es []Entry) {
+	slices.SortStableFunc(es, func(x, y Entry) int {
+		if x.Family != y.Family {
+			return x.Family - y.Family
+		}
+		if c := strings.Compare(x.Shape, y.Shape); c != 0 {
+			return c
+		}
+		return slices.Compare(x.Key, y.Key)
+	})
+}
+
 // Merge returns a ruleset at least as strict as both a and b, for the
 // moments of an apply when the old policy's connections are still loaded
 // and the new one's are being loaded: every block and negotiate entry of
@@ -474,15 +479,6 @@ func Merge(a, b *Ruleset) *Ruleset {
 			out.Entries = append(out.Entries, e)
 		}
 	}
-	sort.SliceStable(out.Entries, func(i, j int) bool {
-		x, y := out.Entries[i], out.Entries[j]
-		if x.Family != y.Family {
-			return x.Family < y.Family
-		}
-		if x.Shape != y.Shape {
-			return x.Shape < y.Shape
-		}
-		return strings.Join(x.Key, " ") < strings.Join(y.Key, " ")
-	})
+	sortEntries(out.Entries)
 	return out
 }

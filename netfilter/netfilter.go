@@ -144,8 +144,7 @@ func (t *Table) Fingerprint(ctx context.Context) (string, error) {
 	err := t.in(func() error {
 		sets, err := t.nft.List(ctx, "sets")
 		if err != nil {
-			// google/nftables does not wrap the errno of a missing table.
-			if knftables.IsNotFound(err) || errors.Is(err, unix.ENOENT) || strings.HasSuffix(err.Error(), unix.ENOENT.Error()) {
+			if noTable(err) {
 				return nil
 			}
 			return err
@@ -185,6 +184,13 @@ func (t *Table) Install(ctx context.Context, prev, next *guard.Ruleset) (bool, e
 	return true, nil
 }
 
+// noTable says an error means there is no guard table (yet).
+// google/nftables does not wrap the errno of a missing table, so its text
+// is what tells.
+func noTable(err error) bool {
+	return knftables.IsNotFound(err) || errors.Is(err, unix.ENOENT) || strings.HasSuffix(err.Error(), unix.ENOENT.Error())
+}
+
 // Counters returns, per rule counter name (guard.Rule.Counter), the
 // clear-text packets the guard dropped for the rule: the sum of the
 // counters of the rule's elements in the table's d- sets. nil when there
@@ -194,7 +200,7 @@ func (t *Table) Counters(ctx context.Context) (map[string]uint64, error) {
 	err := t.in(func() error {
 		sets, err := t.nft.List(ctx, "sets")
 		if err != nil {
-			if knftables.IsNotFound(err) || errors.Is(err, unix.ENOENT) || strings.HasSuffix(err.Error(), unix.ENOENT.Error()) {
+			if noTable(err) {
 				return nil
 			}
 			return err
