@@ -20,15 +20,18 @@
 // The rules live in one table, inet swanmgr; nothing else is read or
 // changed. Matching costs one set lookup per filter shape (the prefix
 // lengths, and whether protocol and ports are restricted), however many
-// rules: each shape is a concatenated interval set (address · address ·
-// protocol · port · port) with a verdict map and a counter map beside it,
-// and filters of one shape never partly overlap, so most-specific-first
-// ordering is the order of the shapes. Every guarded rule has a named
-// counter of the clear-text packets the guard dropped for it.
+// rules: each shape is a concatenated set keyed by what the filter
+// restricts (addresses, protocol, ports; an interval set only for
+// prefixes), with a verdict map and a set of drop entries beside it, and
+// filters of one shape never partly overlap, so most-specific-first
+// ordering is the order of the shapes. Each drop entry counts the
+// clear-text packets dropped for it and carries its rule's counter name
+// as its comment; a guarded rule's drops are the sum of its entries. An
+// empty set named fp-<hash> tells which ruleset the live table is.
 //
 // The package is pure: Derive computes a Ruleset from the model, Merge
 // the ruleset that is at least as strict as two others (what an apply
-// installs while it changes connections), and Transaction the
+// installs while it changes connections), and Fill the
 // sigs.k8s.io/knftables transaction that turns the live table into a
 // ruleset — a patch of what changed when the live table is the one
 // expected, otherwise one atomic replacement. Running it is the

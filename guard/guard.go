@@ -57,7 +57,7 @@ func (v Verdict) strength() int {
 // Rule is one rule of the policy the guard enforces.
 type Rule struct {
 	Name    string  `json:"name"`    // the rule's name in the policy
-	Counter string  `json:"counter"` // the named nftables counter of its drops
+	Counter string  `json:"counter"` // names its drop entries (their comment) in the table
 	Verdict Verdict `json:"verdict"`
 }
 
