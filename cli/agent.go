@@ -35,7 +35,9 @@ func agentCommand() *ucli.Command {
 			"  - FILE or a key file it reads changed, or SIGHUP: read and validated again; a file\n" +
 			"    that does not validate is refused (file:line) and the last good policy stays;\n" +
 			"  - rules that charon should keep up (libipsec: start action) and are down: initiated\n" +
-			"    again with exponential backoff per rule, each failure logged with its reason.\n" +
+			"    again with exponential backoff per rule, each failure logged with its reason;\n" +
+			"  - a change made with apply --confirm pending: it holds off; past the deadline with no\n" +
+			"    watchdog left it reverts the change itself, and does not reassign a reverted file.\n" +
 			"One line per event on stderr (journald adds the time; a terminal gets it in the line).\n" +
 			"SIGTERM or SIGINT: exit 0, the assignment and the guard stay in place. One agent per\n" +
 			"charon socket (a lock in --state-dir). Unit file and coexistence with strongswan.service:\n" +
