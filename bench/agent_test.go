@@ -197,17 +197,7 @@ func benchAgentRestore(b *testing.B, bin string, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, sub := range []string{"x509", "x509ca", "x509ocsp", "x509aa", "x509ac", "x509crl", "pubkey", "private", "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12"} {
-		os.Mkdir(filepath.Join(dir, sub), 0o700)
-	}
-	conf := filepath.Join(dir, "swanctl.conf")
-	out, err := exec.Command(bin, "render", "-f", policy, "--ipsec-backend", "kernel", "--show-secrets").Output()
-	if err != nil {
-		b.Fatalf("render: %v", err)
-	}
-	if err := os.WriteFile(conf, out, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	conf := swanctlConf(b, bin, dir, policy)
 
 	// swanctl: a restart, then the whole file loaded by hand.
 	if err := h.RestartCharon(ctx); err != nil {

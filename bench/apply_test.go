@@ -94,6 +94,25 @@ func generatedPolicy(dir string, n int, change bool) (string, error) {
 	return p, os.WriteFile(p, []byte(b.String()), 0o644)
 }
 
+// swanctlConf renders policy for the kernel backend into dir/swanctl.conf
+// for swanctl --load-all --file, with the credential folders swanctl
+// reads beside its file, and returns the file's path.
+func swanctlConf(b *testing.B, bin, dir, policy string) string {
+	b.Helper()
+	for _, sub := range []string{"x509", "x509ca", "x509ocsp", "x509aa", "x509ac", "x509crl", "pubkey", "private", "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12"} {
+		os.Mkdir(filepath.Join(dir, sub), 0o700)
+	}
+	conf := filepath.Join(dir, "swanctl.conf")
+	out, err := exec.Command(bin, "render", "-f", policy, "--ipsec-backend", "kernel", "--show-secrets").Output()
+	if err != nil {
+		b.Fatalf("render: %v", err)
+	}
+	if err := os.WriteFile(conf, out, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return conf
+}
+
 // timed runs a command and returns its wall time and peak RSS.
 func timed(b *testing.B, cmd *exec.Cmd) (time.Duration, int64) {
 	b.Helper()
@@ -157,18 +176,7 @@ func benchApply(b *testing.B, bin string, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// swanctl reads credentials from folders beside its file.
-	for _, sub := range []string{"x509", "x509ca", "x509ocsp", "x509aa", "x509ac", "x509crl", "pubkey", "private", "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12"} {
-		os.Mkdir(filepath.Join(dir, sub), 0o700)
-	}
-	conf := filepath.Join(dir, "swanctl.conf")
-	out, err := exec.Command(bin, "render", "-f", policy, "--ipsec-backend", "kernel", "--show-secrets").Output()
-	if err != nil {
-		b.Fatalf("render: %v", err)
-	}
-	if err := os.WriteFile(conf, out, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	conf := swanctlConf(b, bin, dir, policy)
 
 	b.StopTimer()
 	swCold, _ := timed(b, h.Swanctl(ctx, "--load-all", "--file", conf))
