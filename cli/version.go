@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/swanmgr/swanmgr/internal/suggest"
 )
 
 // version is the release, set at link time
@@ -142,7 +144,7 @@ func suggestCommand(app *ucli.App, name string) string {
 	best, bestD := "", 3
 	for _, cmd := range app.VisibleCommands() {
 		for _, n := range cmd.Names() {
-			if d := distance(name, n); d < bestD {
+			if d := suggest.Distance(name, n); d < bestD {
 				best, bestD = cmd.Name, d
 			}
 		}
@@ -151,26 +153,6 @@ func suggestCommand(app *ucli.App, name string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Completion scripts ask the binary itself for the words that may come

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/swanmgr/swanmgr/internal/suggest"
 )
 
 // DefaultPath is where swanmgr looks for the policy file when -f is not given.
@@ -338,7 +340,7 @@ func closest(s string, candidates []string) string {
 		if c == s {
 			return ""
 		}
-		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		d := suggest.Distance(strings.ToLower(s), strings.ToLower(c))
 		if d < bestD {
 			best, bestD = c, d
 		}
@@ -351,27 +353,6 @@ func closest(s string, candidates []string) string {
 		return best
 	}
 	return ""
-}
-
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 // Dir is the folder that relative paths in the file resolve against.
