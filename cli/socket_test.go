@@ -4,38 +4,12 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// peer listens on a unix socket that is not charon's and runs serve for
-// each connection.
-func peer(t *testing.T, serve func(net.Conn)) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "x.sock")
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); serve(c) }()
-		}
-	}()
-	return path
-}
+	"github.com/swanmgr/swanmgr/vici/vicitest"
+)
 
 // TestSocketErrorsNameTheSocket: a socket that is not charon, or a charon
 // that never answers, is named in the error, with what went wrong.
@@ -43,7 +17,7 @@ func TestSocketErrorsNameTheSocket(t *testing.T) {
 	dir := example(t, "alice-bob")
 	alice := filepath.Join(dir, "alice.toml")
 
-	huge := peer(t, func(c net.Conn) {
+	huge := vicitest.NotCharon(t, func(c net.Conn) {
 		var hdr [4]byte
 		for {
 			if _, err := io.ReadFull(c, hdr[:]); err != nil {
@@ -63,7 +37,7 @@ func TestSocketErrorsNameTheSocket(t *testing.T) {
 		t.Errorf("plan against a socket that claims 1.2 GB: exit %d, stderr %q", code, errs)
 	}
 
-	silent := peer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	silent := vicitest.NotCharon(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	code, _, errs = runCLI("plan", "-f", alice, "--socket", silent, "--state-dir", t.TempDir(), "--timeout", "300ms")
 	if code != ExitFailure || !strings.Contains(errs, "charon did not answer on "+silent+" before the deadline") {
 		t.Errorf("plan against a silent socket: exit %d, stderr %q", code, errs)

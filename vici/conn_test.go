@@ -6,39 +6,14 @@ import (
 	"errors"
 	"io"
 	"net"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/swanmgr/swanmgr/vici"
+	"github.com/swanmgr/swanmgr/vici/vicitest"
 )
-
-// fakePeer listens on a unix socket and runs serve for each connection: a
-// peer that is not charon.
-func fakePeer(t *testing.T, serve func(net.Conn)) string {
-	t.Helper()
-	path := filepath.Join(shortDir(t), "not-charon.sock")
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c)
-			}()
-		}
-	}()
-	return path
-}
 
 // readPacket reads one VICI packet from a client.
 func readPacket(c net.Conn) error {
@@ -53,7 +28,7 @@ func readPacket(c net.Conn) error {
 func TestHugeLengthPrefixIsRefused(t *testing.T) {
 	// Answers every request with a packet that claims 1.2 GB and then
 	// trickles bytes: govici alone would allocate the 1.2 GB and wait.
-	socket := fakePeer(t, func(c net.Conn) {
+	socket := vicitest.NotCharon(t, func(c net.Conn) {
 		for readPacket(c) == nil {
 			var hdr [4]byte
 			binary.BigEndian.PutUint32(hdr[:], 1_200_000_000)
@@ -98,7 +73,7 @@ func TestHugeLengthPrefixIsRefused(t *testing.T) {
 
 func TestSilentSocketIsNamed(t *testing.T) {
 	// Reads requests and never answers.
-	socket := fakePeer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	socket := vicitest.NotCharon(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	c, err := vici.Dial(context.Background(), socket, vici.WithCommandTimeout(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
