@@ -12,6 +12,7 @@ import (
 
 	govici "github.com/strongswan/govici/vici"
 
+	"github.com/swanmgr/swanmgr/internal/linediff"
 	"github.com/swanmgr/swanmgr/vici"
 	"github.com/swanmgr/swanmgr/vici/vicitest"
 )
@@ -72,7 +73,7 @@ func TestResultJSONGolden(t *testing.T) {
 			t.Fatalf("%v (run go test ./cli -run TestResultJSONGolden -update)", err)
 		}
 		if got != string(want) {
-			t.Errorf("%s: document differs from %s (-want +got):\n%s", name, golden, lineDiff(string(want), got))
+			t.Errorf("%s: document differs from %s (-want +got):\n%s", name, golden, linediff.Diff(string(want), got))
 		}
 		return doc
 	}
@@ -149,25 +150,6 @@ func TestResultJSONGolden(t *testing.T) {
 
 	changed("unassign", step("unassign", ExitOK, "unassign"), true)
 	changed("unassign-again", step("unassign-again", ExitOK, "unassign"), false)
-}
-
-// lineDiff lists the lines that differ, - from want and + from got.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var x, y string
-		if i < len(w) {
-			x = w[i]
-		}
-		if i < len(g) {
-			y = g[i]
-		}
-		if x != y {
-			b.WriteString("-" + x + "\n+" + y + "\n")
-		}
-	}
-	return b.String()
 }
 
 func TestResultOutputRejectsUnknownFormat(t *testing.T) {

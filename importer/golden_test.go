@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/swanmgr/swanmgr/importer"
+	"github.com/swanmgr/swanmgr/internal/linediff"
 	"github.com/swanmgr/swanmgr/lab"
 	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/render"
@@ -123,7 +124,7 @@ func TestGolden(t *testing.T) {
 				return
 			}
 			if kind != g.kind || got != g.want {
-				t.Fatalf("%s: import differs (-want +got):\n%s", path, lineDiff(g.kind+g.want, kind+got))
+				t.Fatalf("%s: import differs (-want +got):\n%s", path, linediff.Diff(g.kind+g.want, kind+got))
 			}
 			if res != nil {
 				mustValidate(t, res)
@@ -210,37 +211,4 @@ func pskAndOther(t testing.TB, name, script string) ([]string, string) {
 		}
 	}
 	return out, other.String()
-}
-
-// lineDiff marks lines only in want with "-" and only in got with "+".
-func lineDiff(want, got string) string {
-	a, b := strings.Split(want, "\n"), strings.Split(got, "\n")
-	l := make([][]int, len(a)+1)
-	for i := range l {
-		l[i] = make([]int, len(b)+1)
-	}
-	for i := len(a) - 1; i >= 0; i-- {
-		for j := len(b) - 1; j >= 0; j-- {
-			if a[i] == b[j] {
-				l[i][j] = l[i+1][j+1] + 1
-			} else {
-				l[i][j] = max(l[i+1][j], l[i][j+1])
-			}
-		}
-	}
-	var out strings.Builder
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case i < len(a) && j < len(b) && a[i] == b[j]:
-			i, j = i+1, j+1
-		case i < len(a) && (j == len(b) || l[i+1][j] >= l[i][j+1]):
-			out.WriteString("-" + a[i] + "\n")
-			i++
-		default:
-			out.WriteString("+" + b[j] + "\n")
-			j++
-		}
-	}
-	return out.String()
 }

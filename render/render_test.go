@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/swanmgr/swanmgr/internal/linediff"
 	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/render"
 )
@@ -68,7 +69,7 @@ func TestDeterministic(t *testing.T) {
 		if i == 0 {
 			first = b.String()
 		} else if b.String() != first {
-			t.Fatalf("run %d renders differently:\n%s", i, diff(first, b.String()))
+			t.Fatalf("run %d renders differently:\n%s", i, linediff.Diff(first, b.String()))
 		}
 	}
 }
