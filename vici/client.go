@@ -495,6 +495,10 @@ func (c *Client) stream(ctx context.Context, cmd, name, event string, req *govic
 	return nil, &disconnectedError{prefix: prefix, socket: c.socket, cause: err}
 }
 
+// testHookQueued, when set by a test before the pump starts, runs after
+// each value the pump took off its input.
+var testHookQueued func()
+
 // pump forwards everything from in to the returned channel and never blocks
 // on in: values wait in memory while the reader of the result is slow. The
 // result closes after in closes and the queue is empty, or when ctx ends.
@@ -516,6 +520,9 @@ func pump[T any](ctx context.Context, in <-chan T) <-chan T {
 					continue
 				}
 				q = append(q, v)
+				if testHookQueued != nil {
+					testHookQueued()
+				}
 			case send <- next:
 				var zero T
 				q[0] = zero

@@ -48,6 +48,9 @@ const watchBuffer = 1 << 12
 // when the Client is closed, or when the daemon goes away (stops or
 // restarts): that is the signal to Watch again. Events wait in memory while
 // the reader is slow, so read the channel until it closes or end ctx.
+// The one loss left is govici's: it drops an event when its channel
+// (watchBuffer events) is full, which takes a burst of that many events
+// arriving while the pump that empties it cannot run.
 //
 // A subscription charon does not confirm within the subscribe timeout
 // fails with ErrSubscribeHung (see WithSubscribeTimeout). Event names

@@ -3,6 +3,7 @@ package vici_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,16 +73,25 @@ func TestWatch(t *testing.T) {
 }
 
 func TestWatchManyEventsSlowReader(t *testing.T) {
+	var queued atomic.Int64
+	defer vici.CountQueued(&queued)()
 	srv, c := newClient(t)
 	events, err := c.Watch(context.Background(), "log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 20000
-	// Emit everything before reading anything: more than govici's channel
-	// buffer holds, so only a continuously drained channel keeps them all.
+	// Emit everything before reading anything: five times what govici's
+	// channel buffer holds, so only the pump's queue keeps them all. Each
+	// burst is half the buffer and the next waits until the pump took the
+	// last: govici itself drops events that find its channel full, so a
+	// burst larger than the buffer may lose some however fast the pump is.
+	n := 5 * vici.WatchBuffer
+	burst := vici.WatchBuffer / 2
 	for i := range n {
 		srv.Emit("log", msg("group", "IKE", "level", "1", "msg", "line", "thread", i))
+		if (i+1)%burst == 0 || i+1 == n {
+			waitFor(t, func() bool { return queued.Load() == int64(i+1) })
+		}
 	}
 	for i := range n {
 		ev, ok := recv(t, events)
@@ -91,6 +101,18 @@ func TestWatchManyEventsSlowReader(t *testing.T) {
 		if got := ev.Message.Get("thread"); got != itoa(i) {
 			t.Fatalf("event %d has thread %v", i, got)
 		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10 s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
