@@ -45,6 +45,8 @@ type fakeDaemon struct {
 	// onLoadConn runs before each load-conn (e.g. to cancel the apply),
 	// onUnloadConn before each unload-conn.
 	onLoadConn, onUnloadConn func(name string)
+	// installedAsked: the children each Installed call asked about.
+	installedAsked []string
 }
 
 func newFake() *fakeDaemon {
@@ -252,9 +254,10 @@ func (f *fakeDaemon) ListConns(context.Context) ([]vici.ConnInfo, error) {
 
 // Installed lists every child of the loaded connections but those in
 // noTrap, as charon would when their traps installed.
-func (f *fakeDaemon) Installed(context.Context) (map[string]bool, error) {
+func (f *fakeDaemon) Installed(_ context.Context, children []string) (map[string]bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.installedAsked = append(f.installedAsked, strings.Join(children, " "))
 	out := map[string]bool{}
 	for name, body := range f.msgs {
 		if _, ok := f.conns[name]; !ok {

@@ -17,9 +17,10 @@ type Daemon interface {
 	// ListConns lists the connections with their settings as charon
 	// shows them (for drift: see viewOfInfo).
 	ListConns(ctx context.Context) ([]vici.ConnInfo, error)
-	// Installed returns the CHILD_SA configs whose trap, pass or drop
-	// policies charon has installed (list-policies).
-	Installed(ctx context.Context) (map[string]bool, error)
+	// Installed returns which of children (CHILD_SA configs) have
+	// their trap, pass or drop policies installed (list-policies); it
+	// may name others too.
+	Installed(ctx context.Context, children []string) (map[string]bool, error)
 	LoadShared(ctx context.Context, id, typ string, data []byte, owners []string) error
 	UnloadShared(ctx context.Context, id string) error
 	SharedIDs(ctx context.Context) ([]string, error)

@@ -43,7 +43,11 @@ func (a *applyRun) checkInstalled() (*NotInstalledError, map[string]bool) {
 	if len(want) == 0 {
 		return nil, nil
 	}
-	have, err := a.e.Daemon.Installed(a.ctx)
+	children := make([]string, len(want))
+	for i, w := range want {
+		children[i] = w.child
+	}
+	have, err := a.e.Daemon.Installed(a.ctx, children)
 	if err != nil {
 		a.rep.Warnings = append(a.rep.Warnings, fmt.Sprintf("could not check which policies charon installed: %v", err))
 		return nil, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -109,11 +110,15 @@ func TestNotInstalledIsReported(t *testing.T) {
 		}
 	}
 	d.noTrap = nil
-	d.calls = nil
+	d.calls, d.installedAsked = nil, nil
 	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
 		t.Fatalf("the next apply: %v", err)
 	}
 	if d.count("load-conn") != 1 {
 		t.Fatalf("the next apply sent %q; want the connection loaded again", d.calls)
+	}
+	// Only the children just loaded are asked about.
+	if !slices.Equal(d.installedAsked, []string{"sm-with-eve-1"}) {
+		t.Errorf("the next apply asked for the installed policies of %q; want sm-with-eve-1 only", d.installedAsked)
 	}
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -31,7 +32,9 @@ const (
 // cannot exhaust memory).
 func ReadFile(path string) ([]byte, error) {
 	// Stat before opening: opening a FIFO would wait for a writer.
+	size := int64(0)
 	if st, err := os.Stat(path); err == nil {
+		size = st.Size()
 		if !st.Mode().IsRegular() && !st.IsDir() {
 			return nil, fmt.Errorf("reading policy: %s is not a regular file", path)
 		}
@@ -44,7 +47,12 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("reading policy: %w", err)
 	}
 	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
+	// Read into a buffer of the size Stat saw (plus one byte to see the
+	// end), not one grown by doubling: policies run to megabytes.
+	var buf bytes.Buffer
+	buf.Grow(int(min(size, MaxFileSize)) + 1)
+	_, err = buf.ReadFrom(io.LimitReader(fh, MaxFileSize+1))
+	b := buf.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("reading policy: %w", err)
 	}

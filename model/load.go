@@ -124,7 +124,7 @@ func parse(path string, data []byte) (f *File, ps Problems) {
 		}
 	}()
 	f = &File{Path: path}
-	md, derr := toml.NewDecoder(strings.NewReader(text)).Decode(f)
+	md, derr := toml.Decode(text, f)
 	if derr != nil {
 		return nil, Problems{decodeProblem(path, text, derr)}
 	}
@@ -161,9 +161,15 @@ func parse(path string, data []byte) (f *File, ps Problems) {
 	// The decoder matches keys case-insensitively ("Name" fills name); the
 	// policy format is lower case, and two spellings of one key in a table
 	// would silently overwrite each other.
+	var parentKey toml.Key // the parent of the previous key, and its name
+	parent := ""
 	for _, k := range md.Keys() {
 		last := k[len(k)-1]
-		parent := strings.Join(k[:len(k)-1], ".")
+		// Keys come table by table: join a parent's name only when it
+		// changes (a policy of thousands of rules has as many keys).
+		if pk := k[:len(k)-1]; !slices.Equal(pk, parentKey) {
+			parentKey, parent = pk, strings.Join(pk, ".")
+		}
 		known, ok := knownKeys[parent]
 		if !ok || slices.Contains(known, last) {
 			continue

@@ -5,14 +5,27 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // positions maps an indexed key path ("policy[0].rule[1].filter_list") to
 // the line where it is written. The TOML decoder does not export key
 // positions, so a small line scanner recovers them from the file's text.
-// It only serves error messages: when it cannot place a key, the nearest
-// enclosing table's line is used.
+// It serves error messages and the lines of rules and filters: the scan
+// done up front keeps only table headers, which is all a valid policy
+// needs; the first question about any other key scans the text again for
+// every key. When it cannot place a key, the nearest enclosing table's
+// line is used.
 type positions struct {
+	text    string
+	headers map[string]int // indexed table path -> line
+
+	once sync.Once
+	all  *keyLines // every key, scanned on first need
+}
+
+// keyLines is the full scan.
+type keyLines struct {
 	at    map[string]int   // indexed path -> line
 	plain map[string][]int // index-free path -> lines, sorted
 }
@@ -40,15 +53,29 @@ func stripIndexes(k string) string {
 	return b.String()
 }
 
-// scanPositions records table headers and key assignments of a TOML text.
-func scanPositions(text string) positions {
+// scanPositions records the table headers of a TOML text; the other keys
+// are found when first asked for.
+func scanPositions(text string) *positions {
+	return &positions{text: text, headers: scan(text, false)}
+}
+
+// scan records table headers and, with keys, key assignments of a TOML
+// text, by indexed path.
+func scan(text string, keys bool) map[string]int {
 	pos := map[string]int{}
 	counts := map[string]int{} // indexed array path -> elements seen
 	current := ""
 	depth := 0    // open [ or { of a multi-line value
 	inMulti := "" // the closing delimiter of a multi-line string
-	for i, raw := range strings.Split(text, "\n") {
-		line := i + 1
+	line := 0
+	for rest := text; rest != ""; {
+		var raw string
+		if i := strings.IndexByte(rest, '\n'); i >= 0 {
+			raw, rest = rest[:i], rest[i+1:]
+		} else {
+			raw, rest = rest, ""
+		}
+		line++
 		s := strings.TrimSpace(raw)
 		if inMulti != "" {
 			if strings.Contains(s, inMulti) {
@@ -101,13 +128,15 @@ func scanPositions(text string) positions {
 			if eq < 0 {
 				continue
 			}
-			key := strings.Join(splitKey(s[:eq]), ".")
-			full := key
-			if current != "" {
-				full = current + "." + key
-			}
-			if _, seen := pos[full]; !seen {
-				pos[full] = line
+			if keys {
+				key := strings.Join(splitKey(s[:eq]), ".")
+				full := key
+				if current != "" {
+					full = current + "." + key
+				}
+				if _, seen := pos[full]; !seen {
+					pos[full] = line
+				}
 			}
 			val := strings.TrimSpace(s[eq+1:])
 			for _, q := range []string{`"""`, `'''`} {
@@ -123,16 +152,25 @@ func scanPositions(text string) positions {
 			}
 		}
 	}
-	p := positions{at: pos, plain: map[string][]int{}}
-	for k, l := range pos {
-		pk := stripIndexes(k)
-		p.plain[pk] = append(p.plain[pk], l)
-	}
-	for k, ls := range p.plain {
-		sort.Ints(ls)
-		p.plain[k] = slices.Compact(ls)
-	}
-	return p
+	return pos
+}
+
+// keys returns the full scan, made on first use.
+func (p *positions) keys() *keyLines {
+	p.once.Do(func() {
+		at := scan(p.text, true)
+		all := &keyLines{at: at, plain: map[string][]int{}}
+		for k, l := range at {
+			pk := stripIndexes(k)
+			all.plain[pk] = append(all.plain[pk], l)
+		}
+		for k, ls := range all.plain {
+			sort.Ints(ls)
+			all.plain[k] = slices.Compact(ls)
+		}
+		p.all = all
+	})
+	return p.all
 }
 
 // bracketDelta counts opening minus closing brackets and braces outside
@@ -170,15 +208,23 @@ func splitKey(k string) []string {
 	return parts
 }
 
-// line returns the line of path or of its nearest enclosing key; 0 if none.
-func (p positions) line(path string) int {
+// line returns the line of path or of its nearest enclosing key; 0 if none
+// (and for a File that was not parsed from text).
+func (p *positions) line(path string) int {
+	if p == nil {
+		return 0
+	}
+	if l, ok := p.headers[path]; ok {
+		return l // a header's line is the same in the full scan
+	}
+	at := p.keys().at
 	for path != "" {
-		if l, ok := p.at[path]; ok {
+		if l, ok := at[path]; ok {
 			return l
 		}
 		if strings.HasSuffix(path, "]") && strings.Contains(path, "[") {
 			path = path[:strings.LastIndex(path, "[")]
-			if l, ok := p.at[path]; ok {
+			if l, ok := at[path]; ok {
 				return l
 			}
 			continue
@@ -196,7 +242,7 @@ func (p positions) line(path string) int {
 // form is plain ("policy.rule.filtr_list"). A key the scanner cannot see
 // (inside an inline table) takes the line of its nearest enclosing key; 0
 // if none.
-func (p positions) firstLineOf(plain string) int {
+func (p *positions) firstLineOf(plain string) int {
 	for plain != "" {
 		if ls := p.linesOf(plain); len(ls) > 0 {
 			return ls[0]
@@ -212,4 +258,9 @@ func (p positions) firstLineOf(plain string) int {
 
 // linesOf returns, in order, every line where a key whose index-free form
 // is plain is written.
-func (p positions) linesOf(plain string) []int { return p.plain[plain] }
+func (p *positions) linesOf(plain string) []int {
+	if p == nil {
+		return nil
+	}
+	return p.keys().plain[plain]
+}

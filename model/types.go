@@ -21,7 +21,7 @@ type File struct {
 	// resolve against its folder. Not a TOML key.
 	Path string `toml:"-"`
 
-	pos positions
+	pos *positions
 }
 
 // Endpoint is this computer: what "My IP address" means.

@@ -17,8 +17,8 @@ func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actio
 	if len(p.Rules) == 0 && assigned {
 		v.errf(ppath, pwhere, "has no rules: an assigned policy needs at least one [[policy.rule]] linking a filter list to a filter action")
 	}
-	var out []ResolvedRule
-	ruleNames := map[string]int{}
+	out := make([]ResolvedRule, 0, len(p.Rules))
+	ruleNames := make(map[string]int, len(p.Rules))
 	for j := range p.Rules {
 		r := &p.Rules[j]
 		path := fmt.Sprintf("%s.rule[%d]", ppath, j)

@@ -177,9 +177,13 @@ func (c *Client) note(cmd string) {
 // Close), so a channel that never receives events works as a death notice.
 type session struct {
 	gs   *govici.Session
+	bc   *boundedConn // its connection (nil if never dialed)
 	dead chan govici.Event
 	once sync.Once
 }
+
+// failed is err with the connection's refused packet length, if any.
+func (s *session) failed(err error) error { return withBadLength(s.bc, err) }
 
 func (s *session) alive() bool {
 	select {
@@ -208,12 +212,14 @@ func (c *Client) withDeadline(ctx context.Context) (context.Context, context.Can
 // connecting at once get EAGAIN, which is retried until ctx ends.
 func (c *Client) dial(ctx context.Context) (*session, error) {
 	var d net.Dialer
+	var bc *boundedConn
 	dialer := func(_ context.Context, network, addr string) (net.Conn, error) {
 		backoff := 5 * time.Millisecond
 		for {
 			conn, err := d.DialContext(ctx, network, addr)
 			if err == nil {
-				return newBoundedConn(conn, maxPacket), nil
+				bc = newBoundedConn(conn, maxPacket)
+				return bc, nil
 			}
 			if !errors.Is(err, syscall.EAGAIN) {
 				return conn, err
@@ -232,7 +238,7 @@ func (c *Client) dial(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, &unreachableError{socket: c.socket, cause: dialCause(err)}
 	}
-	s := &session{gs: gs, dead: make(chan govici.Event)}
+	s := &session{gs: gs, bc: bc, dead: make(chan govici.Event)}
 	gs.NotifyEvents(s.dead)
 	return s, nil
 }
@@ -307,6 +313,7 @@ func (c *Client) call(ctx context.Context, cmd, name string, req *govici.Message
 		if err == nil {
 			return resp, nil
 		}
+		err = s.failed(err)
 		if resp != nil {
 			return nil, commandError(cmd, name, resp)
 		}
@@ -408,7 +415,7 @@ func (c *Client) openDedicated(ctx context.Context, buffer int, events ...string
 			return s, ch, nil
 		}
 		c.release(s)
-		return nil, nil, err
+		return nil, nil, s.failed(err)
 	case <-t.C:
 		err = fmt.Errorf("charon did not confirm within %s: %w", wait, ErrSubscribeHung)
 	case <-ctx.Done():
@@ -477,6 +484,7 @@ func (c *Client) stream(ctx context.Context, cmd, name, event string, req *govic
 	resp, err := s.gs.Call(ctx, cmd, req)
 	c.release(s)
 	<-consumed
+	err = s.failed(err)
 
 	switch {
 	case err == nil:

@@ -476,3 +476,27 @@ func TestConcurrentCommands(t *testing.T) {
 		t.Errorf("%d connections loaded, want 16", n)
 	}
 }
+
+func TestListPoliciesOfOneChild(t *testing.T) {
+	srv, c := newClient(t)
+	ctx := context.Background()
+	body := msg("version", "2", "children", msg(
+		"web", msg("start_action", "trap", "mode", "transport"),
+		"ssh", msg("start_action", "trap")))
+	if err := c.LoadConn(ctx, "alice-bob", body); err != nil {
+		t.Fatal(err)
+	}
+	all, err := c.ListPolicies(ctx, "")
+	if err != nil || len(all) != 2 {
+		t.Fatalf("ListPolicies(\"\") = %+v, %v; want both children", all, err)
+	}
+	one, err := c.ListPolicies(ctx, "ssh")
+	if err != nil || len(one) != 1 || one[0].Child != "ssh" || one[0].IKE != "alice-bob" || one[0].Mode != "TUNNEL" {
+		t.Fatalf("ListPolicies(\"ssh\") = %+v, %v", one, err)
+	}
+	got := srv.Received()
+	last := got[len(got)-1]
+	if last.Command != "list-policies" || last.Message.Get("child") != "ssh" || last.Message.Get("trap") != "yes" {
+		t.Errorf("last request %s %v, want list-policies with child = ssh and trap = yes", last.Command, last.Message)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 )
 
 // ErrNotVICI is matched (errors.Is) by the error of a command whose socket
@@ -44,6 +45,20 @@ func asNotVICI(prefix, socket string, err error) error {
 	return nil
 }
 
+// withBadLength adds to err the refused length of the session's
+// connection, if there was one and err does not carry it already.
+func withBadLength(bc *boundedConn, err error) error {
+	if bc == nil || err == nil {
+		return err
+	}
+	b := bc.bad.Load()
+	var bl *badLengthError
+	if b == nil || errors.As(err, &bl) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, b)
+}
+
 // boundedConn checks the length prefix of every packet read from charon
 // before handing it to govici, which allocates whatever the prefix says
 // (a socket that is not charon could make it allocate 4 GiB). libvici,
@@ -61,14 +76,17 @@ type boundedConn struct {
 	hdrN   int    // bytes of hdr read from the peer
 	hdrOut int    // bytes of hdr handed to the caller
 	left   uint32 // bytes of the current packet's body still to pass through
-	bad    *badLengthError
+	// bad is set once a length is refused; read by the goroutine whose
+	// command failed, which may see govici's "closed pipe" instead of
+	// the reader's error (govici races the two).
+	bad atomic.Pointer[badLengthError]
 }
 
 func newBoundedConn(c net.Conn, max int) *boundedConn { return &boundedConn{Conn: c, max: max} }
 
 func (c *boundedConn) Read(p []byte) (int, error) {
-	if c.bad != nil {
-		return 0, c.bad
+	if b := c.bad.Load(); b != nil {
+		return 0, b
 	}
 	if len(p) == 0 {
 		return 0, nil
@@ -86,8 +104,9 @@ func (c *boundedConn) Read(p []byte) (int, error) {
 		}
 		l := binary.BigEndian.Uint32(c.hdr[:])
 		if l == 0 || int64(l) > int64(c.max) {
-			c.bad = &badLengthError{length: l}
-			return 0, c.bad
+			b := &badLengthError{length: l}
+			c.bad.Store(b)
+			return 0, b
 		}
 		c.left = l
 	}

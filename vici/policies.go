@@ -21,13 +21,19 @@ type Policy struct {
 // ListPolicies lists the trap policies charon has installed (and pass and
 // drop shunts): a child whose trap could not be installed (a DNS name
 // that does not resolve, say) is missing here although its connection is
-// loaded.
-func (c *Client) ListPolicies(ctx context.Context) ([]Policy, error) {
+// loaded. A child name other than "" lists only that CHILD_SA config's
+// policies (charon's child filter).
+func (c *Client) ListPolicies(ctx context.Context, child string) ([]Policy, error) {
 	ctx, cancel, added := c.withDeadline(ctx)
 	defer cancel()
 	req := govici.NewMessage()
 	for _, k := range []string{"trap", "pass", "drop"} {
 		if err := req.Set(k, "yes"); err != nil {
+			return nil, fmt.Errorf("list-policies: %w", err)
+		}
+	}
+	if child != "" {
+		if err := req.Set("child", child); err != nil {
 			return nil, fmt.Errorf("list-policies: %w", err)
 		}
 	}

@@ -33,5 +33,13 @@ func main() {
 	code := cli.Run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	pprof.StopCPUProfile()
+	// SWANMGR_MEMPROFILE=FILE writes a heap profile at the end of the run
+	// (go tool pprof -sample_index=alloc_space: what the run allocated).
+	if p := os.Getenv("SWANMGR_MEMPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	os.Exit(code)
 }

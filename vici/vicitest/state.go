@@ -240,8 +240,9 @@ func (s *Server) listConns(r *Request) *govici.Message {
 
 // listPolicies imitates charon's list-policies: every child with a trap
 // start action has its policies installed, as charon does when nothing
-// fails.
+// fails; a child filter lists only that child's.
 func (s *Server) listPolicies(r *Request) *govici.Message {
+	only := str(r.Message, "child")
 	for _, name := range s.ConnNames() {
 		body, ok := s.Conn(name)
 		if !ok {
@@ -253,7 +254,7 @@ func (s *Server) listPolicies(r *Request) *govici.Message {
 		}
 		for _, cn := range ch.Keys() {
 			c, ok := ch.Get(cn).(*govici.Message)
-			if !ok || str(c, "start_action") != "trap" {
+			if !ok || str(c, "start_action") != "trap" || (only != "" && cn != only) {
 				continue
 			}
 			mode := strings.ToUpper(str(c, "mode"))
