@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -123,27 +122,29 @@ func parse(path string, data []byte) (f *File, ps Problems) {
 			f, ps = nil, Problems{{File: path, Msg: fmt.Sprintf("cannot decode the policy file (decoder failure: %v)", r)}}
 		}
 	}()
-	f = &File{Path: path}
-	md, derr := toml.Decode(text, f)
+	d, derr := decodeText(text)
 	if derr != nil {
 		return nil, Problems{decodeProblem(path, text, derr)}
 	}
+	f = d.f
+	f.Path = path
 	f.pos = scanPositions(text)
-	undecoded := md.Undecoded()
+	undecoded := d.undecoded
 	names := make(map[string]bool, len(undecoded))
-	for _, k := range undecoded {
-		names[k.String()] = true
+	for _, u := range undecoded {
+		names[u.key.String()] = true
 	}
-	sort.SliceStable(undecoded, func(i, j int) bool { return undecoded[i].String() < undecoded[j].String() })
+	sort.SliceStable(undecoded, func(i, j int) bool { return undecoded[i].key.String() < undecoded[j].key.String() })
 	reported := map[string]bool{}
-	for _, k := range undecoded {
+	for _, u := range undecoded {
+		k := u.key
 		plain := k.String()
 		if reported[plain] {
 			continue
 		}
 		reported[plain] = true
 		// An unknown table shows up with each of its keys; report the table once.
-		if t := md.Type(k...); t != "Hash" && t != "ArrayHash" && parentUndecoded(k, names) {
+		if t := u.typ; t != "Hash" && t != "ArrayHash" && parentUndecoded(k, names) {
 			continue
 		}
 		msg := fmt.Sprintf("unknown key %s", plain)
@@ -158,33 +159,13 @@ func parse(path string, data []byte) (f *File, ps Problems) {
 			ps = append(ps, Problem{File: path, Line: l, Msg: msg})
 		}
 	}
-	// The decoder matches keys case-insensitively ("Name" fills name); the
-	// policy format is lower case, and two spellings of one key in a table
-	// would silently overwrite each other.
-	var parentKey toml.Key // the parent of the previous key, and its name
-	parent := ""
-	for _, k := range md.Keys() {
-		last := k[len(k)-1]
-		// Keys come table by table: join a parent's name only when it
-		// changes (a policy of thousands of rules has as many keys).
-		if pk := k[:len(k)-1]; !slices.Equal(pk, parentKey) {
-			parentKey, parent = pk, strings.Join(pk, ".")
-		}
-		known, ok := knownKeys[parent]
-		if !ok || slices.Contains(known, last) {
+	for _, m := range d.miscased {
+		plain := m.key.String()
+		if reported[plain] {
 			continue
 		}
-		for _, c := range known {
-			if strings.EqualFold(c, last) {
-				plain := k.String()
-				if reported[plain] {
-					break
-				}
-				reported[plain] = true
-				ps = append(ps, Problem{File: path, Line: f.pos.firstLineOf(plain), Msg: fmt.Sprintf("key %s: keys are lower case (did you mean %s?)", plain, c)})
-				break
-			}
-		}
+		reported[plain] = true
+		ps = append(ps, Problem{File: path, Line: f.pos.firstLineOf(plain), Msg: fmt.Sprintf("key %s: keys are lower case (did you mean %s?)", plain, m.want)})
 	}
 	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
 	if len(ps) > maxKeyProblems {
