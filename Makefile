@@ -66,6 +66,7 @@ test: deps-test
 	# unset, so the lab tests, run above, skip here).
 	SWANMGR_E2E= $(GO) test -count=1 -race $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./model
+	$(GO) test -run '^$$' -fuzz FuzzChunks -fuzztime $(FUZZTIME) ./model
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./importer
 
 unit:
