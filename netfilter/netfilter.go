@@ -2,16 +2,15 @@ package netfilter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"syscall"
 
+	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
@@ -26,6 +25,9 @@ type Table struct {
 	netns string   // for messages; "" = the calling thread's
 	ns    *os.File // the namespace, held open: it stays the same one if charon restarts (or its pid is reused)
 	nft   knftables.Interface
+	// kernel: nft is the kernel's (Open), whose element counters are
+	// read over netlink; not a knftables.Fake (NewFor).
+	kernel bool
 }
 
 // CharonNetns returns the network namespace of the charon listening on a
@@ -67,7 +69,7 @@ func CharonNetns(socket string) (string, error) {
 // process's) and returns the guard's table there. The table need not
 // exist.
 func Open(netns string) (*Table, error) {
-	t := &Table{netns: netns}
+	t := &Table{netns: netns, kernel: true}
 	if netns != "" {
 		f, err := os.Open(netns)
 		if err != nil {
@@ -206,16 +208,20 @@ func (t *Table) Counters(ctx context.Context) (map[string]uint64, error) {
 			return err
 		}
 		out = map[string]uint64{}
+		var conn *nftables.Conn
+		if t.kernel {
+			// Over netlink on this thread, in the table's namespace: no
+			// nft process and no JSON for each --watch refresh.
+			if conn, err = nftables.New(); err != nil {
+				return err
+			}
+		}
 		for _, name := range sets {
 			if !strings.HasPrefix(name, "d-") {
 				continue
 			}
-			b, err := exec.CommandContext(ctx, "nft", "--json", "list", "set", "inet", guard.Table, name).Output()
-			if err != nil {
-				return fmt.Errorf("nft list set %s: %w", name, err)
-			}
-			if err := addCounts(out, b); err != nil {
-				return fmt.Errorf("nft list set %s: %w", name, err)
+			if err := t.addCounts(ctx, conn, name, out); err != nil {
+				return fmt.Errorf("set %s: %w", name, err)
 			}
 		}
 		return nil
@@ -226,36 +232,36 @@ func (t *Table) Counters(ctx context.Context) (map[string]uint64, error) {
 	return out, nil
 }
 
-// addCounts adds the element counters of one set listed by nft --json.
-func addCounts(out map[string]uint64, listing []byte) error {
-	var doc struct {
-		Nftables []struct {
-			Set *struct {
-				Elem []json.RawMessage `json:"elem"`
-			} `json:"set"`
-		} `json:"nftables"`
+// addCounts adds the element counters of one drop set to out, by the
+// element's comment (its rule's counter name); elements without a comment
+// are not swanmgr's. A fake table (conn nil) has elements but no counters.
+func (t *Table) addCounts(ctx context.Context, conn *nftables.Conn, set string, out map[string]uint64) error {
+	if conn == nil {
+		els, err := t.nft.ListElements(ctx, "set", set)
+		if err != nil {
+			return err
+		}
+		for _, e := range els {
+			if e.Comment != nil && *e.Comment != "" {
+				out[*e.Comment] += 0
+			}
+		}
+		return nil
 	}
-	if err := json.Unmarshal(listing, &doc); err != nil {
+	tab := &nftables.Table{Name: guard.Table, Family: nftables.TableFamilyINet}
+	els, err := conn.GetSetElements(&nftables.Set{Table: tab, Name: set})
+	if err != nil {
 		return err
 	}
-	for _, o := range doc.Nftables {
-		if o.Set == nil {
+	for _, e := range els {
+		if e.Comment == "" {
 			continue
 		}
-		for _, raw := range o.Set.Elem {
-			var e struct {
-				Elem struct {
-					Comment string `json:"comment"`
-					Counter struct {
-						Packets uint64 `json:"packets"`
-					} `json:"counter"`
-				} `json:"elem"`
-			}
-			if json.Unmarshal(raw, &e) != nil || e.Elem.Comment == "" {
-				continue // a plain element: not one of swanmgr's
-			}
-			out[e.Elem.Comment] += e.Elem.Counter.Packets
+		var n uint64
+		if e.Counter != nil {
+			n = e.Counter.Packets
 		}
+		out[e.Comment] += n
 	}
 	return nil
 }
