@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -139,16 +140,36 @@ func lastLines(s string, n int) string {
 	return strings.Join(ls, "\n")
 }
 
+// benchSizes returns the rule counts to measure: def, or those listed in
+// SWANMGR_BENCH_RULES (e.g. "20000" or "1000,5000,20000").
+func benchSizes(b *testing.B, def ...int) []int {
+	v := os.Getenv("SWANMGR_BENCH_RULES")
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("SWANMGR_BENCH_RULES=%q: %q is not a rule count", v, f)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 // BenchmarkApply loads generated policies of 1,000 and 5,000 rules into a
 // lab charon, side by side with `swanctl --load-all --file` of the same
 // rendered swanctl.conf: cold load, unchanged re-load, one-rule change,
 // and swanmgr's peak RSS. Run it with
 //
 //	SWANMGR_E2E=1 go test -run '^$' -bench Apply -benchtime 1x ./bench/
+//
+// (SWANMGR_BENCH_RULES=20000 for other sizes.)
 func BenchmarkApply(b *testing.B) {
 	applyPrereqs(b)
 	bin := swanmgrBinary(b)
-	for _, n := range []int{1000, 5000} {
+	for _, n := range benchSizes(b, 1000, 5000) {
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				benchApply(b, bin, n)

@@ -1,0 +1,222 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/swanmgr/swanmgr/lab"
+	"github.com/swanmgr/swanmgr/vici"
+)
+
+// manyPolicies writes Alice's policy of one rule per peer, each with per
+// filters (TCP to the peer's ports 10000, 10001, ...), and each peer's
+// mirror of its rule: one connection, and so one IKE_SA, per peer.
+func manyPolicies(dir, alice string, peers []string, addrs map[string]string, per int) (map[string]string, error) {
+	if err := os.WriteFile(filepath.Join(dir, "many.psk"), []byte("lab-only: many-peers-status-benchmark-key-3e9d\n"), 0o600); err != nil {
+		return nil, err
+	}
+	files := map[string]string{}
+	write := func(host string, lists []string, rules []string) error {
+		var b strings.Builder
+		fmt.Fprintf(&b, "assign = \"Many\"\n[endpoint]\nname = %q\naddresses = [%q]\n\n", host, addrs[host])
+		b.WriteString(strings.Join(lists, ""))
+		b.WriteString("\n[[filter_action]]\nname = \"Encrypt\"\naction = \"negotiate\"\n\n[[policy]]\nname = \"Many\"\n")
+		b.WriteString(strings.Join(rules, ""))
+		p := filepath.Join(dir, host+".toml")
+		files[host] = p
+		return os.WriteFile(p, []byte(b.String()), 0o644)
+	}
+	list := func(name, src, dst string) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "[[filter_list]]\nname = %q\n", name)
+		for i := 0; i < per; i++ {
+			fmt.Fprintf(&b, "  [[filter_list.filter]]\n  source = %q\n  destination = %q\n  protocol = \"tcp\"\n  destination_port = %d\n", src, dst, 10000+i)
+		}
+		return b.String()
+	}
+	rule := func(name string) string {
+		return fmt.Sprintf("  [[policy.rule]]\n  name = %q\n  filter_list = %q\n  filter_action = \"Encrypt\"\n  authentication = [ { method = \"psk\", secret_file = \"many.psk\" } ]\n", name, name)
+	}
+	var lists, rules []string
+	for _, p := range peers {
+		name := "To " + p
+		lists = append(lists, list(name, "me", addrs[p]))
+		rules = append(rules, rule(name))
+		if err := write(p, []string{list(name, addrs[alice], "me")}, []string{rule(name)}); err != nil {
+			return nil, err
+		}
+	}
+	return files, write(alice, lists, rules)
+}
+
+// upManyLab is a lab where Alice has per CHILD_SAs with each of peers
+// hosts (libipsec): peers IKE_SAs, peers*per CHILD_SAs in all.
+func upManyLab(b *testing.B, bin string, peers, per int) *statusLab {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	dir := b.TempDir()
+	hosts := []string{"alice"}
+	var names []string
+	for i := 1; i <= peers; i++ {
+		names = append(names, fmt.Sprintf("peer%d", i))
+	}
+	hosts = append(hosts, names...)
+	l, err := lab.Up(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Backend: lab.Libipsec,
+		Prefix: fmt.Sprintf("bm%d", os.Getpid()%100000), Hosts: hosts})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := l.Down(); err != nil {
+			b.Errorf("lab down: %v", err)
+		}
+	})
+	addrs := map[string]string{}
+	for _, h := range hosts {
+		addrs[h] = l.Host(h).Addr.String()
+	}
+	files, err := manyPolicies(dir, "alice", names, addrs, per)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sl := &statusLab{Lab: l, state: filepath.Join(dir, "state")}
+	apply := func(host string) error {
+		cmd := exec.CommandContext(ctx, bin, "apply", "--socket", l.Host(host).Socket, "--state-dir", sl.state, "--ipsec-backend", "libipsec", "-f", files[host])
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("apply on %s: %v\n%s", host, err, out)
+		}
+		return nil
+	}
+	// The peers first, in parallel: their own attempts fail (Alice knows
+	// nothing yet), so only Alice's start actions set the SAs up.
+	var wg sync.WaitGroup
+	errs := make(chan error, len(names))
+	for _, p := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := apply(p); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if err := apply("alice"); err != nil {
+		b.Fatal(err)
+	}
+	c, err := vici.Dial(ctx, l.Host("alice").Socket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	want := peers * per
+	for {
+		sas, err := c.ListSAs(ctx, vici.SAFilter{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		got, ikes := 0, 0
+		for _, sa := range sas {
+			if sa.State == "ESTABLISHED" {
+				ikes++
+			}
+			for _, ch := range sa.Children {
+				if ch.State == "INSTALLED" {
+					got++
+				}
+			}
+		}
+		if got >= want && ikes >= peers {
+			b.Logf("%d CHILD_SAs of %d IKE_SAs installed in %.1f s (start_action = start)", got, ikes, time.Since(start).Seconds())
+			return sl
+		}
+		if ctx.Err() != nil {
+			b.Fatalf("only %d of %d CHILD_SAs (%d IKE_SAs) installed", got, want, ikes)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// BenchmarkStatusMany times `swanmgr status` (table and JSON) against
+// `swanctl --list-sas` on a charon with 10,000 CHILD_SAs spread over 20
+// IKE_SAs (one per peer), interleaved in the same run, and reads the CPU
+// `status --watch --interval 1s` uses while nothing happens there. About
+// three minutes, most of it setting the SAs up:
+//
+//	SWANMGR_E2E=1 go test -run '^$' -bench StatusMany -benchtime 10x ./bench/
+func BenchmarkStatusMany(b *testing.B) {
+	statusPrereqs(b)
+	bin := swanmgrBinary(b)
+	const peers, per = 20, 500
+	l := upManyLab(b, bin, peers, per)
+	h := l.Host("alice")
+	ctx := context.Background()
+	status := func(args ...string) *exec.Cmd {
+		return exec.CommandContext(ctx, bin, append([]string{"status", "--socket", h.Socket, "--state-dir", l.state}, args...)...)
+	}
+	run(b, h.Swanctl(ctx, "--list-sas"))
+	run(b, status())
+	b.Run(fmt.Sprintf("children=%d", peers*per), func(b *testing.B) {
+		var sw, sm, smj time.Duration
+		for i := 0; i < b.N; i++ {
+			sw += run(b, h.Swanctl(ctx, "--list-sas"))
+			sm += run(b, status())
+			smj += run(b, status("-o", "json"))
+		}
+		ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N) }
+		b.ReportMetric(ms(sw), "swanctl-ms")
+		b.ReportMetric(ms(sm), "swanmgr-ms")
+		b.ReportMetric(ms(smj), "swanmgr-json-ms")
+		b.ReportMetric(sm.Seconds()/sw.Seconds(), "ratio")
+		b.ReportMetric(smj.Seconds()/sw.Seconds(), "json-ratio")
+		b.Logf("%d CHILD_SAs over %d IKE_SAs, %d runs each: swanctl --list-sas %.1f ms, swanmgr status %.1f ms (%.2fx), -o json %.1f ms (%.2fx)",
+			peers*per, peers, b.N, ms(sw), ms(sm), sm.Seconds()/sw.Seconds(), ms(smj), smj.Seconds()/sw.Seconds())
+	})
+
+	// --watch, idle, over 20 s (as BenchmarkStatusWatchIdle).
+	out, err := os.Create(filepath.Join(b.TempDir(), "watch.out"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command(bin, "status", "--watch", "--interval", "1s", "--socket", h.Socket, "--state-dir", l.state)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	time.Sleep(3 * time.Second) // past start-up and the first views
+	t0, err := cpuTicks(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c0, _ := cpuTicks(h.Pid)
+	wall := time.Now()
+	time.Sleep(20 * time.Second)
+	t1, err := cpuTicks(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c1, _ := cpuTicks(h.Pid)
+	elapsed := time.Since(wall).Seconds()
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	pct := float64(t1-t0) / clockTicks / elapsed * 100
+	charon := float64(c1-c0) / clockTicks / elapsed * 100
+	b.ReportMetric(pct, "watch-cpu-%")
+	b.Logf("%d CHILD_SAs: swanmgr status --watch used %.2f%% CPU over %.0f s, charon %.2f%%", peers*per, pct, elapsed, charon)
+}
