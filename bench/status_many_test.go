@@ -124,6 +124,7 @@ func upManyLab(b *testing.B, bin string, peers, per int) *statusLab {
 	}
 	defer c.Close()
 	want := peers * per
+	logged := time.Now()
 	for {
 		sas, err := c.ListSAs(ctx, vici.SAFilter{})
 		if err != nil {
@@ -147,6 +148,10 @@ func upManyLab(b *testing.B, bin string, peers, per int) *statusLab {
 		if ctx.Err() != nil {
 			b.Fatalf("only %d of %d CHILD_SAs (%d IKE_SAs) installed", got, want, ikes)
 		}
+		if time.Since(logged) > 10*time.Second {
+			b.Logf("after %.0f s: %d of %d CHILD_SAs, %d IKE_SAs", time.Since(start).Seconds(), got, want, ikes)
+			logged = time.Now()
+		}
 		time.Sleep(500 * time.Millisecond)
 	}
 }
@@ -161,7 +166,10 @@ func upManyLab(b *testing.B, bin string, peers, per int) *statusLab {
 func BenchmarkStatusMany(b *testing.B) {
 	statusPrereqs(b)
 	bin := swanmgrBinary(b)
-	const peers, per = 20, 500
+	peers, per := 20, 500
+	if v := os.Getenv("SWANMGR_BENCH_PEERS"); v != "" { // for a smaller try
+		fmt.Sscanf(v, "%dx%d", &peers, &per)
+	}
 	l := upManyLab(b, bin, peers, per)
 	h := l.Host("alice")
 	ctx := context.Background()

@@ -64,6 +64,9 @@ func Collect(ctx context.Context, d Daemon, records Records, o CollectOptions) I
 			in.Record, in.RecordErr = records.Record()
 			readConfirmations(records, &in)
 		}
+		// The guard's record and counters (thousands of set elements
+		// over netlink) are read while charon answers list-sas.
+		readGuard(ctx, o.Guard, &in)
 	}()
 	go func() {
 		defer wg.Done()
@@ -83,10 +86,9 @@ func Collect(ctx context.Context, d Daemon, records Records, o CollectOptions) I
 	sas, err := d.ListSAs(ctx, vici.SAFilter{})
 	wg.Wait()
 	if err != nil {
-		down := Input{Time: now(), Location: time.Local, DaemonErr: err, Record: in.Record, RecordErr: in.RecordErr,
-			Confirmation: in.Confirmation, Reverted: in.Reverted}
-		readGuard(ctx, o.Guard, &down) // it holds while charon is down
-		return down
+		// The guard holds while charon is down.
+		return Input{Time: now(), Location: time.Local, DaemonErr: err, Record: in.Record, RecordErr: in.RecordErr,
+			Confirmation: in.Confirmation, Reverted: in.Reverted, Guard: in.Guard, GuardDrops: in.GuardDrops, GuardErr: in.GuardErr}
 	}
 	in.SAs = sas
 	if in.RecordErr == nil && NeedsBodies(in.Record, sas) {
@@ -104,7 +106,6 @@ func Collect(ctx context.Context, d Daemon, records Records, o CollectOptions) I
 			break
 		}
 	}
-	readGuard(ctx, o.Guard, &in)
 	in.Time = now()
 	in.Location = time.Local
 	return in
