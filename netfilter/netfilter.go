@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"syscall"
@@ -24,9 +25,12 @@ var ErrNoNftables = errors.New("netfilter: nftables is not available")
 type Table struct {
 	netns string   // for messages; "" = the calling thread's
 	ns    *os.File // the namespace, held open: it stays the same one if charon restarts (or its pid is reused)
-	nft   knftables.Interface
-	// kernel: nft is the kernel's (Open), whose element counters are
-	// read over netlink; not a knftables.Fake (NewFor).
+	// nft sends transactions. For the kernel's table (Open) it is made
+	// on the first Install: knftables.New runs nft twice to check it
+	// (about 50 ms), which a read never needs.
+	nft knftables.Interface
+	// kernel: the table is the kernel's (Open), read over netlink; not
+	// a knftables.Fake (NewFor), read through nft.
 	kernel bool
 }
 
@@ -65,10 +69,14 @@ func CharonNetns(socket string) (string, error) {
 	return path, nil
 }
 
-// Open checks that nft works in the namespace netns ("" = this
-// process's) and returns the guard's table there. The table need not
-// exist.
+// Open returns the guard's table in the namespace netns ("" = this
+// process's), after checking that the nft command is there; the table
+// need not exist. Reads go over netlink; nft itself is checked and used
+// on the first Install.
 func Open(netns string) (*Table, error) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		return nil, noNft(err)
+	}
 	t := &Table{netns: netns, kernel: true}
 	if netns != "" {
 		f, err := os.Open(netns)
@@ -77,19 +85,53 @@ func Open(netns string) (*Table, error) {
 		}
 		t.ns = f
 	}
-	err := t.in(func() error {
-		nft, err := knftables.New(knftables.InetFamily, guard.Table, knftables.UseNetlink)
-		if err != nil {
-			return err
-		}
-		t.nft = nft
-		return nil
-	})
-	if err != nil {
-		t.Close()
-		return nil, fmt.Errorf("%w (%v): install the nftables package (apt-get install nftables), or set guard = false in the policy's filter actions (see docs/enforcement.md)", ErrNoNftables, err)
-	}
 	return t, nil
+}
+
+func noNft(err error) error {
+	return fmt.Errorf("%w (%v): install the nftables package (apt-get install nftables), or set guard = false in the policy's filter actions (see docs/enforcement.md)", ErrNoNftables, err)
+}
+
+// iface returns the knftables interface, making it on first use; call it
+// in the table's namespace (t.in).
+func (t *Table) iface() (knftables.Interface, error) {
+	if t.nft != nil {
+		return t.nft, nil
+	}
+	nft, err := knftables.New(knftables.InetFamily, guard.Table, knftables.UseNetlink)
+	if err != nil {
+		return nil, noNft(err)
+	}
+	t.nft = nft
+	return nft, nil
+}
+
+// sets returns the table's sets, read over netlink (the kernel's table;
+// conn is for further reads) or from the fake; nil, nil when there is no
+// table.
+func (t *Table) sets(ctx context.Context) (names []string, conn *nftables.Conn, found []*nftables.Set, err error) {
+	if !t.kernel {
+		names, err = t.nft.List(ctx, "sets")
+		if err != nil && noTable(err) {
+			return nil, nil, nil, nil
+		}
+		return names, nil, nil, err
+	}
+	// A netlink socket of this thread, so in the table's namespace.
+	if conn, err = nftables.New(); err != nil {
+		return nil, nil, nil, err
+	}
+	found, err = conn.GetSets(&nftables.Table{Name: guard.Table, Family: nftables.TableFamilyINet})
+	if err != nil {
+		if noTable(err) {
+			return nil, nil, nil, nil
+		}
+		return nil, nil, nil, err
+	}
+	for _, s := range found {
+		names = append(names, s.Name)
+	}
+	return names, conn, found, nil
 }
 
 // Close releases the namespace the table was opened in.
@@ -144,11 +186,8 @@ func (t *Table) in(fn func() error) error {
 func (t *Table) Fingerprint(ctx context.Context) (string, error) {
 	var fp string
 	err := t.in(func() error {
-		sets, err := t.nft.List(ctx, "sets")
+		sets, _, _, err := t.sets(ctx)
 		if err != nil {
-			if noTable(err) {
-				return nil
-			}
 			return err
 		}
 		for _, s := range sets {
@@ -176,14 +215,26 @@ func (t *Table) Install(ctx context.Context, prev, next *guard.Ruleset) (bool, e
 	if err != nil {
 		return false, err
 	}
-	tx := t.nft.NewTransaction()
-	if !guard.Fill(tx, live, prev, next) {
-		return false, nil
+	sent := false
+	err = t.in(func() error {
+		nft, err := t.iface()
+		if err != nil {
+			return err
+		}
+		tx := nft.NewTransaction()
+		if !guard.Fill(tx, live, prev, next) {
+			return nil
+		}
+		sent = true
+		return nft.Run(ctx, tx)
+	})
+	if errors.Is(err, ErrNoNftables) {
+		return false, err
 	}
-	if err := t.in(func() error { return t.nft.Run(ctx, tx) }); err != nil {
+	if err != nil {
 		return false, fmt.Errorf("netfilter: updating table inet %s: %w", guard.Table, err)
 	}
-	return true, nil
+	return sent, nil
 }
 
 // noTable says an error means there is no guard table (yet).
@@ -200,27 +251,22 @@ func noTable(err error) bool {
 func (t *Table) Counters(ctx context.Context) (map[string]uint64, error) {
 	var out map[string]uint64
 	err := t.in(func() error {
-		sets, err := t.nft.List(ctx, "sets")
-		if err != nil {
-			if noTable(err) {
-				return nil
-			}
+		// Over netlink (the kernel's table): no nft process and no JSON
+		// for each --watch refresh.
+		names, conn, found, err := t.sets(ctx)
+		if err != nil || names == nil {
 			return err
 		}
 		out = map[string]uint64{}
-		var conn *nftables.Conn
-		if t.kernel {
-			// Over netlink on this thread, in the table's namespace: no
-			// nft process and no JSON for each --watch refresh.
-			if conn, err = nftables.New(); err != nil {
-				return err
-			}
-		}
-		for _, name := range sets {
+		for i, name := range names {
 			if !strings.HasPrefix(name, "d-") {
 				continue
 			}
-			if err := t.addCounts(ctx, conn, name, out); err != nil {
+			var set *nftables.Set
+			if conn != nil {
+				set = found[i]
+			}
+			if err := t.addCounts(ctx, conn, set, name, out); err != nil {
 				return fmt.Errorf("set %s: %w", name, err)
 			}
 		}
@@ -235,7 +281,7 @@ func (t *Table) Counters(ctx context.Context) (map[string]uint64, error) {
 // addCounts adds the element counters of one drop set to out, by the
 // element's comment (its rule's counter name); elements without a comment
 // are not swanmgr's. A fake table (conn nil) has elements but no counters.
-func (t *Table) addCounts(ctx context.Context, conn *nftables.Conn, set string, out map[string]uint64) error {
+func (t *Table) addCounts(ctx context.Context, conn *nftables.Conn, s *nftables.Set, set string, out map[string]uint64) error {
 	if conn == nil {
 		els, err := t.nft.ListElements(ctx, "set", set)
 		if err != nil {
@@ -248,8 +294,7 @@ func (t *Table) addCounts(ctx context.Context, conn *nftables.Conn, set string, 
 		}
 		return nil
 	}
-	tab := &nftables.Table{Name: guard.Table, Family: nftables.TableFamilyINet}
-	els, err := conn.GetSetElements(&nftables.Set{Table: tab, Name: set})
+	els, err := conn.GetSetElements(s)
 	if err != nil {
 		return err
 	}
