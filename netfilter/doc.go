@@ -8,11 +8,13 @@
 // applied atomically by the kernel, and the same library offers a fake
 // that the guard's unit tests run against. nft must be installed
 // (Debian's nftables package); without it Open fails with ErrNoNftables,
-// saying what to install.
+// saying what to install. Reads (the fingerprint, the counters) go over
+// netlink with github.com/google/nftables and start no process; knftables
+// is set up, which runs nft twice, on the first change.
 //
 // The guard belongs in the network namespace where charon runs, which is
 // where its SAs carry traffic: CharonNetns finds it from the VICI socket
 // (the peer credentials of the listening charon), and every nft command
-// runs in that namespace. On a normal host that is the namespace swanmgr
+// and netlink socket is made in that namespace. On a normal host that is the namespace swanmgr
 // runs in; in the lab it is the host's namespace.
 package netfilter
