@@ -177,7 +177,9 @@ func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare 
 	} else if same {
 		return nil, rec, nil
 	}
-	// charon lists its connections while the policy is read and rendered.
+	// nft gets ready (see Warmer) and charon lists its connections while
+	// the policy is read and rendered.
+	e.warmFirewall()
 	vctx, vcancel := context.WithCancel(ctx)
 	defer vcancel()
 	ahead := startViews(vctx, e.Daemon, rec)

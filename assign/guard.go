@@ -22,6 +22,26 @@ type Firewall interface {
 	Install(ctx context.Context, prev, next *guard.Ruleset) (bool, error)
 }
 
+// Warmer is a Firewall that can get ready for a change ahead of it
+// (netfilter.Table checks nft, about 50 ms), in the background.
+type Warmer interface {
+	Warm()
+}
+
+// warmFirewall readies the firewall for the Install an apply is likely
+// to make; a firewall that cannot be opened is left to the apply to
+// report, if its policy needs one.
+func (e *Engine) warmFirewall() {
+	if e.Firewall == nil {
+		return
+	}
+	if fw, err := e.firewall(); err == nil {
+		if w, ok := fw.(Warmer); ok {
+			w.Warm()
+		}
+	}
+}
+
 // GuardError says the guard could not be put in place; with Loaded the
 // new policy's connections are loaded and the guard still enforces the
 // old and the new policy together (never less than either).

@@ -20,6 +20,14 @@ type fakeFirewall struct {
 	foreign bool // the live table was changed by someone else
 	fail    error
 	history []install
+	warmed  int // Warm calls
+}
+
+// Warm implements Warmer.
+func (f *fakeFirewall) Warm() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.warmed++
 }
 
 type install struct {
@@ -179,5 +187,35 @@ func TestGuardDriftDefeatsShortcut(t *testing.T) {
 	}
 	if fw.foreign || !hasEntry(fw.live, "6667") {
 		t.Errorf("guard not put back")
+	}
+}
+
+// A full apply readies the firewall before it reads the policy (nft's
+// set-up then overlaps parsing); the shortcut does not.
+func TestAssignWarmsTheFirewallFirst(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	fw := fwOf(t, e)
+	in := Inputs{PolicyFile: "p.toml", Policy: []byte("x")}
+	warmedFirst := false
+	prepare := func() (*render.Result, Inputs, error) {
+		fw.mu.Lock()
+		warmedFirst = fw.warmed > 0
+		fw.mu.Unlock()
+		return renderPolicy(t, 6667, false), in, nil
+	}
+	if _, _, err := e.Assign(ctx, in, "kernel", prepare); err != nil {
+		t.Fatal(err)
+	}
+	if !warmedFirst {
+		t.Error("the policy was read before the firewall was warmed")
+	}
+	n := fw.warmed
+	if _, same, err := e.Assign(ctx, in, "kernel", prepare); err != nil || same == nil {
+		t.Fatalf("unchanged: same=%v err=%v; want the shortcut", same, err)
+	}
+	if fw.warmed != n {
+		t.Error("the shortcut warmed the firewall")
 	}
 }

@@ -63,4 +63,7 @@ func (g *guardReader) Guard(ctx context.Context, rec *assign.Record) (*guard.Rul
 	return rs, drops, err
 }
 
-var _ counterReader = (*netfilter.Table)(nil)
+var (
+	_ counterReader = (*netfilter.Table)(nil)
+	_ assign.Warmer = (*netfilter.Table)(nil)
+)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/google/nftables"
@@ -32,6 +33,10 @@ type Table struct {
 	// kernel: the table is the kernel's (Open), read over netlink; not
 	// a knftables.Fake (NewFor), read through nft.
 	kernel bool
+
+	warm     sync.Once
+	ready    chan struct{} // closed when nft is set up (or failed to be)
+	ifaceErr error
 }
 
 // CharonNetns returns the network namespace of the charon listening on a
@@ -92,18 +97,33 @@ func noNft(err error) error {
 	return fmt.Errorf("%w (%v): install the nftables package (apt-get install nftables), or set guard = false in the policy's filter actions (see docs/enforcement.md)", ErrNoNftables, err)
 }
 
-// iface returns the knftables interface, making it on first use; call it
-// in the table's namespace (t.in).
+// Warm sets up nft for the first Install in the background (assign's
+// Warmer): an apply starts it before it reads the policy.
+func (t *Table) Warm() {
+	t.warm.Do(func() {
+		t.ready = make(chan struct{})
+		go func() {
+			defer close(t.ready)
+			t.ifaceErr = t.in(func() error {
+				if t.nft != nil {
+					return nil
+				}
+				nft, err := knftables.New(knftables.InetFamily, guard.Table, knftables.UseNetlink)
+				if err != nil {
+					return noNft(err)
+				}
+				t.nft = nft
+				return nil
+			})
+		}()
+	})
+}
+
+// iface returns the knftables interface, set up on first use (Warm).
 func (t *Table) iface() (knftables.Interface, error) {
-	if t.nft != nil {
-		return t.nft, nil
-	}
-	nft, err := knftables.New(knftables.InetFamily, guard.Table, knftables.UseNetlink)
-	if err != nil {
-		return nil, noNft(err)
-	}
-	t.nft = nft
-	return nft, nil
+	t.Warm()
+	<-t.ready
+	return t.nft, t.ifaceErr
 }
 
 // sets returns the table's sets, read over netlink (the kernel's table;
@@ -215,12 +235,12 @@ func (t *Table) Install(ctx context.Context, prev, next *guard.Ruleset) (bool, e
 	if err != nil {
 		return false, err
 	}
+	nft, err := t.iface()
+	if err != nil {
+		return false, err
+	}
 	sent := false
 	err = t.in(func() error {
-		nft, err := t.iface()
-		if err != nil {
-			return err
-		}
 		tx := nft.NewTransaction()
 		if !guard.Fill(tx, live, prev, next) {
 			return nil
@@ -228,9 +248,6 @@ func (t *Table) Install(ctx context.Context, prev, next *guard.Ruleset) (bool, e
 		sent = true
 		return nft.Run(ctx, tx)
 	})
-	if errors.Is(err, ErrNoNftables) {
-		return false, err
-	}
 	if err != nil {
 		return false, fmt.Errorf("netfilter: updating table inet %s: %w", guard.Table, err)
 	}
