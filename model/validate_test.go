@@ -449,6 +449,10 @@ var validateCases = []vcase{
 	{name: "one peer, two keys", file: map[string]file{"k2.psk": {labKey + "-other", 0o600}},
 		add:  "  [[policy.rule]]\n  name = \"R2\"\n  filter_list = \"FL\"\n  filter_action = \"FA\"\n  authentication = [ { method = \"psk\", secret_file = \"k2.psk\" } ]\n",
 		errs: []string{`t.toml:27: policy "P" rule "R2": uses a different preshared key for peer 10.0.0.2 than rule "R"`}, nerrs: 1},
+	{name: "one peer, two rules that authenticate differently",
+		file: map[string]file{"ca.pem": {exampleFile("ca.pem"), 0o644}, "me.pem": {exampleFile("alice.pem"), 0o644}, "me.key": {exampleFile("alice.key"), 0o600}},
+		add:  "  [[policy.rule]]\n  name = \"R2\"\n  filter_list = \"FL\"\n  filter_action = \"FA\"\n  authentication = [ { method = \"certificate\", ca = \"ca.pem\", certificate = \"me.pem\", private_key = \"me.key\" } ]\n",
+		errs: []string{`t.toml:27: policy "P" rule "R2": peer 10.0.0.2 is also the peer of rule "R", and the rules use different authentication methods (psk and certificate): strongSwan keeps one peer configuration`}, nerrs: 1},
 	{name: "one peer, two rules with the same key", ok: true,
 		add: "  [[policy.rule]]\n  name = \"R2\"\n  filter_list = \"FL\"\n  filter_action = \"FA\"\n  authentication = [ { method = \"psk\", secret_file = \"k.psk\" } ]\n"},
 	{name: "DNS name peer with a preshared key", edit: []string{`destination = "10.0.0.2"`, `destination = "bobslap"`},
@@ -582,3 +586,13 @@ func sprintf(format string, v any) string { return fmt.Sprintf(format, v) }
 func hexOf(s string) string { return hex.EncodeToString([]byte(s)) }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// exampleFile is a file of examples/alice-bob-certs (a lab CA, Alice's
+// certificate and key).
+func exampleFile(name string) string {
+	b, err := os.ReadFile(filepath.Join("..", "examples", "alice-bob-certs", name))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
