@@ -291,6 +291,28 @@ func TestAnsibleFleet(t *testing.T) {
 	}
 	os.WriteFile(policies["bob"], orig, 0o644)
 
+	// 4. One host given a policy swanmgr refuses (its rule names a filter
+	// list the file lacks): that host fails with swanmgr's reason and
+	// keeps its assignment, the others succeed.
+	origEve, _ := os.ReadFile(policies["eve"])
+	bad := strings.Replace(string(origEve), "filter_list = \"Syslog from Alice's PC\"", "filter_list = \"Syslog from Alices PC\"", 1)
+	if bad == string(origEve) {
+		t.Fatal("eve.toml has no rule naming its filter list")
+	}
+	os.WriteFile(policies["eve"], []byte(bad), 0o644)
+	out, rc = f.playbook(false, "site.yml")
+	noSecret("a policy eve cannot have", out)
+	if rc["eve"].failed == 0 || rc["alice"].failed != 0 || rc["bob"].failed != 0 {
+		t.Fatalf("a policy eve cannot have: recap %+v; want eve failed, alice and bob ok\n%s", rc, out)
+	}
+	if !strings.Contains(out, `filter_list \"Syslog from Alices PC\" not found`) {
+		t.Fatalf("eve's failure does not give swanmgr's reason\n%s", out)
+	}
+	if got := childIDs(l, "eve"); fmt.Sprint(got) != fmt.Sprint(before["eve"]) {
+		t.Fatalf("after the failed run eve's CHILD_SAs are %v, want her previous assignment's %v", got, before["eve"])
+	}
+	os.WriteFile(policies["eve"], origEve, 0o644)
+
 	// 5. state: absent: swanmgr's connections go, one loaded by hand stays.
 	hand := govici.NewMessage()
 	hand.Set("remote_addrs", []string{"172.20.0.99"})
