@@ -24,8 +24,16 @@ func assignedConns(s *session, rule string) ([]assign.RecordConn, *assign.Record
 	if err != nil {
 		return nil, nil, err
 	}
-	if rec == nil || len(rec.Conns) == 0 {
+	if rec == nil || (len(rec.Conns) == 0 && rec.Policy == "") {
 		return nil, nil, fmt.Errorf("swanmgr has assigned no policy to charon at %s: run swanmgr apply first", s.socket)
+	}
+	if len(rec.Conns) == 0 {
+		// Assigned, with nothing for charon: block and permit rules on
+		// libipsec are the guard's alone.
+		if rule != "" {
+			return nil, nil, usageErrorf("policy %q has no connection in charon, so none for rule %q: its rules are enforced by the nftables guard alone", rec.Policy, rule)
+		}
+		return nil, rec, nil
 	}
 	if err := s.engine.Store.LoadBodies(rec); err != nil {
 		return nil, nil, err
@@ -260,9 +268,13 @@ func withRules(fn func(c *ucli.Context, ctx context.Context, s *session, conns [
 			return err
 		}
 		defer done()
-		conns, _, err := assignedConns(s, c.String("rule"))
+		conns, rec, err := assignedConns(s, c.String("rule"))
 		if err != nil {
 			return err
+		}
+		if len(conns) == 0 {
+			fmt.Fprintf(c.App.Writer, "nothing to %s: policy %q has no connection in charon (its rules are enforced by the nftables guard alone)\n", c.Command.Name, rec.Policy)
+			return nil
 		}
 		return fn(c, ctx, s, conns)
 	}
