@@ -210,13 +210,7 @@ func runStatus(c *ucli.Context) error {
 	var in status.Input
 	client, err := vici.Dial(ctx, sock)
 	if err != nil {
-		rec, rerr := records.Record()
-		in = status.Input{Time: time.Now(), Location: time.Local, DaemonErr: err, Record: rec, RecordErr: rerr}
-		in.Confirmation, in.Reverted = records.Confirmation()
-		if rec != nil && rec.GuardHash != "" {
-			// The guard holds while charon is down: show it.
-			in.Guard, in.GuardDrops, in.GuardErr = guards.Guard(ctx, rec)
-		}
+		in = status.Unreachable(ctx, records, status.CollectOptions{Guard: guards}, err)
 	} else {
 		defer client.Close()
 		in = status.Collect(ctx, client, records, status.CollectOptions{Guard: guards})

@@ -313,12 +313,8 @@ func (e *Exporter) collectBounded(ctx context.Context) (status.Input, uint64) {
 func (e *Exporter) collect(ctx context.Context, using func(status.Watchable)) status.Input {
 	c, err := e.clientFor(ctx)
 	if err != nil {
-		var rec *assign.Record
-		var rerr error
-		if e.o.Records != nil {
-			rec, rerr = e.o.Records.Record()
-		}
-		return status.Input{Time: e.o.Now(), DaemonErr: err, Record: rec, RecordErr: rerr}
+		// The guard's drops are exported while charon is down too.
+		return status.Unreachable(ctx, e.o.Records, status.CollectOptions{Now: e.o.Now, Guard: e.o.Guard}, err)
 	}
 	using(c)
 	in := status.Collect(ctx, c, e.o.Records, status.CollectOptions{Now: e.o.Now, Guard: e.o.Guard})

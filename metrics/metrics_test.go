@@ -13,6 +13,7 @@ import (
 	govici "github.com/strongswan/govici/vici"
 
 	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/status"
 	"github.com/swanmgr/swanmgr/vici"
@@ -226,6 +227,55 @@ func waitSubscribed(t *testing.T, srv *vicitest.Server) {
 				t.Fatalf("the exporter did not subscribe to %s within 5 s", e)
 			}
 			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// fixedGuard is a guard reader with a fixed ruleset and drop counts.
+type fixedGuard struct {
+	rs    *guard.Ruleset
+	drops map[string]uint64
+	err   error
+}
+
+func (g fixedGuard) Guard(context.Context, *assign.Record) (*guard.Ruleset, map[string]uint64, error) {
+	return g.rs, g.drops, g.err
+}
+
+// The guard's drop counts are exported per rule, also while charon is
+// down; a rule whose count could not be read is left out, never 0.
+func TestExporterGuardDrops(t *testing.T) {
+	rec := record()
+	rec.GuardHash = "h"
+	rs := &guard.Ruleset{Backend: guard.Kernel, Rules: []guard.Rule{
+		{Name: "Web", Counter: "r-web", Verdict: guard.Negotiate},
+		{Name: "Mail", Counter: "r-mail", Verdict: guard.Block},
+		{Name: "DNS", Counter: "r-dns", Verdict: guard.Pass},
+	}}
+	down := func(context.Context) (status.Watchable, error) {
+		return nil, errors.New("cannot reach charon at /nonexistent/charon.vici: is it running?")
+	}
+	e := New(Options{Socket: "/nonexistent/charon.vici", Records: staticRecords{rec}, Dial: down,
+		Guard: fixedGuard{rs: rs, drops: map[string]uint64{"r-web": 7, "r-mail": 0}}})
+	m := scrape(t, e)
+	for name, want := range map[string]float64{
+		`swanmgr_guard_dropped_packets_total{action="negotiate",policy="P",rule="Web"}`: 7,
+		`swanmgr_guard_dropped_packets_total{action="block",policy="P",rule="Mail"}`:    0,
+	} {
+		if got, ok := m[name]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	for name := range m {
+		if strings.Contains(name, `rule="DNS"`) {
+			t.Errorf("a pass rule is exported as guarded: %s", name)
+		}
+	}
+	e = New(Options{Socket: "/nonexistent/charon.vici", Records: staticRecords{rec}, Dial: down,
+		Guard: fixedGuard{rs: rs, err: errors.New("nft: permission denied")}})
+	for name := range scrape(t, e) {
+		if strings.HasPrefix(name, "swanmgr_guard_dropped_packets_total") {
+			t.Errorf("counters that could not be read are exported: %s", name)
 		}
 	}
 }

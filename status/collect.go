@@ -38,6 +38,23 @@ func readGuard(ctx context.Context, g GuardReader, in *Input) {
 	in.Guard, in.GuardDrops, in.GuardErr = g.Guard(ctx, in.Record)
 }
 
+// Unreachable is the Input for a charon that could not be reached (err):
+// swanmgr's record and confirmations from records (nil: none), and the
+// guard, which holds while charon is down.
+func Unreachable(ctx context.Context, records Records, o CollectOptions, err error) Input {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	in := Input{Time: now(), Location: time.Local, DaemonErr: err}
+	if records != nil {
+		in.Record, in.RecordErr = records.Record()
+		readConfirmations(records, &in)
+	}
+	readGuard(ctx, o.Guard, &in)
+	return in
+}
+
 // Collect asks charon for everything a view needs and returns it as an
 // Input, with swanmgr's record from records (nil: none), read while charon
 // answers list-sas; the connections' settings are read only if the view
