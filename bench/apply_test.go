@@ -114,11 +114,15 @@ func swanctlConf(b *testing.B, bin, dir, policy string) string {
 	return conf
 }
 
-// timed runs a command and returns its wall time and peak RSS.
+// timed runs a command and returns its wall time and peak RSS; its output
+// is kept for the error message unless cmd.Stdout is set.
 func timed(b *testing.B, cmd *exec.Cmd) (time.Duration, int64) {
 	b.Helper()
 	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	if cmd.Stdout == nil { // else the caller's (e.g. /dev/null)
+		cmd.Stdout = &out
+	}
+	cmd.Stderr = &out
 	start := time.Now()
 	err := cmd.Run()
 	d := time.Since(start)
