@@ -34,8 +34,8 @@ type Table struct {
 	// a knftables.Fake (NewFor), read through nft.
 	kernel bool
 
-	warm     sync.Once
-	ready    chan struct{} // closed when nft is set up (or failed to be)
+	mu       sync.Mutex
+	ready    chan struct{} // closed when nft is set up (or failed to be); nil: not started
 	ifaceErr error
 }
 
@@ -100,30 +100,48 @@ func noNft(err error) error {
 // Warm sets up nft for the first Install in the background (assign's
 // Warmer): an apply starts it before it reads the policy.
 func (t *Table) Warm() {
-	t.warm.Do(func() {
-		t.ready = make(chan struct{})
-		go func() {
-			defer close(t.ready)
-			t.ifaceErr = t.in(func() error {
-				if t.nft != nil {
-					return nil
-				}
-				nft, err := knftables.New(knftables.InetFamily, guard.Table, knftables.UseNetlink)
-				if err != nil {
-					return noNft(err)
-				}
-				t.nft = nft
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ready != nil {
+		return
+	}
+	ready := make(chan struct{})
+	t.ready = ready
+	go func() {
+		err := t.in(func() error {
+			if t.nft != nil {
 				return nil
-			})
-		}()
-	})
+			}
+			nft, err := knftables.New(knftables.InetFamily, guard.Table, knftables.UseNetlink)
+			if err != nil {
+				return noNft(err)
+			}
+			t.nft = nft
+			return nil
+		})
+		t.mu.Lock()
+		t.ifaceErr = err
+		t.mu.Unlock()
+		close(ready)
+	}()
 }
 
-// iface returns the knftables interface, set up on first use (Warm).
+// iface returns the knftables interface, set up on first use (Warm). A
+// failed set-up is tried again on the next call: an agent started before
+// nftables was ready must not stay without a guard.
 func (t *Table) iface() (knftables.Interface, error) {
 	t.Warm()
-	<-t.ready
-	return t.nft, t.ifaceErr
+	t.mu.Lock()
+	ready := t.ready
+	t.mu.Unlock()
+	<-ready
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.ifaceErr; err != nil {
+		t.ready, t.ifaceErr = nil, nil
+		return nil, err
+	}
+	return t.nft, nil
 }
 
 // sets returns the table's sets, read over netlink (the kernel's table;

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -116,5 +117,37 @@ func TestIntegrationTable(t *testing.T) {
 	}
 	if after := nft(t, ns, "list", "table", "ip", "other"); after != before {
 		t.Errorf("another table changed:\n%s\nwas\n%s", after, before)
+	}
+}
+
+// nft's set-up (knftables checks nft on the first change) is tried again
+// after it failed: an agent started before nftables worked must not stay
+// without its guard. Reads need no nft at all.
+func TestIntegrationSetUpIsRetried(t *testing.T) {
+	ns := netns(t)
+	tab, err := netfilter.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	path := os.Getenv("PATH")
+	t.Setenv("PATH", t.TempDir()) // no nft for a moment
+	a := ruleset("r-r", "6667", guard.Negotiate)
+	if _, err := tab.Install(ctx, nil, a); !errors.Is(err, netfilter.ErrNoNftables) {
+		t.Fatalf("install without nft: %v, want ErrNoNftables", err)
+	}
+	if fp, err := tab.Fingerprint(ctx); err != nil || fp != "" {
+		t.Fatalf("fingerprint without nft (over netlink): %q, %v", fp, err)
+	}
+	os.Setenv("PATH", path)
+	if changed, err := tab.Install(ctx, nil, a); err != nil || !changed {
+		t.Fatalf("install once nft is back: %v, %v", changed, err)
+	}
+	if fp, _ := tab.Fingerprint(ctx); fp != a.Hash() {
+		t.Fatalf("fingerprint %q, want %q", fp, a.Hash())
+	}
+	if changed, err := tab.Install(ctx, a, nil); err != nil || !changed {
+		t.Fatalf("remove: %v, %v", changed, err)
 	}
 }
