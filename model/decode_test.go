@@ -200,6 +200,12 @@ func FuzzChunks(f *testing.F) {
 			return
 		}
 		if whole, pieces, ok := decodeBoth(t, text); ok {
+			// A key written in two spellings of one field: which the
+			// decoder keeps is random even for the whole text (it walks a
+			// map), and parse refuses such a file either way.
+			if len(whole.miscased) > 0 || len(pieces.miscased) > 0 {
+				return
+			}
 			sameDecoded(t, "fuzzed", whole, pieces)
 		}
 	})
