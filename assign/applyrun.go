@@ -302,21 +302,8 @@ func (a *applyRun) finish() error {
 	for _, c := range p.Conns {
 		connsChanged = connsChanged || c.Change != Unchanged
 	}
-	if rec == nil || rec.GuardHash != newRec.GuardHash {
-		if err := e.Store.saveGuard(e.Socket, desired.Guard); err != nil {
-			return fmt.Errorf("the policy is loaded, but %w", err)
-		}
-	}
-	if connsChanged || !sameRecord(rec, newRec) {
-		if err := e.Store.Save(newRec, connsChanged || !e.Store.hasBodies(e.Socket)); err != nil {
-			return fmt.Errorf("the policy is loaded, but %w", err)
-		}
-	}
-	if err := e.Store.clearPending(e.Socket); err != nil {
+	if err := a.save(connsChanged); err != nil {
 		return err
-	}
-	if err := a.keepSnapshot(); err != nil {
-		a.rep.Warnings = append(a.rep.Warnings, fmt.Sprintf("keeping a copy of the policy for --confirm: %v", err))
 	}
 	if guardErr != nil {
 		return guardErr
@@ -327,19 +314,90 @@ func (a *applyRun) finish() error {
 	return teardownErr
 }
 
-// keepSnapshot keeps a copy of the policy file just assigned, for a later
-// `apply --confirm` to go back to (never one with inline secrets), and
-// clears the note of an earlier revert: there is a new assignment.
-func (a *applyRun) keepSnapshot() error {
+// save writes the guard's record, the record and its connection settings
+// where they changed, and the snapshot of the policy (keepSnapshot): all
+// encoded at once, then put in place in that order.
+func (a *applyRun) save(connsChanged bool) error {
+	e, rec, newRec := a.e, a.rec, a.newRec
+	var files []jsonFile
+	removeGuard := false
+	if rec == nil || rec.GuardHash != newRec.GuardHash {
+		if a.desired.Guard == nil {
+			removeGuard = true
+		} else {
+			if err := e.Store.ensureDir(); err != nil {
+				return fmt.Errorf("the policy is loaded, but %w", err)
+			}
+			files = append(files, jsonFile{e.Store.path(e.Socket, ".guard.json"), a.desired.Guard})
+		}
+	}
+	if connsChanged || !sameRecord(rec, newRec) {
+		rf, err := e.Store.recordFiles(newRec, connsChanged || !e.Store.hasBodies(e.Socket))
+		if err != nil {
+			return fmt.Errorf("the policy is loaded, but %w", err)
+		}
+		files = append(files, rf...)
+	}
+	// The snapshot is only worth a warning: it is staged beside the rest.
+	var snap *stagedFiles
+	var snapErr error
+	staged := make(chan struct{})
+	go func() {
+		defer close(staged)
+		if f := a.snapshotFile(); f != nil {
+			if snapErr = e.Store.ensureDir(); snapErr == nil {
+				snap, snapErr = e.Store.stageJSONs([]jsonFile{*f})
+			}
+		}
+	}()
+	st, err := e.Store.stageJSONs(files)
+	<-staged
+	if err == nil && removeGuard {
+		err = e.Store.saveGuard(e.Socket, nil)
+	}
+	if err == nil {
+		err = st.commit()
+	}
+	if err != nil {
+		st.discard()
+		snap.discard()
+		return fmt.Errorf("the policy is loaded, but %w", err)
+	}
+	if err := e.Store.clearPending(e.Socket); err != nil {
+		snap.discard()
+		return err
+	}
+	if err := a.keepSnapshot(snap, snapErr); err != nil {
+		a.rep.Warnings = append(a.rep.Warnings, fmt.Sprintf("keeping a copy of the policy for --confirm: %v", err))
+	}
+	return nil
+}
+
+// snapshotFile is the copy of the policy file just assigned that a later
+// `apply --confirm` can go back to; nil when there is none to keep (never
+// a policy with inline secrets).
+func (a *applyRun) snapshotFile() *jsonFile {
+	e := a.e
+	if a.in.PolicyFile == "" || !a.in.Restorable {
+		return nil
+	}
+	return &jsonFile{e.Store.path(e.Socket, ".policy.json"), &Snapshot{Path: a.in.PolicyFile, Data: a.in.Policy,
+		Insecure: a.in.Insecure, Backend: string(a.desired.Backend), At: e.now().UTC()}}
+}
+
+// keepSnapshot puts the staged snapshot in place (or forgets the last one
+// when this policy is not restorable) and clears the note of an earlier
+// revert: there is a new assignment.
+func (a *applyRun) keepSnapshot(snap *stagedFiles, snapErr error) error {
 	e := a.e
 	if a.in.PolicyFile == "" {
 		return nil
 	}
-	var err error
-	if a.in.Restorable {
-		err = e.Store.SaveSnapshot(e.Socket, &Snapshot{Path: a.in.PolicyFile, Data: a.in.Policy, Insecure: a.in.Insecure,
-			Backend: string(a.desired.Backend), At: e.now().UTC()})
-	} else {
+	err := snapErr
+	switch {
+	case snap != nil:
+		err = snap.commit()
+	case err == nil && !a.in.Restorable:
 		err = e.Store.RemoveSnapshot(e.Socket)
 	}
 	if rerr := e.Store.SaveReverted(e.Socket, nil); err == nil {

@@ -64,14 +64,6 @@ func NewConfirmationID() string {
 	return hex.EncodeToString(b)
 }
 
-// SaveSnapshot keeps the policy file of the assignment just made.
-func (s Store) SaveSnapshot(socket string, snap *Snapshot) error {
-	if err := s.ensureDir(); err != nil {
-		return err
-	}
-	return s.writeJSON(s.path(socket, ".policy.json"), snap)
-}
-
 // RemoveSnapshot forgets the snapshot (a policy with inline secrets has
 // none: it cannot be restored without writing them to disk).
 func (s Store) RemoveSnapshot(socket string) error {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -287,48 +288,136 @@ func (s Store) clearPending(socket string) error {
 // Save writes the record atomically (mode 0600). With withBodies it also
 // writes the connections' settings (every Conns[i].Body must be set).
 func (s Store) Save(r *Record, withBodies bool) error {
-	if err := s.ensureDir(); err != nil {
+	files, err := s.recordFiles(r, withBodies)
+	if err != nil {
 		return err
 	}
+	return s.writeJSONs(files)
+}
+
+// recordFiles are the files Save writes, in the order they go in place:
+// the settings before the record that names them.
+func (s Store) recordFiles(r *Record, withBodies bool) ([]jsonFile, error) {
+	if err := s.ensureDir(); err != nil {
+		return nil, err
+	}
 	r.Version = RecordVersion
+	var files []jsonFile
 	if withBodies {
 		bodies := make(map[string]*render.Section, len(r.Conns))
 		for _, c := range r.Conns {
 			bodies[c.Name] = c.Body
 		}
-		if err := s.writeJSON(s.path(r.Socket, ".bodies.json"), bodies); err != nil {
-			return err
-		}
+		files = append(files, jsonFile{s.path(r.Socket, ".bodies.json"), bodies})
 	}
-	return s.writeJSON(s.path(r.Socket, ".json"), r)
+	return append(files, jsonFile{s.path(r.Socket, ".json"), r}), nil
+}
+
+// jsonFile is one state file to write: its path and what it holds.
+type jsonFile struct {
+	path string
+	v    any
 }
 
 func (s Store) writeJSON(p string, v any) error {
+	return s.writeJSONs([]jsonFile{{p, v}})
+}
+
+// writeJSONs writes files atomically, each encoded and synced under a
+// temporary name at the same time as the others (the encoding of a large
+// record and of its settings takes tens of milliseconds each), then moved
+// in place one after the other in the order given: a crash leaves the
+// same states a write of one file after the other could. When any of them
+// cannot be written, none is moved in place.
+func (s Store) writeJSONs(files []jsonFile) error {
+	st, err := s.stageJSONs(files)
+	if err != nil {
+		return err
+	}
+	return st.commit()
+}
+
+// stagedFiles are state files written under temporary names, not yet in
+// place.
+type stagedFiles struct {
+	tmps, paths []string
+}
+
+// stageJSONs encodes and syncs files under temporary names, concurrently.
+func (s Store) stageJSONs(files []jsonFile) (*stagedFiles, error) {
+	st := &stagedFiles{tmps: make([]string, len(files)), paths: make([]string, len(files))}
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files {
+		st.paths[i] = f.path
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.tmps[i], errs[i] = s.stageJSON(f.v)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		st.discard()
+		return nil, err
+	}
+	return st, nil
+}
+
+// commit moves the staged files in place, in order; after a failure the
+// rest are discarded.
+func (st *stagedFiles) commit() error {
+	for i, tmp := range st.tmps {
+		if err := os.Rename(tmp, st.paths[i]); err != nil {
+			st.tmps = st.tmps[i:]
+			st.discard()
+			return fmt.Errorf("saving swanmgr's record: %w", err)
+		}
+	}
+	st.tmps = nil
+	return nil
+}
+
+// discard removes the staged files that are not in place.
+func (st *stagedFiles) discard() {
+	if st == nil {
+		return
+	}
+	for _, tmp := range st.tmps {
+		if tmp != "" {
+			os.Remove(tmp)
+		}
+	}
+	st.tmps = nil
+}
+
+// stageJSON writes v to a new temporary file in the state folder, synced,
+// and returns its name.
+func (s Store) stageJSON(v any) (string, error) {
 	tmp, err := os.CreateTemp(s.Dir, ".record-*")
 	if err != nil {
-		return fmt.Errorf("saving swanmgr's record: %w", err)
+		return "", fmt.Errorf("saving swanmgr's record: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	fail := func(err error) (string, error) {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("saving swanmgr's record: %w", err)
+	}
 	w := bufio.NewWriterSize(tmp, 1<<16)
 	if err := json.NewEncoder(w).Encode(v); err != nil {
-		tmp.Close()
-		return fmt.Errorf("saving swanmgr's record: %w", err)
+		return fail(err)
 	}
 	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("saving swanmgr's record: %w", err)
+		return fail(err)
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("saving swanmgr's record: %w", err)
+		return fail(err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("saving swanmgr's record: %w", err)
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("saving swanmgr's record: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return fmt.Errorf("saving swanmgr's record: %w", err)
-	}
-	return nil
+	return tmp.Name(), nil
 }
 
 func (s Store) hasBodies(socket string) bool {

@@ -361,6 +361,7 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 			}
 			in.Read = l.assigned.Inputs
 			in.Restorable = !l.assigned.InlineSecrets()
+			l.assigned = nil // as in runApply
 			return l.result, in, nil
 		})
 		if err != nil {

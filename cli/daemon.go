@@ -251,6 +251,10 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		}
 		in.Read = l.assigned.Inputs
 		in.Restorable = !l.assigned.InlineSecrets()
+		// The model is not needed past this point: let the collector
+		// have it (and the decoder's leftovers it keeps) while the
+		// apply runs (about 10 MB at 5,000 rules).
+		l.assigned = nil
 		for _, w := range l.warnings {
 			in.Warnings = append(in.Warnings, w.Error())
 		}
