@@ -427,7 +427,11 @@ func TestStartRulesAreInitiatedWithBackoffAndReasons(t *testing.T) {
 func TestOneAgentPerSocketAndExitLeavesTheAssignment(t *testing.T) {
 	h := newHarness(t)
 	h.start()
-	h.eventually("applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+	// The apply has finished (its log line): a stop while it runs rolls
+	// it back, as it should.
+	h.eventually("applied at start", func() bool {
+		return strings.Contains(h.log.String(), "applied policy") && slices.Contains(h.srv.ConnNames(), aliceConn)
+	})
 
 	second, err := New(h.config())
 	if err != nil {

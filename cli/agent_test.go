@@ -54,12 +54,17 @@ func TestAgentCommandAssignsAndExitsZero(t *testing.T) {
 		done <- runWith(ctx, []string{"swanmgr", "agent", "--socket", srv.Socket(), "--state-dir", state,
 			"-f", filepath.Join(dir, "alice.toml"), "--check-interval", "50ms"}, &out, &errb, meta)
 	}()
+	// Wait for the apply to finish (its log line), not for the connection
+	// to show: a stop while the apply runs rolls it back, as it should.
 	deadline := time.Now().Add(10 * time.Second)
-	for !slices.Contains(srv.ConnNames(), "sm-abczz-with-bob") {
+	for !strings.Contains(errb.String(), "applied policy") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the agent did not assign the policy within 10 s:\n%s", errb.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if !slices.Contains(srv.ConnNames(), "sm-abczz-with-bob") {
+		t.Fatalf("the agent says it applied the policy, but charon has %v", srv.ConnNames())
 	}
 	cancel()
 	select {
