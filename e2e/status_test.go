@@ -310,6 +310,19 @@ func TestStatusWatch(t *testing.T) {
 		}
 	}
 
+	// A deleted SA shows as soon too: with --interval 1h only the events
+	// refresh, by asking charon for the one IKE_SA they name.
+	start = time.Now()
+	if r := l.swanmgr("alice", "terminate", "--rule", "Abczz with Bob"); r.code != 0 {
+		t.Fatalf("terminate: %s", r)
+	}
+	eventually(t, 5*time.Second, func() (bool, string) {
+		views, _ := jsonViews(t, js.Lines())
+		row, _ := findRow(views[len(views)-1], "Abczz with Bob", 1)
+		return row.State == status.StateNotEstablished, fmt.Sprintf("filter 1 is %q after terminate", row.State)
+	})
+	t.Logf("the deleted SA showed within %v of terminate starting", time.Since(start).Round(time.Millisecond))
+
 	// charon restarts: the watcher says so and comes back by itself.
 	n := len(js.Lines())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

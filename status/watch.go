@@ -92,6 +92,9 @@ type watcher struct {
 	// down: the last view showed charon unavailable, for lastErr.
 	down    bool
 	lastErr error
+	// last is what the last view showed of a reachable charon, for
+	// refreshSAs; nil after charon was unavailable or went away.
+	last *Input
 }
 
 func (w *watcher) run(ctx context.Context) error {
@@ -137,29 +140,38 @@ func (w *watcher) run(ctx context.Context) error {
 			if !ok {
 				// charon went away (stopped, restarted): reconnect right
 				// away; connect fails and the view says so while it is down.
-				w.events = nil
+				w.events, w.last = nil, nil
 				if ctx.Err() != nil {
 					return nil
 				}
 				continue
 			}
-			changed := w.counts.Count(ev)
+			var burst []vici.Event
+			if w.counts.Count(ev) {
+				burst = append(burst, ev)
+			}
 			// Take whatever else is queued, so a burst gives one refresh.
 			for more := true; more; {
 				select {
 				case ev, ok := <-w.events:
 					if !ok {
-						w.events = nil
+						w.events, w.last = nil, nil
 						more = false
 						break
 					}
-					changed = w.counts.Count(ev) || changed
+					if w.counts.Count(ev) {
+						burst = append(burst, ev)
+					}
 				default:
 					more = false
 				}
 			}
-			if changed {
-				if err := w.refresh(ctx); err != nil {
+			if len(burst) > 0 {
+				done, err := w.refreshSAs(ctx, burst)
+				if err == nil && !done {
+					err = w.refresh(ctx)
+				}
+				if err != nil {
 					return err
 				}
 			}
@@ -220,11 +232,20 @@ func (w *watcher) refresh(ctx context.Context) error {
 		return nil
 	}
 	in.Socket, in.Events = w.o.Socket, w.counts.Copy()
-	st, err := Build(in, w.o.Filter)
+	return w.emit(&in)
+}
+
+// emit shows the view of in and keeps in for refreshSAs.
+func (w *watcher) emit(in *Input) error {
+	st, err := Build(*in, w.o.Filter)
 	if err != nil {
 		return err
 	}
 	w.down, w.lastErr = in.DaemonErr != nil, in.DaemonErr
+	w.last = nil
+	if in.DaemonErr == nil {
+		w.last = in
+	}
 	return w.o.Emit(st)
 }
 
@@ -245,7 +266,7 @@ func (w *watcher) emitDown(cause error) error {
 	if err != nil {
 		return err
 	}
-	w.down, w.lastErr = true, cause
+	w.down, w.lastErr, w.last = true, cause, nil
 	return w.o.Emit(st)
 }
 
