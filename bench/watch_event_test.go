@@ -29,7 +29,8 @@ type watchView struct {
 // five times each, with --interval 1h so that only charon's events
 // refresh. Beside it, in the same run, what `swanctl --list-sas` of
 // everything takes: what each event cost when it made the watcher list
-// every SA. Run it with
+// every SA, and `swanctl --list-sas --ike-id` of the one IKE_SA: what it
+// costs now. Run it with
 //
 //	SWANMGR_E2E=1 go test -run '^$' -bench StatusWatchEvent -benchtime 1x ./bench/
 func BenchmarkStatusWatchEvent(b *testing.B) {
@@ -120,6 +121,11 @@ func BenchmarkStatusWatchEvent(b *testing.B) {
 		ups = append(ups, await("initiate", want).Sub(t1))
 	}
 	list := run(b, h.Swanctl(ctx, "--list-sas"))
+	sas, err := c.ListSAs(ctx, vici.SAFilter{IKE: "sm-to-peer1"})
+	if err != nil || len(sas) == 0 {
+		b.Fatalf("peer1's IKE_SA: %v, %v", sas, err)
+	}
+	one := run(b, h.Swanctl(ctx, "--list-sas", "--ike-id", fmt.Sprint(sas[0].UniqueID)))
 	median := func(ds []time.Duration) time.Duration {
 		s := slices.Clone(ds)
 		slices.Sort(s)
@@ -129,6 +135,7 @@ func BenchmarkStatusWatchEvent(b *testing.B) {
 	b.ReportMetric(ms(median(downs)), "deleted-shown-ms")
 	b.ReportMetric(ms(median(ups)), "new-shown-ms")
 	b.ReportMetric(ms(list), "swanctl-list-sas-ms")
+	b.ReportMetric(ms(one), "swanctl-list-one-ike-sa-ms")
 	b.Logf("%d CHILD_SAs over %d IKE_SAs: a deleted CHILD_SA showed %v after terminate answered (median of %d: %v), a new one %v after initiate answered (%v); swanctl --list-sas of everything %.0f ms",
 		want, peers, median(downs).Round(time.Millisecond), len(downs), downs, median(ups).Round(time.Millisecond), ups, ms(list))
 }

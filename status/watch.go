@@ -51,9 +51,11 @@ const minBackoff = 50 * time.Millisecond
 
 // Watch shows a view at once, then again at every tick of o.Interval and
 // as soon as charon raises an event that changes SAs (ike-updown,
-// child-updown, ike-rekey, child-rekey), on a session of its own. While
-// charon is unreachable it shows "daemon unavailable" and dials again with
-// a growing backoff; a restarted charon is picked up within the backoff.
+// child-updown, ike-rekey, child-rekey), on a session of its own; such a
+// refresh asks for the IKE_SAs the events name where it can (refreshSAs).
+// While charon is unreachable it shows "daemon unavailable" and dials
+// again with a growing backoff; a restarted charon is picked up within the
+// backoff.
 // Between events it only waits: the ticker is its one timer.
 //
 // It returns when ctx ends (nil) or Emit fails. Build errors (an unknown

@@ -2,11 +2,13 @@ package status
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	govici "github.com/strongswan/govici/vici"
 
+	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/vici"
 	"github.com/swanmgr/swanmgr/vici/vicitest"
 )
@@ -171,5 +173,57 @@ func TestReplaceSAs(t *testing.T) {
 		if names(base) != "abc" {
 			t.Fatalf("replaceSAs changed its input: %q", names(base))
 		}
+	}
+}
+
+// switchingRecords is a record that an apply replaces while the watcher
+// runs.
+type switchingRecords struct {
+	mu  sync.Mutex
+	rec *assign.Record
+}
+
+func (r *switchingRecords) Record() (*assign.Record, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rec, nil
+}
+func (r *switchingRecords) WithBodies() (*assign.Record, error) { return r.Record() }
+
+func (r *switchingRecords) set(rec *assign.Record) {
+	r.mu.Lock()
+	r.rec = rec
+	r.mu.Unlock()
+}
+
+// After an apply the SAs belong to other rules: the next event asks for
+// every SA, not only for its IKE_SA, and the view shows the new record.
+func TestWatchEventAfterApplyListsEverything(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	srv.SetSAs(saOf("peer-a", "1", "11"))
+	recs := &switchingRecords{rec: &assign.Record{Policy: "Old", AppliedAt: time.Unix(1000, 0)}}
+	r := startWatch(t, WatchOptions{
+		Socket:   srv.Socket(),
+		Interval: time.Hour,
+		Timeout:  5 * time.Second,
+		Records:  recs,
+		Dial:     func(ctx context.Context) (Watchable, error) { return vici.Dial(ctx, srv.Socket()) },
+	})
+	policy := func(st *Status) string {
+		if st.Policy == nil {
+			return ""
+		}
+		return st.Policy.Name
+	}
+	r.next(t, 5*time.Second, func(st *Status) bool { return policy(st) == "Old" && len(st.SAs) == 1 })
+	waitSubscribers(t, srv, "child-updown")
+
+	recs.set(&assign.Record{Policy: "New", AppliedAt: time.Unix(2000, 0)})
+	srv.SetSAs(saOf("peer-a", "1", "11", "12"))
+	n := len(srv.Received())
+	srv.Emit("child-updown", vicitest.Msg("up", "yes", "peer-a", vicitest.Msg("uniqueid", "1")))
+	r.next(t, time.Second, func(st *Status) bool { return policy(st) == "New" && len(st.SAs) == 2 })
+	if got := listings(srv, n); len(got) != 1 || got[0] != "" {
+		t.Errorf("after an apply, list-sas sent with ike-id %q, want one whole listing", got)
 	}
 }
