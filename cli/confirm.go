@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +17,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/render"
 )
 
@@ -353,6 +355,11 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 		}
 		in := assign.Inputs{PolicyFile: prev.Path, Policy: prev.Data, Insecure: prev.Insecure}
 		vo := validateOptionsFor(prev.Insecure)
+		// The guard before, to count the rules it alone enforces.
+		var oldGuard *guard.Ruleset
+		if rec, err := store.Load(sock); err == nil {
+			oldGuard, _ = store.LoadGuard(rec)
+		}
 		var l *loaded
 		rep, _, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
 			var err error
@@ -373,13 +380,30 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 		}
 		changed := 0
 		if rep != nil {
-			sum := rep.Plan.Summary()
-			changed = sum[assign.Added] + sum[assign.Changed] + sum[assign.Removed]
+			changed = len(revertedRules(rep.Plan, oldGuard, l.result.Guard))
 		}
-		fmt.Fprintf(w, "reverted (%s): policy from %s assigned again, %d rules changed back\n", reason, prev.Path, changed)
+		fmt.Fprintf(w, "reverted (%s): policy from %s assigned again, %s changed back\n", reason, prev.Path, plural(changed, "rule"))
 	}
 	if err := store.RemoveConfirmation(sock); err != nil {
 		return err
 	}
 	return store.SaveReverted(sock, note)
+}
+
+// revertedRules names the rules a revert changed: those of connections
+// loaded, changed or removed, and those only the guard enforces whose
+// guard changed (a block rule on libipsec has no connection).
+func revertedRules(p *assign.Plan, oldGuard, newGuard *guard.Ruleset) []string {
+	var names []string
+	for _, r := range p.SortedRules() {
+		if r.Change != assign.Unchanged && !slices.Contains(names, r.Rule) {
+			names = append(names, r.Rule)
+		}
+	}
+	for _, name := range guard.ChangedRules(oldGuard, newGuard) {
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	return names
 }

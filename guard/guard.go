@@ -482,3 +482,53 @@ func Merge(a, b *Ruleset) *Ruleset {
 	sortEntries(out.Entries)
 	return out
 }
+
+// ChangedRules names the rules whose guard differs between a and b, in
+// b's order then a's: a rule in one and not the other, with another
+// verdict, or with other drop entries (those carrying its counter). Either
+// may be nil. It is how a rule the guard alone enforces (a block rule on
+// libipsec) is counted as changed: it has no connection.
+func ChangedRules(a, b *Ruleset) []string {
+	entries := func(rs *Ruleset) map[string][]string {
+		m := map[string][]string{}
+		if rs != nil {
+			for _, e := range rs.Entries {
+				if e.Counter != "" {
+					m[e.Counter] = append(m[e.Counter], e.ID()+"|"+string(e.Verdict))
+				}
+			}
+		}
+		return m
+	}
+	rules := func(rs *Ruleset) map[string]Rule {
+		m := map[string]Rule{}
+		if rs != nil {
+			for _, r := range rs.Rules {
+				m[r.Name] = r
+			}
+		}
+		return m
+	}
+	ea, eb, ra, rb := entries(a), entries(b), rules(a), rules(b)
+	var out []string
+	seen := map[string]bool{}
+	check := func(rs *Ruleset) {
+		if rs == nil {
+			return
+		}
+		for _, r := range rs.Rules {
+			if seen[r.Name] {
+				continue
+			}
+			seen[r.Name] = true
+			x, inA := ra[r.Name]
+			y, inB := rb[r.Name]
+			if inA != inB || x.Verdict != y.Verdict || !slices.Equal(ea[x.Counter], eb[y.Counter]) {
+				out = append(out, r.Name)
+			}
+		}
+	}
+	check(b)
+	check(a)
+	return out
+}
