@@ -196,35 +196,7 @@ func BenchmarkStatusMany(b *testing.B) {
 	})
 
 	// --watch, idle, over 20 s (as BenchmarkStatusWatchIdle).
-	out, err := os.Create(filepath.Join(b.TempDir(), "watch.out"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer out.Close()
-	cmd := exec.Command(bin, "status", "--watch", "--interval", "1s", "--socket", h.Socket, "--state-dir", l.state)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	time.Sleep(3 * time.Second) // past start-up and the first views
-	t0, err := cpuTicks(pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	c0, _ := cpuTicks(h.Pid)
-	wall := time.Now()
-	time.Sleep(20 * time.Second)
-	t1, err := cpuTicks(pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	c1, _ := cpuTicks(h.Pid)
-	elapsed := time.Since(wall).Seconds()
-	cmd.Process.Signal(os.Interrupt)
-	cmd.Wait()
-	pct := float64(t1-t0) / clockTicks / elapsed * 100
-	charon := float64(c1-c0) / clockTicks / elapsed * 100
-	b.ReportMetric(pct, "watch-cpu-%")
-	b.Logf("%d CHILD_SAs: swanmgr status --watch used %.2f%% CPU over %.0f s, charon %.2f%%", peers*per, pct, elapsed, charon)
+	w := watchIdle(b, bin, h.Socket, l.state, h.Pid, 3*time.Second, 20*time.Second)
+	b.ReportMetric(w.swanmgr, "watch-cpu-%")
+	b.Logf("%d CHILD_SAs: swanmgr status --watch used %.2f%% CPU over %.0f s, charon %.2f%%", peers*per, w.swanmgr, w.seconds, w.charon)
 }

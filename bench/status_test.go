@@ -227,42 +227,66 @@ func BenchmarkStatusWatchIdle(b *testing.B) {
 			h := l.Host("alice")
 			// One measurement of the window whatever b.N (-benchtime 40x
 			// for BenchmarkStatus must not make this 40 windows).
-			for range 1 {
-				out, err := os.Create(filepath.Join(b.TempDir(), "watch.out"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				cmd := exec.Command(bin, "status", "--watch", "--interval", "1s", "--socket", h.Socket, "--state-dir", l.state)
-				cmd.Stdout, cmd.Stderr = out, out
-				if err := cmd.Start(); err != nil {
-					b.Fatal(err)
-				}
-				pid := cmd.Process.Pid
-				time.Sleep(2 * time.Second) // past start-up and the first views
-				t0, err := cpuTicks(pid)
-				if err != nil {
-					b.Fatal(err)
-				}
-				c0, _ := cpuTicks(h.Pid)
-				wall := time.Now()
-				time.Sleep(window)
-				t1, err := cpuTicks(pid)
-				if err != nil {
-					b.Fatal(err)
-				}
-				c1, _ := cpuTicks(h.Pid)
-				elapsed := time.Since(wall).Seconds()
-				cmd.Process.Signal(os.Interrupt)
-				cmd.Wait()
-				out.Close()
-				st, _ := os.Stat(out.Name())
-				pct := float64(t1-t0) / clockTicks / elapsed * 100
-				charon := float64(c1-c0) / clockTicks / elapsed * 100
-				b.ReportMetric(pct, "watch-cpu-%")
-				b.ReportMetric(charon, "charon-cpu-%")
-				b.Logf("%d CHILD_SAs: swanmgr status --watch used %.2f%% CPU over %.0f s (%d ticks), charon %.2f%%; %d bytes of output",
-					n, pct, elapsed, t1-t0, charon, st.Size())
-			}
+			w := watchIdle(b, bin, h.Socket, l.state, h.Pid, 2*time.Second, window)
+			b.ReportMetric(w.swanmgr, "watch-cpu-%")
+			b.ReportMetric(w.charon, "charon-cpu-%")
+			b.Logf("%d CHILD_SAs: swanmgr status --watch used %.2f%% CPU over %.0f s (%d ticks), charon %.2f%%; %d bytes of output",
+				n, w.swanmgr, w.seconds, w.ticks, w.charon, w.output)
 		})
+	}
+}
+
+// idleWindow is what `status --watch` and charon used of the CPU while
+// nothing happened.
+type idleWindow struct {
+	swanmgr, charon float64 // percent of one CPU
+	seconds         float64
+	ticks           uint64
+	output          int64 // bytes the watcher wrote
+}
+
+// watchIdle runs `swanmgr status --watch --interval 1s` against the charon
+// at socket (process charonPid), output to a file (not a terminal), and
+// reads its CPU time, and charon's, from /proc over window, after settle
+// (start-up and the first views).
+func watchIdle(b *testing.B, bin, socket, state string, charonPid int, settle, window time.Duration) idleWindow {
+	b.Helper()
+	out, err := os.Create(filepath.Join(b.TempDir(), "watch.out"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command(bin, "status", "--watch", "--interval", "1s", "--socket", socket, "--state-dir", state)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	pid := cmd.Process.Pid
+	time.Sleep(settle)
+	t0, err := cpuTicks(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c0, _ := cpuTicks(charonPid)
+	wall := time.Now()
+	time.Sleep(window)
+	t1, err := cpuTicks(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c1, _ := cpuTicks(charonPid)
+	elapsed := time.Since(wall).Seconds()
+	var size int64
+	if st, err := out.Stat(); err == nil {
+		size = st.Size()
+	}
+	return idleWindow{
+		swanmgr: float64(t1-t0) / clockTicks / elapsed * 100,
+		charon:  float64(c1-c0) / clockTicks / elapsed * 100,
+		seconds: elapsed, ticks: uint64(t1 - t0), output: size,
 	}
 }
