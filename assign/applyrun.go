@@ -319,24 +319,20 @@ func (a *applyRun) finish() error {
 // encoded at once, then put in place in that order.
 func (a *applyRun) save(connsChanged bool) error {
 	e, rec, newRec := a.e, a.rec, a.newRec
+	if err := e.Store.ensureDir(); err != nil {
+		return fmt.Errorf("the policy is loaded, but %w", err)
+	}
 	var files []jsonFile
 	removeGuard := false
 	if rec == nil || rec.GuardHash != newRec.GuardHash {
 		if a.desired.Guard == nil {
 			removeGuard = true
 		} else {
-			if err := e.Store.ensureDir(); err != nil {
-				return fmt.Errorf("the policy is loaded, but %w", err)
-			}
 			files = append(files, jsonFile{e.Store.path(e.Socket, ".guard.json"), a.desired.Guard})
 		}
 	}
 	if connsChanged || !sameRecord(rec, newRec) {
-		rf, err := e.Store.recordFiles(newRec, connsChanged || !e.Store.hasBodies(e.Socket))
-		if err != nil {
-			return fmt.Errorf("the policy is loaded, but %w", err)
-		}
-		files = append(files, rf...)
+		files = append(files, e.Store.recordFiles(newRec, connsChanged || !e.Store.hasBodies(e.Socket))...)
 	}
 	// The snapshot is only worth a warning: it is staged beside the rest.
 	var snap *stagedFiles
@@ -345,9 +341,7 @@ func (a *applyRun) save(connsChanged bool) error {
 	go func() {
 		defer close(staged)
 		if f := a.snapshotFile(); f != nil {
-			if snapErr = e.Store.ensureDir(); snapErr == nil {
-				snap, snapErr = e.Store.stageJSONs([]jsonFile{*f})
-			}
+			snap, snapErr = e.Store.stageJSONs([]jsonFile{*f})
 		}
 	}()
 	st, err := e.Store.stageJSONs(files)

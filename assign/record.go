@@ -285,22 +285,10 @@ func (s Store) clearPending(socket string) error {
 	return nil
 }
 
-// Save writes the record atomically (mode 0600). With withBodies it also
-// writes the connections' settings (every Conns[i].Body must be set).
-func (s Store) Save(r *Record, withBodies bool) error {
-	files, err := s.recordFiles(r, withBodies)
-	if err != nil {
-		return err
-	}
-	return s.writeJSONs(files)
-}
-
-// recordFiles are the files Save writes, in the order they go in place:
-// the settings before the record that names them.
-func (s Store) recordFiles(r *Record, withBodies bool) ([]jsonFile, error) {
-	if err := s.ensureDir(); err != nil {
-		return nil, err
-	}
+// recordFiles are the files that record r (mode 0600): with withBodies
+// the connections' settings too (every Conns[i].Body must be set), before
+// the record that names them, in the order they go in place.
+func (s Store) recordFiles(r *Record, withBodies bool) []jsonFile {
 	r.Version = RecordVersion
 	var files []jsonFile
 	if withBodies {
@@ -310,7 +298,7 @@ func (s Store) recordFiles(r *Record, withBodies bool) ([]jsonFile, error) {
 		}
 		files = append(files, jsonFile{s.path(r.Socket, ".bodies.json"), bodies})
 	}
-	return append(files, jsonFile{s.path(r.Socket, ".json"), r}), nil
+	return append(files, jsonFile{s.path(r.Socket, ".json"), r})
 }
 
 // jsonFile is one state file to write: its path and what it holds.

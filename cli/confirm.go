@@ -355,13 +355,14 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 		}
 		in := assign.Inputs{PolicyFile: prev.Path, Policy: prev.Data, Insecure: prev.Insecure}
 		vo := validateOptionsFor(prev.Insecure)
-		// The guard before, to count the rules it alone enforces.
+		// The guard before, to count the rules it alone enforces; read
+		// under the revert's lock, in prepare.
 		var oldGuard *guard.Ruleset
-		if rec, err := store.Load(sock); err == nil {
-			oldGuard, _ = store.LoadGuard(rec)
-		}
 		var l *loaded
 		rep, _, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
+			if rec, err := store.Load(sock); err == nil {
+				oldGuard, _ = store.LoadGuard(rec)
+			}
 			var err error
 			if l, err = loadPolicyDataTo(io.Discard, backend, prev.Path, prev.Data, vo); err != nil {
 				return nil, in, fmt.Errorf("the previous policy from %s: %w", prev.Path, err)

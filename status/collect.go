@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/vici"
 )
 
@@ -111,12 +112,7 @@ func Collect(ctx context.Context, d Daemon, records Records, o CollectOptions) I
 	if in.RecordErr == nil && NeedsBodies(in.Record, sas) {
 		in.Record, in.RecordErr = records.WithBodies()
 	}
-	mine := map[string]bool{}
-	if in.Record != nil {
-		for _, c := range in.Record.Conns {
-			mine[c.Name] = true
-		}
-	}
+	mine := ownConns(in.Record)
 	for _, sa := range sas {
 		if !mine[sa.Name] {
 			in.Conns, in.ConnsErr = d.ListConns(ctx)
@@ -126,4 +122,15 @@ func Collect(ctx context.Context, d Daemon, records Records, o CollectOptions) I
 	in.Time = now()
 	in.Location = time.Local
 	return in
+}
+
+// ownConns names the connections of swanmgr's record (nil: none).
+func ownConns(rec *assign.Record) map[string]bool {
+	mine := map[string]bool{}
+	if rec != nil {
+		for _, c := range rec.Conns {
+			mine[c.Name] = true
+		}
+	}
+	return mine
 }

@@ -83,12 +83,7 @@ func (w *watcher) refreshSAs(ctx context.Context, evs []vici.Event) (bool, error
 	}
 	cctx, cancel := context.WithTimeout(ctx, w.o.Timeout)
 	defer cancel()
-	mine := map[string]bool{}
-	if in.Record != nil {
-		for _, c := range in.Record.Conns {
-			mine[c.Name] = true
-		}
-	}
+	mine := ownConns(in.Record)
 	// Collect asked list-conns when an SA was not of swanmgr's
 	// connections: the authentication classes of others' connections come
 	// from it. A new SA of such a connection asks it now.

@@ -2,6 +2,7 @@ package status
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -129,22 +130,10 @@ func TestRelistIDs(t *testing.T) {
 		}(), nil, false},
 	} {
 		ids, ok := relistIDs(tc.evs)
-		if ok != tc.ok || (ok && !equalIDs(ids, tc.ids)) {
+		if ok != tc.ok || (ok && !slices.Equal(ids, tc.ids)) {
 			t.Errorf("%s: got %v, %v; want %v, %v", tc.name, ids, ok, tc.ids, tc.ok)
 		}
 	}
-}
-
-func equalIDs(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestReplaceSAs(t *testing.T) {
