@@ -29,13 +29,13 @@ const DefaultHostDir = "/var/lib/swanmgr/host"
 // `lab up` does for each of its hosts, starts charon in the current
 // network namespace, waits for its VICI socket, checks that charon loaded
 // every plugin and can resolve every protocol the policy needs, applies
-// the policy, and then stays in the foreground until SIGTERM (docker
-// stop) or charon exits. --health is the image's HEALTHCHECK. The e2e
+// the policy, and then runs the policy agent in the foreground until
+// SIGTERM (docker stop) or charon exits. --health is the image's HEALTHCHECK. The e2e
 // test TestDockerLab runs it in real containers.
 func labHostCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "host",
-		Usage: "be one lab host here (a container): write strongswan.conf as `lab up` does, start charon, check its plugins, apply the policy, stay until SIGTERM",
+		Usage: "be one lab host here (a container): write strongswan.conf as `lab up` does, start charon, check its plugins, apply the policy, run the policy agent until SIGTERM",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "name", Usage: "host name (alice, bob, eve, ...); required", EnvVars: []string{"SWANMGR_HOST"}},
 			&ucli.StringFlag{Name: "dir", Value: DefaultHostDir, Usage: "folder for strongswan.conf, charon.vici and charon.log", EnvVars: []string{"SWANMGR_HOST_DIR"}},
@@ -114,13 +114,32 @@ func runLabHost(c *ucli.Context) error {
 		return errors.Join(fmt.Errorf("lab host %s: %w", name, err), ch.Stop())
 	}
 	defer os.Remove(files.Ready)
-	fmt.Fprintf(w, "lab host %s: policy %s assigned; running until SIGTERM\n", name, file)
+	fmt.Fprintf(w, "lab host %s: policy %s assigned; the policy agent keeps charon converged with it until SIGTERM\n", name, file)
+
+	// The agent, as a deployed host runs it: charon's start action is a
+	// one-shot, and a CHILD_SA lost when both ends start at once (the
+	// duplicate IKE_SA that carried it deleted) or closed by the peer
+	// would otherwise stay down for good.
+	agentArgs := []string{"swanmgr", "agent", "-f", file, "--socket", files.Socket,
+		"--ipsec-backend", string(backend), "--state-dir", c.String("state-dir")}
+	if c.Bool(insecureFlag.Name) {
+		agentArgs = append(agentArgs, "--insecure-secrets")
+	}
+	actx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	agentDone := make(chan int, 1)
+	go func() { agentDone <- Run(actx, agentArgs, w, c.App.ErrWriter) }()
 
 	select {
 	case <-ctx.Done():
+		<-agentDone // it ends with ctx: SIGTERM leaves the assignment in place
 		fmt.Fprintf(w, "lab host %s: stopping charon (pid %d)\n", name, ch.Pid)
 		return ch.Stop()
+	case code := <-agentDone:
+		return &exitError{code: ExitFailure, err: errors.Join(fmt.Errorf("lab host %s: the policy agent exited (exit %d); charon stopped", name, code), ch.Stop())}
 	case <-ch.Done():
+		stopAgent()
+		<-agentDone
 		return fmt.Errorf("lab host %s: charon (pid %d) exited: %v", name, ch.Pid, ch.Err())
 	}
 }

@@ -5,8 +5,10 @@
 # `swanmgr lab host` writes strongswan.conf exactly as `swanmgr lab up` does
 # for each of its hosts, starts charon, waits for its VICI socket, checks
 # that charon loaded its plugins and that /etc/protocols has the policy's
-# protocols, applies $SWANMGR_POLICY and stays in the foreground until
-# SIGTERM (docker stop). Any failure: a message and exit 1.
+# protocols, applies $SWANMGR_POLICY and runs the policy agent (swanmgr
+# agent) in the foreground until SIGTERM (docker stop), which keeps charon
+# converged with the policy and initiates again a rule's CHILD_SA that went
+# down. Any failure: a message and exit 1.
 # Settings come from the environment (see docker-compose.yml):
 #   SWANMGR_HOST           host name (alice, bob, eve)
 #   SWANMGR_POLICY         policy file to apply
