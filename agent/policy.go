@@ -46,9 +46,9 @@ func (e *policyError) Unwrap() error { return e.err }
 // read reads, validates and renders the policy file, as `swanmgr apply`
 // does.
 func (a *Agent) read() (*policy, error) {
-	data, err := os.ReadFile(a.cfg.PolicyFile)
+	data, err := model.ReadFile(a.cfg.PolicyFile)
 	if err != nil {
-		return nil, &policyError{fmt.Errorf("reading policy: %w", err)}
+		return nil, &policyError{err}
 	}
 	return a.parse(data)
 }
@@ -67,7 +67,13 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 	if err != nil {
 		return nil, &policyError{err}
 	}
-	p := &policy{result: res, rules: len(asg.Rules), files: []string{path}, byName: map[string]*render.Conn{},
+	// A folder's own stat changes when a file is added, removed or
+	// renamed in it; its files' when they are written.
+	files := []string{path}
+	if f.IsFolder() {
+		files = append(files, f.Files()...)
+	}
+	p := &policy{result: res, rules: len(asg.Rules), files: files, byName: map[string]*render.Conn{},
 		in: assign.Inputs{PolicyFile: path, Policy: data, Read: asg.Inputs, Insecure: a.cfg.Validate.InsecureSecrets,
 			Restorable: !asg.InlineSecrets()}}
 	for _, w := range warns {
@@ -223,9 +229,9 @@ func (a *Agent) driftEvery() time.Duration {
 // assignFile assigns the policy file as it is now. A file that does not
 // read or validate comes back as a *policyError, with charon unchanged.
 func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) error {
-	data, err := os.ReadFile(a.cfg.PolicyFile)
+	data, err := model.ReadFile(a.cfg.PolicyFile)
 	if err != nil {
-		return &policyError{fmt.Errorf("reading policy: %w", err)}
+		return &policyError{err}
 	}
 	start := time.Now()
 	a.lastFull = start

@@ -32,8 +32,9 @@ func agentCommand() *ucli.Command {
 			"  - charon restarted: the whole policy is loaded again as soon as its socket answers;\n" +
 			"  - swanmgr's connections or secrets unloaded or replaced (a stray `swanctl --load-all`):\n" +
 			"    loaded again at the next check (--check-interval);\n" +
-			"  - FILE or a key file it reads changed, or SIGHUP: read and validated again; a file\n" +
-			"    that does not validate is refused (file:line) and the last good policy stays;\n" +
+			"  - FILE (or a file of the folder -f names, or the list of them) or a key file it reads\n" +
+			"    changed, or SIGHUP: read and validated again; a policy that does not validate is\n" +
+			"    refused (file:line) and the last good policy stays;\n" +
 			"  - rules that charon should keep up (libipsec: start action) and are down: initiated\n" +
 			"    again with exponential backoff per rule, each failure logged with its reason;\n" +
 			"  - a change made with apply --confirm pending: it holds off; past the deadline with no\n" +

@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -54,9 +53,9 @@ func checkCommand() *ucli.Command {
 
 // loadEndpoint reads, validates and renders one endpoint's policy file.
 func loadEndpoint(c *ucli.Context, path string, backend render.Backend, vo model.ValidateOptions) (*pair.Endpoint, error) {
-	data, err := os.ReadFile(path)
+	data, err := model.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading policy: %w", err)
+		return nil, err
 	}
 	return parseEndpoint(c, path, data, backend, vo)
 }

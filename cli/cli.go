@@ -132,7 +132,7 @@ var (
 	fileFlag = &ucli.StringFlag{
 		Name:    "file",
 		Aliases: []string{"f"},
-		Usage:   "policy file",
+		Usage:   "policy file, or a folder of *.toml files merged into one policy (as swanctl's conf.d)",
 		Value:   model.DefaultPath,
 		EnvVars: []string{"SWANMGR_POLICY"},
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/render"
 )
 
@@ -314,7 +315,7 @@ func agentRevertedHold(store assign.Store, sock, policyFile string) string {
 	if err != nil || r == nil || r.RejectedHash == "" {
 		return ""
 	}
-	data, err := os.ReadFile(policyFile)
+	data, err := model.ReadFile(policyFile)
 	if err != nil || policyHash(data) != r.RejectedHash {
 		return ""
 	}

@@ -230,8 +230,7 @@ func (d *deriver) rule(r model.ResolvedRule) {
 				// only makes the guard stricter.
 				continue
 			}
-			d.errs = append(d.errs, model.Problem{File: d.a.File.Path, Line: f.Line, Where: where,
-				Msg: fmt.Sprintf("filter %d uses a DNS name (%s): the guard that drops clear text needs addresses; write the address, or set guard = false in filter action %q (protection then lasts only while charon runs and the SA is up)", f.Index+1, dnsName(f), r.Action.Name)})
+			d.errs = append(d.errs, d.a.File.Problem(f.Line, where, fmt.Sprintf("filter %d uses a DNS name (%s): the guard that drops clear text needs addresses; write the address, or set guard = false in filter action %q (protection then lasts only while charon runs and the SA is up)", f.Index+1, dnsName(f), r.Action.Name), false))
 			continue
 		}
 		d.filter(f, v, rule.Counter)

@@ -12,6 +12,12 @@
 // MaxNesting or a key of more than MaxKeyParts parts is refused: the
 // decoder's cost grows with the square of a key's depth.
 //
+// A policy can be a folder of *.toml files (dir.go): ReadFile gives them
+// as one bundle of bytes, parse decodes each file on its own and merges
+// them into one File whose lines are numbered across the files;
+// File.Locate turns such a line back into a file and its line, and every
+// Problem names the file a key is in.
+//
 // The package is pure: it reads the policy file and the secret files it
 // names, and nothing else. It never talks to charon and never prints a
 // secret: Secret values are only reachable through Secret.Reveal.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 )
 
 // Limits on a policy file, checked before the text reaches the TOML
@@ -30,10 +32,16 @@ const (
 // ReadFile reads a policy file, refusing one larger than MaxFileSize
 // without reading all of it (a device or a huge file named by mistake
 // cannot exhaust memory).
+//
+// A folder is read as a folder policy (see dir.go): its *.toml files in
+// name order, the same limits for each and for all of them together.
 func ReadFile(path string) ([]byte, error) {
 	// Stat before opening: opening a FIFO would wait for a writer.
 	size := int64(0)
 	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return readFolder(path)
+		}
 		size = st.Size()
 		if !st.Mode().IsRegular() && !st.IsDir() {
 			return nil, fmt.Errorf("reading policy: %s is not a regular file", path)
@@ -58,6 +66,10 @@ func ReadFile(path string) ([]byte, error) {
 	}
 	if len(b) > MaxFileSize { // it grew since Stat
 		return nil, Problems{{File: path, Msg: fmt.Sprintf("the policy file is larger than %d bytes (16 MiB), the most swanmgr reads", MaxFileSize)}}
+	}
+	if isBundle(b) {
+		// Only a folder reads as one.
+		return nil, Problems{{File: path, Line: 1, Msg: "the file holds a NUL byte, which a policy file cannot"}}
 	}
 	return b, nil
 }
@@ -193,4 +205,47 @@ func checkLimits(path string, data []byte) *Problem {
 		}
 	}
 	return nil
+}
+
+// readFolder reads a folder policy's files into a bundle. Files whose
+// names begin with a dot (an editor's) and names not ending in .toml are
+// not read, as swanctl reads conf.d/*.conf.
+func readFolder(dir string) ([]byte, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy: %w", err)
+	}
+	var (
+		files []bundleFile
+		total int64
+	)
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".toml") {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		st, err := os.Stat(p) // follows a symbolic link, as conf.d does
+		if err != nil {
+			return nil, fmt.Errorf("reading policy: %w", err)
+		}
+		if st.IsDir() {
+			continue
+		}
+		b, err := ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.IndexByte(b, 0) >= 0 {
+			return nil, Problems{{File: p, Line: 1 + bytes.Count(b[:bytes.IndexByte(b, 0)], []byte{'\n'}), Msg: "the file holds a NUL byte, which a policy file cannot"}}
+		}
+		if total += int64(len(b)); total > MaxFileSize {
+			return nil, Problems{{File: dir, Msg: fmt.Sprintf("the policy folder's *.toml files are larger than %d bytes (16 MiB) together, the most swanmgr reads", MaxFileSize)}}
+		}
+		files = append(files, bundleFile{name: name, data: b})
+	}
+	if len(files) == 0 {
+		return nil, Problems{{File: dir, Msg: "the policy folder has no *.toml file"}}
+	}
+	return makeBundle(files), nil
 }

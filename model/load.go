@@ -103,7 +103,7 @@ func ParseValidate(path string, data []byte, o ValidateOptions) (*Assigned, []Pr
 		verrs = err.(Problems)
 	}
 	all := append(ps, verrs...)
-	sort.SliceStable(all, func(i, j int) bool { return all[i].Line < all[j].Line })
+	f.sortProblems(all)
 	return nil, warns, all
 }
 
@@ -111,6 +111,9 @@ func ParseValidate(path string, data []byte, o ValidateOptions) (*Assigned, []Pr
 // syntax, types); otherwise ps holds the unknown keys and keys in the
 // wrong case, and f what was decoded besides them.
 func parse(path string, data []byte) (f *File, ps Problems) {
+	if isBundle(data) {
+		return parseFolder(path, data)
+	}
 	if p := checkLimits(path, data); p != nil {
 		return nil, Problems{*p}
 	}
@@ -343,7 +346,12 @@ func closest(s string, candidates []string) string {
 }
 
 // Dir is the folder that relative paths in the file resolve against.
-func (f *File) Dir() string { return filepath.Dir(f.Path) }
+func (f *File) Dir() string {
+	if f.dir != "" {
+		return f.dir
+	}
+	return filepath.Dir(f.Path)
+}
 
 // Resolve returns p relative to the policy file's folder, unless absolute.
 func (f *File) Resolve(p string) string {

@@ -22,6 +22,8 @@ type File struct {
 	Path string `toml:"-"`
 
 	pos *positions
+	dir string   // a folder policy's folder (Path too); "" for a file
+	src *sources // a folder policy's files; nil for a file
 }
 
 // Endpoint is this computer: what "My IP address" means.

@@ -63,11 +63,21 @@ type validator struct {
 }
 
 func (v *validator) errf(path, where, format string, args ...any) {
-	v.errs = append(v.errs, Problem{File: v.f.Path, Line: v.f.pos.line(path), Where: where, Msg: fmt.Sprintf(format, args...)})
+	v.errs = append(v.errs, v.f.Problem(v.f.line(path), where, fmt.Sprintf(format, args...), false))
+}
+
+// at is "file:line" of an indexed key path, for a message that points at
+// a second place.
+func (v *validator) at(path string) string {
+	file, line := v.f.Locate(v.f.line(path))
+	if line > 0 {
+		return fmt.Sprintf("%s:%d", file, line)
+	}
+	return file
 }
 
 func (v *validator) warnf(path, where, format string, args ...any) {
-	v.warns = append(v.warns, Problem{File: v.f.Path, Line: v.f.pos.line(path), Where: where, Msg: fmt.Sprintf(format, args...), Warning: true})
+	v.warns = append(v.warns, v.f.Problem(v.f.line(path), where, fmt.Sprintf(format, args...), true))
 }
 
 func (v *validator) run() *Assigned {
@@ -184,6 +194,7 @@ type listInfo struct {
 
 func (v *validator) filterLists(ep Endpoint) map[string]*listInfo {
 	out := map[string]*listInfo{}
+	first := map[string]int{}
 	for i := range v.f.FilterLists {
 		fl := &v.f.FilterLists[i]
 		path := fmt.Sprintf("filter_list[%d]", i)
@@ -193,9 +204,10 @@ func (v *validator) filterLists(ep Endpoint) map[string]*listInfo {
 		}
 		where := fmt.Sprintf("filter_list %q", fl.Name)
 		if _, dup := out[fl.Name]; dup {
-			v.errf(path+".name", where, "duplicate name")
+			v.errf(path+".name", where, "duplicate name (first at %s)", v.at(fmt.Sprintf("filter_list[%d].name", first[fl.Name])))
 			continue
 		}
+		first[fl.Name] = i
 		info := &listInfo{list: fl, ok: true}
 		out[fl.Name] = info
 		if len(fl.Filters) == 0 {
@@ -214,7 +226,7 @@ func (v *validator) filterLists(ep Endpoint) map[string]*listInfo {
 
 func (v *validator) filter(path, where string, flt Filter, ep Endpoint) (ResolvedFilter, bool) {
 	n := len(v.errs)
-	rf := ResolvedFilter{Line: v.f.pos.line(path), SrcPort: AnyPort, DstPort: AnyPort}
+	rf := ResolvedFilter{Line: v.f.line(path), SrcPort: AnyPort, DstPort: AnyPort}
 	rf.Src = v.addr(path+".source", where, "source", flt.Source, ep)
 	rf.Dst = v.addr(path+".destination", where, "destination", flt.Destination, ep)
 	if rf.Src.Kind == AddrMe && rf.Dst.Kind == AddrMe && flt.Source != "" {
@@ -389,6 +401,7 @@ type actionInfo struct {
 
 func (v *validator) filterActions() map[string]*actionInfo {
 	out := map[string]*actionInfo{}
+	first := map[string]int{}
 	for i := range v.f.FilterActions {
 		fa := &v.f.FilterActions[i]
 		path := fmt.Sprintf("filter_action[%d]", i)
@@ -398,9 +411,10 @@ func (v *validator) filterActions() map[string]*actionInfo {
 		}
 		where := fmt.Sprintf("filter_action %q", fa.Name)
 		if _, dup := out[fa.Name]; dup {
-			v.errf(path+".name", where, "duplicate name")
+			v.errf(path+".name", where, "duplicate name (first at %s)", v.at(fmt.Sprintf("filter_action[%d].name", first[fa.Name])))
 			continue
 		}
+		first[fa.Name] = i
 		n := len(v.errs)
 		ra := v.action(path, where, fa)
 		out[fa.Name] = &actionInfo{action: ra, ok: len(v.errs) == n}

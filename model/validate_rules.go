@@ -35,7 +35,7 @@ func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actio
 		}
 		ruleNames[name] = j
 		n := len(v.errs)
-		rr := ResolvedRule{Index: j, Name: name, Line: v.f.pos.line(path), Rule: r, Network: r.Network}
+		rr := ResolvedRule{Index: j, Name: name, Line: v.f.line(path), Rule: r, Network: r.Network}
 
 		var li *listInfo
 		switch {

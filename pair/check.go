@@ -163,7 +163,7 @@ type child struct {
 	local, remote []render.TS
 }
 
-func (c *child) ref() Ref { return Ref{File: c.e.Path, Line: c.origin.Line} }
+func (c *child) ref() Ref { return c.e.refIn(c.origin.File, c.origin.Line) }
 
 // rule is the name of the child's rule.
 func (c *child) rule() string { return c.origin.RuleOf(c.conn.Origin) }
@@ -173,7 +173,7 @@ func (c *child) ruleRef() Ref {
 	if c.origin.Rule != "" && c.origin.RuleIndex != c.conn.Origin.RuleIndex {
 		for _, r := range c.e.Assigned.Rules {
 			if r.Index == c.origin.RuleIndex {
-				return Ref{File: c.e.Path, Line: r.Line}
+				return c.e.ref(r.Line)
 			}
 		}
 	}
@@ -200,7 +200,26 @@ func (c *checker) line(format string, args ...any) {
 	c.rep.Lines = append(c.rep.Lines, fmt.Sprintf(format, args...))
 }
 
-func ruleRef(e *end, cn *render.Conn) Ref { return Ref{File: e.Path, Line: cn.Origin.Line} }
+func ruleRef(e *end, cn *render.Conn) Ref { return e.refIn(cn.Origin.File, cn.Origin.Line) }
+
+// ref points at a line of the end's policy as the model numbers it
+// (model.File.Locate).
+func (e *end) ref(line int) Ref {
+	if e.Assigned.File.IsFolder() {
+		f, l := e.Assigned.File.Locate(line)
+		return Ref{File: f, Line: l}
+	}
+	return Ref{File: e.Path, Line: line}
+}
+
+// refIn points at a line of a rendered origin: in file for a folder
+// policy, in the end's file otherwise.
+func (e *end) refIn(file string, line int) Ref {
+	if file != "" {
+		return Ref{File: file, Line: line}
+	}
+	return Ref{File: e.Path, Line: line}
+}
 
 func (c *checker) pair(a, b *end) {
 	ab, ba := a.connsFor(b), b.connsFor(a)

@@ -218,6 +218,12 @@ func keep(s string) string { return s }
 
 func (m *mirror) base() string { return filepath.Base(m.a.File.Path) }
 
+// at is file:line of a line of the policy mirrored (the file's base name).
+func (m *mirror) at(line int) string {
+	f, l := m.a.File.Locate(line)
+	return fmt.Sprintf("%s:%d", filepath.Base(f), l)
+}
+
 // isPeer reports whether a filter address is the peer.
 func (m *mirror) isPeer(x model.Addr) bool {
 	return x.Kind == model.AddrHost && x.Prefix.Addr().Unmap() == m.o.Peer
@@ -252,7 +258,7 @@ func (m *mirror) build() {
 				continue
 			}
 			mf := mFilter{src: m.mapAddr(f.Src), dst: m.mapAddr(f.Dst), proto: f.ProtoString(), srcPort: f.SrcPort, dstPort: f.DstPort,
-				comment: fmt.Sprintf("mirrors %s:%d (%s)", m.base(), f.Line, f.Summary())}
+				comment: fmt.Sprintf("mirrors %s (%s)", m.at(f.Line), f.Summary())}
 			if tunnel {
 				// A tunnel filter has this side's network as source.
 				mf.src, mf.dst, mf.srcPort, mf.dstPort = mf.dst, mf.src, mf.dstPort, mf.srcPort
@@ -281,7 +287,7 @@ func (m *mirror) build() {
 			cp.Name = actName
 			m.actions = append(m.actions, &cp)
 		}
-		mr := mRule{list: listName, action: actName, network: string(r.Network), from: fmt.Sprintf("%s:%d rule %q", m.base(), r.Line, r.Name)}
+		mr := mRule{list: listName, action: actName, network: string(r.Network), from: fmt.Sprintf("%s rule %q", m.at(r.Line), r.Name)}
 		if r.Rule.Name != "" {
 			mr.name = m.rename(r.Rule.Name, m.adaptTo)
 		}

@@ -72,6 +72,7 @@ type Origin struct {
 	Action     string `json:"action"`
 	Peer       string `json:"peer,omitempty"` // empty for permit/block rules
 	Line       int    `json:"line,omitempty"`
+	File       string `json:"file,omitempty"` // the rule's file, for a folder policy (Line is in it)
 }
 
 // ChildOrigin maps a rendered child back to its filter and rule. All
@@ -83,7 +84,8 @@ type ChildOrigin struct {
 	Name        string `json:"name"`
 	FilterIndex int    `json:"filter_index"` // 0-based; -1 for the default response rule
 	Line        int    `json:"line,omitempty"`
-	Summary     string `json:"summary"` // "me → 172.31.67.244 tcp/6667"
+	File        string `json:"file,omitempty"` // the filter's file, for a folder policy (Line is in it)
+	Summary     string `json:"summary"`        // "me → 172.31.67.244 tcp/6667"
 	// Rule and RuleIndex: the child's rule; Rule is empty in records
 	// written before children carried it (then the connection's rule).
 	Rule       string `json:"rule,omitempty"`

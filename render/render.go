@@ -32,6 +32,7 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 		names: map[string]string{}, secretIdx: map[string]int{},
 		peerConn: map[string]int{}, peerRule: map[int]model.ResolvedRule{}}
 	r.run()
+	r.localLines()
 	if o.Backend == LibIPsec {
 		r.blackHoles()
 	} else {
@@ -44,6 +45,26 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 	}
 	r.res.Guard = g
 	return r.res, nil
+}
+
+// localLines gives the origins of a folder policy the file and line of
+// their rule or filter (model.File.Locate): its lines are numbered across
+// the folder's files.
+func (r *renderer) localLines() {
+	if !r.a.File.IsFolder() {
+		return
+	}
+	for i := range r.res.Conns {
+		c := &r.res.Conns[i]
+		if c.Origin.Line > 0 {
+			c.Origin.File, c.Origin.Line = r.a.File.Locate(c.Origin.Line)
+		}
+		for j := range c.Children {
+			if ch := &c.Children[j]; ch.Line > 0 {
+				ch.File, ch.Line = r.a.File.Locate(ch.Line)
+			}
+		}
+	}
 }
 
 type renderer struct {
@@ -60,7 +81,7 @@ type renderer struct {
 }
 
 func (r *renderer) errf(line int, where, format string, args ...any) {
-	r.errs = append(r.errs, model.Problem{File: r.a.File.Path, Line: line, Where: where, Msg: fmt.Sprintf(format, args...)})
+	r.errs = append(r.errs, r.a.File.Problem(line, where, fmt.Sprintf(format, args...), false))
 }
 
 // claim registers a rendered name and reports a collision.

@@ -31,8 +31,7 @@ func (r *renderer) unresolvedTraps() {
 			if _, err := netip.ParsePrefix(peer); err == nil {
 				continue
 			}
-			r.res.Warnings = append(r.res.Warnings, model.Problem{File: r.a.File.Path, Line: rule.Line, Where: rule.Where(r.a.Policy), Warning: true,
-				Msg: fmt.Sprintf("peer %s is a DNS name: charon resolves it when apply loads the connection, and if it does not resolve then, charon installs no trap policy (its log: \"installing trap failed, remote address unknown\") and the traffic goes in clear: apply then says so and fails, and applies again until it resolves; write the address instead where you can", peer)})
+			r.res.Warnings = append(r.res.Warnings, r.a.File.Problem(rule.Line, rule.Where(r.a.Policy), fmt.Sprintf("peer %s is a DNS name: charon resolves it when apply loads the connection, and if it does not resolve then, charon installs no trap policy (its log: \"installing trap failed, remote address unknown\") and the traffic goes in clear: apply then says so and fails, and applies again until it resolves; write the address instead where you can", peer), true))
 		}
 	}
 }
@@ -88,8 +87,7 @@ func (r *renderer) blackHoles() {
 		if d.all {
 			continue
 		}
-		r.res.Warnings = append(r.res.Warnings, model.Problem{File: r.a.File.Path, Line: d.rule.Line, Where: d.rule.Where(r.a.Policy), Warning: true,
-			Msg: fmt.Sprintf("on the libipsec backend, while an SA with %s is up, charon routes all traffic to %s into its TUN device, and what no filter covers (anything but %s) is dropped there instead of going in clear as in Windows: add a filter for all traffic to %s to a negotiate rule, or use the kernel backend (see docs/policy-format.md)",
-				key, key, strings.Join(d.covers, ", "), key)})
+		r.res.Warnings = append(r.res.Warnings, r.a.File.Problem(d.rule.Line, d.rule.Where(r.a.Policy), fmt.Sprintf("on the libipsec backend, while an SA with %s is up, charon routes all traffic to %s into its TUN device, and what no filter covers (anything but %s) is dropped there instead of going in clear as in Windows: add a filter for all traffic to %s to a negotiate rule, or use the kernel backend (see docs/policy-format.md)",
+			key, key, strings.Join(d.covers, ", "), key), true))
 	}
 }
