@@ -68,7 +68,14 @@ func swanmgrBinary(b *testing.B) string {
 // generatedPolicy writes a policy of n rules, each with its own peer
 // (10.x.y.z) and one filter, all sharing one key file; change moves rule
 // 1's port, the one-rule change.
+//
+// With SWANMGR_BENCH_FOLDER=1 the same policy is a folder (-f DIR): a
+// base file with the endpoint and the filter action, and one file per
+// peer with its filter list and rule; the change edits one peer's file.
 func generatedPolicy(dir string, n int, change bool) (string, error) {
+	if os.Getenv("SWANMGR_BENCH_FOLDER") == "1" {
+		return generatedFolder(dir, n, change)
+	}
 	var b strings.Builder
 	b.WriteString("assign = \"Generated\"\n\n[endpoint]\naddresses = [\"172.16.98.231\"]\n\n")
 	b.WriteString("[[filter_action]]\nname = \"Encrypt\"\naction = \"negotiate\"\npfs = true\n\n")
@@ -93,6 +100,38 @@ func generatedPolicy(dir string, n int, change bool) (string, error) {
 	}
 	p := filepath.Join(dir, name)
 	return p, os.WriteFile(p, []byte(b.String()), 0o644)
+}
+
+// generatedFolder is generatedPolicy as a folder of n+1 files.
+func generatedFolder(dir string, n int, change bool) (string, error) {
+	name := "policy.d"
+	if change {
+		name = "policy-changed.d"
+	}
+	d := filepath.Join(dir, name)
+	if err := os.Mkdir(d, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bench.psk"), []byte("lab-only: generated-benchmark-key-5f1e2d3c\n"), 0o600); err != nil {
+		return "", err
+	}
+	base := "assign = \"Generated\"\n\n[endpoint]\naddresses = [\"172.16.98.231\"]\n\n[[filter_action]]\nname = \"Encrypt\"\naction = \"negotiate\"\npfs = true\n"
+	if err := os.WriteFile(filepath.Join(d, "00-base.toml"), []byte(base), 0o644); err != nil {
+		return "", err
+	}
+	for i := 0; i < n; i++ {
+		port := 22
+		if change && i == 0 {
+			port = 2222
+		}
+		text := fmt.Sprintf("[[filter_list]]\nname = \"Peer %d\"\n  [[filter_list.filter]]\n  source = \"me\"\n  destination = \"10.%d.%d.%d\"\n  protocol = \"tcp\"\n  destination_port = %d\n\n"+
+			"[[policy]]\nname = \"Generated\"\n  [[policy.rule]]\n  name = \"Peer %d\"\n  filter_list = \"Peer %d\"\n  filter_action = \"Encrypt\"\n  authentication = [ { method = \"psk\", secret_file = \"../bench.psk\" } ]\n",
+			i, 1+i/65536, (i/256)%256, i%256, port, i, i)
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("peer-%06d.toml", i)), []byte(text), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return d, nil
 }
 
 // swanctlConf renders policy for the kernel backend into dir/swanctl.conf

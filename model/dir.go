@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // A policy can be a folder (-f /etc/swanmgr/policy.d/, as swanctl's
@@ -177,13 +180,9 @@ func (s *sources) line(path string) int {
 
 // locate turns a line in the folder's numbering into a file and its line.
 func (s *sources) locate(line int) (string, int) {
-	k := 0
-	for i, m := range s.members {
-		if m.offset < line {
-			k = i
-		}
-	}
-	m := s.members[k]
+	// The last file that begins before line: offsets ascend.
+	k := sort.Search(len(s.members), func(i int) bool { return s.members[i].offset >= line }) - 1
+	m := s.members[max(k, 0)]
 	return m.path, line - m.offset
 }
 
@@ -244,21 +243,34 @@ func parseFolder(dir string, data []byte) (*File, Problems) {
 	var (
 		ps     Problems
 		parsed = make([]*File, len(files))
+		filePs = make([]Problems, len(files))
 		failed bool
 	)
-	for i, bf := range files {
-		path := filepath.Join(dir, bf.name)
-		if isBundle(bf.data) {
-			ps = append(ps, Problem{File: path, Line: 1, Msg: "a policy file cannot hold a NUL byte"})
+	// The files are decoded on every CPU, as the pieces of a large file.
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for w := min(runtime.GOMAXPROCS(0), len(files)); w > 0; w-- {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(files); i = int(next.Add(1)) - 1 {
+				path := filepath.Join(dir, files[i].name)
+				if isBundle(files[i].data) {
+					filePs[i] = Problems{{File: path, Line: 1, Msg: "a policy file cannot hold a NUL byte"}}
+					continue
+				}
+				parsed[i], filePs[i] = parse(path, files[i].data)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range files {
+		ps = append(ps, filePs[i]...)
+		if parsed[i] == nil {
 			failed = true
-			continue
 		}
-		f, fps := parse(path, bf.data)
-		ps = append(ps, fps...)
-		if f == nil {
-			failed = true
-		}
-		parsed[i] = f
 	}
 	if failed {
 		return nil, ps
