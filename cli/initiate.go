@@ -144,14 +144,13 @@ func initiateCommand() *ucli.Command {
 						}
 					}
 					err := s.client.Initiate(ctx, vici.InitiateRequest{IKE: conn.Name, Child: ch.Name, Timeout: c.Duration("negotiation-timeout")}, logf)
-					if err != nil && duplicate {
-						fmt.Fprintf(w, "rule %q: %s: an SA for the same traffic is already up\n", rule, ch.Name)
-						continue
-					}
-					if err != nil {
+					if err != nil && !duplicate {
 						fail(rule, ch.Name, diagnose.Failure(err, conn, ch.Name))
 						continue
 					}
+					// Established now, or meanwhile by charon's start
+					// action or the peer (the duplicate): either way, up
+					// is only good news if it carries all of its traffic.
 					after, err := s.client.ListSAs(ctx, vici.SAFilter{IKE: conn.Name})
 					if err == nil {
 						if sa, csa, ok := diagnose.FindChild(after, conn.Name, ch.Name); ok {
@@ -160,6 +159,10 @@ func initiateCommand() *ucli.Command {
 								continue
 							}
 						}
+					}
+					if duplicate {
+						fmt.Fprintf(w, "rule %q: %s: an SA for the same traffic is already up\n", rule, ch.Name)
+						continue
 					}
 					fmt.Fprintf(w, "rule %q: %s established\n", rule, ch.Name)
 				}
