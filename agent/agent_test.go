@@ -647,3 +647,46 @@ name = "Other to Bob's PC"
 	h.eventually("the failure names both rules", h.logHas(`rules "Abczz with Bob", "Other with Bob" failed (attempt 1, 2 of its CHILD_SAs down)`))
 	h.eventually("and the initiate", h.logHas(`rules "Abczz with Bob", "Other with Bob" should be up and are not`))
 }
+
+// A policy folder: a file added with a mistake is refused; fixed in place
+// afterwards (which leaves the folder's own modification time alone), it
+// is read again and applied, although the last good policy never had it.
+func TestFolderFileFixedInPlaceIsSeen(t *testing.T) {
+	h := newHarness(t)
+	if err := os.Mkdir(filepath.Join(h.dir, "alice.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.write("alice.d/00-alice.toml", strings.Replace(alicePolicy, `"alice-bob.psk"`, `"../alice-bob.psk"`, 1), 0o644)
+	h.policy = filepath.Join(h.dir, "alice.d")
+	h.start()
+	h.eventually("applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+
+	second := "[[filter_list]]\nname = \"To Carol\"\n  [[filter_list.filter]]\n  source = \"me\"\n  destination = \"172.31.67.245\"\n" +
+		"[[policy]]\nname = \"Alice's IPSec\"\n  [[policy.rule]]\n  name = \"Carol\"\n  filter_list = \"To Carol\"\n  filter_action = \"Encrypt Abczzz\"\n" +
+		"  authentication = [ { method = \"psk\", secret_file = \"../alice-bob.psk\" } ]\n"
+	added := filepath.Join(h.policy, "10-carol.toml")
+	h.write("alice.d/10-carol.toml", second, 0o644)
+	h.eventually("the added file is refused with its line", h.logHas(added+`:11: policy "Alice's IPSec" rule "Carol": filter_action "Encrypt Abczzz" not found`))
+	dirBefore, err := os.Stat(h.policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fixed in place, as an editor without a rename or `cat >` does.
+	f, err := os.OpenFile(added, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(strings.Replace(second, "Abczzz", "Abczz", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if dirAfter, err := os.Stat(h.policy); err != nil || !dirAfter.ModTime().Equal(dirBefore.ModTime()) {
+		t.Fatalf("the folder's modification time moved (%v): the test would not show anything", err)
+	}
+	h.eventually("the fixed file is applied", func() bool { return slices.Contains(h.srv.ConnNames(), "sm-carol") })
+	if !strings.Contains(h.log.String(), `added "Carol"`) {
+		t.Errorf("the agent's log does not say the rule was added:\n%s", h.log)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -396,11 +397,28 @@ func plural(n int, one, many string) string {
 }
 
 // watched is the files whose change is a reason to re-read the policy.
+// A folder's files are those of the last good policy and those in it now:
+// a file added since, refused, and then fixed in place (which leaves the
+// folder's own stat alone) is a change too.
 func (a *Agent) watched() []string {
-	if a.good == nil {
-		return []string{a.cfg.PolicyFile}
+	files := []string{a.cfg.PolicyFile}
+	if a.good != nil {
+		files = a.good.files
 	}
-	return a.good.files
+	if st, err := os.Stat(a.cfg.PolicyFile); err == nil && st.IsDir() {
+		now, _ := model.FolderFiles(a.cfg.PolicyFile)
+		seen := make(map[string]bool, len(files))
+		for _, f := range files {
+			seen[f] = true
+		}
+		files = slices.Clone(files)
+		for _, f := range now {
+			if !seen[f] {
+				files = append(files, f)
+			}
+		}
+	}
+	return files
 }
 
 // watcher fingerprints files cheaply: stat every time, read and hash

@@ -310,11 +310,14 @@ func parseFolder(dir string, data []byte) (*File, Problems) {
 			m.FilterActions = append(m.FilterActions, fa)
 			s.actions = append(s.actions, elemRef{m: k, i: i})
 		}
+		here := map[string]bool{} // names of this file's policies
 		for i, p := range f.Policies {
 			at, seen := policyIdx[p.Name]
-			if !seen || p.Name == "" {
+			// Two of one name in one file is the mistake it is in a
+			// file alone: kept apart, for validation to report.
+			if !seen || p.Name == "" || here[p.Name] {
 				at = len(m.Policies)
-				if p.Name != "" {
+				if p.Name != "" && !seen {
 					policyIdx[p.Name] = at
 				}
 				head := p
@@ -337,6 +340,7 @@ func parseFolder(dir string, data []byte) (*File, Problems) {
 				}
 				mp.DefaultResponseRule = mp.DefaultResponseRule || p.DefaultResponseRule
 			}
+			here[p.Name] = true
 			for j, r := range p.Rules {
 				m.Policies[at].Rules = append(m.Policies[at].Rules, r)
 				s.rules[at] = append(s.rules[at], elemRef{m: k, i: i, j: j})

@@ -170,3 +170,24 @@ func TestReadFolder(t *testing.T) {
 		t.Errorf("bundle: %v %v", err1, err2)
 	}
 }
+
+// Two [[policy]] of one name in one file are the duplicate they are in a
+// file alone, also in a folder; a rule name taken in another file says
+// where.
+func TestFolderDuplicatesInOneFile(t *testing.T) {
+	dir := folder(t, map[string]string{
+		"00-base.toml":  dirEndpoint,
+		"20-peer2.toml": dirPeer2 + "[[policy]]\nname = \"P\"\n",
+		"30-peer3.toml": strings.Replace(dirPeer3, `name = "R3"`, `name = "R2"`, 1),
+	})
+	_, _, err := loadFolder(t, dir)
+	peer2, peer3 := filepath.Join(dir, "20-peer2.toml"), filepath.Join(dir, "30-peer3.toml")
+	want := []string{
+		peer2 + `:13: policy "P": has no rules: an assigned policy needs at least one [[policy.rule]] linking a filter list to a filter action`,
+		peer2 + `:14: policy "P": duplicate name (also policy 1)`,
+		peer3 + `:8: policy "P" rule "R2": duplicate rule name (also rule 1, at ` + peer2 + `:8); give each rule a distinct name`,
+	}
+	if err == nil || !reflect.DeepEqual(strings.Split(err.Error(), "\n"), want) {
+		t.Errorf("problems:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}

@@ -207,31 +207,46 @@ func checkLimits(path string, data []byte) *Problem {
 	return nil
 }
 
-// readFolder reads a folder policy's files into a bundle. Files whose
-// names begin with a dot (an editor's) and names not ending in .toml are
-// not read, as swanctl reads conf.d/*.conf.
-func readFolder(dir string) ([]byte, error) {
+// FolderFiles lists the files of a folder policy, in the order they are
+// read: *.toml directly in dir, not beginning with a dot, not folders (a
+// symbolic link is followed, as conf.d does).
+func FolderFiles(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading policy: %w", err)
 	}
-	var (
-		files []bundleFile
-		total int64
-	)
+	var out []string
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".toml") {
 			continue
 		}
 		p := filepath.Join(dir, name)
-		st, err := os.Stat(p) // follows a symbolic link, as conf.d does
+		st, err := os.Stat(p)
 		if err != nil {
 			return nil, fmt.Errorf("reading policy: %w", err)
 		}
-		if st.IsDir() {
-			continue
+		if !st.IsDir() {
+			out = append(out, p)
 		}
+	}
+	return out, nil
+}
+
+// readFolder reads a folder policy's files into a bundle. Files whose
+// names begin with a dot (an editor's) and names not ending in .toml are
+// not read, as swanctl reads conf.d/*.conf.
+func readFolder(dir string) ([]byte, error) {
+	paths, err := FolderFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		files []bundleFile
+		total int64
+	)
+	for _, p := range paths {
+		name := filepath.Base(p)
 		b, err := ReadFile(p)
 		if err != nil {
 			return nil, err

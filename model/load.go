@@ -95,6 +95,13 @@ func ParseValidate(path string, data []byte, o ValidateOptions) (*Assigned, []Pr
 		return nil, nil, ps
 	}
 	a, warns, err := Validate(f, o)
+	if f.IsFolder() {
+		// A folder's problems and warnings in file order, as it reads.
+		f.sortProblems(warns)
+		if verrs, ok := err.(Problems); ok {
+			f.sortProblems(verrs)
+		}
+	}
 	if len(ps) == 0 {
 		return a, warns, err
 	}

@@ -31,7 +31,7 @@ func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actio
 		}
 		where := fmt.Sprintf("%s rule %q", pwhere, name)
 		if k, dup := ruleNames[name]; dup {
-			v.errf(path, where, "duplicate rule name (also rule %d); give each rule a distinct name", k+1)
+			v.errf(path, where, "duplicate rule name (also rule %d, at %s); give each rule a distinct name", k+1, v.at(fmt.Sprintf("%s.rule[%d]", ppath, k)))
 		}
 		ruleNames[name] = j
 		n := len(v.errs)

@@ -261,7 +261,7 @@ var validateCases = []vcase{
 	{name: "duplicate policy", add: "[[policy]]\nname = \"P\"\n",
 		errs: []string{`t.toml:24: policy "P": duplicate name (also policy 1)`}},
 	{name: "duplicate rule", add: "  [[policy.rule]]\n  name = \"R\"\n  filter_list = \"FL\"\n  filter_action = \"FA\"\n  authentication = [ { method = \"psk\", secret_file = \"k.psk\" } ]\n",
-		errs: []string{`t.toml:23: policy "P" rule "R": duplicate rule name (also rule 1)`}, nerrs: 1},
+		errs: []string{`t.toml:23: policy "P" rule "R": duplicate rule name (also rule 1, at t.toml:18)`}, nerrs: 1},
 	{name: "names are required", edit: []string{`name = "FL"`, ``, `name = "FA"`, ``, `  name = "R"`, ``},
 		errs: []string{`t.toml:5: filter_list 1: name is required`, `t.toml:12: filter_action 1: name is required`}},
 
