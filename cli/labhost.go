@@ -136,6 +136,11 @@ func runLabHost(c *ucli.Context) error {
 		fmt.Fprintf(w, "lab host %s: stopping charon (pid %d)\n", name, ch.Pid)
 		return ch.Stop()
 	case code := <-agentDone:
+		if ctx.Err() != nil {
+			// SIGTERM ended the agent before this select saw it.
+			fmt.Fprintf(w, "lab host %s: stopping charon (pid %d)\n", name, ch.Pid)
+			return ch.Stop()
+		}
 		return &exitError{code: ExitFailure, err: errors.Join(fmt.Errorf("lab host %s: the policy agent exited (exit %d); charon stopped", name, code), ch.Stop())}
 	case <-ch.Done():
 		stopAgent()
