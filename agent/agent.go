@@ -138,12 +138,16 @@ type Agent struct {
 
 	logMu sync.Mutex
 
-	files   watcher
-	good    *policy // the last policy that validated (and was assigned)
-	goodFP  string  // the files' fingerprint good was read at
-	badFP   string  // fingerprint of files that did not validate
-	lastErr string  // the last converge error logged, not repeated
-	hold    string  // why the agent holds off, "" when it does not
+	files  watcher
+	good   *policy // the last policy that validated (and was assigned)
+	goodFP string  // the files' fingerprint good was read at
+	badFP  string  // fingerprint of files that did not validate
+	// refusedRefs are the key and certificate files a refused policy
+	// names: one missing then (the key file of a peer just added, not
+	// written yet) is a reason to read the policy again once it exists.
+	refusedRefs []string
+	lastErr     string // the last converge error logged, not repeated
+	hold        string // why the agent holds off, "" when it does not
 	// lastFull is when the last full check ran, lastDrift the last that
 	// compared charon's copies; lastSAs when start rules' SAs were last
 	// listed.

@@ -690,3 +690,23 @@ func TestFolderFileFixedInPlaceIsSeen(t *testing.T) {
 		t.Errorf("the agent's log does not say the rule was added:\n%s", h.log)
 	}
 }
+
+// The policy names a key file that is not there yet (a peer added before
+// its key is copied): refused; the key file created, the policy is read
+// again and applied, with no other change to wake the agent.
+func TestKeyFileCreatedAfterRefusalIsSeen(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.eventually("applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+	h.write("alice.toml", strings.Replace(alicePolicy, `secret_file = "alice-bob.psk"`, `secret_file = "bob-new.psk"`, 1), 0o644)
+	h.eventually("the policy naming a missing key file is refused", h.logHas("bob-new.psk"))
+	if !strings.Contains(h.log.String(), "refused") {
+		t.Fatalf("no refusal logged:\n%s", h.log)
+	}
+	shared := h.srv.Count("load-shared")
+	h.write("bob-new.psk", "lab-only: Bob's new key 0123456789abcdef\n", 0o600)
+	h.eventually("the policy is applied once the key file exists", func() bool { return h.srv.Count("load-shared") > shared })
+	if !strings.Contains(h.log.String(), "bob-new.psk changed: read again and valid") {
+		t.Errorf("the agent's log does not say the new key file was read:\n%s", h.log)
+	}
+}

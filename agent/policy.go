@@ -62,6 +62,7 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 	}
 	asg, warns, err := model.Validate(f, a.cfg.Validate)
 	if err != nil {
+		a.refusedRefs = f.ReferencedFiles()
 		return nil, &policyError{err}
 	}
 	res, err := render.Render(asg, render.Options{Backend: a.backend})
@@ -290,6 +291,7 @@ func (a *Agent) adopt(p *policy) {
 		a.logf("now enforcing policy %q from %s (%d %s)", p.result.Policy, a.cfg.PolicyFile, p.rules, plural(p.rules, "rule", "rules"))
 	}
 	a.good, a.goodFP = p, p.fp
+	a.refusedRefs = nil
 	a.pruneRules()
 }
 
@@ -396,26 +398,33 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// watched is the files whose change is a reason to re-read the policy.
-// A folder's files are those of the last good policy and those in it now:
-// a file added since, refused, and then fixed in place (which leaves the
-// folder's own stat alone) is a change too.
+// watched is the files whose change is a reason to re-read the policy:
+// the last good policy's, a folder's files as they are now (one added
+// since, refused, then fixed in place leaves the folder's own stat alone),
+// and the key files a refused policy names (one created after the policy
+// that names it).
 func (a *Agent) watched() []string {
 	files := []string{a.cfg.PolicyFile}
 	if a.good != nil {
 		files = a.good.files
 	}
+	var more []string
 	if st, err := os.Stat(a.cfg.PolicyFile); err == nil && st.IsDir() {
-		now, _ := model.FolderFiles(a.cfg.PolicyFile)
-		seen := make(map[string]bool, len(files))
-		for _, f := range files {
+		more, _ = model.FolderFiles(a.cfg.PolicyFile)
+	}
+	more = append(more, a.refusedRefs...)
+	if len(more) == 0 {
+		return files
+	}
+	seen := make(map[string]bool, len(files))
+	for _, f := range files {
+		seen[f] = true
+	}
+	files = slices.Clone(files)
+	for _, f := range more {
+		if !seen[f] {
 			seen[f] = true
-		}
-		files = slices.Clone(files)
-		for _, f := range now {
-			if !seen[f] {
-				files = append(files, f)
-			}
+			files = append(files, f)
 		}
 	}
 	return files

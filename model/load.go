@@ -367,3 +367,31 @@ func (f *File) Resolve(p string) string {
 	}
 	return filepath.Join(f.Dir(), p)
 }
+
+// ReferencedFiles lists the key and certificate files the rules of every
+// policy name (secret_file, ca, certificate, private_key), resolved, in
+// order, once each, whether they exist or not.
+func (f *File) ReferencedFiles() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(p string) {
+		if p == "" {
+			return
+		}
+		if p = f.Resolve(p); !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for _, p := range f.Policies {
+		for _, r := range p.Rules {
+			for _, a := range r.Authentication {
+				add(a.SecretFile)
+				add(a.CA)
+				add(a.Certificate)
+				add(a.PrivateKey)
+			}
+		}
+	}
+	return out
+}
