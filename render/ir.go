@@ -204,24 +204,6 @@ func (s *Section) Sub(key, comment string) *Section {
 	return sub
 }
 
-// compact gives the section and its subsections item slices of their
-// length: appending leaves up to twice the room needed, and a policy's
-// rendered connections are held while it is applied (at 5,000 rules
-// several MB of the apply's peak).
-func (s *Section) compact() {
-	if s == nil {
-		return
-	}
-	if cap(s.Items) > len(s.Items) {
-		exact := make([]Item, len(s.Items))
-		copy(exact, s.Items)
-		s.Items = exact
-	}
-	for i := range s.Items {
-		s.Items[i].Sec.compact()
-	}
-}
-
 // Get returns the item with key, or nil (also on a nil section).
 func (s *Section) Get(key string) *Item {
 	if s == nil {

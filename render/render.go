@@ -32,9 +32,6 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 		names: map[string]string{}, secretIdx: map[string]int{},
 		peerConn: map[string]int{}, peerRule: map[int]model.ResolvedRule{}}
 	r.run()
-	for i := range r.res.Conns {
-		r.res.Conns[i].Body.compact()
-	}
 	r.localLines()
 	if o.Backend == LibIPsec {
 		r.blackHoles()
