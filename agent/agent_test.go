@@ -689,6 +689,12 @@ func TestFolderFileFixedInPlaceIsSeen(t *testing.T) {
 	if !strings.Contains(h.log.String(), `added "Carol"`) {
 		t.Errorf("the agent's log does not say the rule was added:\n%s", h.log)
 	}
+	// The file taken out: its rule goes, and the log says which file.
+	if err := os.Remove(added); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the removed file's rule goes", func() bool { return !slices.Contains(h.srv.ConnNames(), "sm-carol") })
+	h.eventually("the log names the file taken out", h.logHas(added+" no longer read: the policy read again without it and valid"))
 }
 
 // The policy names a key file that is not there yet (a peer added before

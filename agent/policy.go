@@ -286,6 +286,16 @@ func (a *Agent) adopt(p *policy) {
 		if len(changed) > 0 {
 			a.logf("%s changed: read again and valid", strings.Join(changed, ", "))
 		}
+		// A folder's file taken out, or a key file no longer named.
+		var gone []string
+		for _, f := range a.good.files {
+			if _, ok := p.hashes[f]; !ok {
+				gone = append(gone, f)
+			}
+		}
+		if len(gone) > 0 {
+			a.logf("%s no longer read: the policy read again without %s and valid", strings.Join(gone, ", "), plural(len(gone), "it", "them"))
+		}
 	}
 	if a.good != nil && (a.good.result.Policy != p.result.Policy || a.good.rules != p.rules) {
 		a.logf("now enforcing policy %q from %s (%d %s)", p.result.Policy, a.cfg.PolicyFile, p.rules, plural(p.rules, "rule", "rules"))
