@@ -95,6 +95,23 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 	for _, f := range p.files {
 		p.hashes[f] = a.files.seen[f].hash
 	}
+	// The fingerprint is taken after the files were read: one written in
+	// between (an editor writing in place on a loaded machine) would leave
+	// it describing what was not parsed, and that change would never be
+	// read. Then the fingerprint stays unset and the next check reads the
+	// files again.
+	read := model.PolicyFiles(path, data)
+	for _, i := range asg.Inputs {
+		if i.Kind == "file" {
+			read[i.Name] = []byte(i.Data.Reveal())
+		}
+	}
+	for name, b := range read {
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != p.hashes[name] {
+			p.fp = ""
+			break
+		}
+	}
 	return p, nil
 }
 

@@ -186,6 +186,23 @@ func (s *sources) locate(line int) (string, int) {
 	return m.path, line - m.offset
 }
 
+// PolicyFiles returns what data (as ReadFile gave it for path) holds of
+// each file: for a folder, each of its files by path; for a file, itself.
+func PolicyFiles(path string, data []byte) map[string][]byte {
+	if !isBundle(data) {
+		return map[string][]byte{path: data}
+	}
+	files, ok := splitBundle(data)
+	if !ok {
+		return map[string][]byte{path: data}
+	}
+	out := make(map[string][]byte, len(files))
+	for _, f := range files {
+		out[filepath.Join(path, f.name)] = f.data
+	}
+	return out
+}
+
 // IsFolder reports whether the policy was read from a folder of files.
 func (f *File) IsFolder() bool { return f != nil && f.src != nil }
 
