@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/swanmgr/swanmgr/assign"
@@ -146,8 +147,11 @@ type Agent struct {
 	// names: one missing then (the key file of a peer just added, not
 	// written yet) is a reason to read the policy again once it exists.
 	refusedRefs []string
-	lastErr     string // the last converge error logged, not repeated
-	hold        string // why the agent holds off, "" when it does not
+	// parses counts the policy reads (for the tests: a read that never
+	// settles would repeat at every check).
+	parses  atomic.Int64
+	lastErr string // the last converge error logged, not repeated
+	hold    string // why the agent holds off, "" when it does not
 	// lastFull is when the last full check ran, lastDrift the last that
 	// compared charon's copies; lastSAs when start rules' SAs were last
 	// listed.

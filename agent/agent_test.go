@@ -710,11 +710,54 @@ func TestKeyFileCreatedAfterRefusalIsSeen(t *testing.T) {
 	if !strings.Contains(h.log.String(), "refused") {
 		t.Fatalf("no refusal logged:\n%s", h.log)
 	}
+	// Watching the missing file is not a change that reads and refuses
+	// the same policy again.
+	for range 3 {
+		h.tick()
+	}
+	if n := strings.Count(h.log.String(), "refused"); n != 1 {
+		t.Errorf("the refusal was logged %d times, want once:\n%s", n, h.log)
+	}
 	shared := h.srv.Count("load-shared")
 	h.write("bob-new.psk", "lab-only: Bob's new key 0123456789abcdef\n", 0o600)
 	h.eventually("the policy is applied once the key file exists", func() bool { return h.srv.Count("load-shared") > shared })
 	if !strings.Contains(h.log.String(), "bob-new.psk changed: read again and valid") {
 		t.Errorf("the agent's log does not say the new key file was read:\n%s", h.log)
+	}
+}
+
+// A key file rewritten in place with its size and modification time kept
+// (touch -r, a tool that keeps times) looks unchanged to the watcher's
+// stat; read anyway with the policy, its new bytes differ from the
+// watcher's hash. The agent must settle after one more read, not read
+// the policy again at every check.
+func TestStaleStatSettles(t *testing.T) {
+	h := newHarness(t)
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	psk := filepath.Join(h.dir, "alice-bob.psk")
+	if err := os.Chtimes(psk, old, old); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.eventually("applied at start", func() bool { return slices.Contains(h.srv.ConnNames(), aliceConn) })
+	h.write("alice-bob.psk", "lab-only: a key for Alice and Bob 9876543210\n", 0o600) // same length
+	if err := os.Chtimes(psk, old, old); err != nil {
+		t.Fatal(err)
+	}
+	h.write("alice.toml", strings.Replace(alicePolicy, "destination_port = 6667", "destination_port = 16667", 1), 0o644)
+	if err := os.Chtimes(h.policy, old, old); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the edit is applied", h.logHas(`changed "Abczz with Bob"`))
+	for range 5 {
+		h.tick()
+	}
+	n := h.agent.parses.Load()
+	for range 10 {
+		h.tick()
+	}
+	if more := h.agent.parses.Load() - n; more != 0 {
+		t.Errorf("the policy was read %d more times over 10 checks with nothing changed:\n%s", more, h.log)
 	}
 }
 

@@ -55,6 +55,7 @@ func (a *Agent) read() (*policy, error) {
 }
 
 func (a *Agent) parse(data []byte) (*policy, error) {
+	a.parses.Add(1)
 	path := a.cfg.PolicyFile
 	f, err := model.Parse(path, data)
 	if err != nil {
@@ -109,7 +110,13 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 	for name, b := range read {
 		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != p.hashes[name] {
 			p.fp = ""
-			break
+			// Or the watcher's hash is what is stale: a file rewritten in
+			// place with its size and time kept looks unchanged to it.
+			// Either way it hashes the file again at its next look.
+			if st, ok := a.files.seen[name]; ok {
+				st.racy = true
+				a.files.seen[name] = st
+			}
 		}
 	}
 	return p, nil
@@ -135,7 +142,8 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 			return nil
 		}
 	}
-	fp := a.files.fingerprint(a.watched())
+	before := a.watched()
+	fp := a.files.fingerprint(before)
 	// A file being written (not renamed into place) may be read half-way:
 	// act on a change once the files have been still for a moment.
 	settling := a.good != nil && fp != a.goodFP && fp != a.badFP && a.files.modifiedWithin(a.watched(), a.cfg.Settle)
@@ -154,6 +162,13 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 			return err
 		}
 		a.badFP = fp
+		// The refusal may have added the files the policy names to what
+		// is watched (refusedRefs): the refused state is that of the new
+		// set, if nothing changed meanwhile, or the next check would
+		// read and refuse it again.
+		if now := a.watched(); a.files.fingerprint(before) == fp {
+			a.badFP = a.files.fingerprint(now)
+		}
 		if a.good == nil {
 			a.logf("%s refused: %v; nothing is assigned by this agent until it validates", a.cfg.PolicyFile, err)
 			return nil
