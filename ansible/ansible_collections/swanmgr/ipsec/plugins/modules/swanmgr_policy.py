@@ -30,7 +30,8 @@ author:
 options:
   policy:
     description:
-      - Path of the policy file (TOML) on the managed host. Key files it names are read from there too.
+      - Path of the policy file (TOML) on the managed host, or of a folder of C(*.toml) files that make one
+        policy (as swanctl's conf.d). Key files it names are read from there too.
       - Required when I(state=present).
     type: path
   state:
