@@ -143,10 +143,12 @@ type Agent struct {
 	good   *policy // the last policy that validated (and was assigned)
 	goodFP string  // the files' fingerprint good was read at
 	badFP  string  // fingerprint of files that did not validate
-	// refusedRefs are the key and certificate files a refused policy
-	// names: one missing then (the key file of a peer just added, not
-	// written yet) is a reason to read the policy again once it exists.
-	refusedRefs []string
+	// refused are the files the last refused read was made of or named
+	// (a folder's files then, its key and certificate files): one that
+	// changes or appears (a file added with a mistake and fixed in place,
+	// the key file of a peer written after its rule) is a reason to read
+	// the policy again. nil once a policy validates.
+	refused []string
 	// parses counts the policy reads (for the tests: a read that never
 	// settles would repeat at every check).
 	parses  atomic.Int64

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -49,9 +48,29 @@ func (e *policyError) Unwrap() error { return e.err }
 func (a *Agent) read() (*policy, error) {
 	data, err := model.ReadFile(a.cfg.PolicyFile)
 	if err != nil {
-		return nil, &policyError{err}
+		return nil, a.refuseUnread(err)
 	}
 	return a.parse(data)
+}
+
+// refuseUnread is the refusal of a policy that could not be read: of a
+// folder, its files as they are now are watched (one of them is why).
+func (a *Agent) refuseUnread(err error) error {
+	a.refused, _ = model.FolderFiles(a.cfg.PolicyFile)
+	return &policyError{err}
+}
+
+// refuse is the refusal of a policy read as data: its files, and those f
+// (if it decoded) names, are watched.
+func (a *Agent) refuse(data []byte, f *model.File, err error) error {
+	a.refused = nil
+	for name := range model.PolicyFiles(a.cfg.PolicyFile, data) {
+		a.refused = append(a.refused, name)
+	}
+	if f != nil {
+		a.refused = append(a.refused, f.ReferencedFiles()...)
+	}
+	return &policyError{err}
 }
 
 func (a *Agent) parse(data []byte) (*policy, error) {
@@ -59,16 +78,15 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 	path := a.cfg.PolicyFile
 	f, err := model.Parse(path, data)
 	if err != nil {
-		return nil, &policyError{err}
+		return nil, a.refuse(data, nil, err)
 	}
 	asg, warns, err := model.Validate(f, a.cfg.Validate)
 	if err != nil {
-		a.refusedRefs = f.ReferencedFiles()
-		return nil, &policyError{err}
+		return nil, a.refuse(data, f, err)
 	}
 	res, err := render.Render(asg, render.Options{Backend: a.backend})
 	if err != nil {
-		return nil, &policyError{err}
+		return nil, a.refuse(data, f, err)
 	}
 	// A folder's own stat changes when a file is added, removed or
 	// renamed in it; its files' when they are written.
@@ -146,7 +164,7 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	fp := a.files.fingerprint(before)
 	// A file being written (not renamed into place) may be read half-way:
 	// act on a change once the files have been still for a moment.
-	settling := a.good != nil && fp != a.goodFP && fp != a.badFP && a.files.modifiedWithin(a.watched(), a.cfg.Settle)
+	settling := a.good != nil && fp != a.goodFP && fp != a.badFP && a.files.modifiedWithin(before, a.cfg.Settle)
 	if !settling && (fp != a.badFP || a.good == nil) {
 		if !force && a.good != nil && fp == a.goodFP {
 			// The files are as assigned: the cheap check, and now and
@@ -162,10 +180,9 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 			return err
 		}
 		a.badFP = fp
-		// The refusal may have added the files the policy names to what
-		// is watched (refusedRefs): the refused state is that of the new
-		// set, if nothing changed meanwhile, or the next check would
-		// read and refuse it again.
+		// The refusal may have added files to what is watched (refused):
+		// the refused state is that of the new set, if nothing changed
+		// meanwhile, or the next check would read and refuse it again.
 		if now := a.watched(); a.files.fingerprint(before) == fp {
 			a.badFP = a.files.fingerprint(now)
 		}
@@ -265,7 +282,7 @@ func (a *Agent) driftEvery() time.Duration {
 func (a *Agent) assignFile(ctx context.Context, conn *Conn, fp string) error {
 	data, err := model.ReadFile(a.cfg.PolicyFile)
 	if err != nil {
-		return &policyError{err}
+		return a.refuseUnread(err)
 	}
 	start := time.Now()
 	a.lastFull = start
@@ -333,7 +350,7 @@ func (a *Agent) adopt(p *policy) {
 		a.logf("now enforcing policy %q from %s (%d %s)", p.result.Policy, a.cfg.PolicyFile, p.rules, plural(p.rules, "rule", "rules"))
 	}
 	a.good, a.goodFP = p, p.fp
-	a.refusedRefs = nil
+	a.refused = nil
 	a.pruneRules()
 }
 
@@ -441,35 +458,28 @@ func plural(n int, one, many string) string {
 }
 
 // watched is the files whose change is a reason to re-read the policy:
-// the last good policy's, a folder's files as they are now (one added
-// since, refused, then fixed in place leaves the folder's own stat alone),
-// and the key files a refused policy names (one created after the policy
-// that names it).
+// the last good policy's (for a folder, the folder too: its own stat
+// changes when a file is added, removed or renamed in it) and, after a
+// refusal, the files the refused read was made of or named.
 func (a *Agent) watched() []string {
 	files := []string{a.cfg.PolicyFile}
 	if a.good != nil {
 		files = a.good.files
 	}
-	var more []string
-	if st, err := os.Stat(a.cfg.PolicyFile); err == nil && st.IsDir() {
-		more, _ = model.FolderFiles(a.cfg.PolicyFile)
-	}
-	more = append(more, a.refusedRefs...)
-	if len(more) == 0 {
+	if len(a.refused) == 0 {
 		return files
 	}
-	seen := make(map[string]bool, len(files))
-	for _, f := range files {
-		seen[f] = true
-	}
-	files = slices.Clone(files)
-	for _, f := range more {
-		if !seen[f] {
-			seen[f] = true
-			files = append(files, f)
+	seen := make(map[string]bool, len(files)+len(a.refused))
+	out := make([]string, 0, len(files)+len(a.refused))
+	for _, list := range [][]string{files, a.refused} {
+		for _, f := range list {
+			if !seen[f] {
+				seen[f] = true
+				out = append(out, f)
+			}
 		}
 	}
-	return files
+	return out
 }
 
 // watcher fingerprints files cheaply: stat every time, read and hash

@@ -133,20 +133,18 @@ func runLabHost(c *ucli.Context) error {
 	select {
 	case <-ctx.Done():
 		<-agentDone // it ends with ctx: SIGTERM leaves the assignment in place
-		fmt.Fprintf(w, "lab host %s: stopping charon (pid %d)\n", name, ch.Pid)
-		return ch.Stop()
 	case code := <-agentDone:
-		if ctx.Err() != nil {
-			// SIGTERM ended the agent before this select saw it.
-			fmt.Fprintf(w, "lab host %s: stopping charon (pid %d)\n", name, ch.Pid)
-			return ch.Stop()
+		// SIGTERM may end the agent before this select sees ctx end.
+		if ctx.Err() == nil {
+			return &exitError{code: ExitFailure, err: errors.Join(fmt.Errorf("lab host %s: the policy agent exited (exit %d); charon stopped", name, code), ch.Stop())}
 		}
-		return &exitError{code: ExitFailure, err: errors.Join(fmt.Errorf("lab host %s: the policy agent exited (exit %d); charon stopped", name, code), ch.Stop())}
 	case <-ch.Done():
 		stopAgent()
 		<-agentDone
 		return fmt.Errorf("lab host %s: charon (pid %d) exited: %v", name, ch.Pid, ch.Err())
 	}
+	fmt.Fprintf(w, "lab host %s: stopping charon (pid %d)\n", name, ch.Pid)
+	return ch.Stop()
 }
 
 // policyProtocols returns the protocol names the policy's filters use.

@@ -222,13 +222,21 @@ func FolderFiles(dir string) ([]string, error) {
 			continue
 		}
 		p := filepath.Join(dir, name)
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("reading policy: %w", err)
+		if e.IsDir() {
+			continue
 		}
-		if !st.IsDir() {
-			out = append(out, p)
+		if e.Type()&os.ModeSymlink != 0 {
+			st, err := os.Stat(p)
+			if err != nil {
+				return nil, fmt.Errorf("reading policy: %w", err)
+			}
+			if st.IsDir() {
+				continue
+			}
 		}
+		// Anything else that is not a regular file (a FIFO, a device)
+		// is refused by ReadFile, which reads it.
+		out = append(out, p)
 	}
 	return out, nil
 }
