@@ -151,7 +151,9 @@ type Agent struct {
 	refused []string
 	// parses counts the policy reads (for the tests: a read that never
 	// settles would repeat at every check).
-	parses  atomic.Int64
+	parses atomic.Int64
+	// reuse holds the decoded files of the last read of a policy folder.
+	reuse   *model.Reuse
 	lastErr string // the last converge error logged, not repeated
 	hold    string // why the agent holds off, "" when it does not
 	// lastFull is when the last full check ran, lastDrift the last that

@@ -76,7 +76,13 @@ func (a *Agent) refuse(data []byte, f *model.File, err error) error {
 func (a *Agent) parse(data []byte) (*policy, error) {
 	a.parses.Add(1)
 	path := a.cfg.PolicyFile
-	f, err := model.Parse(path, data)
+	// A folder's files that did not change since the last read are not
+	// decoded again (the results are kept in memory only).
+	if a.reuse == nil {
+		a.reuse = assign.NewReuse()
+	}
+	f, err := model.ParseWith(path, data, a.reuse)
+	a.reuse.Prune()
 	if err != nil {
 		return nil, a.refuse(data, nil, err)
 	}

@@ -437,7 +437,7 @@ func (s Store) LoadBodies(r *Record) error {
 func (s Store) Remove(socket string) error {
 	// The lock goes too: Lock checks that the file it locked is still
 	// the one at the path, so removing it under the lock is safe.
-	for _, ext := range []string{".json", ".bodies.json", ".pending.json", ".guard.json", ".policy.json", ".lock"} {
+	for _, ext := range []string{".json", ".bodies.json", ".pending.json", ".guard.json", ".policy.json", ".decoded", ".lock"} {
 		err := os.Remove(s.path(socket, ext))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("removing swanmgr's record: %w", err)

@@ -244,9 +244,24 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 	// taken under the apply's lock, just before it (the report does not
 	// say); a plan that fails leaves it unknown and the apply goes on.
 	var pre *assign.Plan
+	// A folder's files decoded at the last apply are taken back, and
+	// those decoded now kept for the next, beside the apply.
+	var reuseSaved chan error
+	defer func() {
+		if reuseSaved != nil {
+			if err := <-reuseSaved; err != nil {
+				fmt.Fprintf(c.App.ErrWriter, "warning: %v\n", err)
+			}
+		}
+	}()
 	rep, same, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
 		var err error
-		if l, err = loadPolicyData(c, backend, path, data, validateOptions(c)); err != nil {
+		vo := validateOptions(c)
+		vo.Reuse = s.engine.Store.LoadReuse(s.socket)
+		l, err = loadPolicyData(c, backend, path, data, vo)
+		reuseSaved = make(chan error, 1)
+		go func() { reuseSaved <- s.engine.Store.SaveReuse(s.socket, vo.Reuse) }()
+		if err != nil {
 			return nil, in, err
 		}
 		in.Read = l.assigned.Inputs

@@ -40,6 +40,13 @@ func TestFolderPolicy(t *testing.T) {
 	if !strings.Contains(r.stdout, "1 added, 0 changed, 0 removed, 0 unchanged") {
 		t.Errorf("first apply of the folder:\n%s", r)
 	}
+	// The decoded files are kept for the next apply (which then decodes
+	// only the files that changed: the edits below must still be seen).
+	if kept, _ := filepath.Glob(filepath.Join(l.stateDir, "*.decoded")); len(kept) != 1 {
+		t.Errorf("state folder: %v decoded-files caches, want 1", kept)
+	} else if st, err := os.Stat(kept[0]); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("%s: %v, %v; want mode 0600", kept[0], st, err)
+	}
 	render := func(f string) string {
 		r := run("swanmgr", "render", "--ipsec-backend", "kernel", "-f", f)
 		if r.code != 0 {

@@ -252,7 +252,7 @@ func (f *File) line(path string) int {
 func lineCount(b []byte) int { return bytes.Count(b, []byte{'\n'}) + 1 }
 
 // parseFolder parses each file of a bundle on its own and merges them.
-func parseFolder(dir string, data []byte) (*File, Problems) {
+func parseFolder(dir string, data []byte, r *Reuse) (*File, Problems) {
 	files, ok := splitBundle(data)
 	if !ok {
 		return nil, Problems{{File: dir, Msg: "cannot read the policy folder's files (a damaged copy)"}}
@@ -278,7 +278,7 @@ func parseFolder(dir string, data []byte) (*File, Problems) {
 					filePs[i] = Problems{{File: path, Line: 1, Msg: "a policy file cannot hold a NUL byte"}}
 					continue
 				}
-				parsed[i], filePs[i] = parse(path, files[i].data)
+				parsed[i], filePs[i] = parseMember(path, files[i].data, r)
 			}
 		}()
 	}

@@ -2,11 +2,14 @@ package model
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Limits on a policy file, checked before the text reaches the TOML
@@ -249,26 +252,65 @@ func readFolder(dir string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(paths) == 0 {
+		return nil, Problems{{File: dir, Msg: "the policy folder has no *.toml file"}}
+	}
+	// Thousands of small files (one per peer): read by a few readers at
+	// once, since each costs its system calls more than its bytes. The
+	// first problem in name order is the one reported, as read one by one.
+	datas := make([]readResult, len(paths))
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+		// total bounds what the readers hold together; past it the
+		// rest is not read.
+		total atomic.Int64
+	)
+	for w := min(folderReaders, len(paths)); w > 0; w-- {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(paths); i = int(next.Add(1)) - 1 {
+				if total.Load() > MaxFileSize {
+					datas[i].err = errFolderTooLarge
+					continue
+				}
+				b, err := ReadFile(paths[i])
+				total.Add(int64(len(b)))
+				datas[i] = readResult{b, err}
+			}
+		}()
+	}
+	wg.Wait()
 	var (
 		files []bundleFile
-		total int64
+		sum   int64
 	)
-	for _, p := range paths {
-		name := filepath.Base(p)
-		b, err := ReadFile(p)
-		if err != nil {
+	for i, p := range paths {
+		b, err := datas[i].data, datas[i].err
+		if err == errFolderTooLarge {
+			sum = MaxFileSize + 1
+		} else if err != nil {
 			return nil, err
-		}
-		if bytes.IndexByte(b, 0) >= 0 {
+		} else if bytes.IndexByte(b, 0) >= 0 {
 			return nil, Problems{{File: p, Line: 1 + bytes.Count(b[:bytes.IndexByte(b, 0)], []byte{'\n'}), Msg: "the file holds a NUL byte, which a policy file cannot"}}
 		}
-		if total += int64(len(b)); total > MaxFileSize {
+		if sum += int64(len(b)); sum > MaxFileSize {
 			return nil, Problems{{File: dir, Msg: fmt.Sprintf("the policy folder's *.toml files are larger than %d bytes (16 MiB) together, the most swanmgr reads", MaxFileSize)}}
 		}
-		files = append(files, bundleFile{name: name, data: b})
-	}
-	if len(files) == 0 {
-		return nil, Problems{{File: dir, Msg: "the policy folder has no *.toml file"}}
+		files = append(files, bundleFile{name: filepath.Base(p), data: b})
 	}
 	return makeBundle(files), nil
 }
+
+// folderReaders is how many of a folder's files are read at once.
+const folderReaders = 4
+
+type readResult struct {
+	data []byte
+	err  error
+}
+
+// errFolderTooLarge marks a file not read because the ones read before it
+// already passed the size limit.
+var errFolderTooLarge = errors.New("policy folder too large")

@@ -85,12 +85,23 @@ func Parse(path string, data []byte) (*File, error) {
 	return f, nil
 }
 
+// ParseWith is Parse decoding only the files of a folder that r does not
+// have the decoded result of (see Reuse); r is then told of the files
+// decoded. A nil r decodes everything, as Parse.
+func ParseWith(path string, data []byte, r *Reuse) (*File, error) {
+	f, ps := parseWith(path, data, r)
+	if len(ps) > 0 {
+		return nil, ps
+	}
+	return f, nil
+}
+
 // ParseValidate is Parse and Validate in one, reporting every problem at
 // once: unknown keys and keys in the wrong case do not stop validation of
 // the rest (syntax and type errors do, as nothing after them is known).
 // The error, if any, is Problems sorted by line.
 func ParseValidate(path string, data []byte, o ValidateOptions) (*Assigned, []Problem, error) {
-	f, ps := parse(path, data)
+	f, ps := parseWith(path, data, o.Reuse)
 	if f == nil {
 		return nil, nil, ps
 	}
@@ -118,8 +129,13 @@ func ParseValidate(path string, data []byte, o ValidateOptions) (*Assigned, []Pr
 // syntax, types); otherwise ps holds the unknown keys and keys in the
 // wrong case, and f what was decoded besides them.
 func parse(path string, data []byte) (f *File, ps Problems) {
+	return parseWith(path, data, nil)
+}
+
+// parseWith is parse taking what r has of a folder's files.
+func parseWith(path string, data []byte, r *Reuse) (f *File, ps Problems) {
 	if isBundle(data) {
-		return parseFolder(path, data)
+		return parseFolder(path, data, r)
 	}
 	if p := checkLimits(path, data); p != nil {
 		return nil, Problems{*p}

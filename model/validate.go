@@ -21,6 +21,9 @@ type ValidateOptions struct {
 	LookupEnv func(string) (string, bool)
 	// Now is the time certificates are checked against; nil means time.Now.
 	Now func() time.Time
+	// Reuse, for ParseValidate, holds decoded files of a policy folder
+	// read before (see Reuse); nil decodes every file.
+	Reuse *Reuse
 }
 
 func (o ValidateOptions) now() time.Time {

@@ -1,0 +1,62 @@
+package assign
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/swanmgr/swanmgr/model"
+)
+
+// A policy folder's decoded files (model.Reuse) are kept beside the
+// record, so that the next apply of the folder decodes only the files
+// that changed. They are a cache: keyed by each file's text and by this
+// program, never holding a secret (model.Reuse keeps no file with an
+// inline one), and anything that does not read is as if there were none.
+
+// LoadReuse returns the decoded files kept for socket's last applies
+// (empty when there are none, or they do not read: then every file is
+// decoded). Call it under the socket's lock.
+func (s Store) LoadReuse(socket string) *model.Reuse {
+	data, err := readState(s.path(socket, ".decoded"))
+	if err != nil {
+		data = nil
+	}
+	return model.NewReuse(programFingerprint(), data)
+}
+
+// NewReuse returns an empty Reuse for this program, for a caller that
+// keeps one in memory (the agent).
+func NewReuse() *model.Reuse { return model.NewReuse(programFingerprint(), nil) }
+
+// SaveReuse keeps r's files for the next apply when they changed: those of
+// the folder just read, written under a temporary name and moved in
+// place. Call it under the socket's lock.
+func (s Store) SaveReuse(socket string, r *model.Reuse) error {
+	if r == nil || !r.Changed() {
+		return nil
+	}
+	data, err := r.Bytes()
+	if err != nil {
+		return fmt.Errorf("keeping the decoded policy files: %w", err)
+	}
+	if err := s.ensureDir(); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(s.Dir, ".decoded-*")
+	if err != nil {
+		return fmt.Errorf("keeping the decoded policy files: %w", err)
+	}
+	_, werr := tmp.Write(data)
+	serr := tmp.Sync()
+	cerr := tmp.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("keeping the decoded policy files: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), s.path(socket, ".decoded")); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("keeping the decoded policy files: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,214 @@
+package model
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"sync"
+)
+
+// Reuse keeps what the TOML decoder made of a policy folder's files, by
+// their content, so that a folder in which one file of thousands changed
+// decodes that file only (decoding is most of what reading a folder
+// costs: for 5,001 files, 0.22-0.26 s decoded against 0.04-0.05 s taken
+// back from what Bytes wrote). A file's text is the key (its SHA-256), so a reused result
+// is what decoding that text gives; the lines, the checks before the
+// decoder and the merge and validation of the folder are done again as
+// for any read.
+//
+// Only files that decode cleanly (no unknown or miscased key) and hold no
+// inline secret are kept: Bytes, which swanmgr writes to its state
+// folder, never holds a secret value (the encoding refuses a set Secret). The
+// results a Reuse hands out are shared with it and with every later
+// parse: nothing may change them (validation and rendering only read
+// what they are given).
+type Reuse struct {
+	salt [32]byte
+
+	mu     sync.Mutex
+	have   map[[32]byte]*File // from Bytes of an earlier Reuse, or decoded since
+	used   map[[32]byte]bool  // taken or added since the last Prune
+	added  int                // decoded and kept since the last Prune
+	hits   int                // taken since the last Prune
+	loaded int                // entries held at the last Prune (or read at the start)
+}
+
+// reuseMagic begins what Bytes writes; then the salt (the program that
+// decoded and File's schema, so that another build's results are not
+// taken), the number of files, and per file its key and its encoding
+// (reuse_codec.go). The last byte of the magic is the format's version.
+const reuseMagic = "swanmgr decoded policy files\n\x01"
+
+// NewReuse returns a Reuse holding the results data (an earlier Reuse's
+// Bytes, or nothing) keeps for program, an identity of the running
+// program: results another program decoded are not taken. Data that does
+// not read (damaged, another version) is as none: everything is decoded.
+func NewReuse(program string, data []byte) *Reuse {
+	r := &Reuse{salt: sha256.Sum256([]byte(program + "\x00" + fileSchema)), have: map[[32]byte]*File{}, used: map[[32]byte]bool{}}
+	rest, ok := bytes.CutPrefix(data, []byte(reuseMagic))
+	if !ok || len(rest) < len(r.salt) || !bytes.Equal(rest[:len(r.salt)], r.salt[:]) {
+		return r
+	}
+	rd := &reuseReader{b: rest[len(r.salt):]}
+	n := rd.length()
+	have := make(map[[32]byte]*File, n)
+	for i := 0; i < n && rd.err == nil; i++ {
+		var sum [32]byte
+		if len(rd.b) < len(sum) {
+			rd.fail()
+			break
+		}
+		copy(sum[:], rd.b)
+		rd.b = rd.b[len(sum):]
+		if f := rd.file(); f != nil && reusable(f) {
+			have[sum] = f
+		}
+	}
+	if rd.err != nil || len(rd.b) != 0 {
+		return r
+	}
+	r.have, r.loaded = have, len(have)
+	return r
+}
+
+// Changed reports whether Bytes would write something other than it read:
+// a file was decoded and kept, or one it held was not asked for.
+func (r *Reuse) Changed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.added > 0 || len(r.used) != r.loaded
+}
+
+// Counts says how many files were taken from r and how many decoded and
+// kept since it was made (or since the last Prune).
+func (r *Reuse) Counts() (taken, decoded int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hits, r.added
+}
+
+// Bytes encodes the results taken or decoded since r was made (or since
+// the last Prune): those of files no longer read are left out.
+func (r *Reuse) Bytes() ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sums := make([][32]byte, 0, len(r.used))
+	for sum := range r.used {
+		sums = append(sums, sum)
+	}
+	slices.SortFunc(sums, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	b := append([]byte(reuseMagic), r.salt[:]...)
+	b = binary.AppendUvarint(b, uint64(len(sums)))
+	var err error
+	for _, sum := range sums {
+		b = append(b, sum[:]...)
+		if b, err = encodeFile(b, r.have[sum]); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// Prune forgets the results not taken or decoded since r was made (or
+// since the last Prune), and starts counting again: a Reuse kept in
+// memory from one read of a folder to the next holds its files' results
+// only.
+func (r *Reuse) Prune() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for sum := range r.have {
+		if !r.used[sum] {
+			delete(r.have, sum)
+		}
+	}
+	r.loaded, r.added, r.hits = len(r.have), 0, 0
+	r.used = map[[32]byte]bool{}
+}
+
+// sum is the key of a file's text.
+func (r *Reuse) sum(data []byte) [32]byte {
+	h := sha256.New()
+	h.Write(r.salt[:])
+	h.Write(data)
+	var s [32]byte
+	h.Sum(s[:0])
+	return s
+}
+
+func (r *Reuse) take(sum [32]byte) *File {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.have[sum]
+	if f != nil {
+		r.used[sum] = true
+		r.hits++
+	}
+	return f
+}
+
+func (r *Reuse) keep(sum [32]byte, f *File) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.have[sum]; !ok {
+		r.added++
+	}
+	r.have[sum] = f
+	r.used[sum] = true
+}
+
+// parseMember parses one file of a folder, taking its decoded result from
+// r when r has the same text's.
+func parseMember(path string, data []byte, r *Reuse) (*File, Problems) {
+	if r == nil {
+		return parse(path, data)
+	}
+	if p := checkLimits(path, data); p != nil {
+		return nil, Problems{*p}
+	}
+	sum := r.sum(data)
+	if kept := r.take(sum); kept != nil {
+		f := *kept
+		f.Path = path
+		f.pos = scanPositions(string(data))
+		return &f, nil
+	}
+	f, ps := parse(path, data)
+	if f != nil && len(ps) == 0 && reusable(f) {
+		kept := *f
+		kept.Path, kept.pos, kept.dir, kept.src = "", nil, "", nil
+		r.keep(sum, &kept)
+	}
+	return f, ps
+}
+
+// reusable says whether a decoded file may be kept: no inline secret (it
+// would be written to disk), and in the keys the decoder fills with any
+// TOML value only the strings and integers Bytes keeps as they are.
+func reusable(f *File) bool {
+	for _, fl := range f.FilterLists {
+		for _, x := range fl.Filters {
+			for _, v := range []any{x.Protocol, x.SourcePort, x.DestinationPort} {
+				switch v.(type) {
+				case nil, string, int64:
+				default:
+					return false
+				}
+			}
+		}
+	}
+	for _, p := range f.Policies {
+		for _, rule := range p.Rules {
+			for _, a := range rule.Authentication {
+				if !a.Secret.IsZero() {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// errSecretNotKept refuses to encode a Secret that is set.
+var errSecretNotKept = errors.New("a secret is never encoded")
