@@ -67,6 +67,7 @@ test: deps-test
 	SWANMGR_E2E= $(GO) test -count=1 -race $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./model
 	$(GO) test -run '^$$' -fuzz FuzzChunks -fuzztime $(FUZZTIME) ./model
+	$(GO) test -run '^$$' -fuzz FuzzReuse -fuzztime $(FUZZTIME) ./model
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./importer
 
 unit:

@@ -182,11 +182,12 @@ func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare 
 	e.warmFirewall()
 	vctx, vcancel := context.WithCancel(ctx)
 	defer vcancel()
-	ahead := startViews(vctx, e.Daemon, rec)
+	ahead := e.startAhead(vctx, rec)
 	desired, in, err := prepare()
 	if err != nil {
 		vcancel()
 		ahead.wait()
+		ahead.recordedGuard()
 		return nil, nil, err
 	}
 	rep, err := e.apply(ctx, rec, desired, in, ahead)

@@ -89,7 +89,7 @@ func (a *applyRun) prepare() error {
 			return err
 		}
 	}
-	if a.g, err = e.guardBegin(a.ctx, a.rec, a.desired.Guard); err != nil {
+	if a.g, err = e.guardBegin(a.ctx, a.rec, a.desired.Guard, a.ahead); err != nil {
 		return err
 	}
 	a.undo.guard = a.g

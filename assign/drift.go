@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/vici"
 )
@@ -120,11 +121,16 @@ func liveViews(ctx context.Context, d Daemon, rec *Record) (map[string]string, e
 
 // viewsAhead fetches charon's views in the background, while the policy
 // is read and rendered: list-conns of thousands of connections takes
-// charon about as long as rendering them takes swanmgr.
+// charon about as long as rendering them takes swanmgr. The recorded
+// guard the apply patches from is read beside it (1.6 MB at 5,000 rules).
 type viewsAhead struct {
 	done  chan struct{}
 	views map[string]string
 	err   error
+
+	guardDone chan struct{}
+	guard     *guard.Ruleset
+	guardErr  error
 }
 
 func startViews(ctx context.Context, d Daemon, rec *Record) *viewsAhead {
@@ -136,9 +142,30 @@ func startViews(ctx context.Context, d Daemon, rec *Record) *viewsAhead {
 	return v
 }
 
+// startAhead is startViews with the recorded guard read too.
+func (e *Engine) startAhead(ctx context.Context, rec *Record) *viewsAhead {
+	v := startViews(ctx, e.Daemon, rec)
+	v.guardDone = make(chan struct{})
+	go func() {
+		defer close(v.guardDone)
+		v.guard, v.guardErr = e.Store.LoadGuard(rec)
+	}()
+	return v
+}
+
 func (v *viewsAhead) wait() (map[string]string, error) {
 	<-v.done
 	return v.views, v.err
+}
+
+// recordedGuard is the guard record read ahead; ok is false when it was
+// not (then the caller reads it).
+func (v *viewsAhead) recordedGuard() (rs *guard.Ruleset, ok bool, err error) {
+	if v == nil || v.guardDone == nil {
+		return nil, false, nil
+	}
+	<-v.guardDone
+	return v.guard, true, v.guardErr
 }
 
 // pendingMatches says whether charon's copy of a pending name is what the

@@ -96,8 +96,11 @@ type guardStep struct {
 // guardBegin installs the guard for the time of the apply, before any
 // connection changes: the new rules' drops are in place before their
 // connections load, the old rules' stay until theirs are gone.
-func (e *Engine) guardBegin(ctx context.Context, rec *Record, next *guard.Ruleset) (*guardStep, error) {
-	prev, err := e.Store.LoadGuard(rec)
+func (e *Engine) guardBegin(ctx context.Context, rec *Record, next *guard.Ruleset, ahead *viewsAhead) (*guardStep, error) {
+	prev, ok, err := ahead.recordedGuard()
+	if !ok {
+		prev, err = e.Store.LoadGuard(rec)
+	}
 	if err != nil {
 		return nil, err
 	}
