@@ -29,17 +29,24 @@ func (s Store) LoadReuse(socket string) *model.Reuse {
 // keeps one in memory (the agent).
 func NewReuse() *model.Reuse { return model.NewReuse(programFingerprint(), nil) }
 
-// SaveReuse keeps r's files for the next apply when they changed: those of
-// the folder just read, written under a temporary name and moved in
-// place. Call it under the socket's lock.
-func (s Store) SaveReuse(socket string, r *model.Reuse) error {
+// SaveReuse encodes r's files for the next apply when they changed (those
+// of the folder just read; the files read back are copied as they were),
+// and returns what writes them, under a temporary name moved in place: r
+// need not be kept while it runs. Call both under the socket's lock.
+func (s Store) SaveReuse(socket string, r *model.Reuse) func() error {
 	if r == nil || !r.Changed() {
-		return nil
+		return func() error { return nil }
 	}
 	data, err := r.Bytes()
-	if err != nil {
-		return fmt.Errorf("keeping the decoded policy files: %w", err)
+	return func() error {
+		if err != nil {
+			return fmt.Errorf("keeping the decoded policy files: %w", err)
+		}
+		return s.writeReuse(socket, data)
 	}
+}
+
+func (s Store) writeReuse(socket string, data []byte) error {
 	if err := s.ensureDir(); err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func TestReuseKeptInStateFolder(t *testing.T) {
 	if _, decoded := r.Counts(); decoded != 2 {
 		t.Fatalf("%d files kept; want 2 (the base and the file naming a key file, not those with inline secrets)", decoded)
 	}
-	if err := s.SaveReuse(sock, r); err != nil {
+	if err := s.SaveReuse(sock, r)(); err != nil {
 		t.Fatal(err)
 	}
 	p := s.path(sock, ".decoded")
@@ -78,7 +78,7 @@ func TestReuseKeptInStateFolder(t *testing.T) {
 		t.Fatalf("the next read: %d taken, %d decoded; want 2, 0", taken, decoded)
 	}
 	st0, _ := os.Stat(p)
-	if err := s.SaveReuse(sock, again); err != nil {
+	if err := s.SaveReuse(sock, again)(); err != nil {
 		t.Fatal(err)
 	}
 	if st1, _ := os.Stat(p); !os.SameFile(st0, st1) {

@@ -259,8 +259,9 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		vo := validateOptions(c)
 		vo.Reuse = s.engine.Store.LoadReuse(s.socket)
 		l, err = loadPolicyData(c, backend, path, data, vo)
+		save := s.engine.Store.SaveReuse(s.socket, vo.Reuse)
 		reuseSaved = make(chan error, 1)
-		go func() { reuseSaved <- s.engine.Store.SaveReuse(s.socket, vo.Reuse) }()
+		go func() { reuseSaved <- save() }()
 		if err != nil {
 			return nil, in, err
 		}

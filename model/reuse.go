@@ -28,11 +28,18 @@ type Reuse struct {
 	salt [32]byte
 
 	mu     sync.Mutex
-	have   map[[32]byte]*File // from Bytes of an earlier Reuse, or decoded since
+	have   map[[32]byte]*kept // from Bytes of an earlier Reuse, or decoded since
 	used   map[[32]byte]bool  // taken or added since the last Prune
 	added  int                // decoded and kept since the last Prune
 	hits   int                // taken since the last Prune
 	loaded int                // entries held at the last Prune (or read at the start)
+}
+
+// kept is one file's decoded result, and its encoding once known (read
+// back, or made by Bytes): written again as it is.
+type kept struct {
+	f   *File
+	enc []byte
 }
 
 // reuseMagic begins what Bytes writes; then the salt (the program that
@@ -46,14 +53,14 @@ const reuseMagic = "swanmgr decoded policy files\n\x01"
 // program: results another program decoded are not taken. Data that does
 // not read (damaged, another version) is as none: everything is decoded.
 func NewReuse(program string, data []byte) *Reuse {
-	r := &Reuse{salt: sha256.Sum256([]byte(program + "\x00" + fileSchema)), have: map[[32]byte]*File{}, used: map[[32]byte]bool{}}
+	r := &Reuse{salt: sha256.Sum256([]byte(program + "\x00" + fileSchema)), have: map[[32]byte]*kept{}, used: map[[32]byte]bool{}}
 	rest, ok := bytes.CutPrefix(data, []byte(reuseMagic))
 	if !ok || len(rest) < len(r.salt) || !bytes.Equal(rest[:len(r.salt)], r.salt[:]) {
 		return r
 	}
 	rd := &reuseReader{b: rest[len(r.salt):]}
 	n := rd.length()
-	have := make(map[[32]byte]*File, n)
+	have := make(map[[32]byte]*kept, n)
 	for i := 0; i < n && rd.err == nil; i++ {
 		var sum [32]byte
 		if len(rd.b) < len(sum) {
@@ -62,8 +69,9 @@ func NewReuse(program string, data []byte) *Reuse {
 		}
 		copy(sum[:], rd.b)
 		rd.b = rd.b[len(sum):]
+		from := rd.b
 		if f := rd.file(); f != nil && reusable(f) {
-			have[sum] = f
+			have[sum] = &kept{f: f, enc: from[:len(from)-len(rd.b)]}
 		}
 	}
 	if rd.err != nil || len(rd.b) != 0 {
@@ -104,9 +112,16 @@ func (r *Reuse) Bytes() ([]byte, error) {
 	var err error
 	for _, sum := range sums {
 		b = append(b, sum[:]...)
-		if b, err = encodeFile(b, r.have[sum]); err != nil {
-			return nil, err
+		k := r.have[sum]
+		if k.enc == nil {
+			at := len(b)
+			if b, err = encodeFile(b, k.f); err != nil {
+				return nil, err
+			}
+			k.enc = b[at:len(b):len(b)]
+			continue
 		}
+		b = append(b, k.enc...)
 	}
 	return b, nil
 }
@@ -140,12 +155,13 @@ func (r *Reuse) sum(data []byte) [32]byte {
 func (r *Reuse) take(sum [32]byte) *File {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	f := r.have[sum]
-	if f != nil {
-		r.used[sum] = true
-		r.hits++
+	k := r.have[sum]
+	if k == nil {
+		return nil
 	}
-	return f
+	r.used[sum] = true
+	r.hits++
+	return k.f
 }
 
 func (r *Reuse) keep(sum [32]byte, f *File) {
@@ -154,7 +170,7 @@ func (r *Reuse) keep(sum [32]byte, f *File) {
 	if _, ok := r.have[sum]; !ok {
 		r.added++
 	}
-	r.have[sum] = f
+	r.have[sum] = &kept{f: f}
 	r.used[sum] = true
 }
 
@@ -168,17 +184,17 @@ func parseMember(path string, data []byte, r *Reuse) (*File, Problems) {
 		return nil, Problems{*p}
 	}
 	sum := r.sum(data)
-	if kept := r.take(sum); kept != nil {
-		f := *kept
+	if k := r.take(sum); k != nil {
+		f := *k
 		f.Path = path
 		f.pos = scanPositions(string(data))
 		return &f, nil
 	}
 	f, ps := parse(path, data)
 	if f != nil && len(ps) == 0 && reusable(f) {
-		kept := *f
-		kept.Path, kept.pos, kept.dir, kept.src = "", nil, "", nil
-		r.keep(sum, &kept)
+		k := *f
+		k.Path, k.pos, k.dir, k.src = "", nil, "", nil
+		r.keep(sum, &k)
 	}
 	return f, ps
 }

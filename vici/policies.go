@@ -37,19 +37,27 @@ func (c *Client) ListPolicies(ctx context.Context, child string) ([]Policy, erro
 			return nil, fmt.Errorf("list-policies: %w", err)
 		}
 	}
-	var events []*govici.Message
+	// Each message is read as it comes, so that charon's answer is not
+	// held whole (thousands of messages) beside what is made of it.
+	var (
+		out     []Policy
+		readErr error
+	)
 	if _, err := c.stream(ctx, "list-policies", "", "list-policy", req, streamBuffer, added, func(m *govici.Message) {
-		events = append(events, m)
+		if readErr != nil {
+			return
+		}
+		ps, err := sections(m, parsePolicy)
+		if err != nil {
+			readErr = fmt.Errorf("list-policies: %w", err)
+			return
+		}
+		out = append(out, ps...)
 	}); err != nil {
 		return nil, err
 	}
-	var out []Policy
-	for _, m := range events {
-		ps, err := sections(m, parsePolicy)
-		if err != nil {
-			return nil, fmt.Errorf("list-policies: %w", err)
-		}
-		out = append(out, ps...)
+	if readErr != nil {
+		return nil, readErr
 	}
 	return out, nil
 }

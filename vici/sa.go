@@ -134,19 +134,27 @@ func (c *Client) ListSAs(ctx context.Context, f SAFilter) ([]IKESA, error) {
 	}
 	ctx, cancel, added := c.withDeadline(ctx)
 	defer cancel()
-	var events []*govici.Message
+	// Each message is read as it comes, so that charon's answer is not
+	// held whole (thousands of messages) beside what is made of it.
+	var (
+		out     []IKESA
+		readErr error
+	)
 	if _, err := c.stream(ctx, "list-sas", "", "list-sa", req, streamBuffer, added, func(m *govici.Message) {
-		events = append(events, m)
+		if readErr != nil {
+			return
+		}
+		sas, err := parseIKESAs(m)
+		if err != nil {
+			readErr = fmt.Errorf("list-sas: %w", err)
+			return
+		}
+		out = append(out, sas...)
 	}); err != nil {
 		return nil, err
 	}
-	var out []IKESA
-	for _, m := range events {
-		sas, err := parseIKESAs(m)
-		if err != nil {
-			return nil, fmt.Errorf("list-sas: %w", err)
-		}
-		out = append(out, sas...)
+	if readErr != nil {
+		return nil, readErr
 	}
 	return out, nil
 }
@@ -334,19 +342,27 @@ type ChildConnInfo struct {
 func (c *Client) ListConns(ctx context.Context) ([]ConnInfo, error) {
 	ctx, cancel, added := c.withDeadline(ctx)
 	defer cancel()
-	var events []*govici.Message
+	// Each message is read as it comes, so that charon's answer is not
+	// held whole (thousands of messages) beside what is made of it.
+	var (
+		out     []ConnInfo
+		readErr error
+	)
 	if _, err := c.stream(ctx, "list-conns", "", "list-conn", nil, streamBuffer, added, func(m *govici.Message) {
-		events = append(events, m)
+		if readErr != nil {
+			return
+		}
+		cis, err := sections(m, parseConnInfo)
+		if err != nil {
+			readErr = fmt.Errorf("list-conns: %w", err)
+			return
+		}
+		out = append(out, cis...)
 	}); err != nil {
 		return nil, err
 	}
-	var out []ConnInfo
-	for _, m := range events {
-		cis, err := sections(m, parseConnInfo)
-		if err != nil {
-			return nil, fmt.Errorf("list-conns: %w", err)
-		}
-		out = append(out, cis...)
+	if readErr != nil {
+		return nil, readErr
 	}
 	return out, nil
 }
