@@ -1,11 +1,14 @@
 package model_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/swanmgr/swanmgr/model"
@@ -189,5 +192,59 @@ func TestFolderDuplicatesInOneFile(t *testing.T) {
 	}
 	if err == nil || !reflect.DeepEqual(strings.Split(err.Error(), "\n"), want) {
 		t.Errorf("problems:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// A folder's files are read as a file alone is: a FIFO among them is
+// refused, not waited on; a file over the size limit is refused by name;
+// a symbolic link to a file is read, one to a folder is not; and what is
+// read is each file's bytes as they are (thousands of them, as one per
+// peer, in name order).
+func TestReadFolderMembers(t *testing.T) {
+	files := map[string]string{"00-base.toml": dirEndpoint}
+	for i := 0; i < 300; i++ {
+		files[fmt.Sprintf("p-%03d.toml", i)] = fmt.Sprintf("# peer %d\n%s", i, strings.Repeat("#\n", i))
+	}
+	dir := folder(t, files)
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "linked.toml"), []byte("# linked\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(other, "linked.toml"), filepath.Join(dir, "q-linked.toml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(other, filepath.Join(dir, "r-folder.toml")); err != nil {
+		t.Fatal(err)
+	}
+	data, err := model.ReadFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := model.PolicyFiles(dir, data)
+	files["q-linked.toml"] = "# linked\n"
+	if len(got) != len(files) {
+		t.Fatalf("%d files read, want %d", len(got), len(files))
+	}
+	for name, text := range files {
+		if b, ok := got[filepath.Join(dir, name)]; !ok || string(b) != text {
+			t.Fatalf("%s read as %q (%v), want %q", name, b, ok, text)
+		}
+	}
+
+	fifo := filepath.Join(dir, "s-fifo.toml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.ReadFile(dir); err == nil || !strings.Contains(err.Error(), fifo+" is not a regular file") {
+		t.Errorf("a FIFO in the folder: %v", err)
+	}
+	os.Remove(fifo)
+
+	big := filepath.Join(dir, "t-big.toml")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("#\n"), model.MaxFileSize/2+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.ReadFile(dir); err == nil || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("a file over the limit in the folder: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // Limits on a policy file, checked before the text reaches the TOML
@@ -275,7 +276,7 @@ func readFolder(dir string) ([]byte, error) {
 					datas[i].err = errFolderTooLarge
 					continue
 				}
-				b, err := ReadFile(paths[i])
+				b, err := readMember(paths[i])
 				total.Add(int64(len(b)))
 				datas[i] = readResult{b, err}
 			}
@@ -301,6 +302,58 @@ func readFolder(dir string) ([]byte, error) {
 		files = append(files, bundleFile{name: filepath.Base(p), data: b})
 	}
 	return makeBundle(files), nil
+}
+
+// readMember reads one file of a folder as ReadFile does, in four system
+// calls (open, without waiting for a FIFO's writer; fstat; read; close)
+// and without an os.File: at thousands of files, os.Open's poller
+// registration and finalizer cost more than the reading.
+func readMember(path string) ([]byte, error) {
+	fd, err := openMember(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "open", Path: path, Err: err})
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "stat", Path: path, Err: err})
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, fmt.Errorf("reading policy: %s is not a regular file", path)
+	}
+	if st.Size > MaxFileSize {
+		return nil, Problems{*tooLarge(path, st.Size)}
+	}
+	// One byte more than Fstat saw, to see the end in one read.
+	buf := make([]byte, st.Size+1)
+	n := 0
+	for n < len(buf) {
+		k, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "read", Path: path, Err: err})
+		}
+		if k == 0 {
+			break
+		}
+		n += k
+	}
+	if int64(n) > st.Size {
+		// It grew since: read it the long way, with its limits.
+		return ReadFile(path)
+	}
+	return buf[:n], nil
+}
+
+func openMember(path string) (int, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+		if err != syscall.EINTR {
+			return fd, err
+		}
+	}
 }
 
 // folderReaders is how many of a folder's files are read at once.
