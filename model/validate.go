@@ -45,6 +45,7 @@ func Validate(f *File, o ValidateOptions) (*Assigned, []Problem, error) {
 	}
 	v := &validator{f: f, o: o}
 	a := v.run()
+	v.countBadFiles()
 	if len(v.errs) > 0 {
 		return nil, v.warns, v.errs
 	}
@@ -59,7 +60,11 @@ type validator struct {
 	// Files and variables read, once each: many rules share a key file.
 	okFiles map[string]bool   // passed secretFileOK
 	data    map[string][]byte // read by readFile
-	inputs  []Input
+	// badFiles: secret and key files secretFileOK refused, with the
+	// problem it reported for the first rule naming each: thousands of
+	// rules sharing one key file draw one message, with their number.
+	badFiles map[string]*badFile
+	inputs   []Input
 	// certsChecked: certificate material already checked (ca, certificate,
 	// key, identity), so that rules sharing it draw one message.
 	certsChecked map[string]bool
@@ -67,6 +72,24 @@ type validator struct {
 
 func (v *validator) errf(path, where, format string, args ...any) {
 	v.errs = append(v.errs, v.f.Problem(v.f.line(path), where, fmt.Sprintf(format, args...), false))
+}
+
+// badFile is a refused file's first problem (an index into errs) and the
+// number of rules after that one that name it.
+type badFile struct{ problem, more int }
+
+// countBadFiles adds to each refused file's problem how many more rules
+// name it.
+func (v *validator) countBadFiles() {
+	for _, b := range v.badFiles {
+		if b.more > 0 {
+			what := "rules name"
+			if b.more == 1 {
+				what = "rule names"
+			}
+			v.errs[b.problem].Msg += fmt.Sprintf(" (%d more %s it too)", b.more, what)
+		}
+	}
 }
 
 // at is "file:line" of an indexed key path, for a message that points at

@@ -350,6 +350,14 @@ func (v *validator) secretFileOK(path, where, key, file string) bool {
 	if v.okFiles[file] {
 		return true
 	}
+	if b := v.badFiles[file]; b != nil {
+		b.more++
+		return false
+	}
+	if v.badFiles == nil {
+		v.badFiles = map[string]*badFile{}
+	}
+	v.badFiles[file] = &badFile{problem: len(v.errs)}
 	st, err := os.Stat(file)
 	if err != nil {
 		v.errf(path, where, "%s %s: %v", key, file, statErr(err))
@@ -373,6 +381,7 @@ func (v *validator) secretFileOK(path, where, key, file string) bool {
 			return false
 		}
 	}
+	delete(v.badFiles, file)
 	if v.okFiles == nil {
 		v.okFiles = map[string]bool{}
 	}

@@ -596,3 +596,39 @@ func exampleFile(name string) string {
 	}
 	return string(b)
 }
+
+// Thousands of rules sharing one key file that cannot be used draw one
+// message, at the first rule, with the number of the others; a rule
+// naming another file has its own.
+func TestSharedBadKeyFileOneMessage(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "shared.psk"), []byte("a-long-enough-preshared-key-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("[endpoint]\naddresses = [\"192.0.2.1\"]\n[[filter_action]]\nname = \"E\"\naction = \"negotiate\"\n")
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&b, "[[filter_list]]\nname = \"L%d\"\n[[filter_list.filter]]\nsource = \"me\"\ndestination = \"10.0.0.%d\"\n", i, i+1)
+	}
+	b.WriteString("[[policy]]\nname = \"P\"\n")
+	for i := 0; i < 40; i++ {
+		file := "shared.psk"
+		if i == 39 {
+			file = "missing.psk"
+		}
+		fmt.Fprintf(&b, "[[policy.rule]]\nfilter_list = \"L%d\"\nfilter_action = \"E\"\nauthentication = [{method = \"psk\", secret_file = %q}]\n", i, file)
+	}
+	p := filepath.Join(dir, "p.toml")
+	_, _, err := model.ParseValidate(p, []byte(b.String()), model.ValidateOptions{})
+	ps, ok := err.(model.Problems)
+	if !ok || len(ps) != 2 {
+		t.Fatalf("want two problems (the shared file once, the missing one), got %v", err)
+	}
+	if !strings.Contains(ps[0].Error(), `rule "L0" authentication 1: secret_file `+filepath.Join(dir, "shared.psk")+` is readable by group or others (mode 0644)`) ||
+		!strings.HasSuffix(ps[0].Msg, "(38 more rules name it too)") {
+		t.Errorf("shared file: %v", ps[0])
+	}
+	if !strings.Contains(ps[1].Error(), `rule "L39"`) || !strings.Contains(ps[1].Msg, "missing.psk") || strings.Contains(ps[1].Msg, "more rule") {
+		t.Errorf("the other file: %v", ps[1])
+	}
+}
