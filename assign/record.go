@@ -292,7 +292,7 @@ func (s Store) recordFiles(r *Record, withBodies bool) []jsonFile {
 	r.Version = RecordVersion
 	var files []jsonFile
 	if withBodies {
-		bodies := make(map[string]*render.Section, len(r.Conns))
+		bodies := make(bodiesFile, len(r.Conns))
 		for _, c := range r.Conns {
 			bodies[c.Name] = c.Body
 		}
@@ -392,7 +392,12 @@ func (s Store) stageJSON(v any) (string, error) {
 		return "", fmt.Errorf("saving swanmgr's record: %w", err)
 	}
 	w := bufio.NewWriterSize(tmp, 1<<16)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
+	if sw, ok := v.(stateWriter); ok {
+		err = sw.writeJSON(w)
+	} else {
+		err = json.NewEncoder(w).Encode(v)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	if err := w.Flush(); err != nil {

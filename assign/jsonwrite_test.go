@@ -1,0 +1,144 @@
+package assign
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/swanmgr/swanmgr/model"
+	"github.com/swanmgr/swanmgr/render"
+)
+
+// jsonOf is what encoding/json writes for v, as stageJSON did.
+func jsonOf(t *testing.T, v any) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func written(t *testing.T, sw stateWriter) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w := bufio.NewWriterSize(&b, 1<<10)
+	if err := sw.writeJSON(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func sameJSON(t *testing.T, what string, sw stateWriter, v any) {
+	t.Helper()
+	got, want := written(t, sw), jsonOf(t, v)
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < len(got) && i < len(want) && got[i] == want[i] {
+			i++
+		}
+		lo := max(i-60, 0)
+		t.Fatalf("%s: written by hand differs from encoding/json at byte %d:\nhand: %q\njson: %q", what, i, got[lo:min(i+60, len(got))], want[lo:min(i+60, len(want))])
+	}
+}
+
+// The record and its connection settings, written by hand, are byte for
+// byte what encoding/json writes: for every example policy rendered for
+// each backend, and for values with every kind of string encoding/json
+// escapes, empty and missing lists, maps and sections.
+func TestStateJSONLikeEncodingJSON(t *testing.T) {
+	odd := "plain \"q\" \\ <a&b> \x00\x01\x1f\x7f \b\f\n\r\t é \u2028\u2029 \xff\xfe𝄞 \xe2\x80 end"
+	rec := &Record{Version: 1, Socket: odd, Source: odd, Policy: odd, Backend: "kernel",
+		AppliedAt: time.Date(2026, 12, 2, 20, 0, 0, 123456789, time.FixedZone("x", 3600)),
+		Conns: []RecordConn{
+			{Name: odd, Hash: "h", IKEHash: odd, ChildHashes: map[string]string{odd: "a", "b": odd, "": ""},
+				Origin:   render.Origin{Policy: odd, Rule: odd, RuleIndex: -1, FilterList: odd, Action: odd, Peer: odd, Line: 3, File: odd},
+				Children: []render.ChildOrigin{{Name: "c", FilterIndex: -1, Line: 2, File: odd, Summary: odd, Rule: odd, RuleIndex: 2, FilterList: odd}, {}},
+				View:     odd},
+			{Name: "empty", ChildHashes: map[string]string{}, Children: []render.ChildOrigin{}},
+		},
+		Secrets: []RecordSecret{{Name: "s", Owners: []string{}, Fingerprint: odd}, {Name: odd, Owners: []string{odd, ""}, Conns: []string{"x"}}},
+		Keys:    []string{odd}, Inputs: []RecordInput{{Kind: "k", Name: odd, Fingerprint: "f"}, {}},
+		Warnings: []string{odd}, UsesCertificates: true, GuardHash: odd,
+		Pending: Pending{Conns: []string{"not written"}}}
+	sameJSON(t, "odd record", rec, rec)
+	sameJSON(t, "empty record", &Record{}, &Record{})
+	sameJSON(t, "record with empty lists", &Record{Conns: []RecordConn{}, Secrets: []RecordSecret{}, Keys: []string{}, Inputs: []RecordInput{}, Warnings: []string{}},
+		&Record{Conns: []RecordConn{}, Secrets: []RecordSecret{}, Keys: []string{}, Inputs: []RecordInput{}, Warnings: []string{}})
+
+	bodies := bodiesFile{
+		odd: &render.Section{Items: []render.Item{
+			{Key: odd, Value: odd},
+			{Key: "l", List: []string{odd, ""}, IsList: true},
+			{Key: "e", List: []string{}, IsList: true},
+			{Key: "f", Files: []render.FileRef{{Path: odd, Data: []byte{0, 1, 2, 255}}, {Path: "nil"}, {Path: "empty", Data: []byte{}}}},
+			{Key: "s", Sec: &render.Section{}, Comment: odd},
+			{Key: "deep", Sec: &render.Section{Items: []render.Item{{Key: "x", Sec: &render.Section{Items: []render.Item{}}}}}},
+			{},
+		}},
+		"nil":   nil,
+		"empty": {},
+	}
+	sameJSON(t, "odd bodies", bodies, map[string]*render.Section(bodies))
+	sameJSON(t, "no bodies", bodiesFile(nil), map[string]*render.Section(nil))
+	sameJSON(t, "empty bodies", bodiesFile{}, map[string]*render.Section{})
+
+	examples, _ := filepath.Glob("../examples/*/*.toml")
+	if len(examples) < 5 {
+		t.Fatalf("only %d example policies", len(examples))
+	}
+	compared := 0
+	for _, p := range examples {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _, err := model.ParseValidate(p, data, model.ValidateOptions{InsecureSecrets: true})
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		for _, backend := range []render.Backend{render.Kernel, render.LibIPsec} {
+			res, err := render.Render(a, render.Options{Backend: backend})
+			if err != nil {
+				continue // what a backend cannot do
+			}
+			r := &Record{Version: RecordVersion, Socket: "/run/charon.vici", Source: p, Policy: res.Policy, Backend: string(backend), AppliedAt: time.Now().UTC(), GuardHash: res.Guard.Hash()}
+			b := bodiesFile{}
+			for _, c := range res.Conns {
+				r.Conns = append(r.Conns, RecordConn{Name: c.Name, Hash: c.Hash(), IKEHash: c.IKEHash(), ChildHashes: c.ChildHashes(), Origin: c.Origin, Children: c.Children, View: viewOfBody(c.Body)})
+				b[c.Name] = c.Body
+			}
+			for _, s := range res.Secrets {
+				r.Secrets = append(r.Secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: "f"})
+			}
+			sameJSON(t, p+" record", r, r)
+			sameJSON(t, p+" bodies", b, map[string]*render.Section(b))
+			compared++
+		}
+	}
+	if compared < 5 {
+		t.Fatalf("only %d rendered policies compared", compared)
+	}
+}
+
+// FuzzStateJSON: any string in any of the record's and the settings'
+// strings is written as encoding/json writes it.
+func FuzzStateJSON(f *testing.F) {
+	for _, s := range []string{"", "a", "<>&", "\u2028", "\xff", "\x00\x1f\x7f", "é𝄞", "\\\"", "\xed\xa0\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r := &Record{Socket: s, Conns: []RecordConn{{Name: s, ChildHashes: map[string]string{s: s}, Origin: render.Origin{File: s}, Children: []render.ChildOrigin{{Summary: s}}, View: s}},
+			Secrets: []RecordSecret{{Owners: []string{s}}}, Warnings: []string{s}}
+		sameJSON(t, "fuzzed record", r, r)
+		b := bodiesFile{s: {Items: []render.Item{{Key: s, Value: s, List: []string{s}, Comment: s, Files: []render.FileRef{{Path: s, Data: []byte(s)}}}}}}
+		sameJSON(t, "fuzzed bodies", b, map[string]*render.Section(b))
+	})
+}
