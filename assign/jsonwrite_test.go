@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -140,5 +141,95 @@ func FuzzStateJSON(f *testing.F) {
 		sameJSON(t, "fuzzed record", r, r)
 		b := bodiesFile{s: {Items: []render.Item{{Key: s, Value: s, List: []string{s}, Comment: s, Files: []render.FileRef{{Path: s, Data: []byte(s)}}}}}}
 		sameJSON(t, "fuzzed bodies", b, map[string]*render.Section(b))
+	})
+}
+
+// sameRead says a record reads the same with the fast reader as with
+// encoding/json, and whether the fast reader took it.
+func sameRead(t *testing.T, what string, data []byte) bool {
+	t.Helper()
+	var want Record
+	werr := json.Unmarshal(data, &want)
+	fast, ok := readRecordFast(data)
+	if !ok {
+		return false
+	}
+	if werr != nil {
+		t.Fatalf("%s: the fast reader took what encoding/json refuses (%v)", what, werr)
+	}
+	want.connIdx, want.secretIdx = nil, nil
+	if !reflect.DeepEqual(*fast, want) {
+		t.Fatalf("%s: the fast reader reads another record:\nfast %+v\njson %+v", what, *fast, want)
+	}
+	return true
+}
+
+// Every record the writer writes reads back with the fast reader as with
+// encoding/json; one holding escaped characters, or spaced out, or with a
+// key written twice or in another case, is left to encoding/json.
+func TestRecordReadLikeEncodingJSON(t *testing.T) {
+	examples, _ := filepath.Glob("../examples/*/*.toml")
+	fastN := 0
+	for _, p := range examples {
+		data, _ := os.ReadFile(p)
+		a, _, err := model.ParseValidate(p, data, model.ValidateOptions{InsecureSecrets: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := render.Render(a, render.Options{Backend: render.Kernel})
+		if err != nil {
+			continue
+		}
+		r := &Record{Version: RecordVersion, Socket: "/run/charon.vici", Source: p, Policy: res.Policy, Backend: "kernel",
+			AppliedAt: time.Date(2026, 12, 2, 20, 1, 2, 3456, time.UTC), GuardHash: res.Guard.Hash(), Keys: []string{"k"}, Warnings: []string{"w é"},
+			Inputs: []RecordInput{{Kind: "policy", Name: p, Fingerprint: "f"}}, UsesCertificates: true}
+		for _, c := range res.Conns {
+			r.Conns = append(r.Conns, RecordConn{Name: c.Name, Hash: c.Hash(), IKEHash: c.IKEHash(), ChildHashes: c.ChildHashes(), Origin: c.Origin, Children: c.Children, View: viewOfBody(c.Body)})
+		}
+		for _, s := range res.Secrets {
+			r.Secrets = append(r.Secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: "f"})
+		}
+		if sameRead(t, p, written(t, r)) {
+			fastN++
+		}
+	}
+	if fastN < 3 {
+		t.Fatalf("the fast reader took only %d of the example records", fastN)
+	}
+	empty := written(t, &Record{Conns: []RecordConn{{ChildHashes: map[string]string{}, Children: []render.ChildOrigin{}}}, Secrets: []RecordSecret{{Owners: []string{}}}})
+	if !sameRead(t, "empty lists", empty) || !sameRead(t, "nulls", written(t, &Record{})) {
+		t.Fatal("the fast reader left a record of empty lists or nulls to encoding/json")
+	}
+	for what, data := range map[string]string{
+		"escaped":      `{"version":1,"socket":"a\u003cb"}`,
+		"spaced":       `{"version": 1}`,
+		"twice":        `{"version":1,"version":2}`,
+		"other case":   `{"Version":1}`,
+		"unknown key":  `{"version":1,"x":1}`,
+		"float":        `{"version":1.0}`,
+		"null string":  `{"socket":null}`,
+		"bad time":     `{"applied_at":"yesterday"}`,
+		"trailing":     `{"version":1}x`,
+		"cut":          `{"version":1,"conns":[{"name":"a"`,
+		"invalid utf8": "{\"socket\":\"\xff\"}",
+	} {
+		if sameRead(t, what, []byte(data)) {
+			t.Errorf("%s: the fast reader took %q", what, data)
+		}
+		var a, b Record
+		errA, errB := decodeRecord([]byte(data), &a), json.Unmarshal([]byte(data), &b)
+		if (errA == nil) != (errB == nil) || !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: decodeRecord gives %+v, %v; encoding/json %+v, %v", what, a, errA, b, errB)
+		}
+	}
+}
+
+// FuzzRecordRead: whatever the fast reader takes, encoding/json reads the
+// same.
+func FuzzRecordRead(f *testing.F) {
+	f.Add([]byte(`{"version":1,"conns":[{"name":"a","child_hashes":{"x":"y","x":"z"},"origin":{"rule_index":-1},"children":[{"name":"c"}]}],"secrets":null}`))
+	f.Add([]byte(`{"applied_at":"2026-12-02T20:00:00.5+01:00","keys":[],"inputs":[{"kind":"k"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sameRead(t, "fuzzed", data)
 	})
 }

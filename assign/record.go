@@ -243,7 +243,7 @@ func (s Store) Load(socket string) (*Record, error) {
 		return nil, fmt.Errorf("reading swanmgr's record: %w", err)
 	}
 	var r Record
-	if err := json.Unmarshal(b, &r); err != nil {
+	if err := decodeRecord(b, &r); err != nil {
 		return nil, fmt.Errorf("reading swanmgr's record %s: %w (move it away to start afresh; swanmgr then owns nothing)", p, err)
 	}
 	if r.Version != RecordVersion {
