@@ -2,8 +2,12 @@ package guard_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -430,5 +434,78 @@ func TestForeignLiveTableIsReplaced(t *testing.T) {
 	}
 	if install(t, fake, "", rs, nil) {
 		t.Error("removing an absent table did something")
+	}
+}
+
+// referenceMerge is Merge as first written (maps of entries, a stable
+// sort): the quicker Merge must give what it gives.
+func referenceMerge(a, b *guard.Ruleset) *guard.Ruleset {
+	strength := map[guard.Verdict]int{guard.Pass: 0, guard.Negotiate: 1, guard.Block: 2}
+	out := &guard.Ruleset{Backend: b.Backend}
+	seen := map[string]bool{}
+	for _, rs := range []*guard.Ruleset{b, a} {
+		for _, r := range rs.Rules {
+			if k := r.Name + "\x00" + r.Counter; !seen[k] {
+				seen[k] = true
+				out.Rules = append(out.Rules, r)
+			}
+		}
+	}
+	byID := map[string]int{}
+	inA, inB := map[string]bool{}, map[string]bool{}
+	for _, e := range a.Entries {
+		inA[e.ID()] = true
+	}
+	for _, e := range b.Entries {
+		inB[e.ID()] = true
+	}
+	for _, rs := range []*guard.Ruleset{b, a} {
+		for _, e := range rs.Entries {
+			id := e.ID()
+			if e.Verdict == guard.Pass && (!inA[id] || !inB[id]) {
+				continue
+			}
+			if i, ok := byID[id]; ok {
+				if strength[e.Verdict] > strength[out.Entries[i].Verdict] {
+					out.Entries[i] = e
+				}
+				continue
+			}
+			byID[id] = len(out.Entries)
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	slices.SortStableFunc(out.Entries, func(x, y guard.Entry) int {
+		if x.Family != y.Family {
+			return x.Family - y.Family
+		}
+		if c := strings.Compare(x.Shape, y.Shape); c != 0 {
+			return c
+		}
+		return slices.Compare(x.Key, y.Key)
+	})
+	return out
+}
+
+func TestMergeLikeReference(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	verdicts := []guard.Verdict{guard.Pass, guard.Negotiate, guard.Block}
+	gen := func() *guard.Ruleset {
+		rs := &guard.Ruleset{Backend: guard.Kernel}
+		for i := rnd.IntN(6); i > 0; i-- {
+			rs.Rules = append(rs.Rules, guard.Rule{Name: fmt.Sprint("r", rnd.IntN(4)), Counter: fmt.Sprint("c", rnd.IntN(3)), Verdict: verdicts[rnd.IntN(3)]})
+		}
+		for i := rnd.IntN(40); i > 0; i-- {
+			e := entry([]string{"4-s32-d32", "4-d32", "6-d128"}[rnd.IntN(3)], verdicts[rnd.IntN(3)], fmt.Sprint("10.0.0.", rnd.IntN(6)), fmt.Sprint("10.0.1.", rnd.IntN(6)))
+			e.Family = 4 + 2*rnd.IntN(2)
+			rs.Entries = append(rs.Entries, e) // duplicates of an ID too
+		}
+		return rs
+	}
+	for i := 0; i < 3000; i++ {
+		a, b := gen(), gen()
+		if got, want := guard.Merge(a, b), referenceMerge(a, b); !reflect.DeepEqual(got, want) {
+			t.Fatalf("Merge(%+v, %+v):\n%+v\nwant\n%+v", a, b, got, want)
+		}
 	}
 }

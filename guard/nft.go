@@ -339,21 +339,26 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset) {
 			no.addShape(tx, id)
 		}
 	}
-	old := map[string]Entry{}
-	for _, e := range prev.Entries {
-		old[e.ID()] = e
+	prevIDs, nextIDs := entryIDs(prev.Entries), entryIDs(next.Entries)
+	old := make(map[string]int, len(prev.Entries))
+	for i, id := range prevIDs {
+		old[id] = i
 	}
-	want := map[string]Entry{}
-	for _, e := range next.Entries {
-		want[e.ID()] = e
+	want := make(map[string]int, len(next.Entries))
+	for i, id := range nextIDs {
+		want[id] = i
 	}
 	// Deletions first (a changed entry is deleted and added again), in
 	// shapes that stay; a shape that goes takes its elements with it.
-	for _, e := range prev.Entries {
+	for i, e := range prev.Entries {
 		if !nextShapes[e.Shape] {
 			continue
 		}
-		n, ok := want[e.ID()]
+		j, ok := want[prevIDs[i]]
+		var n Entry
+		if ok {
+			n = next.Entries[j]
+		}
 		switch {
 		case !ok:
 			deleteEntry(tx, e, false)
@@ -361,8 +366,12 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset) {
 			deleteEntry(tx, e, true)
 		}
 	}
-	for _, e := range next.Entries {
-		o, ok := old[e.ID()]
+	for i, e := range next.Entries {
+		j, ok := old[nextIDs[i]]
+		var o Entry
+		if ok {
+			o = prev.Entries[j]
+		}
 		switch {
 		case !ok:
 			addEntry(tx, e)
