@@ -379,7 +379,11 @@ func runPlan(c *ucli.Context, o *resultOutput) error {
 	defer done()
 	d := o.doc
 	d.Backend = strp(string(backend))
-	l, err := loadPolicyData(c, backend, path, data, validateOptions(c))
+	// The decoded files apply kept are read, not written: plan changes
+	// nothing.
+	vo := validateOptions(c)
+	vo.Reuse = s.engine.Store.LoadReuse(s.socket)
+	l, err := loadPolicyData(c, backend, path, data, vo)
 	if err != nil {
 		return err
 	}
