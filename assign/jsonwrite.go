@@ -5,8 +5,8 @@ import (
 	"encoding/base64"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
+	"github.com/swanmgr/swanmgr/internal/jsonenc"
 	"github.com/swanmgr/swanmgr/render"
 )
 
@@ -16,79 +16,30 @@ import (
 // streamed: encoding/json takes about twice the time and builds each file
 // whole in memory before it is written. They are read with encoding/json.
 
-// stateWriter is a state file that writes its own JSON.
+// stateWriter is a state file that writes its own bytes (the JSON files
+// written by hand here, the decoded policy files).
 type stateWriter interface {
-	writeJSON(w *bufio.Writer) error
+	writeState(w *bufio.Writer) error
 }
 
 // bodiesFile is the record's connection settings, by connection name.
 type bodiesFile map[string]*render.Section
 
-const hexDigits = "0123456789abcdef"
+func appendString(b []byte, s string) []byte { return jsonenc.AppendString(b, s, true) }
 
-// appendString appends s as encoding/json quotes it (HTML characters
-// escaped, invalid UTF-8 as U+FFFD).
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+func appendStrings(b []byte, xs []string) []byte { return jsonenc.AppendStrings(b, xs, true) }
 
-func appendStrings(b []byte, xs []string) []byte {
+// appendList appends xs as a JSON array of each's encodings; nil is null.
+func appendList[T any](b []byte, xs []T, each func([]byte, *T) []byte) []byte {
 	if xs == nil {
 		return append(b, "null"...)
 	}
 	b = append(b, '[')
-	for i, x := range xs {
+	for i := range xs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, x)
+		b = each(b, &xs[i])
 	}
 	return append(b, ']')
 }
@@ -118,18 +69,7 @@ func appendSection(b []byte, s *render.Section) []byte {
 		return append(b, "null"...)
 	}
 	b = append(b, `{"items":`...)
-	if s.Items == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i := range s.Items {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendItem(b, &s.Items[i])
-		}
-		b = append(b, ']')
-	}
+	b = appendList(b, s.Items, appendItem)
 	return append(b, '}')
 }
 
@@ -149,11 +89,7 @@ func appendItem(b []byte, it *render.Item) []byte {
 	}
 	if len(it.Files) > 0 {
 		b = appendKey(b, true, "f")
-		b = append(b, '[')
-		for i, f := range it.Files {
-			if i > 0 {
-				b = append(b, ',')
-			}
+		b = appendList(b, it.Files, func(b []byte, f *render.FileRef) []byte {
 			b = append(b, `{"path":`...)
 			b = appendString(b, f.Path)
 			b = append(b, `,"data":`...)
@@ -164,9 +100,8 @@ func appendItem(b []byte, it *render.Item) []byte {
 				b = base64.StdEncoding.AppendEncode(b, f.Data)
 				b = append(b, '"')
 			}
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+			return append(b, '}')
+		})
 	}
 	if it.Sec != nil {
 		b = appendKey(b, true, "s")
@@ -179,7 +114,7 @@ func appendItem(b []byte, it *render.Item) []byte {
 	return append(b, '}')
 }
 
-func (m bodiesFile) writeJSON(w *bufio.Writer) error {
+func (m bodiesFile) writeState(w *bufio.Writer) error {
 	if m == nil {
 		_, err := w.WriteString("null\n")
 		return err
@@ -299,18 +234,7 @@ func appendConn(b []byte, c *RecordConn) []byte {
 	b = append(b, `,"origin":`...)
 	b = appendOrigin(b, &c.Origin)
 	b = append(b, `,"children":`...)
-	if c.Children == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i := range c.Children {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendChildOrigin(b, &c.Children[i])
-		}
-		b = append(b, ']')
-	}
+	b = appendList(b, c.Children, appendChildOrigin)
 	if c.View != "" {
 		b = appendKey(b, true, "view")
 		b = appendString(b, c.View)
@@ -332,7 +256,7 @@ func appendSecret(b []byte, s *RecordSecret) []byte {
 	return append(b, '}')
 }
 
-func (r *Record) writeJSON(w *bufio.Writer) error {
+func (r *Record) writeState(w *bufio.Writer) error {
 	b := make([]byte, 0, 64<<10)
 	b = append(b, `{"version":`...)
 	b = strconv.AppendInt(b, int64(r.Version), 10)
@@ -388,20 +312,15 @@ func (r *Record) writeJSON(w *bufio.Writer) error {
 	}
 	if len(r.Inputs) > 0 {
 		b = appendKey(b, true, "inputs")
-		b = append(b, '[')
-		for i, in := range r.Inputs {
-			if i > 0 {
-				b = append(b, ',')
-			}
+		b = appendList(b, r.Inputs, func(b []byte, in *RecordInput) []byte {
 			b = append(b, `{"kind":`...)
 			b = appendString(b, in.Kind)
 			b = append(b, `,"name":`...)
 			b = appendString(b, in.Name)
 			b = append(b, `,"fingerprint":`...)
 			b = appendString(b, in.Fingerprint)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+			return append(b, '}')
+		})
 	}
 	if len(r.Warnings) > 0 {
 		b = appendKey(b, true, "warnings")

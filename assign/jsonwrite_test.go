@@ -28,7 +28,7 @@ func written(t *testing.T, sw stateWriter) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	w := bufio.NewWriterSize(&b, 1<<10)
-	if err := sw.writeJSON(w); err != nil {
+	if err := sw.writeState(w); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Flush(); err != nil {

@@ -393,7 +393,7 @@ func (s Store) stageJSON(v any) (string, error) {
 	}
 	w := bufio.NewWriterSize(tmp, 1<<16)
 	if sw, ok := v.(stateWriter); ok {
-		err = sw.writeJSON(w)
+		err = sw.writeState(w)
 	} else {
 		err = json.NewEncoder(w).Encode(v)
 	}

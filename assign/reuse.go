@@ -1,9 +1,8 @@
 package assign
 
 import (
-	"errors"
+	"bufio"
 	"fmt"
-	"os"
 
 	"github.com/swanmgr/swanmgr/model"
 )
@@ -50,20 +49,16 @@ func (s Store) writeReuse(socket string, data []byte) error {
 	if err := s.ensureDir(); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.Dir, ".decoded-*")
-	if err != nil {
-		return fmt.Errorf("keeping the decoded policy files: %w", err)
-	}
-	_, werr := tmp.Write(data)
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("keeping the decoded policy files: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), s.path(socket, ".decoded")); err != nil {
-		os.Remove(tmp.Name())
+	if err := s.writeJSONs([]jsonFile{{s.path(socket, ".decoded"), rawState(data)}}); err != nil {
 		return fmt.Errorf("keeping the decoded policy files: %w", err)
 	}
 	return nil
+}
+
+// rawState is a state file's bytes, written as they are.
+type rawState []byte
+
+func (b rawState) writeState(w *bufio.Writer) error {
+	_, err := w.Write(b)
+	return err
 }

@@ -180,9 +180,8 @@ func parseMember(path string, data []byte, r *Reuse) (*File, Problems) {
 	if r == nil {
 		return parse(path, data)
 	}
-	if p := checkLimits(path, data); p != nil {
-		return nil, Problems{*p}
-	}
+	// A text r has passed this program's limits when it was decoded (the
+	// key holds the program); one it has not is checked by parse.
 	sum := r.sum(data)
 	if k := r.take(sum); k != nil {
 		f := *k

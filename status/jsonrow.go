@@ -3,7 +3,8 @@ package status
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/swanmgr/swanmgr/internal/jsonenc"
 )
 
 // appendSA encodes one SA row exactly as encoding/json does (with HTML
@@ -109,19 +110,7 @@ func appendSecurity(b []byte, s *Security) []byte {
 }
 
 // appendStrings writes a string slice; nil is null, as encoding/json does.
-func appendStrings(b []byte, ss []string) []byte {
-	if ss == nil {
-		return append(b, "null"...)
-	}
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, s)
-	}
-	return append(b, ']')
-}
+func appendStrings(b []byte, ss []string) []byte { return jsonenc.AppendStrings(b, ss, false) }
 
 func appendKey(b []byte, key string) []byte {
 	b = append(b, ',', '"')
@@ -175,55 +164,5 @@ func appendKeyTimePtr(b []byte, key string, t *time.Time) []byte {
 	return append(b, '"')
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString writes s as encoding/json does without HTML escaping:
-// quotes and backslashes escaped, control characters as \n, \r, \t or
-// \u00XX, invalid UTF-8 as \ufffd, U+2028 and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+// appendJSONString writes s as encoding/json does without HTML escaping.
+func appendJSONString(b []byte, s string) []byte { return jsonenc.AppendString(b, s, false) }
