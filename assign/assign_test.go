@@ -31,6 +31,10 @@ type fakeDaemon struct {
 	refuseUn map[string]bool // connection names unload-conn refuses
 	sas      []LiveSA
 	failTerm map[uint64]error // terminates that fail, by unique id
+	// vanish: CHILD_SAs charon closed on its own just before their
+	// terminate arrived (as it does for a child whose config an update
+	// replaced): the terminate finds nothing and fails.
+	vanish map[uint64]bool
 	// failShared: load-shared and unload-shared of these ids fail.
 	failShared map[string]error
 	// lostAnswer: load-conn of these loads, then fails as if the answer
@@ -211,6 +215,10 @@ func (f *fakeDaemon) TerminateChild(ctx context.Context, id uint64) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	fail := error(nil)
+	if f.vanish[id] {
+		fail = errors.New(`terminate "CHILD_SA #" : charon: no matching SAs to terminate found`)
+	}
 	for i := range f.sas {
 		var keep []LiveChild
 		for _, ch := range f.sas[i].Children {
@@ -220,7 +228,7 @@ func (f *fakeDaemon) TerminateChild(ctx context.Context, id uint64) error {
 		}
 		f.sas[i].Children = keep
 	}
-	return nil
+	return fail
 }
 
 // ListConns lists the connections as charon would, from the load-conn

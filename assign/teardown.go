@@ -80,17 +80,18 @@ func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Re
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownBudget)
 	defer cancel()
 	type failure struct {
-		what string
-		sa   LiveSA
-		id   uint64
-		err  error
+		what  string
+		sa    LiveSA
+		id    uint64
+		child bool // id is a CHILD_SA's (sa has that one child)
+		err   error
 	}
 	var failed []failure
 	for _, c := range p.Conns {
 		for _, t := range c.targets(before) {
 			if t.Whole {
 				if err := e.Daemon.TerminateIKE(ctx, t.SA.UniqueID); err != nil {
-					failed = append(failed, failure{ruleWhat(c), t.SA, t.SA.UniqueID, err})
+					failed = append(failed, failure{what: ruleWhat(c), sa: t.SA, id: t.SA.UniqueID, err: err})
 					continue
 				}
 				rep.Terminated = append(rep.Terminated, t.SA)
@@ -102,7 +103,7 @@ func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Re
 				if err := e.Daemon.TerminateChild(ctx, ch.UniqueID); err != nil {
 					one := t.SA
 					one.Children = []LiveChild{ch}
-					failed = append(failed, failure{ruleWhat(c), one, ch.UniqueID, err})
+					failed = append(failed, failure{what: ruleWhat(c), sa: one, id: ch.UniqueID, child: true, err: err})
 					continue
 				}
 				done.Children = append(done.Children, ch)
@@ -124,21 +125,24 @@ func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Re
 		}
 		return &TeardownError{Failed: append(msgs, fmt.Sprintf("listing SAs afterwards: %v", err))}
 	}
-	alive := map[uint64]bool{}
+	// charon numbers IKE_SAs and CHILD_SAs apart: IKE_SA #4 and CHILD_SA
+	// #4 are different SAs.
+	aliveIKE, aliveChild := map[uint64]bool{}, map[uint64]bool{}
 	for _, sa := range now {
-		alive[sa.UniqueID] = true
+		aliveIKE[sa.UniqueID] = true
 		for _, ch := range sa.Children {
-			alive[ch.UniqueID] = true
+			aliveChild[ch.UniqueID] = true
 		}
 	}
 	var te TeardownError
 	for _, f := range failed {
-		if !alive[f.id] {
+		child := f.child
+		if child && !aliveChild[f.id] || !child && !aliveIKE[f.id] {
 			rep.Terminated = append(rep.Terminated, f.sa)
 			continue
 		}
 		kind := "IKE_SA"
-		if len(f.sa.Children) == 1 && f.sa.Children[0].UniqueID == f.id {
+		if child {
 			kind = "CHILD_SA " + f.sa.Children[0].Name
 		}
 		msg := fmt.Sprintf("%s: %s #%d: %v", f.what, kind, f.id, f.err)

@@ -83,3 +83,26 @@ func TestTeardownFailuresAreReported(t *testing.T) {
 		t.Errorf("after a cancelled context: SAs %v left, report %+v, err %v; want the removed rule's SA terminated", d.sas, rep, err)
 	}
 }
+
+// A CHILD_SA charon closed on its own before its terminate arrived counts
+// as torn down, even when its number is also the number of a live IKE_SA
+// (the two are counted apart: charon's IKE_SA #4 may carry CHILD_SA #4's
+// successor). Before, the IKE_SA's number made the child look alive and
+// the apply failed (CI, TestConfirmWithAgent).
+func TestTeardownOfVanishedChildSharingIKENumber(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	d.sas = []LiveSA{{Conn: "sm-with-bob", UniqueID: 4, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 4}}}}
+	d.vanish = map[uint64]bool{4: true}
+	rep, err := e.Apply(ctx, renderPolicy(t, 6668, true), Inputs{})
+	if err != nil {
+		t.Fatalf("apply after charon closed the child itself: %v", err)
+	}
+	if len(rep.Terminated) != 1 || len(rep.Warnings) != 0 {
+		t.Fatalf("report: terminated %v, warnings %q; want the child counted torn down, no warning", rep.Terminated, rep.Warnings)
+	}
+}
