@@ -406,3 +406,25 @@ func grepLines(s, sub string) string {
 	}
 	return b.String()
 }
+
+// charon's VICI socket served through a relay (here a forwarding process
+// named vici-relay in charon's namespace, as socat would be): swanmgr
+// finds the guard's namespace from the process at the socket, so it
+// refuses to guard through anything not named charon, before loading
+// anything. Before, the guard went into the relay's namespace and the
+// apply reported clear text dropped.
+func TestGuardRefusesARelayedSocket(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Kernel, "alice", "bob")
+	relay := newViciRelay(t, l.Host("alice"), "vici-relay", func(string) bool { return true })
+	r := l.swanmgr("alice", "apply", "-f", l.example("alice-bob/alice.toml"))
+	if r.code == 0 || !strings.Contains(r.stderr, `"vici-relay"`) || !strings.Contains(r.stderr, "not charon") {
+		t.Fatalf("apply through a relay: %s; want a refusal naming the relay", r)
+	}
+	relay.close()
+	if conns, err := l.client("alice").Conns(context.Background()); err != nil || len(conns) != 0 {
+		t.Fatalf("charon's connections after the refusal: %v %v; want none", conns, err)
+	}
+	// charon's own socket: the same apply goes through.
+	l.mustApply("alice", l.example("alice-bob/alice.toml"))
+}

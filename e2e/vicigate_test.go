@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -41,8 +42,9 @@ func TestMain(m *testing.M) {
 // path (so that swanmgr's record, kept by socket path, is the usual one):
 // charon's socket is moved aside and a gate process listens where it was,
 // forwarding every connection to charon. The gate runs in charon's network
-// namespace, because swanmgr puts the guard in the namespace of the process
-// it finds at the socket. Each command request's name goes to onCommand
+// namespace and under a name starting with charon, because swanmgr puts
+// the guard in the namespace of the process it finds at the socket and
+// refuses one not named so. Each command request's name goes to onCommand
 // before it is forwarded; onCommand may block (holding that command back,
 // as a slow charon would) and returns false to drop the connection
 // instead. It lets a test stop an apply at a chosen step rather than race
@@ -58,15 +60,29 @@ type viciGate struct {
 }
 
 func newViciGate(t *testing.T, h *lab.Host, onCommand func(name string) bool) *viciGate {
+	return newViciRelay(t, h, "charon-vici-gate", onCommand)
+}
+
+// newViciRelay is newViciGate with the gate process named name.
+func newViciRelay(t *testing.T, h *lab.Host, name string, onCommand func(name string) bool) *viciGate {
 	t.Helper()
 	g := &viciGate{t: t, path: h.Socket, moved: h.Socket + ".behind-gate", done: make(chan struct{})}
 	if err := os.Rename(g.path, g.moved); err != nil {
 		t.Fatal(err)
 	}
-	g.cmd = h.Command(context.Background(), os.Args[0])
+	// swanmgr refuses a socket whose process is not named charon...: the
+	// gate runs as a link of that name to this test binary.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(self, link); err != nil {
+		t.Fatal(err)
+	}
+	g.cmd = h.Command(context.Background(), link)
 	g.cmd.Env = append(os.Environ(), gateEnv+"="+g.moved, gateListenEnv+"="+g.path)
 	g.cmd.Stderr = os.Stderr
-	var err error
 	if g.stdin, err = g.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}

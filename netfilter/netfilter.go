@@ -66,12 +66,32 @@ func CharonNetns(socket string) (string, error) {
 	if cerr != nil {
 		return "", fmt.Errorf("netfilter: peer of %s: %w", socket, cerr)
 	}
+	// The peer is whoever listens at the path: a relay (socat, a proxy)
+	// would be found instead of charon, and the guard would go into the
+	// relay's namespace while the report says clear text is dropped.
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cred.Pid))
+	if err != nil {
+		return "", fmt.Errorf("netfilter: the process behind %s (pid %d): %w", socket, cred.Pid, err)
+	}
+	if err := checkCharon(socket, cred.Pid, strings.TrimSpace(string(comm))); err != nil {
+		return "", err
+	}
 	path := fmt.Sprintf("/proc/%d/ns/net", cred.Pid)
 	var st syscall.Stat_t
 	if err := syscall.Stat(path, &st); err != nil {
 		return "", fmt.Errorf("netfilter: network namespace of charon (pid %d): %w", cred.Pid, err)
 	}
 	return path, nil
+}
+
+// checkCharon refuses a VICI socket served by a process whose name is not
+// one of strongSwan's daemons (charon, charon-systemd, charon-nm, ...: all
+// start with "charon").
+func checkCharon(socket string, pid int32, comm string) error {
+	if strings.HasPrefix(comm, "charon") {
+		return nil
+	}
+	return fmt.Errorf("netfilter: the process listening on %s is %q (pid %d), not charon: the guard goes into the network namespace of the process at charon's VICI socket, so it must be charon itself, not a relay; point --socket at the socket charon listens on", socket, comm, pid)
 }
 
 // Open returns the guard's table in the namespace netns ("" = this

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -149,5 +150,33 @@ func TestIntegrationSetUpIsRetried(t *testing.T) {
 	}
 	if changed, err := tab.Install(ctx, a, nil); err != nil || !changed {
 		t.Fatalf("remove: %v, %v", changed, err)
+	}
+}
+
+// A VICI socket served by something other than charon (here this test
+// process, as a relay such as socat would) is refused by name: the guard
+// would go into that process's namespace, not charon's. Before, the
+// relay's namespace was taken and the apply reported a guard it had put
+// where charon's traffic never passes.
+func TestCharonNetnsRefusesARelay(t *testing.T) {
+	sock := t.TempDir() + "/charon.vici"
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	comm, _ := os.ReadFile("/proc/self/comm")
+	_, err = netfilter.CharonNetns(sock)
+	if err == nil || !strings.Contains(err.Error(), "not charon") || !strings.Contains(err.Error(), strings.TrimSpace(string(comm))) || !strings.Contains(err.Error(), sock) {
+		t.Fatalf("CharonNetns on a socket this test serves: %v; want a refusal naming the process and the socket", err)
 	}
 }
