@@ -89,11 +89,12 @@ type chunk struct {
 	rules            bool
 }
 
-// decodeText decodes a policy text, in pieces when it is large.
-func decodeText(text string) (*decoded, error) {
+// decodeText decodes a policy text, in pieces when it is large, taking
+// from r (nil: none) the pieces it has decoded before (see decodeChunks).
+func decodeText(text string, r *Reuse) (*decoded, error) {
 	if len(text) >= chunkFrom {
 		if head, chunks, ok := splitText(text, chunkTarget); ok {
-			if d, ok := decodeChunks(text, head, chunks); ok {
+			if d, ok := decodeChunksWith(text, head, chunks, r); ok {
 				return d, nil
 			}
 		}
@@ -106,6 +107,18 @@ func decodeText(text string) (*decoded, error) {
 // then gives the decoder's own message) or when a piece holds what only
 // the head may hold.
 func decodeChunks(text string, head int, chunks []chunk) (*decoded, bool) {
+	return decodeChunksWith(text, head, chunks, nil)
+}
+
+// decodeChunksWith is decodeChunks taking from r the chunks whose text it
+// has the decoded result of, and keeping in r those decoded now: a large
+// file in which one rule changed then decodes the one or two chunks that
+// hold the change (the cuts depend on the text around them only, see
+// splitText). A chunk's result does not depend on where in the file the
+// chunk is (only the decoder's line numbers would, and only chunks that
+// decode without a problem are kept), so its key is its own text and
+// whether it continues a policy.
+func decodeChunksWith(text string, head int, chunks []chunk, r *Reuse) (*decoded, bool) {
 	type result struct {
 		d   *decoded
 		err error
@@ -119,7 +132,7 @@ func decodeChunks(text string, head int, chunks []chunk) (*decoded, bool) {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				results[i].d, results[i].err = decodePiece(text, head, chunks, i)
+				results[i].d, results[i].err = decodePieceWith(text, head, chunks, i, r)
 			}
 		}()
 	}
@@ -162,7 +175,9 @@ func decodeChunks(text string, head int, chunks []chunk) (*decoded, bool) {
 				return nil, false
 			}
 			last := &f.Policies[len(f.Policies)-1]
-			last.Rules = append(last.Rules, ps[0].Rules...)
+			// Clipped: the rules may be a kept chunk's (shared with r),
+			// which an append in place would write into.
+			last.Rules = append(slices.Clip(last.Rules), ps[0].Rules...)
 			ps = ps[1:]
 		}
 		f.FilterLists = append(f.FilterLists, g.FilterLists...)
@@ -195,6 +210,37 @@ func grown[T any](s []T, n int) []T {
 func endpointEmpty(e Endpoint) bool {
 	return e.Name == "" && e.Addresses == nil && e.ID == "" && e.LANInterface == "" && e.RemoteAccessInterface == ""
 }
+
+// decodePieceWith is decodePiece taking chunk i-1 from r when r has its
+// result, and keeping it there when it decodes cleanly.
+func decodePieceWith(text string, head int, chunks []chunk, i int, r *Reuse) (*decoded, error) {
+	if r == nil || i == 0 {
+		return decodePiece(text, head, chunks, i)
+	}
+	c := chunks[i-1]
+	key := make([]byte, 0, len(chunkKeyPrefix)+1+c.end-c.start)
+	key = append(key, chunkKeyPrefix...)
+	if c.rules {
+		key = append(key, 'r')
+	} else {
+		key = append(key, '-')
+	}
+	sum := r.sum(append(key, text[c.start:c.end]...))
+	if f := r.take(sum); f != nil {
+		k := *f
+		return &decoded{f: &k}, nil
+	}
+	d, err := decodePiece(text, head, chunks, i)
+	if err == nil && len(d.undecoded) == 0 && len(d.miscased) == 0 && reusable(d.f) {
+		k := *d.f
+		r.keep(sum, &k)
+	}
+	return d, err
+}
+
+// chunkKeyPrefix sets a chunk's key apart from a whole file's (a folder
+// member's), whose text could be the same bytes.
+const chunkKeyPrefix = "swanmgr policy chunk\x00"
 
 // decodePiece decodes piece i: 0 is the head, i the chunk i-1. A chunk
 // is preceded by newlines so that the decoder's lines are the file's,
@@ -299,7 +345,7 @@ func splitText(text string, target int) (head int, chunks []chunk, ok bool) {
 			case head < 0:
 				head, last = start, start
 				chunks = append(chunks, chunk{start: start, line: line})
-			case start-last >= target:
+			case start-last >= target && (cutAt(text, off) || start-last >= 2*target):
 				chunks[len(chunks)-1].end = start
 				last = start
 				chunks = append(chunks, chunk{start: start, line: line, rules: h == "[[policy.rule]]"})
@@ -326,6 +372,24 @@ func splitText(text string, target int) (head int, chunks []chunk, ok bool) {
 	}
 	chunks[len(chunks)-1].end = len(text)
 	return head, chunks, true
+}
+
+// cutAt says whether a chunk may begin at the header before off (off is
+// the start of the line after it), from that line's text alone (a rule's
+// or list's name, usually): about one header in eight. Cuts chosen by the
+// text around them stay where they were when something before them
+// changes, so that a file edited in one place keeps its other chunks (and
+// their decoded results, see decodeChunksWith).
+func cutAt(text string, off int) bool {
+	line := text[off:]
+	if i := strings.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(line); i++ {
+		h = (h ^ uint32(line[i])) * 16777619
+	}
+	return h%8 == 0
 }
 
 func mentionsArray(lower string) bool {

@@ -77,6 +77,26 @@ func decodeBoth(t *testing.T, text string) (whole, pieces *decoded, ok bool) {
 	if werr != nil {
 		t.Fatalf("the whole text does not decode (%v), its pieces do", werr)
 	}
+	// And with the clean pieces taken from a Reuse (read back from its
+	// Bytes, as apply does), twice: the same result, and the results
+	// handed out are not written into.
+	if len(pieces.miscased) == 0 {
+		r := NewReuse("test", nil)
+		for round := range 3 {
+			b, err := r.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if round > 0 {
+				r = NewReuse("test", b)
+			}
+			again, joined := decodeChunksWith(text, head, chunks, r)
+			if !joined {
+				t.Fatalf("round %d: with a Reuse the pieces do not join", round)
+			}
+			sameDecoded(t, fmt.Sprintf("round %d with a Reuse", round), pieces, again)
+		}
+	}
 	return whole, pieces, true
 }
 
@@ -158,7 +178,7 @@ func TestChunksRefused(t *testing.T) {
 			t.Error("a text cut inside a multi-line array decoded")
 		}
 	}
-	if _, err := decodeText(tricky); err == nil {
+	if _, err := decodeText(tricky, nil); err == nil {
 		t.Error("the invalid text decoded")
 	}
 }

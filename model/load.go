@@ -85,9 +85,9 @@ func Parse(path string, data []byte) (*File, error) {
 	return f, nil
 }
 
-// ParseWith is Parse decoding only the files of a folder that r does not
-// have the decoded result of (see Reuse); r is then told of the files
-// decoded. A nil r decodes everything, as Parse.
+// ParseWith is Parse decoding only the files of a folder (or the chunks of
+// a large file) that r does not have the decoded result of (see Reuse); r
+// is then told of those decoded. A nil r decodes everything, as Parse.
 func ParseWith(path string, data []byte, r *Reuse) (*File, error) {
 	f, ps := parseWith(path, data, r)
 	if len(ps) > 0 {
@@ -132,7 +132,8 @@ func parse(path string, data []byte) (f *File, ps Problems) {
 	return parseWith(path, data, nil)
 }
 
-// parseWith is parse taking what r has of a folder's files.
+// parseWith is parse taking what r has of a folder's files, or of a large
+// file's chunks.
 func parseWith(path string, data []byte, r *Reuse) (f *File, ps Problems) {
 	if isBundle(data) {
 		return parseFolder(path, data, r)
@@ -148,7 +149,7 @@ func parseWith(path string, data []byte, r *Reuse) (f *File, ps Problems) {
 			f, ps = nil, Problems{{File: path, Msg: fmt.Sprintf("cannot decode the policy file (decoder failure: %v)", r)}}
 		}
 	}()
-	d, derr := decodeText(text)
+	d, derr := decodeText(text, r)
 	if derr != nil {
 		return nil, Problems{decodeProblem(path, text, derr)}
 	}

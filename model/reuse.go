@@ -9,9 +9,10 @@ import (
 	"sync"
 )
 
-// Reuse keeps what the TOML decoder made of a policy folder's files, by
-// their content, so that a folder in which one file of thousands changed
-// decodes that file only (decoding is most of what reading a folder
+// Reuse keeps what the TOML decoder made of a policy folder's files (and
+// of the chunks a large single file is decoded in, see decodeChunksWith),
+// by their content, so that a folder in which one file of thousands
+// changed decodes that file only (decoding is most of what reading a folder
 // costs: for 5,001 files, 0.22-0.26 s decoded against 0.04-0.05 s taken
 // back from what Bytes wrote). A file's text is the key (its SHA-256), so a reused result
 // is what decoding that text gives; the lines, the checks before the

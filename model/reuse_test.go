@@ -247,3 +247,97 @@ func FuzzReuse(f *testing.F) {
 		sameFile(t, "fuzzed", fresh, f2)
 	})
 }
+
+// benchLike is a policy of n rules as the benchmark writes them (one peer,
+// one filter, a key file per rule): every chunk decodes cleanly.
+func benchLike(n int, port func(i int) int, skip int) string {
+	var b strings.Builder
+	b.WriteString("assign = \"Generated\"\n\n[endpoint]\naddresses = [\"172.16.98.231\"]\n\n[[filter_action]]\nname = \"Encrypt\"\naction = \"negotiate\"\npfs = true\n\n")
+	for i := range n {
+		if i == skip {
+			continue
+		}
+		fmt.Fprintf(&b, "[[filter_list]]\nname = \"Peer %d\"\n  [[filter_list.filter]]\n  source = \"me\"\n  destination = \"10.1.%d.%d\"\n  protocol = \"tcp\"\n  destination_port = %d\n\n", i, i/256, i%256, port(i))
+	}
+	b.WriteString("[[policy]]\nname = \"Generated\"\n")
+	for i := range n {
+		if i == skip {
+			continue
+		}
+		fmt.Fprintf(&b, "  [[policy.rule]]\n  name = \"Peer %d\"\n  filter_list = \"Peer %d\"\n  filter_action = \"Encrypt\"\n  authentication = [ { method = \"psk\", secret_file = \"bench.psk\" } ]\n", i, i)
+	}
+	return b.String()
+}
+
+// A large single file keeps its chunks' decoded results: after one rule's
+// port changes, or one rule goes, only the chunks around the change are
+// decoded again (the cuts are chosen by the text around them, so they do
+// not move when text before them grows or shrinks), and the parse is the
+// one decoding everything gives, lines and problems included. Parsing
+// twice from one Reuse checks that no parse writes into the results it
+// was handed (a policy's rules continued in the next chunk are appended).
+func TestReuseChunksOfALargeFile(t *testing.T) {
+	const n = 3000
+	same := func(int) int { return 22 }
+	texts := []struct {
+		what    string
+		text    string
+		decoded int // at most this many chunks decoded again
+	}{
+		{"the file", benchLike(n, same, -1), -1},
+		{"one port changed", benchLike(n, func(i int) int { return map[bool]int{true: 2222, false: 22}[i == n/3] }, -1), 2},
+		{"one rule removed", benchLike(n, same, n/2), 3},
+		{"the file again", benchLike(n, same, -1), 4},
+	}
+	r := NewReuse("test", nil)
+	var earlier, earlierWant *File // the last text's parse, still in use
+	for _, tc := range texts {
+		if len(tc.text) < chunkFrom {
+			t.Fatalf("%d rules are %d bytes, under the cutting size", n, len(tc.text))
+		}
+		_, chunks, ok := splitText(tc.text, chunkTarget)
+		if !ok || len(chunks) < 5 {
+			t.Fatalf("%s: cut into %d chunks", tc.what, len(chunks))
+		}
+		want, wantPs := parse("big.toml", []byte(tc.text))
+		for round := range 3 {
+			if round < 2 {
+				// Read back, as apply does; the third round parses from
+				// the same Reuse in memory, as the agent does.
+				r = NewReuse("test", mustBytes(t, r))
+			} else {
+				r.Prune()
+			}
+			got, ps := parseWith("big.toml", []byte(tc.text), r)
+			if got == nil || want == nil || ps.Error() != wantPs.Error() {
+				t.Fatalf("%s: problems %v, decoding all gives %v", tc.what, ps, wantPs)
+			}
+			sameFile(t, tc.what, want, got)
+			taken, decoded := r.Counts()
+			if taken+decoded != len(chunks) {
+				t.Fatalf("%s: %d chunks taken and %d decoded, of %d", tc.what, taken, decoded, len(chunks))
+			}
+			if round == 0 && tc.decoded >= 0 && decoded > tc.decoded {
+				t.Errorf("%s: %d of %d chunks decoded again, want at most %d", tc.what, decoded, len(chunks), tc.decoded)
+			}
+			if round > 0 && decoded != 0 {
+				t.Errorf("%s, parsed again: %d chunks decoded, want none", tc.what, decoded)
+			}
+			if earlier != nil {
+				sameFile(t, "the parse before "+tc.what+", after it", earlierWant, earlier)
+			}
+			if round == 2 {
+				earlier, earlierWant = got, want
+			}
+		}
+	}
+}
+
+func mustBytes(t *testing.T, r *Reuse) []byte {
+	t.Helper()
+	b, err := r.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
