@@ -481,6 +481,23 @@ func TestApplyRefusesForeignNames(t *testing.T) {
 	}
 }
 
+// Thousands of names swanmgr did not load are one readable line: the
+// first 20 and how many more (before, every name went into the message:
+// 10,000 of them at 5,000 rules with a lost record).
+func TestConflictMessageIsBounded(t *testing.T) {
+	var names []string
+	for i := range 30 {
+		names = append(names, fmt.Sprintf("sm-peer-%d", i))
+	}
+	msg := (&ConflictError{Names: names}).Error()
+	if !strings.Contains(msg, "did not load: sm-peer-0, sm-peer-1, ") || !strings.Contains(msg, ", sm-peer-19 and 10 more;") || strings.Contains(msg, "sm-peer-20") {
+		t.Fatalf("message: %s; want the first 20 names and \"and 10 more\"", msg)
+	}
+	if one := (&ConflictError{Names: names[:1]}).Error(); !strings.Contains(one, "has connection or secret that swanmgr did not load: sm-peer-0;") {
+		t.Fatalf("one name: %s", one)
+	}
+}
+
 func TestLockSerializes(t *testing.T) {
 	s := Store{Dir: t.TempDir()}
 	unlock, err := s.Lock(context.Background(), "/x")

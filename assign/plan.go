@@ -108,9 +108,19 @@ type ConflictError struct {
 	Names []string
 }
 
+// shownConflicts bounds the names a ConflictError's message lists: a
+// charon holding thousands of names swanmgr did not load (another tool's,
+// or a record lost) is one line to read, not thousands (-o json lists
+// them all).
+const shownConflicts = 20
+
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("charon already has %s that swanmgr did not load: %s; swanmgr never changes what it does not own (rename the rule, or unload it with swanctl)",
-		plural(len(e.Names), "connection or secret", "connections or secrets"), strings.Join(e.Names, ", "))
+	names, more := e.Names, ""
+	if len(names) > shownConflicts {
+		names, more = names[:shownConflicts], fmt.Sprintf(" and %d more", len(names)-shownConflicts)
+	}
+	return fmt.Sprintf("charon already has %s that swanmgr did not load: %s%s; swanmgr never changes what it does not own (rename the rule, or unload it with swanctl)",
+		plural(len(e.Names), "connection or secret", "connections or secrets"), strings.Join(names, ", "), more)
 }
 
 func plural(n int, one, many string) string {

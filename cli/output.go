@@ -111,6 +111,9 @@ type errorDoc struct {
 	// PolicyLoaded: the new policy's connections are in charon although
 	// the command failed (a teardown or the guard).
 	PolicyLoaded bool `json:"policy_loaded"`
+	// Conflicts: for a conflict, every name charon has that swanmgr did
+	// not load (the message lists the first ones).
+	Conflicts []string `json:"conflicts,omitempty"`
 }
 
 type rejectedDoc struct {
@@ -369,7 +372,7 @@ func errorDocFor(err error) *errorDoc {
 	case errors.As(err, &ge):
 		e.Kind, e.PolicyLoaded = "guard", ge.Loaded
 	case errors.As(err, &ce):
-		e.Kind = "conflict"
+		e.Kind, e.Conflicts = "conflict", ce.Names
 	case errors.As(err, &pe):
 		e.Kind = "invalid"
 	}

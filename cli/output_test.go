@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	govici "github.com/strongswan/govici/vici"
 
+	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/internal/linediff"
 	"github.com/swanmgr/swanmgr/vici"
 	"github.com/swanmgr/swanmgr/vici/vicitest"
@@ -156,5 +159,22 @@ func TestResultOutputRejectsUnknownFormat(t *testing.T) {
 	code, out, errs := runCLI("plan", "-o", "yaml", "--socket", "/nonexistent.vici")
 	if code != ExitUsage || out != "" || !strings.Contains(errs, `--output "yaml": use text or json`) {
 		t.Fatalf("plan -o yaml: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// A conflict's JSON error lists every name charon has that swanmgr did not
+// load, the message only the first ones.
+func TestConflictJSONListsEveryName(t *testing.T) {
+	var names []string
+	for i := range 25 {
+		names = append(names, fmt.Sprintf("sm-peer-%d", i))
+	}
+	e := errorDocFor(&assign.ConflictError{Names: names})
+	if e.Kind != "conflict" || len(e.Conflicts) != 25 || strings.Contains(e.Message, "sm-peer-24") {
+		t.Fatalf("conflict doc: kind %q, %d names, message %q", e.Kind, len(e.Conflicts), e.Message)
+	}
+	b, _ := json.Marshal(errorDocFor(errors.New("other")))
+	if strings.Contains(string(b), "conflicts") {
+		t.Fatalf("a document of another error has conflicts: %s", b)
 	}
 }
