@@ -55,7 +55,6 @@ type viciGate struct {
 	moved  string // where charon's socket is meanwhile
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	done   chan struct{} // the gate's answers are over
 	closed sync.Once
 }
 
@@ -66,7 +65,7 @@ func newViciGate(t *testing.T, h *lab.Host, onCommand func(name string) bool) *v
 // newViciRelay is newViciGate with the gate process named name.
 func newViciRelay(t *testing.T, h *lab.Host, name string, onCommand func(name string) bool) *viciGate {
 	t.Helper()
-	g := &viciGate{t: t, path: h.Socket, moved: h.Socket + ".behind-gate", done: make(chan struct{})}
+	g := &viciGate{t: t, path: h.Socket, moved: h.Socket + ".behind-gate"}
 	if err := os.Rename(g.path, g.moved); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +100,6 @@ func newViciRelay(t *testing.T, h *lab.Host, name string, onCommand func(name st
 		t.Fatalf("the VICI gate did not start: %q %v", lines.Text(), lines.Err())
 	}
 	go func() {
-		defer close(g.done)
 		for lines.Scan() {
 			name, ok := strings.CutPrefix(lines.Text(), "cmd ")
 			if !ok {

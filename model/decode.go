@@ -94,7 +94,7 @@ type chunk struct {
 func decodeText(text string, r *Reuse) (*decoded, error) {
 	if len(text) >= chunkFrom {
 		if head, chunks, ok := splitText(text, chunkTarget); ok {
-			if d, ok := decodeChunksWith(text, head, chunks, r); ok {
+			if d, ok := decodeChunks(text, head, chunks, r); ok {
 				return d, nil
 			}
 		}
@@ -106,19 +106,16 @@ func decodeText(text string, r *Reuse) (*decoded, error) {
 // chunks, and joins them; ok is false when any piece fails (decodeWhole
 // then gives the decoder's own message) or when a piece holds what only
 // the head may hold.
-func decodeChunks(text string, head int, chunks []chunk) (*decoded, bool) {
-	return decodeChunksWith(text, head, chunks, nil)
-}
-
-// decodeChunksWith is decodeChunks taking from r the chunks whose text it
-// has the decoded result of, and keeping in r those decoded now: a large
-// file in which one rule changed then decodes the one or two chunks that
-// hold the change (the cuts depend on the text around them only, see
-// splitText). A chunk's result does not depend on where in the file the
-// chunk is (only the decoder's line numbers would, and only chunks that
-// decode without a problem are kept), so its key is its own text and
-// whether it continues a policy.
-func decodeChunksWith(text string, head int, chunks []chunk, r *Reuse) (*decoded, bool) {
+//
+// It takes from r (nil: none) the chunks whose text r has the decoded
+// result of, and keeps in r those decoded now: a large file in which one
+// rule changed then decodes the one or two chunks that hold the change
+// (the cuts depend on the text around them only, see splitText). A
+// chunk's result does not depend on where in the file the chunk is (only
+// the decoder's line numbers would, and only chunks that decode without a
+// problem are kept), so its key is its own text and whether it continues
+// a policy.
+func decodeChunks(text string, head int, chunks []chunk, r *Reuse) (*decoded, bool) {
 	type result struct {
 		d   *decoded
 		err error
@@ -379,7 +376,7 @@ func splitText(text string, target int) (head int, chunks []chunk, ok bool) {
 // or list's name, usually): about one header in eight. Cuts chosen by the
 // text around them stay where they were when something before them
 // changes, so that a file edited in one place keeps its other chunks (and
-// their decoded results, see decodeChunksWith).
+// their decoded results, see decodeChunks).
 func cutAt(text string, off int) bool {
 	line := text[off:]
 	if i := strings.IndexByte(line, '\n'); i >= 0 {

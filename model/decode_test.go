@@ -70,7 +70,7 @@ func decodeBoth(t *testing.T, text string) (whole, pieces *decoded, ok bool) {
 	if !split {
 		return whole, nil, false
 	}
-	pieces, joined := decodeChunks(text, head, chunks)
+	pieces, joined := decodeChunks(text, head, chunks, nil)
 	if !joined {
 		return whole, nil, false
 	}
@@ -90,7 +90,7 @@ func decodeBoth(t *testing.T, text string) (whole, pieces *decoded, ok bool) {
 			if round > 0 {
 				r = NewReuse("test", b)
 			}
-			again, joined := decodeChunksWith(text, head, chunks, r)
+			again, joined := decodeChunks(text, head, chunks, r)
 			if !joined {
 				t.Fatalf("round %d: with a Reuse the pieces do not join", round)
 			}
@@ -174,7 +174,7 @@ func TestChunksRefused(t *testing.T) {
 	// is unterminated and the text is decoded whole.
 	tricky := strings.Replace(base, "destination_port = [\n    22 ]", "destination_port = [ 22,\n[[policy]]\n ]", 1)
 	if head, chunks, ok := splitText(tricky, 1); ok {
-		if _, joined := decodeChunks(tricky, head, chunks); joined {
+		if _, joined := decodeChunks(tricky, head, chunks, nil); joined {
 			t.Error("a text cut inside a multi-line array decoded")
 		}
 	}
