@@ -21,7 +21,7 @@ import (
 var (
 	socketFlag = &ucli.StringFlag{
 		Name:    "socket",
-		Usage:   "charon's VICI socket, PATH or unix://PATH",
+		Usage:   "charon's VICI socket, PATH or unix://PATH (charon's own, not a relay's: the guard goes into the network namespace of the process listening on it)",
 		Value:   vici.DefaultSocket,
 		EnvVars: []string{"SWANMGR_SOCKET"},
 	}
