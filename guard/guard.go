@@ -5,11 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/swanmgr/swanmgr/internal/slug"
 	"github.com/swanmgr/swanmgr/model"
 )
 
@@ -175,7 +175,8 @@ func (rs *Ruleset) Rule(name string) *Rule {
 // returns nil when no enabled rule is guarded: then nothing is installed
 // and nftables is not needed. Problems name the rule and the filter.
 func Derive(a *model.Assigned, backend Backend) (*Ruleset, model.Problems) {
-	d := &deriver{a: a, rs: &Ruleset{Backend: backend}, byID: map[string]int{}, counters: map[string]bool{}}
+	d := &deriver{a: a, rs: &Ruleset{Backend: backend}, byID: make(map[string]int, 2*len(a.Rules)), counters: make(map[string]bool, len(a.Rules)),
+		texts: map[netip.Prefix]string{}}
 	guarded := false
 	for _, r := range a.Rules {
 		if r.Action.Guard {
@@ -201,17 +202,13 @@ type deriver struct {
 	byID     map[string]int // entry id -> index in rs.Entries
 	counters map[string]bool
 	errs     model.Problems
+	texts    map[netip.Prefix]string // prefixText of the first prefixes seen
 }
-
-var counterRE = regexp.MustCompile(`[^a-z0-9]+`)
 
 // counterName names a rule's counter after the rule, so that it survives
 // applies that do not change the rule.
 func (d *deriver) counterName(r model.ResolvedRule) string {
-	s := strings.Trim(counterRE.ReplaceAllString(strings.ToLower(r.Name), "-"), "-")
-	if len(s) > 40 {
-		s = strings.TrimRight(s[:40], "-")
-	}
+	s := slug.Make(r.Name)
 	if s == "" {
 		s = "rule" + strconv.Itoa(r.Index+1)
 	}
@@ -389,12 +386,12 @@ func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v
 	// The key holds only what the filter restricts: "any" address, port
 	// or protocol is left out, so that the common shapes (hosts and exact
 	// ports) are plain hash sets.
-	var key []string
+	key := make([]string, 0, 5)
 	if sh.srcBits > 0 {
-		key = append(key, prefixText(src))
+		key = append(key, d.prefixText(src))
 	}
 	if sh.dstBits > 0 {
-		key = append(key, prefixText(dst))
+		key = append(key, d.prefixText(dst))
 	}
 	if sh.srcBits == 0 && sh.dstBits == 0 {
 		key = append(key, map[int]string{4: "ipv4", 6: "ipv6"}[fam])
@@ -408,8 +405,9 @@ func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v
 	if sh.dport {
 		key = append(key, strconv.Itoa(dport))
 	}
-	e := Entry{Family: fam, Shape: sh.name(), Key: key, Verdict: v, Counter: counter}
-	if i, ok := d.byID[e.ID()]; ok {
+	e := Entry{Family: fam, Shape: sh.name(), Key: slices.Clip(key), Verdict: v, Counter: counter}
+	id := e.ID()
+	if i, ok := d.byID[id]; ok {
 		// The same traffic twice: the stronger action wins, then the
 		// earlier rule (charon, too, keeps the first of two equal
 		// policies).
@@ -418,8 +416,21 @@ func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v
 		}
 		return
 	}
-	d.byID[e.ID()] = len(d.rs.Entries)
+	d.byID[id] = len(d.rs.Entries)
 	d.rs.Entries = append(d.rs.Entries, e)
+}
+
+// prefixText is the package's prefixText, kept for this computer's own
+// addresses (in every entry of a "me" filter).
+func (d *deriver) prefixText(p netip.Prefix) string {
+	if t, ok := d.texts[p]; ok {
+		return t
+	}
+	t := prefixText(p)
+	if len(d.texts) < 64 {
+		d.texts[p] = t
+	}
+	return t
 }
 
 func prefixText(p netip.Prefix) string {

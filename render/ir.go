@@ -199,7 +199,17 @@ func (s *Section) SetList(key string, values ...string) *Section {
 
 // Sub appends and returns a subsection.
 func (s *Section) Sub(key, comment string) *Section {
+	return s.subCap(key, comment, 0)
+}
+
+// subCap is Sub with room for n items (render knows how many most
+// sections get: growing them one append at a time cost a third of
+// render's allocations).
+func (s *Section) subCap(key, comment string, n int) *Section {
 	sub := &Section{}
+	if n > 0 {
+		sub.Items = make([]Item, 0, n)
+	}
 	s.Items = append(s.Items, Item{Key: key, Sec: sub, Comment: comment})
 	return sub
 }

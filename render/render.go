@@ -3,11 +3,11 @@ package render
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/internal/slug"
 	"github.com/swanmgr/swanmgr/model"
 )
 
@@ -28,9 +28,9 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 	if o.Backend == "" {
 		o.Backend = Kernel
 	}
-	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend},
-		names: map[string]string{}, secretIdx: map[string]int{},
-		peerConn: map[string]int{}, peerRule: map[int]model.ResolvedRule{}}
+	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend, Conns: make([]Conn, 0, len(a.Rules))},
+		names: make(map[string]claimed, 2*len(a.Rules)), secretIdx: map[string]int{},
+		peerConn: make(map[string]int, len(a.Rules)), peerRule: make(map[int]firstRule, len(a.Rules))}
 	r.run()
 	r.localLines()
 	if o.Backend == LibIPsec {
@@ -67,15 +67,22 @@ func (r *renderer) localLines() {
 	}
 }
 
+// firstRule is what render keeps of the rule that made a peer's
+// connection, to compare the later rules to that peer with.
+type firstRule struct {
+	name string
+	auth []model.ResolvedAuth
+}
+
 type renderer struct {
 	a     *model.Assigned
 	o     Options
 	res   *Result
 	errs  model.Problems
-	names map[string]string // rendered name -> what it came from
+	names map[string]claimed // rendered name -> what it came from
 
-	peerConn map[string]int             // peerKey -> index in res.Conns of the peer's connection
-	peerRule map[int]model.ResolvedRule // index in res.Conns -> the rule that created it
+	peerConn map[string]int    // peerKey -> index in res.Conns of the peer's connection
+	peerRule map[int]firstRule // index in res.Conns -> the rule that created it
 
 	secretIdx map[string]int // owners -> index in res.Secrets
 }
@@ -84,13 +91,30 @@ func (r *renderer) errf(line int, where, format string, args ...any) {
 	r.errs = append(r.errs, r.a.File.Problem(line, where, fmt.Sprintf(format, args...), false))
 }
 
+// claimed is what a rendered name came from: what, or "what of of"
+// (joined only for a message: most names never collide).
+type claimed struct{ what, of string }
+
+func (c claimed) String() string {
+	if c.of == "" {
+		return c.what
+	}
+	return c.what + " of " + c.of
+}
+
 // claim registers a rendered name and reports a collision.
 func (r *renderer) claim(name, what string, line int, where string) bool {
+	return r.claimOf(name, claimed{what: what}, line, where)
+}
+
+// claimOf is claim for the kind of name ("connection", "child", ...) of
+// a rule (where).
+func (r *renderer) claimOf(name string, c claimed, line int, where string) bool {
 	if prev, dup := r.names[name]; dup {
 		r.errf(line, where, "renders to the name %q, which %s already uses; rename one of them", name, prev)
 		return false
 	}
-	r.names[name] = what
+	r.names[name] = c
 	return true
 }
 
@@ -109,17 +133,9 @@ func (r *renderer) run() {
 	r.neighbourDiscovery()
 }
 
-var slugRe = regexp.MustCompile(`[^a-z0-9]+`)
-
 // Slug makes a name usable in swanctl.conf and VICI: lower case letters,
 // digits and dashes, at most 40 characters.
-func Slug(s string) string {
-	s = strings.Trim(slugRe.ReplaceAllString(strings.ToLower(s), "-"), "-")
-	if len(s) > 40 {
-		s = strings.TrimRight(s[:40], "-")
-	}
-	return s
-}
+func Slug(s string) string { return slug.Make(s) }
 
 func (r *renderer) ruleSlug(rule model.ResolvedRule) string {
 	s := Slug(rule.Name)
@@ -161,25 +177,25 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 		ci, ok := r.peerConn[peerKey(ikePeer)]
 		if ok {
 			first := r.peerRule[ci]
-			if why := model.AuthConflict(first.Auth, rule.Auth); why != "" {
+			if why := model.AuthConflict(first.auth, rule.Auth); why != "" {
 				// Validation refuses this already; a renderer must not
 				// merge what it cannot express.
-				r.errf(rule.Line, where, "peer %s is also the peer of rule %q, and %s: charon keeps one peer config per peer, so both rules must authenticate alike", ikePeer, first.Name, why)
+				r.errf(rule.Line, where, "peer %s is also the peer of rule %q, and %s: charon keeps one peer config per peer, so both rules must authenticate alike", ikePeer, first.name, why)
 				continue
 			}
 		} else {
-			if !r.claim(name, "connection of "+where, rule.Line, where) {
+			if !r.claimOf(name, claimed{"connection", where}, rule.Line, where) {
 				continue
 			}
 			conn := Conn{
 				Name: name,
 				Origin: Origin{Policy: r.a.Policy.Name, Rule: rule.Name, RuleIndex: rule.Index, FilterList: rule.List.Name,
 					Action: string(rule.Action.Action), Peer: ikePeer, Line: rule.Line},
-				Comment: fmt.Sprintf("rule %q: filter list %q, filter action %q, peer %s", rule.Name, rule.List.Name, rule.Action.Name, ikePeer),
+				Comment: "rule " + strconv.Quote(rule.Name) + ": filter list " + strconv.Quote(rule.List.Name) + ", filter action " + strconv.Quote(rule.Action.Name) + ", peer " + ikePeer,
 			}
-			body := &Section{}
+			body := &Section{Items: make([]Item, 0, 8)}
 			r.ikeSettings(body, ikePeer, rule.Auth)
-			kids := body.Sub("children", "")
+			kids := body.subCap("children", "", len(rule.Filters))
 			conn.Body = body
 			if isRange(ikePeer) {
 				r.selfPass(&conn, kids, ikePeer, rule, where)
@@ -187,7 +203,7 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 			ci = len(r.res.Conns)
 			r.res.Conns = append(r.res.Conns, conn)
 			r.peerConn[peerKey(ikePeer)] = ci
-			r.peerRule[ci] = rule
+			r.peerRule[ci] = firstRule{name: rule.Name, auth: rule.Auth}
 			r.authMaterial(name, ikePeer, rule.Auth, rule.Line, where)
 		}
 		conn := &r.res.Conns[ci]
@@ -199,17 +215,17 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 			if !rule.Tunnel.IsValid() && otherHost(f) != peer {
 				continue
 			}
-			child := fmt.Sprintf("%s-%d", name, f.Index+1)
-			if !r.claim(child, "child of "+where, f.Line, where) {
+			child := name + "-" + strconv.Itoa(f.Index+1)
+			if !r.claimOf(child, claimed{"child", where}, f.Line, where) {
 				continue
 			}
 			local, remote, lp, rp := orient(f)
 			summary := f.Summary()
-			comment := fmt.Sprintf("filter %d: %s", f.Index+1, summary)
+			comment := "filter " + strconv.Itoa(f.Index+1) + ": " + summary
 			if ok {
-				comment = fmt.Sprintf("rule %q filter %d: %s", rule.Name, f.Index+1, summary)
+				comment = "rule " + strconv.Quote(rule.Name) + " " + comment
 			}
-			cs := children.Sub(child, comment)
+			cs := children.subCap(child, comment, 8)
 			kind := tsTransport
 			if rule.Tunnel.IsValid() {
 				kind = tsTunnel
@@ -256,7 +272,7 @@ func (r *renderer) selfPass(conn *Conn, kids *Section, peer string, rule model.R
 			continue
 		}
 		child := fmt.Sprintf("%s-self-%s", conn.Name, Slug(s))
-		if !r.claim(child, "child of "+where, rule.Line, where) {
+		if !r.claimOf(child, claimed{"child", where}, rule.Line, where) {
 			continue
 		}
 		host := netip.PrefixFrom(ip, ip.BitLen()).String()
@@ -324,8 +340,8 @@ func (r *renderer) ikeSettings(body *Section, peer string, auth []model.Resolved
 		return
 	}
 	a := auth[0]
-	local := body.Sub("local", "")
-	remote := body.Sub("remote", "")
+	local := body.subCap("local", "", 3)
+	remote := body.subCap("remote", "", 3)
 	switch a.Method {
 	case model.PSK:
 		local.Set("auth", "psk")
@@ -598,7 +614,7 @@ func (r *renderer) shunt(rule model.ResolvedRule) {
 		return
 	}
 	name := NamePrefix + r.ruleSlug(rule)
-	if !r.claim(name, "connection of "+where, rule.Line, where) {
+	if !r.claimOf(name, claimed{"connection", where}, rule.Line, where) {
 		return
 	}
 	mode := "pass"
@@ -615,7 +631,7 @@ func (r *renderer) shunt(rule model.ResolvedRule) {
 	children := body.Sub("children", "")
 	for _, f := range rule.Filters {
 		child := fmt.Sprintf("%s-%d", name, f.Index+1)
-		if !r.claim(child, "child of "+where, f.Line, where) {
+		if !r.claimOf(child, claimed{"child", where}, f.Line, where) {
 			continue
 		}
 		local, remote, lp, rp := orient(f)
@@ -733,7 +749,7 @@ func (r *renderer) authMaterial(conn, peer string, auth []model.ResolvedAuth, li
 			return
 		}
 		name := "ike-" + conn
-		if !r.claim(name, "secret of "+where, line, where) {
+		if !r.claimOf(name, claimed{"secret", where}, line, where) {
 			return
 		}
 		r.secretIdx[key] = len(r.res.Secrets)
