@@ -69,6 +69,7 @@ test: deps-test
 	$(GO) test -run '^$$' -fuzz FuzzChunks -fuzztime $(FUZZTIME) ./model
 	$(GO) test -run '^$$' -fuzz FuzzReuse -fuzztime $(FUZZTIME) ./model
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./importer
+	$(GO) test -run '^$$' -fuzz FuzzMake -fuzztime $(FUZZTIME) ./internal/slug
 
 unit:
 	$(GO) test ./...

@@ -87,9 +87,13 @@ func appendItem(b []byte, it *render.Item) []byte {
 	if it.IsList {
 		b = append(b, `,"il":true`...)
 	}
-	if len(it.Files) > 0 {
+	if it.Sec != nil {
+		b = appendKey(b, true, "s")
+		b = appendSection(b, it.Sec)
+	}
+	if len(it.Files()) > 0 {
 		b = appendKey(b, true, "f")
-		b = appendList(b, it.Files, func(b []byte, f *render.FileRef) []byte {
+		b = appendList(b, it.Files(), func(b []byte, f *render.FileRef) []byte {
 			b = append(b, `{"path":`...)
 			b = appendString(b, f.Path)
 			b = append(b, `,"data":`...)
@@ -103,13 +107,9 @@ func appendItem(b []byte, it *render.Item) []byte {
 			return append(b, '}')
 		})
 	}
-	if it.Sec != nil {
-		b = appendKey(b, true, "s")
-		b = appendSection(b, it.Sec)
-	}
-	if it.Comment != "" {
+	if it.Comment() != "" {
 		b = appendKey(b, true, "c")
-		b = appendString(b, it.Comment)
+		b = appendString(b, it.Comment())
 	}
 	return append(b, '}')
 }

@@ -196,7 +196,7 @@ func compareMessage(t *testing.T, where string, s *render.Section, m *govici.Mes
 				continue
 			}
 			compareMessage(t, where+"."+it.Key, it.Sec, sub)
-		case it.IsList || len(it.Files) > 0:
+		case it.IsList || len(it.Files()) > 0:
 			if _, ok := v.([]string); !ok {
 				t.Errorf("%s.%s: %T in the message, want a list", where, it.Key, v)
 			}

@@ -350,12 +350,12 @@ func (r *renderer) ikeSettings(body *Section, peer string, auth []model.Resolved
 		remote.Set("id", rangeID(peer))
 	case model.Certificate:
 		local.Set("auth", "pubkey")
-		local.Items = append(local.Items, Item{Key: "certs", Files: []FileRef{{Path: a.CertPath, Data: a.Cert}}})
+		local.Items = append(local.Items, FilesItem("certs", FileRef{Path: a.CertPath, Data: a.Cert}))
 		if id := model.LocalID(r.a, peer); id != "" {
 			local.Set("id", id)
 		}
 		remote.Set("auth", "pubkey")
-		remote.Items = append(remote.Items, Item{Key: "cacerts", Files: []FileRef{{Path: a.CAPath, Data: a.CA}}})
+		remote.Items = append(remote.Items, FilesItem("cacerts", FileRef{Path: a.CAPath, Data: a.CA}))
 		id := a.PeerID
 		if id == "" {
 			id = rangeID(peer)

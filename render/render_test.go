@@ -2,6 +2,7 @@ package render_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -321,5 +322,41 @@ func TestDNSPeerTrapWarning(t *testing.T) {
 	}
 	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0].Error(), "peer Bobslap is a DNS name: charon resolves it when apply loads the connection") {
 		t.Errorf("warnings: %v", res.Warnings)
+	}
+}
+
+// TestItemJSONAsBefore: connection settings recorded before ItemExtra
+// (files and comments beside the other fields) read the same, and are
+// written with the same field names.
+func TestItemJSONAsBefore(t *testing.T) {
+	old := `{"items":[{"k":"certs","f":[{"path":"a.pem","data":"AAE="}]},{"k":"x","s":{"items":[{"k":"l","l":["a"],"il":true},{"k":"e","il":true}]},"c":"a note"},{"k":"v","v":"1"}]}`
+	var s render.Section
+	if err := json.Unmarshal([]byte(old), &s); err != nil {
+		t.Fatal(err)
+	}
+	if f := s.Files("certs"); len(f) != 1 || f[0].Path != "a.pem" || string(f[0].Data) != "\x00\x01" {
+		t.Errorf("files: %+v", f)
+	}
+	if it := s.Get("x"); it == nil || it.Comment() != "a note" || it.Sec.Get("l") == nil || !it.Sec.Get("e").IsList {
+		t.Errorf("subsection: %+v", it)
+	}
+	if it := s.Get("v"); it.Files() != nil || it.Comment() != "" || it.ItemExtra != nil {
+		t.Errorf("plain value got extras: %+v", it)
+	}
+	out, err := json.Marshal(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"items":[{"k":"certs","f":[{"path":"a.pem","data":"AAE="}]},{"k":"x","s":{"items":[{"k":"l","l":["a"],"il":true},{"k":"e","il":true}]},"c":"a note"},{"k":"v","v":"1"}]}`
+	if string(out) != want {
+		t.Errorf("written as\n%s\nwant\n%s", out, want)
+	}
+	var a, b render.Section
+	a.Items = append(a.Items, render.FilesItem("certs", render.FileRef{Path: "a.pem", Data: []byte{0, 1}}))
+	a.Sub("x", "a note").SetList("l", "a")
+	b.Items = append(b.Items, render.Item{Key: "certs", ItemExtra: &render.ItemExtra{FileRefs: []render.FileRef{{Path: "a.pem", Data: []byte{0, 1}}}}})
+	b.Items = append(b.Items, render.Item{Key: "x", Sec: &render.Section{Items: []render.Item{{Key: "l", List: []string{"a"}, IsList: true}}}, ItemExtra: &render.ItemExtra{Note: "a note"}})
+	if a.Hash() != b.Hash() {
+		t.Errorf("hash differs between constructors")
 	}
 }

@@ -90,10 +90,10 @@ func appendSection(buf []byte, s *Section, depth int) []byte {
 	for _, it := range s.Items {
 		switch {
 		case it.Sec != nil:
-			if it.Comment != "" {
+			if it.Comment() != "" {
 				ind()
 				buf = append(buf, "# "...)
-				buf = append(buf, it.Comment...)
+				buf = append(buf, it.Comment()...)
 				buf = append(buf, '\n')
 			}
 			ind()
@@ -102,11 +102,11 @@ func appendSection(buf []byte, s *Section, depth int) []byte {
 			buf = appendSection(buf, it.Sec, depth+1)
 			ind()
 			buf = append(buf, "}\n"...)
-		case len(it.Files) > 0:
+		case len(it.Files()) > 0:
 			ind()
 			buf = append(buf, it.Key...)
 			buf = append(buf, " = "...)
-			for i, f := range it.Files {
+			for i, f := range it.Files() {
 				if i > 0 {
 					buf = append(buf, ", "...)
 				}

@@ -29,9 +29,9 @@ func sectionMessage(s *Section) (*govici.Message, error) {
 				return nil, err
 			}
 			v = sub
-		case len(it.Files) > 0:
+		case len(it.Files()) > 0:
 			var data []string
-			for _, f := range it.Files {
+			for _, f := range it.Files() {
 				data = append(data, string(f.Data))
 			}
 			v = data
