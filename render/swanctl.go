@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bufio"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -22,7 +23,10 @@ type WriteOptions struct {
 // secrets. The text holds what load-conn and load-shared would send; with
 // ShowSecrets it loads into charon with `swanctl --load-all --file`.
 func (r *Result) WriteSwanctl(w io.Writer, o WriteOptions) error {
-	ew := &errWriter{w: w}
+	// Buffered: a policy of thousands of rules was thousands of writes
+	// to a terminal or pipe.
+	bw := bufio.NewWriterSize(w, 64<<10)
+	ew := &errWriter{w: bw}
 	ew.printf("# Rendered by swanmgr from %s: policy %q, backend %s.\n", oneLine(r.Source), r.Policy, r.Backend)
 	ew.printf("# swanmgr apply loads the same settings over VICI; this text is for review\n# and for `swanctl --load-all --file`.\n")
 	ew.printf("connections {\n")
@@ -67,6 +71,9 @@ func (r *Result) WriteSwanctl(w io.Writer, o WriteOptions) error {
 			ew.printf("#   %s\n", oneLine(k.Path))
 		}
 	}
+	if ew.err == nil {
+		ew.err = bw.Flush()
+	}
 	return ew.err
 }
 
@@ -76,9 +83,10 @@ func oneLine(s string) string { return strings.NewReplacer("\n", `\n`, "\r", `\r
 func writeSection(ew *errWriter, s *Section, depth int) {
 	// Appended to one buffer per connection and written once: a policy of
 	// thousands of rules has hundreds of thousands of lines, and fmt's
-	// cost per line was a fifth of `swanmgr render`.
-	buf := appendSection(make([]byte, 0, 2048), s, depth)
-	ew.write(buf)
+	// cost per line was a fifth of `swanmgr render`. The buffer is the
+	// writer's, used again for each connection.
+	ew.buf = appendSection(ew.buf[:0], s, depth)
+	ew.write(ew.buf)
 }
 
 func appendSection(buf []byte, s *Section, depth int) []byte {
@@ -167,6 +175,7 @@ func quoteSecret(v string, shown bool) string {
 type errWriter struct {
 	w   io.Writer
 	err error
+	buf []byte
 }
 
 func (e *errWriter) write(b []byte) {
