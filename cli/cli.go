@@ -153,7 +153,6 @@ type loaded struct {
 	assigned *model.Assigned
 	result   *render.Result
 	warnings []model.Problem
-	data     []byte // the policy file as read
 }
 
 // loadPolicy reads, validates and renders the -f file. Warnings are
@@ -211,7 +210,7 @@ func loadPolicyDataTo(w io.Writer, backend render.Backend, path string, data []b
 		fmt.Fprintln(w, p.Error())
 	}
 	warns = append(warns, res.Warnings...)
-	return &loaded{assigned: a, result: res, warnings: warns, data: data}, nil
+	return &loaded{assigned: a, result: res, warnings: warns}, nil
 }
 
 func validateCommand() *ucli.Command {
