@@ -95,8 +95,30 @@ type Engine struct {
 	// confirm-or-revert checks, under the lock, that the change was not
 	// confirmed meanwhile).
 	Precondition func() error
+	// Afterward, when set, runs under the lock after Assign or Unassign
+	// went past Precondition, with the error the change ends with (nil
+	// when it succeeded or nothing needed to change); an error it returns
+	// is returned too. The revert of a confirm-or-revert notes the revert
+	// and ends the confirmation here, so that no other apply, confirm or
+	// agent comes between the change and its bookkeeping.
+	Afterward func(err error) error
 
 	fw Firewall
+}
+
+// afterward runs Afterward with err and returns what the change returns.
+func (e *Engine) afterward(err error) error {
+	if e.Afterward == nil {
+		return err
+	}
+	after := e.Afterward(err)
+	switch {
+	case after == nil:
+		return err
+	case err == nil:
+		return after
+	}
+	return errors.Join(err, after)
 }
 
 func (e *Engine) now() time.Time {
@@ -172,6 +194,12 @@ func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare 
 			return nil, nil, err
 		}
 	}
+	rep, same, err := e.assignLocked(ctx, rec, in, backend, prepare)
+	return rep, same, e.afterward(err)
+}
+
+// assignLocked is Assign under the lock, past the precondition.
+func (e *Engine) assignLocked(ctx context.Context, rec *Record, in Inputs, backend string, prepare func() (*render.Result, Inputs, error)) (*Report, *Record, error) {
 	if same, err := e.upToDate(ctx, rec, in, backend); err != nil {
 		return nil, nil, err
 	} else if same {
@@ -377,6 +405,12 @@ func (e *Engine) Unassign(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 	}
+	rep, err := e.unassignLocked(ctx, rec)
+	return rep, e.afterward(err)
+}
+
+// unassignLocked is Unassign under the lock, past the precondition.
+func (e *Engine) unassignLocked(ctx context.Context, rec *Record) (*Report, error) {
 	p, err := Compute(ctx, e.Daemon, e.Socket, rec, nil)
 	if err != nil {
 		return nil, err

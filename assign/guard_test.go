@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/render"
@@ -217,5 +218,50 @@ func TestAssignWarmsTheFirewallFirst(t *testing.T) {
 	}
 	if fw.warmed != n {
 		t.Error("the shortcut warmed the firewall")
+	}
+}
+
+// Afterward runs under the lock, after the change, with its outcome; its
+// error is returned.
+func TestAfterwardUnderTheLock(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	in := Inputs{PolicyFile: "p.toml", Policy: []byte("x")}
+	prepare := func() (*render.Result, Inputs, error) { return renderPolicy(t, 6667, false), in, nil }
+	var got []error
+	locked := false
+	e.Afterward = func(err error) error {
+		got = append(got, err)
+		lctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if unlock, lerr := e.Store.Lock(lctx, e.Socket); lerr == nil {
+			unlock()
+		} else {
+			locked = true
+		}
+		if len(d.conns) == 0 {
+			return errors.New("ran before the change")
+		}
+		return nil
+	}
+	if _, _, err := e.Assign(ctx, in, "kernel", prepare); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != nil || !locked {
+		t.Fatalf("Afterward saw %v, lock held %v; want one nil, under the lock", got, locked)
+	}
+	failing := func() (*render.Result, Inputs, error) { return nil, in, errors.New("bad policy") }
+	e.Afterward = func(err error) error {
+		got = append(got, err)
+		return errors.New("noted")
+	}
+	_, _, err := e.Assign(ctx, Inputs{PolicyFile: "p.toml", Policy: []byte("y")}, "kernel", failing)
+	if err == nil || !strings.Contains(err.Error(), "bad policy") || !strings.Contains(err.Error(), "noted") || len(got) != 2 || got[1] == nil {
+		t.Fatalf("failing assign: %v (Afterward saw %v); want both errors", err, got)
+	}
+	got = nil
+	if _, err := e.Unassign(ctx); err == nil || err.Error() != "noted" || len(got) != 1 || got[0] != nil {
+		t.Fatalf("unassign: %v (Afterward saw %v); want Afterward's error after a clean unassign", err, got)
 	}
 }
