@@ -223,7 +223,11 @@ func (e *Engine) assignLocked(ctx context.Context, rec *Record, in Inputs, backe
 }
 
 // keepUnchangedSecrets moves the secrets charon already has with the same
-// owners and value (by fingerprint) out of the plan's load list.
+// owners and value (by fingerprint) out of the plan's load list. A secret
+// an unfinished apply noted is always loaded: that apply may have given it
+// another value (load-shared replaces in place, and a rollback cannot put
+// the old one back) while the record still has the fingerprint of the one
+// before.
 func keepUnchangedSecrets(p *Plan, rec *Record, key []byte) {
 	if p.Desired == nil {
 		return
@@ -231,7 +235,7 @@ func keepUnchangedSecrets(p *Plan, rec *Record, key []byte) {
 	var load []render.Secret
 	for _, s := range p.Secrets {
 		old := rec.secret(s.Name)
-		if p.LiveSecrets[s.Name] && old != nil && old.Fingerprint != "" && hmac.Equal([]byte(old.Fingerprint), []byte(fingerprint(key, s))) {
+		if p.LiveSecrets[s.Name] && !rec.pendingSecret(s.Name) && old != nil && old.Fingerprint != "" && hmac.Equal([]byte(old.Fingerprint), []byte(fingerprint(key, s))) {
 			p.KeptSecrets = append(p.KeptSecrets, s)
 			continue
 		}
@@ -280,7 +284,10 @@ type rollbackSet struct {
 	secrets  []string   // added
 	keys     []string   // added
 	replaced []string   // secrets charon had, now holding their new value
-	guard    *guardStep // the guard installed for the apply
+	// maybeReplaced are secrets charon had whose load-shared got no
+	// answer: charon may hold the new value or the old one.
+	maybeReplaced []string
+	guard         *guardStep // the guard installed for the apply
 	// maybe are connections whose load-conn got no answer: charon may
 	// or may not have them.
 	maybe []ConnPlan
@@ -373,8 +380,14 @@ func (e *Engine) rollback(ctx context.Context, rec *Record, u rollbackSet, what 
 			re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("private key %s: %w", id, err))
 		}
 	}
+	// A replaced secret stays in the pending note (Restored is false, so
+	// the note is kept): the next apply sends it again whatever the record's
+	// fingerprint says (see keepUnchangedSecrets).
 	for _, id := range u.replaced {
-		re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("secret %s already holds its new value (charon cannot give the old one back)", id))
+		re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("secret %s already holds its new value (charon cannot give the old one back; the next apply loads it again)", id))
+	}
+	for _, id := range u.maybeReplaced {
+		re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("secret %s may hold its new value (charon did not answer; the next apply loads it again)", id))
 	}
 	// The guard goes back last: until the connections are as they were,
 	// it enforces both policies.

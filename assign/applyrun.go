@@ -207,6 +207,10 @@ func (a *applyRun) loadNew() error {
 			continue
 		}
 		if err := e.Daemon.LoadShared(ctx, s.Name, s.Type, []byte(s.Data.Reveal()), s.Owners); err != nil {
+			if mayHaveLoaded(err) {
+				// No answer: charon may hold the new value already.
+				a.undo.maybeReplaced = append(a.undo.maybeReplaced, s.Name)
+			}
 			return e.rollback(ctx, a.rec, a.undo, secretWhat(s), err)
 		}
 		a.rep.LoadShared++

@@ -37,6 +37,11 @@ type fakeDaemon struct {
 	vanish map[uint64]bool
 	// failShared: load-shared and unload-shared of these ids fail.
 	failShared map[string]error
+	// lostShared: load-shared of these loads, then fails as if the answer
+	// never came; afterLoadShared runs after each secret is stored (e.g.
+	// to kill swanmgr right after charon took the new value).
+	lostShared      map[string]bool
+	afterLoadShared func(id string)
 	// lostAnswer: load-conn of these loads, then fails as if the answer
 	// never came.
 	lostAnswer map[string]bool
@@ -132,6 +137,12 @@ func (f *fakeDaemon) LoadShared(_ context.Context, id, typ string, data []byte, 
 		return err
 	}
 	f.shared[id] = data
+	if f.afterLoadShared != nil {
+		f.afterLoadShared(id)
+	}
+	if f.lostShared[id] {
+		return fmt.Errorf("load-shared %q: %w", id, context.DeadlineExceeded)
+	}
 	return nil
 }
 
