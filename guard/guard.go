@@ -203,6 +203,7 @@ type deriver struct {
 	counters map[string]bool
 	errs     model.Problems
 	texts    map[netip.Prefix]string // prefixText of the first prefixes seen
+	ranks    []int                   // rank of each entry of rs.Entries
 }
 
 // counterName names a rule's counter after the rule, so that it survives
@@ -245,8 +246,23 @@ func (d *deriver) rule(r model.ResolvedRule) {
 			d.errs = append(d.errs, d.a.File.Problem(f.Line, where, fmt.Sprintf("filter %d uses a DNS name (%s): the guard that drops clear text needs addresses; write the address, or set guard = false in filter action %q (protection then lasts only while charon runs and the SA is up)", f.Index+1, dnsName(f), r.Action.Name), false))
 			continue
 		}
-		d.filter(f, v, rule.Counter)
+		d.filter(f, v, rule.Counter, rank(r.Action.Action, v))
 	}
+}
+
+// rank orders two entries for the same traffic as charon's priorities
+// order two equally specific policies (render's prioBlock, prioPermit):
+// block, then permit, then negotiate; within one action, the guarded
+// entry before the hole of guard = false.
+func rank(a model.Action, v Verdict) int {
+	r := 0
+	switch a {
+	case model.Block:
+		r = 2
+	case model.Permit:
+		r = 1
+	}
+	return r*4 + v.strength()
 }
 
 func dnsName(f model.ResolvedFilter) string {
@@ -257,14 +273,14 @@ func dnsName(f model.ResolvedFilter) string {
 }
 
 // filter adds both orientations of a filter in every family it covers.
-func (d *deriver) filter(f model.ResolvedFilter, v Verdict, counter string) {
+func (d *deriver) filter(f model.ResolvedFilter, v Verdict, counter string, rank int) {
 	for _, fam := range []int{4, 6} {
 		srcs := d.prefixes(f.Src, f.Dst, fam)
 		dsts := d.prefixes(f.Dst, f.Src, fam)
 		for _, s := range srcs {
 			for _, t := range dsts {
-				d.add(fam, s, t, f.Proto, f.SrcPort, f.DstPort, v, counter)
-				d.add(fam, t, s, f.Proto, f.DstPort, f.SrcPort, v, counter)
+				d.add(fam, s, t, f.Proto, f.SrcPort, f.DstPort, v, counter, rank)
+				d.add(fam, t, s, f.Proto, f.DstPort, f.SrcPort, v, counter, rank)
 			}
 		}
 	}
@@ -380,7 +396,7 @@ func (s shape) score() int {
 	return n
 }
 
-func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v Verdict, counter string) {
+func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v Verdict, counter string, rank int) {
 	sh := shape{family: fam, srcBits: src.Bits(), dstBits: dst.Bits(), proto: proto != 0,
 		sport: sport != model.AnyPort, dport: dport != model.AnyPort}
 	// The key holds only what the filter restricts: "any" address, port
@@ -408,16 +424,17 @@ func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v
 	e := Entry{Family: fam, Shape: sh.name(), Key: slices.Clip(key), Verdict: v, Counter: counter}
 	id := e.ID()
 	if i, ok := d.byID[id]; ok {
-		// The same traffic twice: the stronger action wins, then the
-		// earlier rule (charon, too, keeps the first of two equal
-		// policies).
-		if v.strength() > d.rs.Entries[i].Verdict.strength() {
-			d.rs.Entries[i] = e
+		// The same traffic twice: the action charon lets win wins
+		// (rank), then the earlier rule (charon, too, keeps the first
+		// of two equal policies).
+		if rank > d.ranks[i] {
+			d.rs.Entries[i], d.ranks[i] = e, rank
 		}
 		return
 	}
 	d.byID[id] = len(d.rs.Entries)
 	d.rs.Entries = append(d.rs.Entries, e)
+	d.ranks = append(d.ranks, rank)
 }
 
 // prefixText is the package's prefixText, kept for this computer's own

@@ -509,3 +509,59 @@ func TestMergeLikeReference(t *testing.T) {
 		}
 	}
 }
+
+// Two rules for the same traffic: the guard lets win what charon lets win
+// between two equally specific policies (render's priorities): block,
+// then permit, then negotiate; within one action the guarded rule, then
+// the earlier. The permit used to lose to the negotiate, so the guard
+// dropped traffic the policy permits.
+func TestDeriveSameTrafficRanksLikeCharon(t *testing.T) {
+	p := head + `
+[[filter_list]]
+name = "Bob"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "172.31.67.244"
+
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+[[filter_action]]
+name = "Encrypt, trust charon"
+action = "negotiate"
+guard = false
+[[filter_action]]
+name = "Permit"
+action = "permit"
+[[filter_action]]
+name = "Block"
+action = "block"
+
+[[policy]]
+name = "P"
+`
+	const key = "4-s32-d32 172.16.98.231 . 172.31.67.244"
+	for _, c := range []struct {
+		rules []string // actions, in rule order
+		want  guard.Verdict
+	}{
+		{[]string{"Encrypt", "Permit"}, guard.Pass},
+		{[]string{"Permit", "Encrypt"}, guard.Pass},
+		{[]string{"Permit", "Block"}, guard.Block},
+		{[]string{"Block", "Encrypt"}, guard.Block},
+		{[]string{"Encrypt, trust charon", "Encrypt"}, guard.Negotiate},
+		{[]string{"Encrypt", "Encrypt, trust charon"}, guard.Negotiate},
+	} {
+		pol := p
+		for i, a := range c.rules {
+			pol += rule(fmt.Sprintf("R%d", i), "Bob", a)
+		}
+		rs, probs := guard.Derive(assigned(t, pol), guard.Kernel)
+		if probs != nil {
+			t.Fatal(probs)
+		}
+		if got := keys(rs)[key]; got.Verdict != c.want {
+			t.Errorf("rules %v: verdict %q, want %q", c.rules, got.Verdict, c.want)
+		}
+	}
+}
