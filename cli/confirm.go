@@ -342,6 +342,22 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 		return nil
 	}
 	note := &assign.Reverted{At: time.Now().UTC(), Reason: reason, Policy: conf.Policy, RejectedHash: conf.PolicyHash}
+	// The bookkeeping under the same hold of the lock as the change: no
+	// agent assigns the rejected file, no confirm says "stays", no apply
+	// --confirm extends the confirmation, between the revert and its note.
+	// The note first: a crash between the two leaves the confirmation
+	// pending and the revert is made again, never the rejected file
+	// unnoted and unconfirmed.
+	s.engine.Afterward = func(err error) error {
+		if err != nil {
+			note.Error = err.Error()
+			return store.SaveReverted(sock, note)
+		}
+		if err := store.SaveReverted(sock, note); err != nil {
+			return err
+		}
+		return store.RemoveConfirmation(sock)
+	}
 	prev := conf.Previous
 	if prev == nil {
 		rep, err := s.engine.Unassign(ctx)
@@ -374,10 +390,6 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 			return l.result, in, nil
 		})
 		if err != nil {
-			if !errors.Is(err, errConfirmedMeanwhile) {
-				note.Error = err.Error()
-				store.SaveReverted(sock, note)
-			}
 			return err
 		}
 		changed := 0
@@ -386,10 +398,7 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 		}
 		fmt.Fprintf(w, "reverted (%s): policy from %s assigned again, %s changed back\n", reason, prev.Path, plural(changed, "rule"))
 	}
-	if err := store.RemoveConfirmation(sock); err != nil {
-		return err
-	}
-	return store.SaveReverted(sock, note)
+	return nil
 }
 
 // revertedRules names the rules a revert changed: those of connections

@@ -1,11 +1,20 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"sigs.k8s.io/knftables"
+
+	"github.com/swanmgr/swanmgr/assign"
+	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/netfilter"
 	"github.com/swanmgr/swanmgr/vici/vicitest"
 )
 
@@ -48,5 +57,150 @@ func TestConfirmRefusedWithoutAWayBack(t *testing.T) {
 	}
 	if files, _ := filepath.Glob(filepath.Join(state, "*confirm*")); len(files) != 0 {
 		t.Fatalf("the refused --confirm left %v", files)
+	}
+}
+
+// sharedMeta is the metadata of commands on one fake charon: they share
+// its fake nftables.
+func sharedMeta(sock string) map[string]any {
+	return map[string]any{firewallKey: func(string) (assign.Firewall, error) {
+		f, _ := fakeFirewalls.LoadOrStore(sock, netfilter.NewFor(knftables.NewFake(knftables.InetFamily, guard.Table)))
+		return f.(*netfilter.Table), nil
+	}}
+}
+
+// confirmLab is a fake charon with Alice's policy assigned and an edit of
+// it (port 6667 -> 6669) in edit.toml.
+type confirmLab struct {
+	t                     *testing.T
+	srv                   *vicitest.Server
+	state, policy, edited string
+	store                 assign.Store
+}
+
+func newConfirmLab(t *testing.T) *confirmLab {
+	t.Helper()
+	dir := example(t, "alice-bob")
+	l := &confirmLab{t: t, srv: vicitest.NewServer(t), state: t.TempDir(), policy: filepath.Join(dir, "alice.toml"), edited: filepath.Join(dir, "edit.toml")}
+	l.store = assign.Store{Dir: l.state}
+	data, err := os.ReadFile(l.policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := strings.Replace(string(data), "destination_port = 6667", "destination_port = 6669", 1)
+	if edit == string(data) {
+		t.Fatal("alice.toml has no port 6667 to edit")
+	}
+	if err := os.WriteFile(l.edited, []byte(edit), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := l.run("apply", "-f", l.policy); code != ExitOK {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errs)
+	}
+	return l
+}
+
+// run runs one command on the lab's charon and state folder.
+func (l *confirmLab) run(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := l.runTo(&out, &errb, args...)
+	return code, out.String(), errb.String()
+}
+
+func (l *confirmLab) runTo(stdout, stderr io.Writer, args ...string) int {
+	args = append(append([]string{"swanmgr"}, args...), "--socket", l.srv.Socket(), "--state-dir", l.state)
+	return runWith(context.Background(), args, stdout, stderr, sharedMeta(l.srv.Socket()))
+}
+
+// assigned says whether the record has the edit (port 6669) assigned.
+func (l *confirmLab) assignedEdit() bool {
+	l.t.Helper()
+	rec, err := l.store.Load(l.srv.Socket())
+	if err != nil || rec == nil || len(rec.Conns) == 0 {
+		l.t.Fatalf("no record: %v", err)
+	}
+	return strings.Contains(rec.Conns[0].View, "6669")
+}
+
+// hookWriter runs fn once, synchronously, at the first write containing
+// marker: in the revert's output, right after the change was made.
+type hookWriter struct {
+	mu     sync.Mutex
+	b      bytes.Buffer
+	marker string
+	fn     func()
+	done   bool
+}
+
+func (h *hookWriter) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	fire := !h.done && strings.Contains(string(p), h.marker)
+	h.done = h.done || fire
+	h.b.Write(p)
+	h.mu.Unlock()
+	if fire {
+		h.fn()
+	}
+	return len(p), nil
+}
+
+// A confirm right after a revert made its change (it waited for the lock
+// the revert held) finds the change reverted: the revert's note and the
+// end of the confirmation are written under the same hold of the lock as
+// the change, so it never says "confirmed ... stays" of a change charon
+// no longer has.
+func TestConfirmJustAfterARevertSaysReverted(t *testing.T) {
+	l := newConfirmLab(t)
+	if code, out, errs := l.run("apply", "--confirm", "2m", "-f", l.edited); code != ExitOK || !l.assignedEdit() {
+		t.Fatalf("apply --confirm: exit %d\n%s%s", code, out, errs)
+	}
+	var code int
+	var out, errs string
+	hw := &hookWriter{marker: "reverted (", fn: func() { code, out, errs = l.run("confirm") }}
+	var revErr bytes.Buffer
+	if rc := l.runTo(hw, &revErr, "revert"); rc != ExitOK {
+		t.Fatalf("revert: exit %d\n%s%s", rc, hw.b.String(), revErr.String())
+	}
+	if !hw.done {
+		t.Fatalf("the revert said nothing of reverting:\n%s", hw.b.String())
+	}
+	if code == ExitOK || strings.Contains(out, "stays") || !strings.Contains(errs, "was reverted at") {
+		t.Fatalf("confirm right after the revert: exit %d\n%s%s\nwant: nothing to confirm, the change was reverted", code, out, errs)
+	}
+	if l.assignedEdit() {
+		t.Fatal("the reverted change is assigned")
+	}
+	if conf, _ := l.store.LoadConfirmation(l.srv.Socket()); conf != nil {
+		t.Fatalf("a confirmation is left after the revert: %+v", conf)
+	}
+	if r, _ := l.store.LoadReverted(l.srv.Socket()); r == nil || r.Error != "" {
+		t.Fatalf("the revert's note: %+v", r)
+	}
+}
+
+// An apply --confirm right after a revert made its change starts a
+// confirmation of its own, which the finishing revert leaves in place;
+// before, it extended the one being reverted, which the revert then
+// removed: a change applied as "pending confirmation" with nothing left to
+// revert it.
+func TestApplyConfirmJustAfterARevertIsPending(t *testing.T) {
+	l := newConfirmLab(t)
+	if code, out, errs := l.run("apply", "--confirm", "2m", "-f", l.edited); code != ExitOK {
+		t.Fatalf("apply --confirm: exit %d\n%s%s", code, out, errs)
+	}
+	first, _ := l.store.LoadConfirmation(l.srv.Socket())
+	var code int
+	var out, errs string
+	hw := &hookWriter{marker: "reverted (", fn: func() { code, out, errs = l.run("apply", "--confirm", "2m", "-f", l.edited) }}
+	var revErr bytes.Buffer
+	if rc := l.runTo(hw, &revErr, "revert"); rc != ExitOK || !hw.done {
+		t.Fatalf("revert: exit %d\n%s%s", rc, hw.b.String(), revErr.String())
+	}
+	if code != ExitOK || !strings.Contains(out, "pending confirmation") {
+		t.Fatalf("apply --confirm right after the revert: exit %d\n%s%s", code, out, errs)
+	}
+	conf, _ := l.store.LoadConfirmation(l.srv.Socket())
+	if !l.assignedEdit() || conf == nil || conf.ID == first.ID {
+		t.Fatalf("after apply --confirm in the revert's wake: the edit assigned %v, confirmation %+v (the reverted one was %s); want the edit pending a confirmation of its own", l.assignedEdit(), conf, first.ID)
 	}
 }
