@@ -256,7 +256,8 @@ func ruleWhat(c ConnPlan) string {
 func sameRecord(a, b *Record) bool {
 	if a == nil || b == nil || a.Source != b.Source || a.Policy != b.Policy || a.Backend != b.Backend || a.GuardHash != b.GuardHash ||
 		len(a.Conns) != len(b.Conns) || len(a.Secrets) != len(b.Secrets) || len(a.Inputs) != len(b.Inputs) ||
-		strings.Join(a.Keys, ",") != strings.Join(b.Keys, ",") || strings.Join(a.Warnings, "\n") != strings.Join(b.Warnings, "\n") {
+		strings.Join(a.Keys, ",") != strings.Join(b.Keys, ",") || strings.Join(a.Warnings, "\n") != strings.Join(b.Warnings, "\n") ||
+		strings.Join(a.Leftovers, ",") != strings.Join(b.Leftovers, ",") {
 		return false
 	}
 	for i := range a.Inputs {

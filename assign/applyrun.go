@@ -63,6 +63,14 @@ func (e *Engine) apply(ctx context.Context, rec *Record, desired *render.Result,
 	if err := a.loadNew(); err != nil {
 		return nil, err
 	}
+	// The new policy is in place: what is left (the check of the traps,
+	// the unloads, the teardown, the guard, the record) is carried out
+	// also when ctx is cancelled now (Ctrl-C, --timeout), within a bound,
+	// like a rollback; an unload that failed only because of the
+	// cancellation would leave the old policy's connections up.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	a.ctx = fctx
 	a.notInstalledErr, a.notInstalled = a.checkInstalled()
 	a.unloadLeftovers()
 	return a.rep, a.finish()
@@ -239,6 +247,7 @@ func (a *applyRun) unloadLeftovers() {
 		if err := e.Daemon.UnloadConn(ctx, c.Name); err != nil {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading %s: %v (kept in swanmgr's record; the next apply tries again)", ruleWhat(c), err))
 			newRec.Conns = append(newRec.Conns, *c.Old)
+			newRec.Leftovers = append(newRec.Leftovers, c.Name)
 			continue
 		}
 		rep.UnloadConn++
@@ -251,6 +260,7 @@ func (a *applyRun) unloadLeftovers() {
 			} else {
 				newRec.Secrets = append(newRec.Secrets, RecordSecret{Name: id})
 			}
+			newRec.Leftovers = append(newRec.Leftovers, id)
 			continue
 		}
 		rep.UnloadShared++
@@ -263,6 +273,7 @@ func (a *applyRun) unloadLeftovers() {
 			if err := e.Daemon.UnloadKey(ctx, id); err != nil {
 				rep.Warnings = append(rep.Warnings, fmt.Sprintf("unloading private key %s: %v (kept in swanmgr's record; the next apply tries again)", id, err))
 				newRec.Keys = append(newRec.Keys, id)
+				newRec.Leftovers = append(newRec.Leftovers, id)
 			}
 		}
 	}

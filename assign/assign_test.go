@@ -99,13 +99,16 @@ func (f *fakeDaemon) LoadConn(ctx context.Context, name string, m *govici.Messag
 	return nil
 }
 
-func (f *fakeDaemon) UnloadConn(_ context.Context, name string) error {
+func (f *fakeDaemon) UnloadConn(ctx context.Context, name string) error {
 	if f.onUnloadConn != nil {
 		f.onUnloadConn(name)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("unload-conn " + name)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if f.refuseUn[name] {
 		return errors.New("unload: busy")
 	}

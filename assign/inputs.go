@@ -154,7 +154,9 @@ func (e *Engine) upToDate(ctx context.Context, rec *Record, in Inputs, backend s
 	key := e.Store.existingFingerprintKey()
 	// Certificates expire and private keys are not listed by get-shared:
 	// policies with them are always validated and applied in full.
-	if key == nil || rec == nil || !rec.Pending.empty() || rec.UsesCertificates || len(rec.Keys) > 0 || !inputsUnchanged(key, rec, in, backend) {
+	// Leftovers (what would not unload last time) are for a full apply
+	// to try again.
+	if key == nil || rec == nil || !rec.Pending.empty() || len(rec.Leftovers) > 0 || rec.UsesCertificates || len(rec.Keys) > 0 || !inputsUnchanged(key, rec, in, backend) {
 		return false, nil
 	}
 	live, err := e.Daemon.Conns(ctx)

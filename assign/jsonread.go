@@ -271,6 +271,8 @@ func (d *jsonReader) record(r *Record) error {
 			r.UsesCertificates, err = d.bool()
 		case "guard_hash":
 			r.GuardHash, err = d.string()
+		case "leftovers":
+			r.Leftovers, err = d.strings()
 		default:
 			err = errSlow
 		}

@@ -333,6 +333,10 @@ func (r *Record) writeState(w *bufio.Writer) error {
 		b = appendKey(b, true, "guard_hash")
 		b = appendString(b, r.GuardHash)
 	}
+	if len(r.Leftovers) > 0 {
+		b = appendKey(b, true, "leftovers")
+		b = appendStrings(b, r.Leftovers)
+	}
 	b = append(b, '}', '\n')
 	_, err = w.Write(b)
 	return err

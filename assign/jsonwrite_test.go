@@ -67,7 +67,7 @@ func TestStateJSONLikeEncodingJSON(t *testing.T) {
 		},
 		Secrets: []RecordSecret{{Name: "s", Owners: []string{}, Fingerprint: odd}, {Name: odd, Owners: []string{odd, ""}, Conns: []string{"x"}}},
 		Keys:    []string{odd}, Inputs: []RecordInput{{Kind: "k", Name: odd, Fingerprint: "f"}, {}},
-		Warnings: []string{odd}, UsesCertificates: true, GuardHash: odd,
+		Warnings: []string{odd}, UsesCertificates: true, GuardHash: odd, Leftovers: []string{odd, ""},
 		Pending: Pending{Conns: []string{"not written"}}}
 	sameJSON(t, "odd record", rec, rec)
 	sameJSON(t, "empty record", &Record{}, &Record{})
@@ -183,7 +183,7 @@ func TestRecordReadLikeEncodingJSON(t *testing.T) {
 		}
 		r := &Record{Version: RecordVersion, Socket: "/run/charon.vici", Source: p, Policy: res.Policy, Backend: "kernel",
 			AppliedAt: time.Date(2026, 12, 2, 20, 1, 2, 3456, time.UTC), GuardHash: res.Guard.Hash(), Keys: []string{"k"}, Warnings: []string{"w é"},
-			Inputs: []RecordInput{{Kind: "policy", Name: p, Fingerprint: "f"}}, UsesCertificates: true}
+			Inputs: []RecordInput{{Kind: "policy", Name: p, Fingerprint: "f"}}, UsesCertificates: true, Leftovers: []string{"sm-gone"}}
 		for _, c := range res.Conns {
 			r.Conns = append(r.Conns, RecordConn{Name: c.Name, Hash: c.Hash(), IKEHash: c.IKEHash(), ChildHashes: c.ChildHashes(), Origin: c.Origin, Children: c.Children, View: viewOfBody(c.Body)})
 		}

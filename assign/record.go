@@ -53,6 +53,11 @@ type Record struct {
 	// GuardHash identifies the nftables guard swanmgr installed (its
 	// ruleset is kept beside the record); "" for none.
 	GuardHash string `json:"guard_hash,omitempty"`
+	// Leftovers name the connections, secrets and private keys the policy
+	// no longer has that would not unload: the record keeps them so that
+	// the next apply or unassign tries again, and while there are any the
+	// shortcut of an unchanged policy is not taken.
+	Leftovers []string `json:"leftovers,omitempty"`
 
 	// Pending is what an apply was about to load when it stopped without
 	// finishing (killed, say): swanmgr owns those names too, so the next

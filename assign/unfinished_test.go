@@ -108,3 +108,69 @@ func TestReplacedSecretIsLoadedAgainAfterUnfinishedApply(t *testing.T) {
 		})
 	}
 }
+
+// What would not unload stays in the record "so that the next apply
+// tries again": the next Assign of the same, unchanged policy must not
+// take the shortcut then (before, it did, and the removed rule's
+// connection and secret stayed loaded for good).
+func TestLeftoversDefeatShortcut(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	in1 := Inputs{PolicyFile: "p.toml", Policy: []byte("policy v1")}
+	in2 := Inputs{PolicyFile: "p.toml", Policy: []byte("policy v2")}
+	v1 := func() (*render.Result, Inputs, error) { return renderPolicy(t, 6667, true), in1, nil }
+	v2 := func() (*render.Result, Inputs, error) { return renderPolicy(t, 6667, false), in2, nil }
+	if _, _, err := e.Assign(ctx, in1, "kernel", v1); err != nil {
+		t.Fatal(err)
+	}
+	d.refuseUn["sm-with-eve"] = true
+	d.failShared = map[string]error{"ike-sm-with-eve": errors.New("busy")}
+	rep, _, err := e.Assign(ctx, in2, "kernel", v2)
+	if err != nil || len(rep.Warnings) != 2 {
+		t.Fatalf("apply v2 with unloads refused: %v, warnings %q", err, rep.Warnings)
+	}
+	d.refuseUn, d.failShared = map[string]bool{}, nil
+	rep, same, err := e.Assign(ctx, in2, "kernel", v2)
+	if err != nil || same != nil || rep == nil {
+		t.Fatalf("apply v2 again: rep %v, same %v, err %v; want a full apply", rep, same, err)
+	}
+	if _, ok := d.conns["sm-with-eve"]; ok {
+		t.Error("the removed rule's connection is still loaded")
+	}
+	if _, ok := d.shared["ike-sm-with-eve"]; ok {
+		t.Error("the removed rule's secret is still loaded")
+	}
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil || len(rec.Leftovers) != 0 || rec.Conn("sm-with-eve") != nil || rec.hasSecret("ike-sm-with-eve") {
+		t.Fatalf("the record still lists leftovers: %+v, %v", rec, err)
+	}
+	// Nothing left over: the shortcut again.
+	if _, same, err := e.Assign(ctx, in2, "kernel", v2); err != nil || same == nil {
+		t.Fatalf("apply v2 a third time: same %v, err %v; want the shortcut", same, err)
+	}
+}
+
+// An apply interrupted (Ctrl-C, --timeout) once the new policy is loaded
+// still unloads what the policy no longer has (before, every unload failed
+// on the cancelled context and the apply reported success with warnings).
+func TestInterruptedAfterLoadingStillUnloads(t *testing.T) {
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(context.Background(), renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d.onUnloadConn = func(string) { cancel() }
+	rep, err := e.Apply(ctx, renderPolicy(t, 6668, false), Inputs{})
+	if err != nil || len(rep.Warnings) != 0 {
+		t.Fatalf("apply interrupted after loading: %v, warnings %q", err, rep.Warnings)
+	}
+	if _, ok := d.conns["sm-with-eve"]; ok {
+		t.Error("the removed rule's connection is still loaded")
+	}
+	if rec, _ := e.Store.Load(e.Socket); rec.Conn("sm-with-eve") != nil {
+		t.Error("the record still lists the removed rule's connection")
+	}
+}
