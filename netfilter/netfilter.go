@@ -173,7 +173,12 @@ func (t *Table) sets(ctx context.Context) (names []string, conn *nftables.Conn, 
 		if err != nil && noTable(err) {
 			return nil, nil, nil, nil
 		}
-		return names, nil, nil, err
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		// Netlink lists maps among the sets; nft apart.
+		maps, err := t.nft.List(ctx, "maps")
+		return append(names, maps...), nil, nil, err
 	}
 	// A netlink socket of this thread, so in the table's namespace.
 	if conn, err = nftables.New(); err != nil {
@@ -190,6 +195,41 @@ func (t *Table) sets(ctx context.Context) (names []string, conn *nftables.Conn, 
 		names = append(names, s.Name)
 	}
 	return names, conn, found, nil
+}
+
+// chainRules counts the rules of each chain of the guard table (conn:
+// netlink, from sets; nil: the knftables.Interface).
+func (t *Table) chainRules(ctx context.Context, conn *nftables.Conn) (map[string]int, error) {
+	out := map[string]int{}
+	if conn == nil {
+		chains, err := t.nft.List(ctx, "chains")
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range chains {
+			rs, err := t.nft.ListRules(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			out[c] = len(rs)
+		}
+		return out, nil
+	}
+	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range chains {
+		if c.Table == nil || c.Table.Name != guard.Table {
+			continue
+		}
+		rs, err := conn.GetRules(c.Table, c)
+		if err != nil {
+			return nil, err
+		}
+		out[c.Name] = len(rs)
+	}
+	return out, nil
 }
 
 // Close releases the namespace the table was opened in.
@@ -237,14 +277,20 @@ func (t *Table) in(fn func() error) error {
 	return <-errc
 }
 
+// Altered is the fingerprint of a guard table whose chains are not those
+// its fingerprint says (guard.Intact: flushed or edited by hand); it
+// equals no ruleset's hash, so the next install replaces the table.
+const Altered = "altered"
+
 // Fingerprint returns the hash of the ruleset the live table was made
-// from (guard.Ruleset.Hash), or "" when there is no guard table (or one
-// swanmgr did not make). It reads set names over netlink: cheap whatever
-// the size of the table.
+// from (guard.Ruleset.Hash), "" when there is no guard table (or one
+// swanmgr did not make), or Altered when its chains and rules are not
+// what swanmgr installs. It reads set and chain names and counts rules
+// over netlink: cheap whatever the number of elements.
 func (t *Table) Fingerprint(ctx context.Context) (string, error) {
 	var fp string
 	err := t.in(func() error {
-		sets, _, _, err := t.sets(ctx)
+		sets, conn, _, err := t.sets(ctx)
 		if err != nil {
 			return err
 		}
@@ -256,6 +302,16 @@ func (t *Table) Fingerprint(ctx context.Context) (string, error) {
 				}
 				fp = strings.TrimPrefix(s, guard.FingerprintSet)
 			}
+		}
+		if fp == "" {
+			return nil
+		}
+		rules, err := t.chainRules(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if !guard.Intact(sets, rules) {
+			fp = Altered
 		}
 		return nil
 	})

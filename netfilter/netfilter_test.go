@@ -180,3 +180,48 @@ func TestCharonNetnsRefusesARelay(t *testing.T) {
 		t.Fatalf("CharonNetns on a socket this test serves: %v; want a refusal naming the process and the socket", err)
 	}
 }
+
+// A guard table flushed or edited by hand keeps its fingerprint set (nft
+// flush table empties only the chains), so the fingerprint alone said
+// "as installed" while the table passed everything. Against the real
+// nft: such a table reads Altered, and the next install replaces it.
+func TestIntegrationAlteredTableIsReplaced(t *testing.T) {
+	ns := netns(t)
+	tab, err := netfilter.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	a := ruleset("r-r", "6667", guard.Negotiate)
+	for _, hand := range [][]string{
+		{"flush", "table", "inet", "swanmgr"},
+		{"flush", "chain", "inet", "swanmgr", "output"},
+		{"flush", "chain", "inet", "swanmgr", "b-4-s32-d32-p-dp"},
+		{"insert", "rule", "inet", "swanmgr", "o-4-s32-d32-p-dp", "accept"},
+	} {
+		if _, err := tab.Install(ctx, nil, a); err != nil {
+			t.Fatal(err)
+		}
+		if fp, err := tab.Fingerprint(ctx); err != nil || fp != a.Hash() {
+			t.Fatalf("installed: fingerprint %q, %v; want %q", fp, err, a.Hash())
+		}
+		want := nft(t, ns, "list", "table", "inet", "swanmgr")
+		nft(t, ns, hand...)
+		if fp, err := tab.Fingerprint(ctx); err != nil || fp != netfilter.Altered {
+			t.Fatalf("after nft %v: fingerprint %q, %v; want %q", hand, fp, err, netfilter.Altered)
+		}
+		if changed, err := tab.Install(ctx, a, a); err != nil || !changed {
+			t.Fatalf("after nft %v: install changed %v, %v; want the table replaced", hand, changed, err)
+		}
+		if fp, _ := tab.Fingerprint(ctx); fp != a.Hash() {
+			t.Fatalf("after nft %v and install: fingerprint %q", hand, fp)
+		}
+		if got := nft(t, ns, "list", "table", "inet", "swanmgr"); got != want {
+			t.Errorf("after nft %v and install: table\n%s\nwant\n%s", hand, got, want)
+		}
+		if _, err := tab.Install(ctx, a, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

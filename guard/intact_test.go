@@ -1,0 +1,89 @@
+package guard
+
+import (
+	"slices"
+	"testing"
+
+	"sigs.k8s.io/knftables"
+)
+
+// installed is what a full install of rs leaves in a fake table: set and
+// map names, and the number of rules of each chain.
+func installed(t *testing.T, rs *Ruleset) (*knftables.Fake, []string, map[string]int) {
+	t.Helper()
+	fake := knftables.NewFake(knftables.InetFamily, Table)
+	tx := fake.NewTransaction()
+	full(tx, rs)
+	if err := fake.Run(t.Context(), tx); err != nil {
+		t.Fatal(err)
+	}
+	sets, rules := tableShape(t, fake)
+	return fake, sets, rules
+}
+
+func tableShape(t *testing.T, fake *knftables.Fake) ([]string, map[string]int) {
+	t.Helper()
+	ctx := t.Context()
+	sets, _ := fake.List(ctx, "sets")
+	maps, _ := fake.List(ctx, "maps")
+	chains, err := fake.List(ctx, "chains")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := map[string]int{}
+	for _, c := range chains {
+		rs, err := fake.ListRules(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules[c] = len(rs)
+	}
+	return append(sets, maps...), rules
+}
+
+func TestIntactAsInstalled(t *testing.T) {
+	for _, b := range []Backend{Kernel, LibIPsec} {
+		if got := len(protectedRules(b, "forward")) + len(protectedRules(b, "input")) + len(protectedRules(b, "output")); got != 4 {
+			t.Fatalf("%s: %d protected matches; shapeChainRules assumes 4 (1, 1, 2)", b, got)
+		}
+		rs := &Ruleset{Backend: b, Rules: []Rule{{Name: "R", Counter: "r-r", Verdict: Negotiate}}, Entries: []Entry{
+			{Family: 4, Shape: "4-s32-d32-p-dp", Key: []string{"172.16.98.231", "172.31.67.244", "6", "22"}, Verdict: Negotiate, Counter: "r-r"},
+			{Family: 4, Shape: "4-s32-d32-p-sp", Key: []string{"172.31.67.244", "172.16.98.231", "6", "22"}, Verdict: Negotiate, Counter: "r-r"},
+			{Family: 6, Shape: "6-s128-d0", Key: []string{"2001:db8::1"}, Verdict: Block, Counter: "r-r"},
+		}}
+		fake, sets, rules := installed(t, rs)
+		if !Intact(sets, rules) {
+			t.Fatalf("%s: a full install is not intact: sets %v, rules %v", b, sets, rules)
+		}
+		// What a hand can do to it.
+		for what, change := range map[string]func(map[string]int) []string{
+			"flushed table":    func(r map[string]int) []string { clear(r); return sets },
+			"flushed chain":    func(r map[string]int) []string { r["output"] = 0; return sets },
+			"shape chain edit": func(r map[string]int) []string { r["i-4-s32-d32-p-dp"]++; return sets },
+			"chain added":      func(r map[string]int) []string { r["mine"] = 1; return sets },
+			"chain deleted":    func(r map[string]int) []string { delete(r, "b-6-s128-d0"); return sets },
+			"drop set deleted": func(r map[string]int) []string {
+				return slices.DeleteFunc(slices.Clone(sets), func(s string) bool { return s == "d-4-s32-d32-p-sp" })
+			},
+		} {
+			r := map[string]int{}
+			for k, v := range rules {
+				r[k] = v
+			}
+			if s := change(r); Intact(s, r) {
+				t.Errorf("%s: %s taken as intact", b, what)
+			}
+		}
+		// A patch to another ruleset keeps it intact.
+		next := &Ruleset{Backend: b, Rules: rs.Rules, Entries: []Entry{rs.Entries[0],
+			{Family: 4, Shape: "4-s24-d0-p", Key: []string{"10.1.2.0/24", "17"}, Verdict: Pass}}}
+		tx := fake.NewTransaction()
+		patch(tx, rs, next, rs.Hash(), next.Hash())
+		if err := fake.Run(t.Context(), tx); err != nil {
+			t.Fatal(err)
+		}
+		if s, r := tableShape(t, fake); !Intact(s, r) {
+			t.Errorf("%s: patched table not intact: sets %v, rules %v", b, s, r)
+		}
+	}
+}
