@@ -2,6 +2,7 @@ package assign
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -290,9 +291,19 @@ func (a *applyRun) finish() error {
 	guardErr := a.g.end(gctx)
 	gcancel()
 
+	var retry map[string][]string
+	if te := (*TeardownError)(nil); errors.As(teardownErr, &te) {
+		retry = te.retry
+	}
 	var kept []RecordConn
 	for _, cp := range p.Conns {
 		if cp.New == nil {
+			if retry[cp.Name] != nil && cp.Old != nil && !contains(newRec.Leftovers, cp.Name) {
+				// A removed rule's SA that stayed: the next apply tears it
+				// down again (the connection is gone or going: Restore).
+				newRec.Conns = append(newRec.Conns, *cp.Old)
+				newRec.Leftovers = append(newRec.Leftovers, cp.Name)
+			}
 			continue
 		}
 		c := cp.New
@@ -304,6 +315,9 @@ func (a *applyRun) finish() error {
 			rc.IKEHash, rc.ChildHashes = cp.Old.IKEHash, cp.Old.ChildHashes
 		} else {
 			rc.IKEHash, rc.ChildHashes = c.IKEHash(), c.ChildHashes()
+		}
+		if r := retry[c.Name]; r != nil {
+			rc = retryTeardown(rc, r)
 		}
 		kept = append(kept, rc)
 	}
@@ -327,6 +341,28 @@ func (a *applyRun) finish() error {
 		return a.notInstalledErr
 	}
 	return teardownErr
+}
+
+// retryTeardown marks rc so that the next apply loads it again and tears
+// down again what stayed up with the old settings (children, or "" for the
+// whole IKE_SA): no hash (not in force, so neither unchanged nor the
+// shortcut), and the IKE hash or those children's hashes cleared, so that
+// the plan counts them changed (see compute).
+func retryTeardown(rc RecordConn, children []string) RecordConn {
+	rc.Hash = ""
+	if contains(children, "") {
+		rc.IKEHash = ""
+		return rc
+	}
+	hashes := make(map[string]string, len(rc.ChildHashes))
+	for name, h := range rc.ChildHashes {
+		hashes[name] = h
+	}
+	for _, name := range children {
+		hashes[name] = ""
+	}
+	rc.ChildHashes = hashes
+	return rc
 }
 
 // save writes the guard's record, the record and its connection settings

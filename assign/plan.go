@@ -195,8 +195,10 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 			default:
 				cp.Change = Changed
 				// No hash: charon did not install all of it last time;
-				// load it whole again.
-				cp.IKEChanged = old.IKEHash != c.IKEHash() || old.Hash == ""
+				// load it whole again. Unless children's hashes were
+				// cleared too: their SAs would not tear down last time
+				// (retryTeardown), and only theirs go now.
+				cp.IKEChanged = old.IKEHash != c.IKEHash() || old.Hash == "" && !retriesChildren(old)
 				nh := c.ChildHashes()
 				for name, h := range old.ChildHashes {
 					if nh[name] != h {
@@ -324,6 +326,17 @@ func ruleChange(c ConnPlan, rule string) Change {
 		}
 	}
 	return Unchanged
+}
+
+// retriesChildren says a recorded connection has children whose hashes
+// were cleared (see retryTeardown).
+func retriesChildren(old *RecordConn) bool {
+	for _, h := range old.ChildHashes {
+		if h == "" {
+			return true
+		}
+	}
+	return false
 }
 
 func set(xs []string) map[string]bool {

@@ -57,9 +57,24 @@ func (p *Plan) needsTeardown() bool {
 }
 
 // TeardownError says SAs of changed or removed rules could not be torn
-// down: those rules still run with their old settings (or at all).
+// down: those rules still run with their old settings (or at all). The
+// record marks their connections, so that the next apply loads them again
+// and tears those SAs down again (see retryTeardown).
 type TeardownError struct {
 	Failed []string // "rule \"X\": IKE_SA #9: <reason>"
+
+	// retry names, by connection, the children whose CHILD_SAs stayed;
+	// "" stands for a whole IKE_SA.
+	retry map[string][]string
+}
+
+func (e *TeardownError) addRetry(conn, child string) {
+	if e.retry == nil {
+		e.retry = map[string][]string{}
+	}
+	if !contains(e.retry[conn], child) {
+		e.retry[conn] = append(e.retry[conn], child)
+	}
 }
 
 func (e *TeardownError) Error() string {
@@ -87,6 +102,14 @@ func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Re
 		err   error
 	}
 	var failed []failure
+	// retryOf is what the record marks to tear down again: a child, or ""
+	// for a whole IKE_SA.
+	retryOf := func(f failure) string {
+		if f.child {
+			return f.sa.Children[0].Name
+		}
+		return ""
+	}
 	for _, c := range p.Conns {
 		for _, t := range c.targets(before) {
 			if t.Whole {
@@ -119,11 +142,13 @@ func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Re
 	// A terminate fails when the SA is already gone: look again.
 	now, err := e.Daemon.LiveSAs(ctx)
 	if err != nil {
-		var msgs []string
+		te := &TeardownError{}
 		for _, f := range failed {
-			msgs = append(msgs, fmt.Sprintf("%s: SA #%d: %v", f.what, f.id, f.err))
+			te.Failed = append(te.Failed, fmt.Sprintf("%s: SA #%d: %v", f.what, f.id, f.err))
+			te.addRetry(f.sa.Conn, retryOf(f))
 		}
-		return &TeardownError{Failed: append(msgs, fmt.Sprintf("listing SAs afterwards: %v", err))}
+		te.Failed = append(te.Failed, fmt.Sprintf("listing SAs afterwards: %v", err))
+		return te
 	}
 	// charon numbers IKE_SAs and CHILD_SAs apart: IKE_SA #4 and CHILD_SA
 	// #4 are different SAs.
@@ -148,6 +173,7 @@ func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Re
 		msg := fmt.Sprintf("%s: %s #%d: %v", f.what, kind, f.id, f.err)
 		rep.Warnings = append(rep.Warnings, "tearing down "+msg)
 		te.Failed = append(te.Failed, msg)
+		te.addRetry(f.sa.Conn, retryOf(f))
 	}
 	if len(te.Failed) == 0 {
 		return nil

@@ -174,3 +174,88 @@ func TestInterruptedAfterLoadingStillUnloads(t *testing.T) {
 		t.Error("the record still lists the removed rule's connection")
 	}
 }
+
+// renderEndpoint is renderPolicy with another local address: every
+// connection's IKE settings change.
+func renderEndpoint(t *testing.T, addr string) *render.Result {
+	t.Helper()
+	p := strings.Replace(fmt.Sprintf(policyTmpl, 6667, ""), "172.16.98.231", addr, 1)
+	f, err := model.Parse("p.toml", []byte(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := model.Validate(f, model.ValidateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(a, render.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// A TeardownError says "apply again": the next apply of the same policy
+// must then tear down what stayed up with the old settings, and only that
+// (before, it saw the connection unchanged and tore nothing down).
+func TestTeardownFailureIsRetriedByNextApply(t *testing.T) {
+	bobSA := func() []LiveSA {
+		return []LiveSA{{Conn: "sm-with-bob", UniqueID: 1, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 2}}}}
+	}
+	for _, tc := range []struct {
+		name          string
+		first, second *render.Result
+		sas           []LiveSA
+		fail          uint64
+		want          string // the terminate the next apply sends
+		gone          func(sas []LiveSA) bool
+	}{
+		{"changed child", renderPolicy(t, 6667, true), renderPolicy(t, 6668, true), bobSA(), 2, "terminate child-id 2",
+			func(sas []LiveSA) bool { return len(sas) == 1 && len(sas[0].Children) == 0 }},
+		{"changed IKE settings", renderPolicy(t, 6667, false), renderEndpoint(t, "172.16.98.232"), bobSA(), 1, "terminate ike-id 1",
+			func(sas []LiveSA) bool { return len(sas) == 0 }},
+		{"removed rule", renderPolicy(t, 6667, true), renderPolicy(t, 6667, false),
+			[]LiveSA{{Conn: "sm-with-eve", UniqueID: 5, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 6}}}}, 5, "terminate ike-id 5",
+			func(sas []LiveSA) bool { return len(sas) == 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			d := newFake()
+			e := newEngine(t, d)
+			in1 := Inputs{PolicyFile: "p.toml", Policy: []byte("policy v1")}
+			in2 := Inputs{PolicyFile: "p.toml", Policy: []byte("policy v2")}
+			if _, _, err := e.Assign(ctx, in1, "kernel", func() (*render.Result, Inputs, error) { return tc.first, in1, nil }); err != nil {
+				t.Fatal(err)
+			}
+			d.sas = tc.sas
+			d.failTerm = map[uint64]error{tc.fail: errors.New("timeout")}
+			second := func() (*render.Result, Inputs, error) { return tc.second, in2, nil }
+			_, _, err := e.Assign(ctx, in2, "kernel", second)
+			var te *TeardownError
+			if !errors.As(err, &te) || !strings.Contains(err.Error(), "apply again") {
+				t.Fatalf("apply with a terminate failing: %v", err)
+			}
+			d.failTerm = nil
+			d.calls = nil
+			if _, same, err := e.Assign(ctx, in2, "kernel", second); err != nil || same != nil {
+				t.Fatalf("apply again: same %v, err %v; want a full apply", same, err)
+			}
+			if !tc.gone(d.sas) {
+				t.Errorf("apply again left %v up (calls %q)", d.sas, d.calls)
+			}
+			var terms []string
+			for _, c := range d.calls {
+				if strings.HasPrefix(c, "terminate ") {
+					terms = append(terms, c)
+				}
+			}
+			if len(terms) != 1 || terms[0] != tc.want {
+				t.Errorf("apply again sent %q, want only %q", terms, tc.want)
+			}
+			// Done: the next one takes the shortcut again.
+			if _, same, err := e.Assign(ctx, in2, "kernel", second); err != nil || same == nil {
+				t.Fatalf("third apply: same %v, err %v; want the shortcut", same, err)
+			}
+		})
+	}
+}
