@@ -193,7 +193,14 @@ func TestIntegrationAlteredTableIsReplaced(t *testing.T) {
 	}
 	defer tab.Close()
 	ctx := context.Background()
+	for _, backend := range []guard.Backend{guard.LibIPsec, guard.Kernel} {
+		t.Run(string(backend), func(t *testing.T) { alteredIsReplaced(t, ctx, ns, tab, backend) })
+	}
+}
+
+func alteredIsReplaced(t *testing.T, ctx context.Context, ns string, tab *netfilter.Table, backend guard.Backend) {
 	a := ruleset("r-r", "6667", guard.Negotiate)
+	a.Backend = backend
 	for _, hand := range [][]string{
 		{"flush", "table", "inet", "swanmgr"},
 		{"flush", "chain", "inet", "swanmgr", "output"},
