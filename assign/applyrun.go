@@ -120,8 +120,9 @@ func (a *applyRun) noteIntent() error {
 		intent.Secrets = append(intent.Secrets, s.Name)
 	}
 	if a.rec != nil {
-		intent.Conns = append(intent.Conns, a.rec.Pending.Conns...)
-		intent.Secrets = append(intent.Secrets, a.rec.Pending.Secrets...)
+		// Each name once: compute plans one removal per pending name.
+		intent.Conns = appendNew(intent.Conns, a.rec.Pending.Conns...)
+		intent.Secrets = appendNew(intent.Secrets, a.rec.Pending.Secrets...)
 		for n, v := range a.rec.Pending.Views {
 			if _, ok := intent.Views[n]; !ok {
 				intent.Views[n] = v

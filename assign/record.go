@@ -78,6 +78,18 @@ type Pending struct {
 
 func (p Pending) empty() bool { return len(p.Conns) == 0 && len(p.Secrets) == 0 }
 
+// appendNew appends to xs those of ys it does not hold yet, in order.
+func appendNew(xs []string, ys ...string) []string {
+	have := set(xs)
+	for _, y := range ys {
+		if !have[y] {
+			have[y] = true
+			xs = append(xs, y)
+		}
+	}
+	return xs
+}
+
 func (r *Record) pendingConn(name string) bool { return r != nil && contains(r.Pending.Conns, name) }
 func (r *Record) pendingSecret(name string) bool {
 	return r != nil && contains(r.Pending.Secrets, name)
@@ -270,6 +282,9 @@ func (s Store) loadPending(socket string) (Pending, error) {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return p, fmt.Errorf("reading swanmgr's record of an unfinished apply: %w", err)
 	}
+	// Notes written before they were kept free of repeats list some
+	// names twice.
+	p.Conns, p.Secrets = appendNew(nil, p.Conns...), appendNew(nil, p.Secrets...)
 	return p, nil
 }
 

@@ -259,3 +259,95 @@ func TestTeardownFailureIsRetriedByNextApply(t *testing.T) {
 		})
 	}
 }
+
+// renderPorts is the two-rule policy with bob's and eve's ports.
+func renderPorts(t *testing.T, bobPort, evePort int) *render.Result {
+	t.Helper()
+	p := strings.Replace(fmt.Sprintf(policyTmpl, bobPort, eveRule), "destination_port = 514", fmt.Sprintf("destination_port = %d", evePort), 1)
+	f, err := model.Parse("p.toml", []byte(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := model.Validate(f, model.ValidateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(a, render.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// leaveEvePending applies bob alone, then an apply adding eve whose answer
+// is lost while charon does not show eve yet (so the name stays pending),
+// then shows eve.
+func leaveEvePending(t *testing.T, e *Engine, d *fakeDaemon) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	d.lostAnswer = map[string]bool{"sm-with-eve": true}
+	hide := true
+	d.hideConn = func(name string) bool { return hide && name == "sm-with-eve" }
+	if _, err := e.Apply(ctx, renderPorts(t, 6667, 514), Inputs{}); err == nil {
+		t.Fatal("the apply whose answer was lost succeeded")
+	}
+	hide = false
+	d.lostAnswer = nil
+	if rec, _ := e.Store.Load(e.Socket); !rec.pendingConn("sm-with-eve") {
+		t.Fatal("the test needs sm-with-eve pending")
+	}
+}
+
+// Every apply that does not finish notes the names still pending from the
+// one before: each once (before, a name noted twice became two removals,
+// the second failing with "not found", and a bogus record entry).
+func TestPendingNamesAreNotRepeated(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	leaveEvePending(t, e, d)
+	// Another apply that is refused: eve is noted again.
+	d.rejectC["sm-with-bob"] = true
+	if _, err := e.Apply(ctx, renderPorts(t, 6668, 514), Inputs{}); err == nil {
+		t.Fatal("the refused apply succeeded")
+	}
+	d.rejectC = map[string]bool{}
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, names := range [][]string{rec.Pending.Conns, rec.Pending.Secrets} {
+		if len(set(names)) != len(names) {
+			t.Errorf("the pending note repeats names: %+v", rec.Pending)
+		}
+	}
+	rep, err := e.Apply(ctx, renderPolicy(t, 6668, false), Inputs{})
+	if err != nil || len(rep.Warnings) != 0 {
+		t.Fatalf("apply without eve: %v, warnings %q", err, rep.Warnings)
+	}
+	if _, ok := d.conns["sm-with-eve"]; ok {
+		t.Error("sm-with-eve is still loaded")
+	}
+	if rec, _ := e.Store.Load(e.Socket); rec.Conn("sm-with-eve") != nil || len(rec.Leftovers) != 0 {
+		t.Errorf("the record lists %+v, leftovers %q", rec.Conn("sm-with-eve"), rec.Leftovers)
+	}
+}
+
+// A note written by an earlier swanmgr, with names repeated, reads as each
+// name once.
+func TestPendingNoteWithRepeatsReads(t *testing.T) {
+	e := newEngine(t, newFake())
+	if err := e.Store.savePending(e.Socket, Pending{Conns: []string{"a", "b", "a"}, Secrets: []string{"s", "s"}}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(rec.Pending.Conns, ",") + ";" + strings.Join(rec.Pending.Secrets, ","); got != "a,b;s" {
+		t.Errorf("pending read as %q, want a,b;s", got)
+	}
+}
