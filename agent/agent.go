@@ -74,12 +74,19 @@ type Config struct {
 	// Log receives one line per event.
 	Log io.Writer
 	// Hold, when set, is asked before each converge; a reason means the
-	// agent leaves charon alone this time (a change made with --confirm
-	// is pending, or the policy file is the change that was reverted for
-	// not being confirmed). It may act itself (revert a change whose
-	// deadline passed with no watchdog left): the agent then owns the
-	// timer.
+	// agent does not assign its file this time (a change made with
+	// --confirm is pending, or the policy file is the change that was
+	// reverted for not being confirmed) and only keeps charon at the
+	// current assignment (the engine's snapshot). It may act itself
+	// (revert a change whose deadline passed with no watchdog left): the
+	// agent then owns the timer.
 	Hold func(ctx context.Context) string
+	// Held, when set, is Hold's check without its actions, made again
+	// under the apply lock (as the engine's Precondition) before each apply
+	// of the policy file: a change made with --confirm after Hold was asked
+	// stops the apply, which would otherwise assign the file over it. It
+	// must neither take the lock nor change anything.
+	Held func() string
 
 	// CheckInterval is the period of the cheap check (get-conns,
 	// get-shared, the files' fingerprints); DefaultCheckInterval if 0.
@@ -156,6 +163,14 @@ type Agent struct {
 	reuse   *model.Reuse
 	lastErr string // the last converge error logged, not repeated
 	hold    string // why the agent holds off, "" when it does not
+	// held is the current assignment kept while holding off (read from
+	// the engine's snapshot), heldNote the last word on it, not repeated.
+	held     *heldPolicy
+	heldNote string
+	// keeping is the snapshot being assigned again while holding off (its
+	// Precondition checks it is still the current one); nil when the
+	// agent assigns its file.
+	keeping *assign.Snapshot
 	// lastFull is when the last full check ran, lastDrift the last that
 	// compared charon's copies; lastSAs when start rules' SAs were last
 	// listed.
@@ -238,6 +253,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 		a.useBackend(conn)
+		a.checkUnderLock(conn)
 		gone := a.serve(ctx, conn, ticks)
 		if !gone {
 			a.logf("agent stopping: the assignment stays in place")

@@ -152,20 +152,22 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 	defer cancel()
-	if a.cfg.Hold != nil {
-		why := a.cfg.Hold(ctx)
-		if why != a.hold {
-			if why != "" {
-				a.logf("holding off: %s", why)
-			} else {
-				a.logf("no longer holding off: converging with %s again", a.cfg.PolicyFile)
-			}
-			a.hold = why
-		}
-		if why != "" {
-			return nil
-		}
+	if a.holding(ctx) != "" {
+		return a.keepCurrent(ctx, conn, force)
 	}
+	err := a.convergeFile(ctx, conn, force)
+	var he *heldError
+	if errors.As(err, &he) {
+		// A change with --confirm began after Hold was asked: the engine's
+		// Precondition stopped the apply under the lock.
+		a.noteHold(he.why)
+		return nil
+	}
+	return err
+}
+
+// convergeFile is converge when not holding off.
+func (a *Agent) convergeFile(ctx context.Context, conn *Conn, force bool) error {
 	before := a.watched()
 	fp := a.files.fingerprint(before)
 	// A file being written (not renamed into place) may be read half-way:
@@ -175,7 +177,7 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 		if !force && a.good != nil && fp == a.goodFP {
 			// The files are as assigned: the cheap check, and now and
 			// then the full one.
-			if a.cheapOK(ctx, conn) {
+			if a.cheapOK(ctx, conn, a.good) {
 				return nil
 			}
 			return a.fullCheck(ctx, conn)
@@ -200,7 +202,7 @@ func (a *Agent) converge(ctx context.Context, conn *Conn, force bool) error {
 	}
 	// The file does not validate (or is still being written): keep the
 	// last good policy enforced (it may be charon that restarted meanwhile).
-	if !force && a.cheapOK(ctx, conn) {
+	if !force && a.cheapOK(ctx, conn, a.good) {
 		return nil
 	}
 	return a.fullCheck(ctx, conn)
@@ -260,7 +262,7 @@ func (a *Agent) fullCheck(ctx context.Context, conn *Conn) error {
 		a.logf("the guard's nftables table is not the one swanmgr installed (removed or changed by someone else): installing it again")
 	}
 	start := time.Now()
-	rep, err := conn.Engine.Apply(ctx, g.result, g.in)
+	rep, err := applyChecked(ctx, conn, g)
 	if err != nil {
 		return err
 	}
@@ -361,10 +363,10 @@ func (a *Agent) adopt(p *policy) {
 }
 
 // cheapOK is the check between full ones: charon lists every connection
-// and secret of the last good policy (the files are the watcher's). Every
-// FullCheckInterval it says no, and fullCheck compares everything.
-func (a *Agent) cheapOK(ctx context.Context, conn *Conn) bool {
-	g := a.good
+// and secret of g, the last good policy or the current assignment (the
+// files are the watcher's). Every FullCheckInterval it says no, and the
+// check goes all the way.
+func (a *Agent) cheapOK(ctx context.Context, conn *Conn, g *policy) bool {
 	if g == nil {
 		return false
 	}
@@ -551,4 +553,15 @@ func statOf(p string) (string, time.Time) {
 		ino = sys.Ino
 	}
 	return fmt.Sprintf("%d/%d/%o/%d", ino, fi.Size(), fi.Mode(), fi.ModTime().UnixNano()), fi.ModTime()
+}
+
+// applyChecked is Engine.Apply of g through Engine.Assign, whose
+// Precondition runs under the lock (Apply runs none): inputs without a
+// policy file are never up to date, so Assign applies g in full, as Apply
+// would.
+func applyChecked(ctx context.Context, conn *Conn, g *policy) (*assign.Report, error) {
+	rep, _, err := conn.Engine.Assign(ctx, assign.Inputs{}, string(g.result.Backend), func() (*render.Result, assign.Inputs, error) {
+		return g.result, g.in, nil
+	})
+	return rep, err
 }

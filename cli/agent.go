@@ -37,8 +37,9 @@ func agentCommand() *ucli.Command {
 			"    refused (file:line) and the last good policy stays;\n" +
 			"  - rules that charon should keep up (libipsec: start action) and are down: initiated\n" +
 			"    again with exponential backoff per rule, each failure logged with its reason;\n" +
-			"  - a change made with apply --confirm pending: it holds off; past the deadline with no\n" +
-			"    watchdog left it reverts the change itself, and does not reassign a reverted file.\n" +
+			"  - a change made with apply --confirm pending: it holds off (repairing charon with the\n" +
+			"    change being tried, not FILE); past the deadline with no watchdog left it reverts the\n" +
+			"    change itself, and does not reassign a reverted file.\n" +
 			"One line per event on stderr (journald adds the time; a terminal gets it in the line).\n" +
 			"SIGTERM or SIGINT: exit 0, the assignment and the guard stay in place. One agent per\n" +
 			"charon socket (a lock in --state-dir). Unit file and coexistence with strongswan.service:\n" +
@@ -99,6 +100,7 @@ func agentCommand() *ucli.Command {
 					return dialAgent(ctx, c, sock, stateDir)
 				},
 				Hold: agentHold(c, sock, assign.Store{Dir: stateDir}, c.String(fileFlag.Name), log),
+				Held: agentHeld(sock, assign.Store{Dir: stateDir}, c.String(fileFlag.Name)),
 			})
 			if err != nil {
 				return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -157,5 +158,63 @@ func TestAgentCommandServesMetrics(t *testing.T) {
 	cancel()
 	if code := <-done; code != ExitOK {
 		t.Fatalf("exit %d\n%s", code, errb.String())
+	}
+}
+
+// An agent already reacting to an edit of its file when a change made
+// with --confirm takes the apply lock does not assign its file over that
+// change once it gets the lock: its engine checks again, under the lock,
+// that nothing is pending confirmation.
+func TestAgentDoesNotApplyOverAChangeBegunWhileItWaitedForTheLock(t *testing.T) {
+	l := newConfirmLab(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var errb lockedBuf
+	done := make(chan int, 1)
+	go func() {
+		done <- runWith(ctx, []string{"swanmgr", "agent", "--socket", l.srv.Socket(), "--state-dir", l.state,
+			"-f", l.policy, "--check-interval", "50ms"}, io.Discard, &errb, sharedMeta(l.srv.Socket()))
+	}()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(errb.String(), "agent started") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not start:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Another command holds the lock (as apply --confirm does while it
+	// makes its change); the agent sees its file edited, finds nothing
+	// pending, and waits for the lock.
+	unlock, err := l.store.Lock(context.Background(), l.srv.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit, _ := os.ReadFile(l.edited)
+	if err := os.WriteFile(l.policy, edit, 0o600); err != nil {
+		unlock()
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // settle (0.3 s) and a few checks
+	now := time.Now().UTC()
+	conf := &assign.Confirmation{ID: assign.NewConfirmationID(), Command: "apply", Started: now, Deadline: now.Add(2 * time.Minute),
+		Timeout: "2m", Policy: "/elsewhere/tried.toml", PolicyHash: "0123"}
+	if err := l.store.SaveConfirmation(l.srv.Socket(), conf); err != nil {
+		unlock()
+		t.Fatal(err)
+	}
+	unlock()
+	deadline = time.Now().Add(3 * time.Second)
+	for !strings.Contains(errb.String(), "holding off: the apply of /elsewhere/tried.toml is pending confirmation") {
+		if l.assignedEdit() {
+			t.Fatalf("the agent assigned its file over the change pending confirmation:\n%s", errb.String())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent does not say it holds off:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if l.assignedEdit() {
+		t.Fatalf("the agent assigned its file over the change pending confirmation:\n%s", errb.String())
 	}
 }

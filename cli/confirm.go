@@ -280,8 +280,8 @@ func watchdogAlive(pid int) bool {
 }
 
 // agentHold is the agent's Hold: while a change made with --confirm is
-// pending the agent leaves charon alone (it would otherwise assign its
-// file over the change being tried); when the deadline has passed and no
+// pending the agent does not assign its file (it would assign it over the
+// change being tried), it only keeps charon at the current assignment; when the deadline has passed and no
 // watchdog is left (the machine rebooted, the watchdog was killed), the
 // agent reverts itself — it owns the timer then. After a revert, the
 // agent does not assign the very file that was reverted until it changes.
@@ -304,10 +304,30 @@ func agentHold(c *ucli.Context, sock string, store assign.Store, policyFile stri
 				}
 				return agentRevertedHold(store, sock, policyFile)
 			}
-			return fmt.Sprintf("the %s of %s is pending confirmation until %s (swanmgr confirm keeps it; otherwise it reverts)", conf.Command, conf.Policy, conf.Deadline.Local().Format(time.RFC3339))
+			return pendingHold(conf)
 		}
 		return agentRevertedHold(store, sock, policyFile)
 	}
+}
+
+// agentHeld is agentHold's check without its actions, for the agent's
+// engine to make again under the apply lock: a change made with --confirm
+// after agentHold was asked stops the agent's apply of its file.
+func agentHeld(sock string, store assign.Store, policyFile string) func() string {
+	return func() string {
+		conf, err := store.LoadConfirmation(sock)
+		if err != nil {
+			return ""
+		}
+		if conf != nil {
+			return pendingHold(conf)
+		}
+		return agentRevertedHold(store, sock, policyFile)
+	}
+}
+
+func pendingHold(conf *assign.Confirmation) string {
+	return fmt.Sprintf("the %s of %s is pending confirmation until %s (swanmgr confirm keeps it; otherwise it reverts)", conf.Command, conf.Policy, conf.Deadline.Local().Format(time.RFC3339))
 }
 
 func agentRevertedHold(store assign.Store, sock, policyFile string) string {
