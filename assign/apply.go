@@ -292,6 +292,9 @@ type rollbackSet struct {
 	// maybe are connections whose load-conn got no answer: charon may
 	// or may not have them.
 	maybe []ConnPlan
+	// note is the pending note once it names keys this apply added: the
+	// keys the rollback unloads are taken off it again.
+	note *Pending
 }
 
 // mayHaveLoaded says whether a failed load may still have been carried
@@ -376,10 +379,13 @@ func (e *Engine) rollback(ctx context.Context, rec *Record, u rollbackSet, what 
 			re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("secret %s: %w", id, err))
 		}
 	}
+	var keysGone []string
 	for _, id := range u.keys {
 		if err := e.Daemon.UnloadKey(ctx, id); err != nil {
 			re.RestoreErrs = append(re.RestoreErrs, fmt.Errorf("private key %s: %w", id, err))
+			continue
 		}
+		keysGone = append(keysGone, id)
 	}
 	// A replaced secret stays in the pending note (Restored is false, so
 	// the note is kept): the next apply sends it again whatever the record's
@@ -399,6 +405,24 @@ func (e *Engine) rollback(ctx context.Context, rec *Record, u rollbackSet, what 
 	if re.Restored && !keepPending && (rec == nil || rec.Pending.empty()) {
 		// Nothing is left that the record does not list.
 		if err := e.Store.clearPending(e.Socket); err != nil {
+			re.RestoreErrs = append(re.RestoreErrs, err)
+			re.Restored = false
+		}
+	} else if u.note != nil && len(keysGone) > 0 {
+		// The note stays: not with keys that are gone (unassign would
+		// fail to unload them).
+		note := *u.note
+		note.Keys = nil
+		for _, id := range u.note.Keys {
+			if !contains(keysGone, id) {
+				note.Keys = append(note.Keys, id)
+			}
+		}
+		save := func() error { return e.Store.savePending(e.Socket, note) }
+		if note.empty() {
+			save = func() error { return e.Store.clearPending(e.Socket) }
+		}
+		if err := save(); err != nil {
 			re.RestoreErrs = append(re.RestoreErrs, err)
 			re.Restored = false
 		}

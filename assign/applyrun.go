@@ -36,6 +36,10 @@ type applyRun struct {
 	g      *guardStep  // the guard while connections change
 	undo   rollbackSet // what a rollback puts back
 	keyIDs []string    // private keys the new record owns
+	// liveKeys are the private keys charon had before the apply.
+	liveKeys []string
+	// intent is the pending note as this apply wrote it (noteIntent).
+	intent Pending
 	newRec *Record
 	ahead  *viewsAhead // charon's views, fetched ahead
 	// notInstalled: connections charon loaded without installing every
@@ -123,12 +127,14 @@ func (a *applyRun) noteIntent() error {
 		// Each name once: compute plans one removal per pending name.
 		intent.Conns = appendNew(intent.Conns, a.rec.Pending.Conns...)
 		intent.Secrets = appendNew(intent.Secrets, a.rec.Pending.Secrets...)
+		intent.Keys = appendNew(intent.Keys, a.rec.Pending.Keys...)
 		for n, v := range a.rec.Pending.Views {
 			if _, ok := intent.Views[n]; !ok {
 				intent.Views[n] = v
 			}
 		}
 	}
+	a.intent = intent
 	if intent.empty() {
 		return nil
 	}
@@ -153,6 +159,7 @@ func (a *applyRun) loadCredentials() error {
 	if err != nil {
 		return e.rejected(ctx, a.g, "the list of private keys", err)
 	}
+	a.liveKeys = liveKeys
 	for _, k := range a.desired.Keys {
 		id, err := e.Daemon.LoadKey(ctx, "any", []byte(k.Data.Reveal()))
 		if err != nil {
@@ -160,11 +167,18 @@ func (a *applyRun) loadCredentials() error {
 		}
 		a.rep.LoadKey++
 		switch {
-		case a.rec.hasKey(id):
+		case a.rec.hasKey(id): // recorded, or pending from an unfinished apply
 			a.keyIDs = append(a.keyIDs, id)
 		case !contains(liveKeys, id):
 			a.keyIDs = append(a.keyIDs, id)
 			a.undo.keys = append(a.undo.keys, id)
+			// Noted at once: killed before the record, swanmgr still owns
+			// the key it added.
+			a.intent.Keys = appendNew(a.intent.Keys, id)
+			a.undo.note = &a.intent
+			if err := e.Store.savePending(e.Socket, a.intent); err != nil {
+				return e.rollback(ctx, a.rec, a.undo, "swanmgr's record", err)
+			}
 		}
 	}
 	return nil
@@ -269,7 +283,9 @@ func (a *applyRun) unloadLeftovers() {
 	}
 	if rec != nil {
 		for _, id := range rec.Keys {
-			if contains(a.keyIDs, id) {
+			// A key charon did not have before (it restarted, or the
+			// rollback of an unfinished apply unloaded it) is gone already.
+			if contains(a.keyIDs, id) || rec.Pending.hasKey(id) && !contains(a.liveKeys, id) {
 				continue
 			}
 			if err := e.Daemon.UnloadKey(ctx, id); err != nil {

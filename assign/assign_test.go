@@ -183,6 +183,9 @@ func (f *fakeDaemon) UnloadKey(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("unload-key " + id)
+	if !f.keys[id] {
+		return fmt.Errorf("unload-key %s: charon: no such key", id)
+	}
 	delete(f.keys, id)
 	return nil
 }

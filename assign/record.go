@@ -42,7 +42,12 @@ type Record struct {
 	AppliedAt time.Time      `json:"applied_at"`
 	Conns     []RecordConn   `json:"conns"`
 	Secrets   []RecordSecret `json:"secrets"`
-	Keys      []string       `json:"keys,omitempty"`
+	// Keys are the ids of the private keys swanmgr loaded. Load adds
+	// those of the pending note (Pending.Keys): a key charon did not have
+	// until an unfinished apply loaded it is swanmgr's too, taken over by
+	// the next apply that wants it, unloaded by one that does not and by
+	// unassign.
+	Keys []string `json:"keys,omitempty"`
 	// Inputs fingerprints the policy file, the files and variables it
 	// read, and the swanmgr program that rendered it.
 	Inputs   []RecordInput `json:"inputs,omitempty"`
@@ -74,9 +79,15 @@ type Pending struct {
 	// Views are the views (viewOfBody) of the connections sent: a pending
 	// name whose connection in charon looks different is not swanmgr's.
 	Views map[string]string `json:"views,omitempty"`
+	// Keys are the ids of private keys the apply loaded that charon did
+	// not have before, noted right after each load-key (a note written
+	// before this field has none).
+	Keys []string `json:"keys,omitempty"`
 }
 
-func (p Pending) empty() bool { return len(p.Conns) == 0 && len(p.Secrets) == 0 }
+func (p Pending) hasKey(id string) bool { return contains(p.Keys, id) }
+
+func (p Pending) empty() bool { return len(p.Conns) == 0 && len(p.Secrets) == 0 && len(p.Keys) == 0 }
 
 // appendNew appends to xs those of ys it does not hold yet, in order.
 func appendNew(xs []string, ys ...string) []string {
@@ -252,7 +263,7 @@ func (s Store) Load(socket string) (*Record, error) {
 	b, err := readState(p)
 	if errors.Is(err, os.ErrNotExist) {
 		if !pending.empty() {
-			return &Record{Version: RecordVersion, Socket: socket, Pending: pending}, nil
+			return &Record{Version: RecordVersion, Socket: socket, Keys: pending.Keys, Pending: pending}, nil
 		}
 		return nil, nil
 	}
@@ -267,6 +278,7 @@ func (s Store) Load(socket string) (*Record, error) {
 		return nil, fmt.Errorf("swanmgr's record %s has format %d, this swanmgr knows %d", p, r.Version, RecordVersion)
 	}
 	r.Pending = pending
+	r.Keys = appendNew(r.Keys, pending.Keys...)
 	return &r, nil
 }
 
@@ -284,7 +296,7 @@ func (s Store) loadPending(socket string) (Pending, error) {
 	}
 	// Notes written before they were kept free of repeats list some
 	// names twice.
-	p.Conns, p.Secrets = appendNew(nil, p.Conns...), appendNew(nil, p.Secrets...)
+	p.Conns, p.Secrets, p.Keys = appendNew(nil, p.Conns...), appendNew(nil, p.Secrets...), appendNew(nil, p.Keys...)
 	return p, nil
 }
 

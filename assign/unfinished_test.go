@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -349,5 +350,115 @@ func TestPendingNoteWithRepeatsReads(t *testing.T) {
 	}
 	if got := strings.Join(rec.Pending.Conns, ",") + ";" + strings.Join(rec.Pending.Secrets, ","); got != "a,b;s" {
 		t.Errorf("pending read as %q, want a,b;s", got)
+	}
+}
+
+// withKey is renderPolicy (bob alone) with a private key.
+func withKey(t *testing.T) *render.Result {
+	res := renderPolicy(t, 6667, false)
+	res.Keys = []render.Key{{Name: "private-x", Path: "/k", Data: model.NewSecret("KEYDATA1")}}
+	return res
+}
+
+// killedWhileLoadingConns applies desired and kills swanmgr at its first
+// load-conn, after the private keys loaded and before the record.
+func killedWhileLoadingConns(t *testing.T, e *Engine, d *fakeDaemon, desired *render.Result) {
+	t.Helper()
+	d.onLoadConn = func(string) { panic("killed") }
+	func() {
+		defer func() { recover() }()
+		e.Apply(context.Background(), desired, Inputs{})
+		t.Fatal("the apply was not killed")
+	}()
+	d.onLoadConn = nil
+	if len(d.keys) != 1 {
+		t.Fatalf("the test needs the key loaded: %v", d.keys)
+	}
+}
+
+// A private key charon did not have is noted as swanmgr's right after it
+// loads: a swanmgr killed before the record still owns it, so that the next
+// apply takes it over (or unloads it when no longer wanted) and unassign
+// unloads it (before, it was treated as someone else's for good).
+func TestKeyOfUnfinishedApplyIsOwned(t *testing.T) {
+	ctx := context.Background()
+	const id = "8KEYD" // the fake's id for KEYDATA1
+	t.Run("unassign", func(t *testing.T) {
+		d := newFake()
+		e := newEngine(t, d)
+		killedWhileLoadingConns(t, e, d, withKey(t))
+		if _, err := e.Unassign(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(d.keys) != 0 {
+			t.Errorf("unassign left the key: %v", d.keys)
+		}
+	})
+	t.Run("apply takes it over", func(t *testing.T) {
+		d := newFake()
+		e := newEngine(t, d)
+		killedWhileLoadingConns(t, e, d, withKey(t))
+		if _, err := e.Apply(ctx, withKey(t), Inputs{}); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := e.Store.Load(e.Socket); strings.Join(rec.Keys, ",") != id || !rec.Pending.empty() {
+			t.Fatalf("record keys %v, pending %+v; want the key recorded", rec.Keys, rec.Pending)
+		}
+		if _, err := e.Unassign(ctx); err != nil || len(d.keys) != 0 {
+			t.Errorf("unassign: %v, keys left %v", err, d.keys)
+		}
+	})
+	t.Run("apply without it unloads it", func(t *testing.T) {
+		d := newFake()
+		e := newEngine(t, d)
+		killedWhileLoadingConns(t, e, d, withKey(t))
+		rep, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{})
+		if err != nil || len(rep.Warnings) != 0 {
+			t.Fatalf("apply: %v, warnings %q", err, rep.Warnings)
+		}
+		if len(d.keys) != 0 {
+			t.Errorf("the key is still loaded: %v", d.keys)
+		}
+		if rec, _ := e.Store.Load(e.Socket); len(rec.Keys) != 0 {
+			t.Errorf("record keys %v", rec.Keys)
+		}
+	})
+	t.Run("rolled back", func(t *testing.T) {
+		// The rollback unloads the key; the note, kept for a name still
+		// pending, no longer lists it, so unassign does not fail on it.
+		d := newFake()
+		e := newEngine(t, d)
+		leaveEvePending(t, e, d)
+		d.rejectC["sm-with-bob"] = true
+		res := renderPorts(t, 6668, 514)
+		res.Keys = withKey(t).Keys
+		if _, err := e.Apply(ctx, res, Inputs{}); err == nil {
+			t.Fatal("the refused apply succeeded")
+		}
+		d.rejectC = map[string]bool{}
+		if len(d.keys) != 0 {
+			t.Fatalf("the rollback left the key: %v", d.keys)
+		}
+		if rec, _ := e.Store.Load(e.Socket); len(rec.Keys) != 0 || len(rec.Pending.Keys) != 0 {
+			t.Fatalf("record keys %v, pending %+v", rec.Keys, rec.Pending)
+		}
+		if _, err := e.Unassign(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// A pending note written before it listed keys still reads.
+func TestPendingNoteWithoutKeysReads(t *testing.T) {
+	e := newEngine(t, newFake())
+	if err := e.Store.ensureDir(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.Store.path(e.Socket, ".pending.json"), []byte(`{"conns":["a"],"secrets":["s"],"views":{"a":"v"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil || rec == nil || !rec.pendingConn("a") || !rec.pendingSecret("s") || len(rec.Keys) != 0 {
+		t.Fatalf("read %+v, %v", rec, err)
 	}
 }
