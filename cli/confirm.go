@@ -66,6 +66,15 @@ func beginConfirm(c *ucli.Context, s *session, command, policy string, data []by
 	}
 	if conf != nil {
 		conf.Deadline, conf.Timeout, conf.Command, conf.Policy, conf.PolicyHash = now.Add(d), d.String(), command, policy, policyHash(data)
+		if !watchdogAlive(conf.Watchdog) {
+			// Gone (a reboot without the agent, a killed process): the
+			// extended change would otherwise never revert.
+			pid, err := startWatchdog(c, s.socket, store.Dir, conf.ID)
+			if err != nil {
+				return nil, false, fmt.Errorf("--confirm: the watchdog of the pending change is gone, and starting one failed: %w; nothing was changed", err)
+			}
+			conf.Watchdog = pid
+		}
 		return conf, false, store.SaveConfirmation(s.socket, conf)
 	}
 	rec, err := store.Load(s.socket)

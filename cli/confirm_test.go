@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/knftables"
 
@@ -202,5 +203,45 @@ func TestApplyConfirmJustAfterARevertIsPending(t *testing.T) {
 	conf, _ := l.store.LoadConfirmation(l.srv.Socket())
 	if !l.assignedEdit() || conf == nil || conf.ID == first.ID {
 		t.Fatalf("after apply --confirm in the revert's wake: the edit assigned %v, confirmation %+v (the reverted one was %s); want the edit pending a confirmation of its own", l.assignedEdit(), conf, first.ID)
+	}
+}
+
+// Extending a pending change (apply --confirm again) starts a watchdog
+// for it when the one recorded is gone (a reboot without the agent): the
+// operator is told the change reverts, and something must revert it.
+func TestExtendingStartsAWatchdogWhenTheOldOneIsGone(t *testing.T) {
+	trace := filepath.Join(t.TempDir(), "watchdogs")
+	t.Setenv(watchdogTrace, trace)
+	l := newConfirmLab(t)
+	started := func(n int) []string {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			b, _ := os.ReadFile(trace)
+			lines := strings.Fields(strings.ReplaceAll(string(b), " ", "_"))
+			if len(lines) >= n || time.Now().After(deadline) {
+				return lines
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if code, out, errs := l.run("apply", "--confirm", "2m", "-f", l.edited); code != ExitOK {
+		t.Fatalf("apply --confirm: exit %d\n%s%s", code, out, errs)
+	}
+	first, _ := l.store.LoadConfirmation(l.srv.Socket())
+	if w := started(1); len(w) != 1 || !strings.Contains(w[0], first.ID) {
+		t.Fatalf("watchdogs started by apply --confirm: %q", w)
+	}
+	// The test's watchdog has exited (as after a reboot).
+	if code, out, errs := l.run("apply", "--confirm", "5m", "-f", l.edited); code != ExitOK {
+		t.Fatalf("apply --confirm again: exit %d\n%s%s", code, out, errs)
+	}
+	w := started(2)
+	if len(w) != 2 || !strings.Contains(w[1], "--id_"+first.ID) {
+		t.Fatalf("watchdogs started after extending a change whose watchdog is gone: %q; want a second one for %s", w, first.ID)
+	}
+	conf, _ := l.store.LoadConfirmation(l.srv.Socket())
+	if conf == nil || conf.ID != first.ID || conf.Watchdog == first.Watchdog || conf.Timeout != "5m0s" {
+		t.Fatalf("the extended confirmation: %+v (was %+v); want the same one, 5m, with the new watchdog's pid", conf, first)
 	}
 }
