@@ -128,9 +128,21 @@ func (a *applyRun) noteIntent() error {
 		intent.Conns = appendNew(intent.Conns, a.rec.Pending.Conns...)
 		intent.Secrets = appendNew(intent.Secrets, a.rec.Pending.Secrets...)
 		intent.Keys = appendNew(intent.Keys, a.rec.Pending.Keys...)
+		// Every view sent under a pending name stays acceptable: this
+		// apply may stop before its own load of the name, and charon then
+		// still holds what an earlier one sent.
 		for n, v := range a.rec.Pending.Views {
-			if _, ok := intent.Views[n]; !ok {
+			earlier := a.rec.Pending.EarlierViews[n]
+			if sent, ok := intent.Views[n]; !ok {
 				intent.Views[n] = v
+			} else if sent != v {
+				earlier = appendNew(append([]string(nil), earlier...), v)
+			}
+			if len(earlier) > 0 {
+				if intent.EarlierViews == nil {
+					intent.EarlierViews = map[string][]string{}
+				}
+				intent.EarlierViews[n] = earlier
 			}
 		}
 	}

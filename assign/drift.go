@@ -168,7 +168,7 @@ func (v *viewsAhead) recordedGuard() (rs *guard.Ruleset, ok bool, err error) {
 	return v.guard, true, v.guardErr
 }
 
-// pendingMatches says whether charon's copy of a pending name is what the
+// pendingMatches says whether charon's copy of a pending name is what an
 // unfinished apply sent (true when that is unknown: a note from before
 // views were kept).
 func (r *Record) pendingMatches(name string, views map[string]string) bool {
@@ -176,5 +176,5 @@ func (r *Record) pendingMatches(name string, views map[string]string) bool {
 	if !ok {
 		return true
 	}
-	return views[name] == want
+	return views[name] == want || contains(r.Pending.EarlierViews[name], views[name])
 }

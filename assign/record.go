@@ -79,6 +79,10 @@ type Pending struct {
 	// Views are the views (viewOfBody) of the connections sent: a pending
 	// name whose connection in charon looks different is not swanmgr's.
 	Views map[string]string `json:"views,omitempty"`
+	// EarlierViews are the views earlier unfinished applies sent under a
+	// pending name that a later one sent with other settings: charon may
+	// hold any of them (the later load may never have happened).
+	EarlierViews map[string][]string `json:"earlier_views,omitempty"`
 	// Keys are the ids of private keys the apply loaded that charon did
 	// not have before, noted right after each load-key (a note written
 	// before this field has none).

@@ -128,8 +128,8 @@ func TestLeftoversDefeatShortcut(t *testing.T) {
 	d.refuseUn["sm-with-eve"] = true
 	d.failShared = map[string]error{"ike-sm-with-eve": errors.New("busy")}
 	rep, _, err := e.Assign(ctx, in2, "kernel", v2)
-	if err != nil || len(rep.Warnings) != 2 {
-		t.Fatalf("apply v2 with unloads refused: %v, warnings %q", err, rep.Warnings)
+	if err != nil || len(warningsOf(rep)) != 2 {
+		t.Fatalf("apply v2 with unloads refused: %v, warnings %q", err, warningsOf(rep))
 	}
 	d.refuseUn, d.failShared = map[string]bool{}, nil
 	rep, same, err := e.Assign(ctx, in2, "kernel", v2)
@@ -165,8 +165,8 @@ func TestInterruptedAfterLoadingStillUnloads(t *testing.T) {
 	defer cancel()
 	d.onUnloadConn = func(string) { cancel() }
 	rep, err := e.Apply(ctx, renderPolicy(t, 6668, false), Inputs{})
-	if err != nil || len(rep.Warnings) != 0 {
-		t.Fatalf("apply interrupted after loading: %v, warnings %q", err, rep.Warnings)
+	if err != nil || len(warningsOf(rep)) != 0 {
+		t.Fatalf("apply interrupted after loading: %v, warnings %q", err, warningsOf(rep))
 	}
 	if _, ok := d.conns["sm-with-eve"]; ok {
 		t.Error("the removed rule's connection is still loaded")
@@ -326,8 +326,8 @@ func TestPendingNamesAreNotRepeated(t *testing.T) {
 		}
 	}
 	rep, err := e.Apply(ctx, renderPolicy(t, 6668, false), Inputs{})
-	if err != nil || len(rep.Warnings) != 0 {
-		t.Fatalf("apply without eve: %v, warnings %q", err, rep.Warnings)
+	if err != nil || len(warningsOf(rep)) != 0 {
+		t.Fatalf("apply without eve: %v, warnings %q", err, warningsOf(rep))
 	}
 	if _, ok := d.conns["sm-with-eve"]; ok {
 		t.Error("sm-with-eve is still loaded")
@@ -413,8 +413,8 @@ func TestKeyOfUnfinishedApplyIsOwned(t *testing.T) {
 		e := newEngine(t, d)
 		killedWhileLoadingConns(t, e, d, withKey(t))
 		rep, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{})
-		if err != nil || len(rep.Warnings) != 0 {
-			t.Fatalf("apply: %v, warnings %q", err, rep.Warnings)
+		if err != nil || len(warningsOf(rep)) != 0 {
+			t.Fatalf("apply: %v, warnings %q", err, warningsOf(rep))
 		}
 		if len(d.keys) != 0 {
 			t.Errorf("the key is still loaded: %v", d.keys)
@@ -461,4 +461,65 @@ func TestPendingNoteWithoutKeysReads(t *testing.T) {
 	if err != nil || rec == nil || !rec.pendingConn("a") || !rec.pendingSecret("s") || len(rec.Keys) != 0 {
 		t.Fatalf("read %+v, %v", rec, err)
 	}
+}
+
+// A pending name keeps every view swanmgr sent under it: an apply that
+// notes it with new settings and then stops before loading it (refused
+// earlier, or killed) leaves charon holding what the earlier apply sent,
+// which is still swanmgr's (before, the note's view was overwritten, and
+// the next apply called swanmgr's own connection a conflict, or left it
+// loaded and unowned).
+func TestPendingNameKeepsEarlierViews(t *testing.T) {
+	ctx := context.Background()
+	for _, stop := range []struct {
+		name string
+		how  func(d *fakeDaemon)
+	}{
+		{"refused", func(d *fakeDaemon) { d.rejectC["sm-with-bob"] = true }},
+		{"killed", func(d *fakeDaemon) { d.onLoadConn = func(string) { panic("killed") } }},
+	} {
+		for _, next := range []struct {
+			name    string
+			desired func(t *testing.T) *render.Result
+			eve     bool // whether charon should have eve afterwards
+		}{
+			{"same policy again", func(t *testing.T) *render.Result { return renderPorts(t, 6668, 515) }, true},
+			{"policy without eve", func(t *testing.T) *render.Result { return renderPolicy(t, 6668, false) }, false},
+		} {
+			t.Run(stop.name+", then "+next.name, func(t *testing.T) {
+				d := newFake()
+				e := newEngine(t, d)
+				leaveEvePending(t, e, d) // charon holds eve on port 514
+				stop.how(d)
+				func() {
+					defer func() { recover() }()
+					if _, err := e.Apply(ctx, renderPorts(t, 6668, 515), Inputs{}); err == nil {
+						t.Fatal("the apply that stops succeeded")
+					}
+				}()
+				d.rejectC, d.onLoadConn = map[string]bool{}, nil
+				rep, err := e.Apply(ctx, next.desired(t), Inputs{})
+				if err != nil {
+					t.Fatalf("next apply: %v", err)
+				}
+				if len(warningsOf(rep)) != 0 {
+					t.Errorf("next apply warns %q", warningsOf(rep))
+				}
+				if _, ok := d.conns["sm-with-eve"]; ok != next.eve {
+					t.Errorf("charon has sm-with-eve: %v, want %v", ok, next.eve)
+				}
+				if rec, _ := e.Store.Load(e.Socket); (rec.Conn("sm-with-eve") != nil) != next.eve || !rec.Pending.empty() {
+					t.Errorf("record has sm-with-eve: %v, pending %+v", rec.Conn("sm-with-eve") != nil, rec.Pending)
+				}
+			})
+		}
+	}
+}
+
+// warningsOf is rep's warnings; none when there is no report.
+func warningsOf(rep *Report) []string {
+	if rep == nil {
+		return nil
+	}
+	return rep.Warnings
 }
