@@ -93,7 +93,10 @@ func (s Store) SaveConfirmation(socket string, c *Confirmation) error {
 	if err := s.ensureDir(); err != nil {
 		return err
 	}
-	return s.writeJSON(s.path(socket, ".confirm.json"), c)
+	if err := s.writeJSON(s.path(socket, ".confirm.json"), c); err != nil {
+		return err
+	}
+	return s.syncDir()
 }
 
 // LoadConfirmation returns the pending confirmation, nil if none.
@@ -109,25 +112,52 @@ func (s Store) LoadConfirmation(socket string) (*Confirmation, error) {
 // RemoveConfirmation ends a pending confirmation (confirmed or reverted).
 func (s Store) RemoveConfirmation(socket string) error {
 	err := os.Remove(s.path(socket, ".confirm.json"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("removing the pending confirmation: %w", err)
 	}
-	return nil
+	// Until the folder is synced, a power loss can bring the file back:
+	// the agent would then revert a change that was confirmed.
+	return s.syncDir()
 }
 
 // SaveReverted notes a revert for status (nil removes the note).
 func (s Store) SaveReverted(socket string, r *Reverted) error {
 	if r == nil {
 		err := os.Remove(s.path(socket, ".reverted.json"))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
-		return nil
+		return s.syncDir()
 	}
 	if err := s.ensureDir(); err != nil {
 		return err
 	}
-	return s.writeJSON(s.path(socket, ".reverted.json"), r)
+	// Synced before the revert removes the confirmation: on disk, the
+	// note never goes missing while the confirmation is gone.
+	if err := s.writeJSON(s.path(socket, ".reverted.json"), r); err != nil {
+		return err
+	}
+	return s.syncDir()
+}
+
+// syncDir makes the state folder's entries durable: a file renamed into
+// place or removed is so on disk only once its folder is synced.
+func (s Store) syncDir() error {
+	d, err := os.Open(s.Dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", s.Dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", s.Dir, err)
+	}
+	return nil
 }
 
 // LoadReverted returns the note of the last revert, nil if none.

@@ -1,0 +1,89 @@
+package assign
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// confirmationCalls makes the confirmation bookkeeping of a confirm and a
+// revert in the folder SWANMGR_TEST_DURABLE names (the child of
+// TestConfirmationBookkeepingIsDurable, run under strace).
+func confirmationCalls(t *testing.T, dir string) {
+	s := Store{Dir: dir}
+	const sock = "/run/charon.vici"
+	now := time.Now().UTC()
+	for _, step := range []func() error{
+		func() error {
+			return s.SaveConfirmation(sock, &Confirmation{ID: "a", Command: "apply", Started: now, Deadline: now})
+		},
+		func() error { return s.RemoveConfirmation(sock) }, // confirm
+		func() error {
+			return s.SaveConfirmation(sock, &Confirmation{ID: "b", Command: "apply", Started: now, Deadline: now})
+		},
+		func() error { return s.SaveReverted(sock, &Reverted{At: now, Reason: "swanmgr revert"}) }, // revert: the note first
+		func() error { return s.RemoveConfirmation(sock) },
+		func() error { return s.SaveReverted(sock, nil) },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Every rename into place and every removal of a confirmation file or a
+// revert's note is followed by an fsync of the state folder before the
+// next one: a power loss cannot bring a confirmed change's *.confirm.json
+// back (the agent would revert a confirmed change), nor lose the note of a
+// revert whose confirmation is gone. Watched with strace, in a child.
+func TestConfirmationBookkeepingIsDurable(t *testing.T) {
+	if dir := os.Getenv("SWANMGR_TEST_DURABLE"); dir != "" {
+		confirmationCalls(t, dir)
+		return
+	}
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("strace is not installed: the system calls cannot be watched")
+	}
+	dir := t.TempDir()
+	out := filepath.Join(t.TempDir(), "strace")
+	cmd := exec.Command(strace, "-f", "-y", "-o", out, "-e", "trace=fsync,fdatasync,unlink,unlinkat,rename,renameat,renameat2",
+		os.Args[0], "-test.run=^TestConfirmationBookkeepingIsDurable$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SWANMGR_TEST_DURABLE="+dir)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		if strings.Contains(string(b), "ptrace") || strings.Contains(string(b), "Operation not permitted") {
+			t.Skipf("strace cannot trace here: %s", b)
+		}
+		t.Fatalf("the child under strace: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	change := regexp.MustCompile(`(unlink|unlinkat|rename|renameat|renameat2)\(.*\.(confirm|reverted)\.json"`)
+	dirSync := regexp.MustCompile(`fsync\(\d+<` + regexp.QuoteMeta(dir) + `>\)`)
+	var pending string
+	changes := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case change.MatchString(line):
+			if pending != "" {
+				t.Errorf("no fsync of the state folder between\n  %s\nand\n  %s", pending, line)
+			}
+			pending = line
+			changes++
+		case dirSync.MatchString(line):
+			pending = ""
+		}
+	}
+	if pending != "" {
+		t.Errorf("no fsync of the state folder after\n  %s", pending)
+	}
+	if changes != 6 {
+		t.Fatalf("saw %d renames and removals of confirmation files, want 6:\n%s", changes, b)
+	}
+}
