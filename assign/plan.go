@@ -201,7 +201,9 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 				cp.IKEChanged = old.IKEHash != c.IKEHash() || old.Hash == "" && !retriesChildren(old)
 				nh := c.ChildHashes()
 				for name, h := range old.ChildHashes {
-					if nh[name] != h {
+					// "" (retryTeardown) also for a child the connection
+					// no longer has.
+					if nh[name] != h || h == "" {
 						cp.ChangedChildren = append(cp.ChangedChildren, name)
 					}
 				}

@@ -196,6 +196,27 @@ func renderEndpoint(t *testing.T, addr string) *render.Result {
 	return res
 }
 
+// renderAbczzOnly is renderTwoRules without the Syslog rule: the shared
+// connection loses a child.
+func renderAbczzOnly(t *testing.T) *render.Result {
+	t.Helper()
+	p := fmt.Sprintf(twoRulesTmpl, 514)
+	p = p[:strings.Index(p, "  [[policy.rule]]\n  name = \"Syslog\"")]
+	f, err := model.Parse("p.toml", []byte(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := model.Validate(f, model.ValidateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(a, render.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 // A TeardownError says "apply again": the next apply of the same policy
 // must then tear down what stayed up with the old settings, and only that
 // (before, it saw the connection unchanged and tore nothing down).
@@ -215,6 +236,11 @@ func TestTeardownFailureIsRetriedByNextApply(t *testing.T) {
 			func(sas []LiveSA) bool { return len(sas) == 1 && len(sas[0].Children) == 0 }},
 		{"changed IKE settings", renderPolicy(t, 6667, false), renderEndpoint(t, "172.16.98.232"), bobSA(), 1, "terminate ike-id 1",
 			func(sas []LiveSA) bool { return len(sas) == 0 }},
+		{"removed child", renderTwoRules(t, 514), renderAbczzOnly(t),
+			[]LiveSA{{Conn: "sm-abczz", UniqueID: 1, Children: []LiveChild{{Name: "sm-abczz-1", UniqueID: 2}, {Name: "sm-syslog-1", UniqueID: 3}}}}, 3, "terminate child-id 3",
+			func(sas []LiveSA) bool {
+				return len(sas) == 1 && len(sas[0].Children) == 1 && sas[0].Children[0].UniqueID == 2
+			}},
 		{"removed rule", renderPolicy(t, 6667, true), renderPolicy(t, 6667, false),
 			[]LiveSA{{Conn: "sm-with-eve", UniqueID: 5, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 6}}}}, 5, "terminate ike-id 5",
 			func(sas []LiveSA) bool { return len(sas) == 0 }},
