@@ -59,9 +59,10 @@ type Record struct {
 	// ruleset is kept beside the record); "" for none.
 	GuardHash string `json:"guard_hash,omitempty"`
 	// Leftovers name the connections, secrets and private keys the policy
-	// no longer has that would not unload: the record keeps them so that
-	// the next apply or unassign tries again, and while there are any the
-	// shortcut of an unchanged policy is not taken.
+	// no longer has that would not unload (or, for a connection, whose SAs
+	// would not tear down): the record keeps them so that the next apply
+	// or unassign tries again, and while there are any the shortcut of an
+	// unchanged policy is not taken.
 	Leftovers []string `json:"leftovers,omitempty"`
 
 	// Pending is what an apply was about to load when it stopped without
