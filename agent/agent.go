@@ -171,6 +171,9 @@ type Agent struct {
 	// Precondition checks it is still the current one); nil when the
 	// agent assigns its file.
 	keeping *assign.Snapshot
+	// mark is the snapshot an apply of the policy file may replace, from
+	// the Precondition to Afterward.
+	mark *assign.SnapshotMark
 	// lastFull is when the last full check ran, lastDrift the last that
 	// compared charon's copies; lastSAs when start rules' SAs were last
 	// listed.

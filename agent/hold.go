@@ -46,6 +46,7 @@ func (a *Agent) checkUnderLock(conn *Conn) {
 	if conn.Engine == nil {
 		return
 	}
+	store, sock := conn.Engine.Store, conn.Engine.Socket
 	outer := conn.Engine.Precondition
 	conn.Engine.Precondition = func() error {
 		if outer != nil {
@@ -54,7 +55,7 @@ func (a *Agent) checkUnderLock(conn *Conn) {
 			}
 		}
 		if keep := a.keeping; keep != nil {
-			cur, err := conn.Engine.Store.LoadSnapshot(conn.Engine.Socket)
+			cur, err := store.LoadSnapshot(sock)
 			if err != nil {
 				return err
 			}
@@ -68,7 +69,27 @@ func (a *Agent) checkUnderLock(conn *Conn) {
 				return &heldError{why}
 			}
 		}
+		// The assignment this apply may replace, kept if it does: an
+		// apply --confirm of the file just assigned goes back to it.
+		a.mark.Close()
+		a.mark, _ = store.MarkSnapshot(sock)
 		return nil
+	}
+	outerAfter := conn.Engine.Afterward
+	conn.Engine.Afterward = func(err error) error {
+		var after error
+		if outerAfter != nil {
+			after = outerAfter(err)
+		}
+		m := a.mark
+		a.mark = nil
+		defer m.Close()
+		if err == nil {
+			if _, kerr := store.KeepReplaced(sock, m, true); kerr != nil {
+				a.logf("keeping the assignment replaced, for an apply --confirm to go back to: %v", kerr)
+			}
+		}
+		return after
 	}
 }
 

@@ -2,10 +2,12 @@ package assign
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 )
@@ -83,6 +85,124 @@ func (s Store) LoadSnapshot(socket string) (*Snapshot, error) {
 		return nil, err
 	}
 	return &snap, nil
+}
+
+// SnapshotHash identifies a snapshot: the policy file's path and
+// content, and --insecure-secrets ("" for none).
+func SnapshotHash(snap *Snapshot) string {
+	if snap == nil {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%t\x00", snap.Path, snap.Insecure)
+	h.Write(snap.Data)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Replaced is a snapshot the agent's apply replaced, with what replaced
+// it: the point to revert to of an `apply --confirm` of the file the agent
+// had assigned just before (the operator edits the agent's file, the agent
+// assigns the edit within a second or so, then the apply --confirm meant
+// to try it finds nothing to change).
+type Replaced struct {
+	Snapshot *Snapshot `json:"snapshot"`
+	// By is the SnapshotHash of the snapshot that replaced it: once
+	// another apply replaced that one too, this one is not what came
+	// before the current assignment any more.
+	By    string    `json:"by"`
+	Agent bool      `json:"agent,omitempty"` // the agent made the apply
+	At    time.Time `json:"at"`
+}
+
+// SnapshotMark is the snapshot file as it was before an apply, held open
+// (not read): if the apply replaces it, its content is still there to be
+// kept (KeepReplaced). Close it after.
+type SnapshotMark struct{ f *os.File }
+
+// MarkSnapshot opens the current snapshot; a nil mark (no error) when
+// there is none.
+func (s Store) MarkSnapshot(socket string) (*SnapshotMark, error) {
+	if err := s.checkDir(); err != nil {
+		return nil, err
+	}
+	f, err := openState(s.path(socket, ".policy.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &SnapshotMark{f}, nil
+}
+
+// Close releases the mark.
+func (m *SnapshotMark) Close() {
+	if m != nil {
+		m.f.Close()
+	}
+}
+
+// KeepReplaced, after an apply (under its lock), keeps the snapshot m
+// marked as the one replaced if the apply replaced it, and says whether
+// it did.
+func (s Store) KeepReplaced(socket string, m *SnapshotMark, agent bool) (bool, error) {
+	if m == nil {
+		return false, nil
+	}
+	before, err := m.f.Stat()
+	if err != nil {
+		return false, err
+	}
+	now, err := os.Lstat(s.path(socket, ".policy.json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	if err == nil && os.SameFile(before, now) {
+		return false, nil
+	}
+	cur, err := s.LoadSnapshot(socket)
+	if err != nil || cur == nil {
+		// No snapshot now (an unassign, a policy with inline keys): no
+		// --confirm can come after it, nothing to keep.
+		return false, err
+	}
+	var old Snapshot
+	if _, err := m.f.Seek(0, io.SeekStart); err != nil {
+		return false, err
+	}
+	if err := json.NewDecoder(m.f).Decode(&old); err != nil {
+		return false, fmt.Errorf("reading the replaced policy snapshot: %w", err)
+	}
+	if SnapshotHash(&old) == SnapshotHash(cur) {
+		return false, nil
+	}
+	if err := s.writeJSON(s.path(socket, ".replaced.json"), &Replaced{Snapshot: &old, By: SnapshotHash(cur), Agent: agent, At: time.Now().UTC()}); err != nil {
+		return false, err
+	}
+	return true, s.syncDir()
+}
+
+// LoadReplaced returns the snapshot last kept by KeepReplaced, nil if none.
+func (s Store) LoadReplaced(socket string) (*Replaced, error) {
+	var r Replaced
+	ok, err := s.readJSONFile(socket, ".replaced.json", &r)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// RemoveReplaced forgets it (a confirmation took it as its point to
+// revert to).
+func (s Store) RemoveReplaced(socket string) error {
+	err := os.Remove(s.path(socket, ".replaced.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.syncDir()
 }
 
 // ConfirmLogPath is where the watchdog of a socket logs.

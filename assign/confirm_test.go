@@ -87,3 +87,56 @@ func TestConfirmationBookkeepingIsDurable(t *testing.T) {
 		t.Fatalf("saw %d renames and removals of confirmation files, want 6:\n%s", changes, b)
 	}
 }
+
+// The snapshot an apply replaced is kept with what replaced it; one the
+// apply left in place (nothing changed) or rewrote the same is not.
+func TestKeepReplacedKeepsTheSnapshotAnApplyReplaced(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	const sock = "/run/charon.vici"
+	if m, err := s.MarkSnapshot(sock); m != nil || err != nil {
+		t.Fatalf("mark without a snapshot: %v, %v", m, err)
+	}
+	write := func(data string) *Snapshot {
+		t.Helper()
+		snap := &Snapshot{Path: "/etc/swanmgr/policy.toml", Data: []byte(data), Backend: "kernel"}
+		if err := s.writeJSON(s.path(sock, ".policy.json"), snap); err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	keep := func(apply func()) bool {
+		t.Helper()
+		m, err := s.MarkSnapshot(sock)
+		if err != nil || m == nil {
+			t.Fatalf("mark: %v, %v", m, err)
+		}
+		defer m.Close()
+		apply()
+		kept, err := s.KeepReplaced(sock, m, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kept
+	}
+	write("A")
+	if keep(func() {}) {
+		t.Fatal("kept a snapshot the apply did not replace")
+	}
+	if keep(func() { write("A") }) {
+		t.Fatal("kept a snapshot the apply rewrote the same")
+	}
+	var b *Snapshot
+	if !keep(func() { b = write("B") }) {
+		t.Fatal("did not keep the snapshot the apply replaced")
+	}
+	r, err := s.LoadReplaced(sock)
+	if err != nil || r == nil || string(r.Snapshot.Data) != "A" || r.By != SnapshotHash(b) || !r.Agent {
+		t.Fatalf("kept %+v, %v; want A, replaced by B's hash, by the agent", r, err)
+	}
+	if err := s.RemoveReplaced(sock); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.LoadReplaced(sock); r != nil || err != nil {
+		t.Fatalf("after RemoveReplaced: %+v, %v", r, err)
+	}
+}

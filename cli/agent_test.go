@@ -218,3 +218,64 @@ func TestAgentDoesNotApplyOverAChangeBegunWhileItWaitedForTheLock(t *testing.T) 
 		t.Fatalf("the agent assigned its file over the change pending confirmation:\n%s", errb.String())
 	}
 }
+
+// The documented workflow — edit the agent's file, then apply --confirm
+// that file — keeps its point to revert to although the agent assigns the
+// edit first (it reads a changed file within a second or so): apply
+// --confirm takes the assignment the agent's apply replaced as the one to
+// go back to, says so, and a revert puts it back.
+func TestApplyConfirmOfAnEditTheAgentAssignedFirst(t *testing.T) {
+	l := newConfirmLab(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var errb lockedBuf
+	done := make(chan int, 1)
+	go func() {
+		done <- runWith(ctx, []string{"swanmgr", "agent", "--socket", l.srv.Socket(), "--state-dir", l.state,
+			"-f", l.policy, "--check-interval", "50ms"}, io.Discard, &errb, sharedMeta(l.srv.Socket()))
+	}()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(errb.String(), "agent started") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not start:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	edit, _ := os.ReadFile(l.edited)
+	if err := os.WriteFile(l.policy, edit, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for !l.assignedEdit() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not assign the edit:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, out, errs := l.run("apply", "--confirm", "2m", "-f", l.policy)
+	if code != ExitOK || !strings.Contains(out, "already assigned by swanmgr agent") || !strings.Contains(out, "pending confirmation: run `swanmgr confirm") || strings.Contains(errs, "nothing to confirm") {
+		t.Fatalf("apply --confirm of the file the agent assigned: exit %d\n%s%s\nagent:\n%s", code, out, errs, errb.String())
+	}
+	conf, _ := l.store.LoadConfirmation(l.srv.Socket())
+	if conf == nil || conf.Previous == nil || !strings.Contains(string(conf.Previous.Data), "destination_port = 6667") {
+		t.Fatalf("the pending confirmation %+v does not go back to the assignment before the edit", conf)
+	}
+	if code, out, errs := l.run("revert"); code != ExitOK {
+		t.Fatalf("revert: exit %d\n%s%s", code, out, errs)
+	}
+	if l.assignedEdit() {
+		t.Fatal("the revert did not put the assignment before the edit back")
+	}
+	// The agent holds off from the reverted file and keeps charon at the
+	// assignment put back.
+	deadline = time.Now().Add(3 * time.Second)
+	for !strings.Contains(errb.String(), "is the change reverted at") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent does not hold off from the reverted file:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if l.assignedEdit() {
+		t.Fatalf("the agent assigned the reverted file again:\n%s", errb.String())
+	}
+}

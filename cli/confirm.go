@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -102,6 +103,40 @@ func beginConfirm(c *ucli.Context, s *session, command, policy string, data []by
 	}
 	conf.Watchdog = pid
 	return conf, true, store.SaveConfirmation(s.socket, conf)
+}
+
+// armAfterAgent is apply --confirm of a file charon already has because
+// the agent assigned it (the operator edited the agent's file and the
+// agent was quicker than this command): when the agent's apply of exactly
+// this text is the last change, the assignment it replaced becomes the
+// point to revert to, instead of nothing to confirm. Under the lock, so
+// that no apply comes between the check and the confirmation.
+func armAfterAgent(ctx context.Context, s *session, conf *assign.Confirmation, data []byte) (*assign.Replaced, error) {
+	store := s.engine.Store
+	unlock, err := store.Lock(ctx, s.socket)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	cur, err := store.LoadConfirmation(s.socket)
+	if err != nil || cur == nil || cur.ID != conf.ID {
+		return nil, err
+	}
+	snap, err := store.LoadSnapshot(s.socket)
+	if err != nil || snap == nil || !bytes.Equal(snap.Data, data) {
+		return nil, err
+	}
+	r, err := store.LoadReplaced(s.socket)
+	if err != nil || r == nil || !r.Agent || r.By != assign.SnapshotHash(snap) {
+		return nil, err
+	}
+	conf.Previous = r.Snapshot
+	if err := store.SaveConfirmation(s.socket, conf); err != nil {
+		return nil, err
+	}
+	// Taken: a later apply --confirm of the same file, once this one is
+	// confirmed, has nothing to confirm again.
+	return r, store.RemoveReplaced(s.socket)
 }
 
 // abandonConfirm undoes beginConfirm when the change did not happen.

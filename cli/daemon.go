@@ -300,8 +300,24 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 	}
 	if same != nil {
 		if conf != nil && confNew {
-			abandonConfirm(s, conf, confNew)
-			fmt.Fprintln(c.App.ErrWriter, "nothing changed, so nothing to confirm")
+			r, err := armAfterAgent(ctx, s, conf, data)
+			if err != nil || r == nil {
+				abandonConfirm(s, conf, confNew)
+			}
+			if err != nil {
+				return err
+			}
+			if r == nil {
+				fmt.Fprintln(c.App.ErrWriter, "nothing changed, so nothing to confirm")
+			} else {
+				hint := c.App.Writer
+				if o.json {
+					hint = c.App.ErrWriter
+				}
+				fmt.Fprintf(hint, "%s was already assigned by swanmgr agent (at %s, unconfirmed): it is now the change pending confirmation, and the assignment it replaced (from %s) the one to go back to\n",
+					path, r.At.Local().Format(time.RFC3339), r.Snapshot.Path)
+				defer printConfirmHint(hint, s, conf)
+			}
 		}
 		for _, w := range same.Warnings {
 			fmt.Fprintln(c.App.ErrWriter, w)
