@@ -601,8 +601,11 @@ func TestStatusWatchCountsEvents(t *testing.T) {
 			}
 			return *f.Value
 		}
-		return n(s.AuthenticationFailures) >= 1 && n(s.MainModes) >= 1 && n(s.QuickModes) >= 3,
-			fmt.Sprintf("main modes %v, quick modes %v, authentication failures %v", s.MainModes.Value, s.QuickModes.Value, s.AuthenticationFailures.Value)
+		// The counts come from events; the rows from the listing that
+		// follows them, which may come a refresh later.
+		row, _ := findRow(last, "Syslog with Eve", 1)
+		return n(s.AuthenticationFailures) >= 1 && n(s.MainModes) >= 1 && n(s.QuickModes) >= 3 && row.State == status.StateNotEstablished,
+			fmt.Sprintf("main modes %v, quick modes %v, authentication failures %v, Eve's rule %q", s.MainModes.Value, s.QuickModes.Value, s.AuthenticationFailures.Value, row.State)
 	})
 	for _, f := range []status.Figure{last.Statistics.MainModes, last.Statistics.QuickModes, last.Statistics.AuthenticationFailures, last.Statistics.KeyAdditions} {
 		if f.Source == nil || *f.Source != status.SourceEvents || f.Since == nil {
