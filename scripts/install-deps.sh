@@ -12,8 +12,9 @@ if [ "${1:-}" = test ]; then
 	# docker.io/docker-compose/debootstrap: the docker-compose lab, built
 	# from a locally made base image; systemd: systemd-analyze verify of
 	# the unit file; prometheus: promtool checks the metrics exposition;
-	# ansible-core: the Ansible collection (ansible/) and its e2e test.
-	PACKAGES="$PACKAGES docker.io docker-compose debootstrap systemd prometheus ansible-core"
+	# ansible-core: the Ansible collection (ansible/) and its e2e test;
+	# strace: the test that the confirmation files are synced to disk.
+	PACKAGES="$PACKAGES docker.io docker-compose debootstrap systemd prometheus ansible-core strace"
 fi
 
 missing=""
