@@ -232,7 +232,12 @@ func TestExtendingStartsAWatchdogWhenTheOldOneIsGone(t *testing.T) {
 	if w := started(1); len(w) != 1 || !strings.Contains(w[0], first.ID) {
 		t.Fatalf("watchdogs started by apply --confirm: %q", w)
 	}
-	// The test's watchdog has exited (as after a reboot).
+	// The test's watchdog exits at once (as after a reboot).
+	for deadline := time.Now().Add(5 * time.Second); watchdogAlive(first.Watchdog); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the test's watchdog %d did not exit", first.Watchdog)
+		}
+	}
 	if code, out, errs := l.run("apply", "--confirm", "5m", "-f", l.edited); code != ExitOK {
 		t.Fatalf("apply --confirm again: exit %d\n%s%s", code, out, errs)
 	}
