@@ -76,6 +76,7 @@ func beginConfirm(c *ucli.Context, s *session, command, policy string, data []by
 			}
 			conf.Watchdog = pid
 		}
+		s.engine.Precondition = stillPending(store, s.socket, conf)
 		return conf, false, store.SaveConfirmation(s.socket, conf)
 	}
 	rec, err := store.Load(s.socket)
@@ -102,7 +103,25 @@ func beginConfirm(c *ucli.Context, s *session, command, policy string, data []by
 		return nil, false, fmt.Errorf("--confirm: starting the watchdog that would revert: %w; nothing was changed", err)
 	}
 	conf.Watchdog = pid
+	s.engine.Precondition = stillPending(store, s.socket, conf)
 	return conf, true, store.SaveConfirmation(s.socket, conf)
+}
+
+// stillPending is the Precondition of a change made with --confirm: its
+// confirmation was recorded before the lock was taken, and a revert that
+// held the lock meanwhile ends it (an extended one too); the change must
+// not then be made with nothing left to revert it.
+func stillPending(store assign.Store, sock string, conf *assign.Confirmation) func() error {
+	return func() error {
+		cur, err := store.LoadConfirmation(sock)
+		if err != nil {
+			return err
+		}
+		if cur == nil || cur.ID != conf.ID {
+			return fmt.Errorf("--confirm: the change pending confirmation was confirmed or reverted while this command waited for the lock (see swanmgr status); nothing was changed: run it again")
+		}
+		return nil
+	}
 }
 
 // armAfterAgent is apply --confirm of a file charon already has because

@@ -250,3 +250,54 @@ func TestExtendingStartsAWatchdogWhenTheOldOneIsGone(t *testing.T) {
 		t.Fatalf("the extended confirmation: %+v (was %+v); want the same one, 5m, with the new watchdog's pid", conf, first)
 	}
 }
+
+// An apply --confirm that extends a pending change and then waits for the
+// lock a revert of that change holds does not make its change once the
+// revert ended the confirmation: it would be left with nothing to revert
+// it, though the command says it reverts.
+func TestApplyConfirmExtendingAChangeBeingRevertedChangesNothing(t *testing.T) {
+	l := newConfirmLab(t)
+	if code, out, errs := l.run("apply", "--confirm", "2m", "-f", l.edited); code != ExitOK {
+		t.Fatalf("apply --confirm: exit %d\n%s%s", code, out, errs)
+	}
+	first, _ := l.store.LoadConfirmation(l.srv.Socket())
+	if first == nil {
+		t.Fatal("no confirmation")
+	}
+	unlock, err := l.store.Lock(context.Background(), l.srv.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		code      int
+		out, errs string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errs := l.run("apply", "--confirm", "5m", "-f", l.policy)
+		done <- result{code, out, errs}
+	}()
+	// The extension is recorded (before the lock); the revert holding the
+	// lock then ends the confirmation.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if cur, _ := l.store.LoadConfirmation(l.srv.Socket()); cur != nil && cur.Timeout == "5m0s" {
+			break
+		}
+		if time.Now().After(deadline) {
+			unlock()
+			t.Fatal("apply --confirm did not extend the confirmation")
+		}
+	}
+	if err := l.store.RemoveConfirmation(l.srv.Socket()); err != nil {
+		unlock()
+		t.Fatal(err)
+	}
+	unlock()
+	r := <-done
+	if r.code == ExitOK || !strings.Contains(r.errs, "nothing was changed") {
+		t.Fatalf("apply --confirm extending a change that was reverted meanwhile: exit %d\n%s%s", r.code, r.out, r.errs)
+	}
+	if !l.assignedEdit() {
+		t.Fatal("the change was made with no confirmation left to revert it")
+	}
+}
