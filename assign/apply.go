@@ -95,8 +95,8 @@ type Engine struct {
 	// confirm-or-revert checks, under the lock, that the change was not
 	// confirmed meanwhile).
 	Precondition func() error
-	// Afterward, when set, runs under the lock after Assign or Unassign
-	// went past Precondition, with the error the change ends with (nil
+	// Afterward, when set, runs under the lock after Assign, Apply or
+	// Unassign went past Precondition, with the error the change ends with (nil
 	// when it succeeded or nothing needed to change); an error it returns
 	// is returned too. The revert of a confirm-or-revert notes the revert
 	// and ends the confirmation here, so that no other apply, confirm or
@@ -160,7 +160,13 @@ func (e *Engine) Apply(ctx context.Context, desired *render.Result, in Inputs) (
 		return nil, err
 	}
 	defer unlock()
-	return e.applyLocked(ctx, rec, desired, in)
+	if e.Precondition != nil {
+		if err := e.Precondition(); err != nil {
+			return nil, err
+		}
+	}
+	rep, err := e.applyLocked(ctx, rec, desired, in)
+	return rep, e.afterward(err)
 }
 
 // lockAndLoad takes the socket's lock and reads the record under it.

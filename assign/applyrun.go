@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/swanmgr/swanmgr/render"
@@ -455,7 +456,13 @@ func (a *applyRun) snapshotFile() *jsonFile {
 	if a.in.PolicyFile == "" || !a.in.Restorable {
 		return nil
 	}
-	return &jsonFile{e.Store.path(e.Socket, ".policy.json"), &Snapshot{Path: a.in.PolicyFile, Data: a.in.Policy,
+	// The path made absolute: the revert runs elsewhere (the watchdog
+	// from /, the agent), and the policy's key files are found beside it.
+	path := a.in.PolicyFile
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return &jsonFile{e.Store.path(e.Socket, ".policy.json"), &Snapshot{Path: path, Data: a.in.Policy,
 		Insecure: a.in.Insecure, Backend: string(a.desired.Backend), At: e.now().UTC()}}
 }
 

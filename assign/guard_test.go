@@ -3,6 +3,8 @@ package assign
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -263,5 +265,45 @@ func TestAfterwardUnderTheLock(t *testing.T) {
 	got = nil
 	if _, err := e.Unassign(ctx); err == nil || err.Error() != "noted" || len(got) != 1 || got[0] != nil {
 		t.Fatalf("unassign: %v (Afterward saw %v); want Afterward's error after a clean unassign", err, got)
+	}
+}
+
+// Apply, like Assign and Unassign, runs Precondition and Afterward under
+// the lock (it ran neither: the agent's repairs went around them).
+func TestApplyRunsPreconditionAndAfterward(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	stop := errors.New("held")
+	e.Precondition = func() error { return stop }
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); !errors.Is(err, stop) || len(d.calls) != 0 {
+		t.Fatalf("apply with a failing precondition: %v, calls %q; want it stopped before anything", err, d.calls)
+	}
+	e.Precondition = nil
+	var seen []error
+	e.Afterward = func(err error) error { seen = append(seen, err); return nil }
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil || len(seen) != 1 || seen[0] != nil {
+		t.Fatalf("apply: %v, Afterward saw %v", err, seen)
+	}
+}
+
+// The snapshot a revert goes back to names the policy file by its
+// absolute path: the watchdog runs from /, and the policy's key files are
+// found beside it.
+func TestSnapshotPathIsAbsolute(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	in := Inputs{PolicyFile: "policy.toml", Policy: []byte("x"), Restorable: true}
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), in); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := e.Store.LoadSnapshot(e.Socket)
+	if err != nil || snap == nil {
+		t.Fatalf("snapshot: %v, %v", snap, err)
+	}
+	wd, _ := os.Getwd()
+	if want := filepath.Join(wd, "policy.toml"); snap.Path != want {
+		t.Errorf("snapshot path %q, want %q", snap.Path, want)
 	}
 }
