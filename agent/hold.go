@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,7 +58,7 @@ func (a *Agent) checkUnderLock(conn *Conn) {
 			if err != nil {
 				return err
 			}
-			if !sameSnapshot(cur, keep) {
+			if !assign.SameSnapshot(cur, keep) {
 				return errAssignmentMoved
 			}
 			return nil
@@ -91,10 +90,6 @@ func (a *Agent) checkUnderLock(conn *Conn) {
 		}
 		return after
 	}
-}
-
-func sameSnapshot(a, b *assign.Snapshot) bool {
-	return a != nil && b != nil && a.Path == b.Path && a.Insecure == b.Insecure && bytes.Equal(a.Data, b.Data)
 }
 
 // holding asks Hold and logs when the answer changes; it returns the
@@ -156,24 +151,23 @@ func (a *Agent) keepCurrent(ctx context.Context, conn *Conn, force bool) error {
 // said once).
 func (a *Agent) current(conn *Conn) (*heldPolicy, error) {
 	store, sock := conn.Engine.Store, conn.Engine.Socket
-	rec, err := store.Load(sock)
-	if err != nil {
-		return nil, err
-	}
-	if rec == nil {
-		a.held = nil
-		return nil, nil
-	}
+	// The snapshot goes with the record (unassign removes both): the
+	// record, megabytes at thousands of rules, is read only without one,
+	// to say why.
 	snap, err := store.LoadSnapshot(sock)
 	if err != nil {
 		return nil, err
 	}
 	if snap == nil {
 		a.held = nil
+		rec, err := store.Load(sock)
+		if err != nil || rec == nil {
+			return nil, err
+		}
 		a.noteHeld(fmt.Sprintf("the current assignment (policy %q) has no copy to assign again from (its preshared keys are written inline, or an older swanmgr applied it): it is not repaired while holding off", rec.Policy))
 		return nil, nil
 	}
-	if h := a.held; h != nil && h.backend == a.backend && sameSnapshot(h.snap, snap) {
+	if h := a.held; h != nil && h.backend == a.backend && assign.SameSnapshot(h.snap, snap) {
 		return h, nil
 	}
 	p, err := a.parseSnapshot(snap)
@@ -207,13 +201,5 @@ func (a *Agent) parseSnapshot(snap *assign.Snapshot) (*policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &policy{result: res, rules: len(asg.Rules), byName: map[string]*render.Conn{},
-		in: assign.Inputs{PolicyFile: snap.Path, Policy: snap.Data, Read: asg.Inputs, Insecure: snap.Insecure, Restorable: !asg.InlineSecrets()}}
-	for _, w := range warns {
-		p.in.Warnings = append(p.in.Warnings, w.Error())
-	}
-	for i := range res.Conns {
-		p.byName[res.Conns[i].Name] = &res.Conns[i]
-	}
-	return p, nil
+	return newPolicy(snap.Path, snap.Data, snap.Insecure, asg, warns, res), nil
 }

@@ -100,20 +100,12 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 	if f.IsFolder() {
 		files = append(files, f.Files()...)
 	}
-	p := &policy{result: res, rules: len(asg.Rules), files: files, byName: map[string]*render.Conn{},
-		in: assign.Inputs{PolicyFile: path, Policy: data, Read: asg.Inputs, Insecure: a.cfg.Validate.InsecureSecrets,
-			Restorable: !asg.InlineSecrets()}}
-	for _, w := range warns {
-		p.warnings = append(p.warnings, w.Error())
-	}
-	p.in.Warnings = p.warnings
+	p := newPolicy(path, data, a.cfg.Validate.InsecureSecrets, asg, warns, res)
+	p.files = files
 	for _, i := range asg.Inputs {
 		if i.Kind == "file" {
 			p.files = append(p.files, i.Name)
 		}
-	}
-	for i := range res.Conns {
-		p.byName[res.Conns[i].Name] = &res.Conns[i]
 	}
 	p.fp = a.files.fingerprint(p.files)
 	p.hashes = map[string]string{}
@@ -144,6 +136,21 @@ func (a *Agent) parse(data []byte) (*policy, error) {
 		}
 	}
 	return p, nil
+}
+
+// newPolicy is a validated and rendered policy with what the agent
+// applies it with: its inputs, warnings and connections by name.
+func newPolicy(path string, data []byte, insecure bool, asg *model.Assigned, warns model.Problems, res *render.Result) *policy {
+	p := &policy{result: res, rules: len(asg.Rules), byName: make(map[string]*render.Conn, len(res.Conns)),
+		in: assign.Inputs{PolicyFile: path, Policy: data, Read: asg.Inputs, Insecure: insecure, Restorable: !asg.InlineSecrets()}}
+	for _, w := range warns {
+		p.warnings = append(p.warnings, w.Error())
+	}
+	p.in.Warnings = p.warnings
+	for i := range res.Conns {
+		p.byName[res.Conns[i].Name] = &res.Conns[i]
+	}
+	return p
 }
 
 // converge makes charon have the policy: the file as it is now, or, while
@@ -262,7 +269,7 @@ func (a *Agent) fullCheck(ctx context.Context, conn *Conn) error {
 		a.logf("the guard's nftables table is not the one swanmgr installed (removed or changed by someone else): installing it again")
 	}
 	start := time.Now()
-	rep, err := applyChecked(ctx, conn, g)
+	rep, err := conn.Engine.Apply(ctx, g.result, g.in)
 	if err != nil {
 		return err
 	}
@@ -553,15 +560,4 @@ func statOf(p string) (string, time.Time) {
 		ino = sys.Ino
 	}
 	return fmt.Sprintf("%d/%d/%o/%d", ino, fi.Size(), fi.Mode(), fi.ModTime().UnixNano()), fi.ModTime()
-}
-
-// applyChecked is Engine.Apply of g through Engine.Assign, whose
-// Precondition runs under the lock (Apply runs none): inputs without a
-// policy file are never up to date, so Assign applies g in full, as Apply
-// would.
-func applyChecked(ctx context.Context, conn *Conn, g *policy) (*assign.Report, error) {
-	rep, _, err := conn.Engine.Assign(ctx, assign.Inputs{}, string(g.result.Backend), func() (*render.Result, assign.Inputs, error) {
-		return g.result, g.in, nil
-	})
-	return rep, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 
@@ -384,9 +385,9 @@ func retryTeardown(rc RecordConn, children []string) RecordConn {
 		rc.IKEHash = ""
 		return rc
 	}
-	hashes := make(map[string]string, len(rc.ChildHashes))
-	for name, h := range rc.ChildHashes {
-		hashes[name] = h
+	hashes := maps.Clone(rc.ChildHashes)
+	if hashes == nil {
+		hashes = map[string]string{}
 	}
 	for _, name := range children {
 		hashes[name] = ""

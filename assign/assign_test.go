@@ -343,13 +343,10 @@ const eveRule = `
   authentication = [ { method = "psk", secret = "a-long-lab-only-key-for-eve" } ]
 `
 
-func renderPolicy(t *testing.T, port int, withEve bool) *render.Result {
+// renderText validates and renders a policy text, named p.toml.
+func renderText(t *testing.T, text string) *render.Result {
 	t.Helper()
-	extra := ""
-	if withEve {
-		extra = eveRule
-	}
-	f, err := model.Parse("p.toml", []byte(fmt.Sprintf(policyTmpl, port, extra)))
+	f, err := model.Parse("p.toml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,6 +359,15 @@ func renderPolicy(t *testing.T, port int, withEve bool) *render.Result {
 		t.Fatal(err)
 	}
 	return res
+}
+
+func renderPolicy(t *testing.T, port int, withEve bool) *render.Result {
+	t.Helper()
+	extra := ""
+	if withEve {
+		extra = eveRule
+	}
+	return renderText(t, fmt.Sprintf(policyTmpl, port, extra))
 }
 
 func newEngine(t *testing.T, d Daemon) *Engine {

@@ -1,6 +1,7 @@
 package assign
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -99,6 +100,12 @@ func SnapshotHash(snap *Snapshot) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// SameSnapshot says whether two snapshots (neither nil) are of the same
+// policy file, text and --insecure-secrets.
+func SameSnapshot(a, b *Snapshot) bool {
+	return a != nil && b != nil && a.Path == b.Path && a.Insecure == b.Insecure && bytes.Equal(a.Data, b.Data)
+}
+
 // Replaced is a snapshot the agent's apply replaced, with what replaced
 // it: the point to revert to of an `apply --confirm` of the file the agent
 // had assigned just before (the operator edits the agent's file, the agent
@@ -173,7 +180,7 @@ func (s Store) KeepReplaced(socket string, m *SnapshotMark, agent bool) (bool, e
 	if err := json.NewDecoder(m.f).Decode(&old); err != nil {
 		return false, fmt.Errorf("reading the replaced policy snapshot: %w", err)
 	}
-	if SnapshotHash(&old) == SnapshotHash(cur) {
+	if SameSnapshot(&old, cur) {
 		return false, nil
 	}
 	if err := s.writeJSON(s.path(socket, ".replaced.json"), &Replaced{Snapshot: &old, By: SnapshotHash(cur), Agent: agent, At: time.Now().UTC()}); err != nil {

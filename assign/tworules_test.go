@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/render"
 )
 
@@ -48,19 +47,7 @@ name = "P"
 
 func renderTwoRules(t *testing.T, port int) *render.Result {
 	t.Helper()
-	f, err := model.Parse("p.toml", []byte(fmt.Sprintf(twoRulesTmpl, port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _, err := model.Validate(f, model.ValidateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := render.Render(a, render.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return renderText(t, fmt.Sprintf(twoRulesTmpl, port))
 }
 
 // Two rules to one peer share a connection: the plan still speaks per

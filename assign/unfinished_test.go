@@ -18,19 +18,7 @@ func renderKeys(t *testing.T, bobKey, eveKey string) *render.Result {
 	t.Helper()
 	p := strings.Replace(fmt.Sprintf(policyTmpl, 6667, eveRule), "a-long-lab-only-key-for-bob", bobKey, 1)
 	p = strings.Replace(p, "a-long-lab-only-key-for-eve", eveKey, 1)
-	f, err := model.Parse("p.toml", []byte(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _, err := model.Validate(f, model.ValidateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := render.Render(a, render.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return renderText(t, p)
 }
 
 // checkSecrets fails unless charon holds desired's value for every secret.
@@ -181,19 +169,7 @@ func TestInterruptedAfterLoadingStillUnloads(t *testing.T) {
 func renderEndpoint(t *testing.T, addr string) *render.Result {
 	t.Helper()
 	p := strings.Replace(fmt.Sprintf(policyTmpl, 6667, ""), "172.16.98.231", addr, 1)
-	f, err := model.Parse("p.toml", []byte(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _, err := model.Validate(f, model.ValidateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := render.Render(a, render.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return renderText(t, p)
 }
 
 // renderAbczzOnly is renderTwoRules without the Syslog rule: the shared
@@ -202,19 +178,7 @@ func renderAbczzOnly(t *testing.T) *render.Result {
 	t.Helper()
 	p := fmt.Sprintf(twoRulesTmpl, 514)
 	p = p[:strings.Index(p, "  [[policy.rule]]\n  name = \"Syslog\"")]
-	f, err := model.Parse("p.toml", []byte(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _, err := model.Validate(f, model.ValidateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := render.Render(a, render.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return renderText(t, p)
 }
 
 // A TeardownError says "apply again": the next apply of the same policy
@@ -291,19 +255,7 @@ func TestTeardownFailureIsRetriedByNextApply(t *testing.T) {
 func renderPorts(t *testing.T, bobPort, evePort int) *render.Result {
 	t.Helper()
 	p := strings.Replace(fmt.Sprintf(policyTmpl, bobPort, eveRule), "destination_port = 514", fmt.Sprintf("destination_port = %d", evePort), 1)
-	f, err := model.Parse("p.toml", []byte(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _, err := model.Validate(f, model.ValidateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := render.Render(a, render.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return renderText(t, p)
 }
 
 // leaveEvePending applies bob alone, then an apply adding eve whose answer

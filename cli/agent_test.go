@@ -167,21 +167,7 @@ func TestAgentCommandServesMetrics(t *testing.T) {
 // that nothing is pending confirmation.
 func TestAgentDoesNotApplyOverAChangeBegunWhileItWaitedForTheLock(t *testing.T) {
 	l := newConfirmLab(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var errb lockedBuf
-	done := make(chan int, 1)
-	go func() {
-		done <- runWith(ctx, []string{"swanmgr", "agent", "--socket", l.srv.Socket(), "--state-dir", l.state,
-			"-f", l.policy, "--check-interval", "50ms"}, io.Discard, &errb, sharedMeta(l.srv.Socket()))
-	}()
-	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(errb.String(), "agent started") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent did not start:\n%s", errb.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	errb := l.startAgent(t)
 	// Another command holds the lock (as apply --confirm does while it
 	// makes its change); the agent sees its file edited, finds nothing
 	// pending, and waits for the lock.
@@ -203,7 +189,7 @@ func TestAgentDoesNotApplyOverAChangeBegunWhileItWaitedForTheLock(t *testing.T) 
 		t.Fatal(err)
 	}
 	unlock()
-	deadline = time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(3 * time.Second)
 	for !strings.Contains(errb.String(), "holding off: the apply of /elsewhere/tried.toml is pending confirmation") {
 		if l.assignedEdit() {
 			t.Fatalf("the agent assigned its file over the change pending confirmation:\n%s", errb.String())
@@ -226,25 +212,12 @@ func TestAgentDoesNotApplyOverAChangeBegunWhileItWaitedForTheLock(t *testing.T) 
 // go back to, says so, and a revert puts it back.
 func TestApplyConfirmOfAnEditTheAgentAssignedFirst(t *testing.T) {
 	l := newConfirmLab(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var errb lockedBuf
-	done := make(chan int, 1)
-	go func() {
-		done <- runWith(ctx, []string{"swanmgr", "agent", "--socket", l.srv.Socket(), "--state-dir", l.state,
-			"-f", l.policy, "--check-interval", "50ms"}, io.Discard, &errb, sharedMeta(l.srv.Socket()))
-	}()
-	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(errb.String(), "agent started") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent did not start:\n%s", errb.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	errb := l.startAgent(t)
 	edit, _ := os.ReadFile(l.edited)
 	if err := os.WriteFile(l.policy, edit, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	deadline := time.Now().Add(10 * time.Second)
 	for !l.assignedEdit() {
 		if time.Now().After(deadline) {
 			t.Fatalf("the agent did not assign the edit:\n%s", errb.String())
@@ -278,4 +251,26 @@ func TestApplyConfirmOfAnEditTheAgentAssignedFirst(t *testing.T) {
 	if l.assignedEdit() {
 		t.Fatalf("the agent assigned the reverted file again:\n%s", errb.String())
 	}
+}
+
+// startAgent runs the agent on the lab's policy until the test ends, and
+// returns its log once it has started.
+func (l *confirmLab) startAgent(t *testing.T) *lockedBuf {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errb := &lockedBuf{}
+	done := make(chan int, 1)
+	go func() {
+		done <- runWith(ctx, []string{"swanmgr", "agent", "--socket", l.srv.Socket(), "--state-dir", l.state,
+			"-f", l.policy, "--check-interval", "50ms"}, io.Discard, errb, sharedMeta(l.srv.Socket()))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(errb.String(), "agent started") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not start:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errb
 }

@@ -113,15 +113,21 @@ func beginConfirm(c *ucli.Context, s *session, command, policy string, data []by
 // not then be made with nothing left to revert it.
 func stillPending(store assign.Store, sock string, conf *assign.Confirmation) func() error {
 	return func() error {
-		cur, err := store.LoadConfirmation(sock)
-		if err != nil {
+		if ok, err := stillThePending(store, sock, conf); err != nil || ok {
 			return err
 		}
-		if cur == nil || cur.ID != conf.ID {
-			return fmt.Errorf("--confirm: the change pending confirmation was confirmed or reverted while this command waited for the lock (see swanmgr status); nothing was changed: run it again")
-		}
-		return nil
+		return fmt.Errorf("--confirm: the change pending confirmation was confirmed or reverted while this command waited for the lock (see swanmgr status); nothing was changed: run it again")
 	}
+}
+
+// stillThePending says whether conf is still the pending confirmation
+// (not confirmed, reverted or replaced since it was read).
+func stillThePending(store assign.Store, sock string, conf *assign.Confirmation) (bool, error) {
+	cur, err := store.LoadConfirmation(sock)
+	if err != nil {
+		return false, err
+	}
+	return cur != nil && cur.ID == conf.ID, nil
 }
 
 // armAfterAgent is apply --confirm of a file charon already has because
@@ -137,8 +143,7 @@ func armAfterAgent(ctx context.Context, s *session, conf *assign.Confirmation, d
 		return nil, err
 	}
 	defer unlock()
-	cur, err := store.LoadConfirmation(s.socket)
-	if err != nil || cur == nil || cur.ID != conf.ID {
+	if ok, err := stillThePending(store, s.socket, conf); err != nil || !ok {
 		return nil, err
 	}
 	snap, err := store.LoadSnapshot(s.socket)
@@ -354,22 +359,19 @@ func agentHold(c *ucli.Context, sock string, store assign.Store, policyFile stri
 		if err != nil {
 			return ""
 		}
-		if conf != nil {
-			if !time.Now().Before(conf.Deadline) && !watchdogAlive(conf.Watchdog) {
-				rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-				err := revert(rctx, c, sock, store, conf, "not confirmed within "+conf.Timeout, log)
-				cancel()
-				if err != nil && !errors.Is(err, errConfirmedMeanwhile) {
-					fmt.Fprintf(log, "reverting the change not confirmed within %s failed (trying again): %v\n", conf.Timeout, err)
-				}
-				if cur, _ := store.LoadConfirmation(sock); cur != nil {
-					return fmt.Sprintf("the %s of %s was not confirmed by %s; reverting it", conf.Command, conf.Policy, conf.Deadline.Local().Format(time.RFC3339))
-				}
-				return agentRevertedHold(store, sock, policyFile)
+		if conf != nil && !time.Now().Before(conf.Deadline) && !watchdogAlive(conf.Watchdog) {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			err := revert(rctx, c, sock, store, conf, "not confirmed within "+conf.Timeout, log)
+			cancel()
+			if err != nil && !errors.Is(err, errConfirmedMeanwhile) {
+				fmt.Fprintf(log, "reverting the change not confirmed within %s failed (trying again): %v\n", conf.Timeout, err)
 			}
-			return pendingHold(conf)
+			if cur, _ := store.LoadConfirmation(sock); cur != nil {
+				return fmt.Sprintf("the %s of %s was not confirmed by %s; reverting it", conf.Command, conf.Policy, conf.Deadline.Local().Format(time.RFC3339))
+			}
+			return agentRevertedHold(store, sock, policyFile)
 		}
-		return agentRevertedHold(store, sock, policyFile)
+		return heldFor(store, sock, policyFile, conf)
 	}
 }
 
@@ -382,14 +384,15 @@ func agentHeld(sock string, store assign.Store, policyFile string) func() string
 		if err != nil {
 			return ""
 		}
-		if conf != nil {
-			return pendingHold(conf)
-		}
-		return agentRevertedHold(store, sock, policyFile)
+		return heldFor(store, sock, policyFile, conf)
 	}
 }
 
-func pendingHold(conf *assign.Confirmation) string {
+// heldFor is why the agent holds off with conf pending (nil: none).
+func heldFor(store assign.Store, sock, policyFile string, conf *assign.Confirmation) string {
+	if conf == nil {
+		return agentRevertedHold(store, sock, policyFile)
+	}
 	return fmt.Sprintf("the %s of %s is pending confirmation until %s (swanmgr confirm keeps it; otherwise it reverts)", conf.Command, conf.Policy, conf.Deadline.Local().Format(time.RFC3339))
 }
 
@@ -415,14 +418,10 @@ func revert(ctx context.Context, c *ucli.Context, sock string, store assign.Stor
 	}
 	defer s.Close()
 	s.engine.Precondition = func() error {
-		cur, err := store.LoadConfirmation(sock)
-		if err != nil {
+		if ok, err := stillThePending(store, sock, conf); err != nil || ok {
 			return err
 		}
-		if cur == nil || cur.ID != conf.ID {
-			return errConfirmedMeanwhile
-		}
-		return nil
+		return errConfirmedMeanwhile
 	}
 	note := &assign.Reverted{At: time.Now().UTC(), Reason: reason, Policy: conf.Policy, RejectedHash: conf.PolicyHash}
 	// The bookkeeping under the same hold of the lock as the change: no
