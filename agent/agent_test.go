@@ -315,7 +315,10 @@ func TestCharonRestartIsRepairedOnReconnect(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	h.eventually("the event is logged", h.logHas("went away"))
+	// Told by the event stream closing, or, when the unloads above woke a
+	// check that was talking to charon at the moment it went, by that
+	// command failing (seen once under -race in CI): either way no tick.
+	h.eventually("the loss is logged", func() bool { return h.logHas("went away")() || h.logHas("lost charon at")() })
 	h.eventually("the restore is logged", h.logHas(`restored 1 rule charon had lost ("Abczz with Bob")`))
 }
 
