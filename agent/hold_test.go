@@ -99,6 +99,12 @@ func TestHeldUnderTheLockStopsTheApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The change being tried is rendered by an agent of its own: the
+	// running one's parse state is its goroutine's.
+	tried, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.done = make(chan error, 1)
 	go func() { h.done <- a.Run(ctx) }()
@@ -107,7 +113,7 @@ func TestHeldUnderTheLockStopsTheApply(t *testing.T) {
 	held.Store(true)
 
 	// The change being tried replaced the connection (another port).
-	p, err := a.parse([]byte(strings.Replace(alicePolicy, "destination_port = 6667", "destination_port = 9999", 1)))
+	p, err := tried.parse([]byte(strings.Replace(alicePolicy, "destination_port = 6667", "destination_port = 9999", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
