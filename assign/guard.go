@@ -236,7 +236,7 @@ func (e *Engine) planGuard(ctx context.Context, rec *Record, next *guard.Ruleset
 	if next != nil {
 		for _, en := range next.Entries {
 			seen[en.ID()] = true
-			if old, ok := ids[en.ID()]; !ok || old.Verdict != en.Verdict || old.Counter != en.Counter {
+			if old, ok := ids[en.ID()]; !ok || !old.SameAction(en) {
 				g.Added++
 			}
 		}

@@ -15,7 +15,10 @@
 // "Protected" depends on the backend: with the kernel's XFRM, packets
 // that leave through an XFRM transform (rt ipsec exists) or arrived through
 // one (meta ipsec exists); with charon's userspace libipsec, packets that
-// leave or arrive through its TUN device (ipsec0).
+// leave or arrive through its TUN device (ipsec0). A forwarded packet is
+// checked by its entry's direction (Entry.Dir): the filter's way it must
+// leave protected, the mirrored way it must have arrived protected, both
+// where rules ask both (a hub between two sites).
 //
 // The rules live in one table, inet swanmgr; nothing else is read or
 // changed. Matching costs one set lookup per filter shape (the prefix

@@ -73,7 +73,52 @@ type Entry struct {
 	Key     []string `json:"key"`
 	Verdict Verdict  `json:"verdict"`
 	Counter string   `json:"counter,omitempty"` // block and negotiate
+	// Dir says, for a negotiate entry, which way of the filter it is,
+	// which decides what a forwarded packet it matches must have been:
+	// Out (the filter as written, this side to the peer's) must leave
+	// protected, In (the mirror) must have arrived protected, Both must
+	// have done both — what the kernel's XFRM requires of a forwarded
+	// packet through its out and fwd policies. "" (a ruleset recorded
+	// before directions were kept) counts as Both.
+	Dir Dir `json:"dir,omitempty"`
 }
+
+// SameAction says whether e and o, entries of one ID, do the same to a
+// packet: verdict, counter and direction.
+func (e Entry) SameAction(o Entry) bool {
+	return e.Verdict == o.Verdict && e.Counter == o.Counter && e.Dir == o.Dir
+}
+
+// Dir is the direction of a negotiate entry: see Entry.Dir.
+type Dir string
+
+// Directions.
+const (
+	Out  Dir = "out"
+	In   Dir = "in"
+	Both Dir = "both"
+)
+
+// union is the direction that asks what both d and o ask.
+func (d Dir) union(o Dir) Dir {
+	switch {
+	case d == o:
+		return d
+	case d == "" || o == "":
+		return ""
+	}
+	return Both
+}
+
+// needsIn and needsOut say what a forwarded packet of the entry's
+// direction must have: arrived protected, left protected.
+func (d Dir) needsIn() bool  { return d != Out }
+func (d Dir) needsOut() bool { return d != In }
+
+// Format is the layout of the table this package installs; a ruleset
+// recorded with another (0: before forwarded packets were checked by
+// direction) is replaced whole rather than patched.
+const Format = 2
 
 // ID identifies an entry: its family, shape and key.
 func (e Entry) ID() string {
@@ -98,6 +143,7 @@ func (e Entry) ID() string {
 // Ruleset is the whole guard of one assigned policy. A nil *Ruleset is
 // "no guard".
 type Ruleset struct {
+	Format  int     `json:"format,omitempty"` // see Format
 	Backend Backend `json:"backend"`
 	Rules   []Rule  `json:"rules"`
 	Entries []Entry `json:"entries"` // sorted by shape, then key
@@ -119,6 +165,12 @@ func (rs *Ruleset) Hash() string {
 		buf = append(buf, v...)
 	}
 	put(string(rs.Backend))
+	if rs.Format != 0 {
+		// Left out for rulesets of before, so that their hash, which
+		// the live table carries, reads the same.
+		buf = append(buf, 'F')
+		buf = strconv.AppendInt(buf, int64(rs.Format), 10)
+	}
 	for _, r := range rs.Rules {
 		buf = append(buf, 'r')
 		put(r.Name)
@@ -137,6 +189,10 @@ func (rs *Ruleset) Hash() string {
 		}
 		put(string(e.Verdict))
 		put(e.Counter)
+		if e.Dir != "" {
+			buf = append(buf, 'd')
+			put(string(e.Dir))
+		}
 		h.Write(buf)
 		buf = buf[:0]
 	}
@@ -175,7 +231,7 @@ func (rs *Ruleset) Rule(name string) *Rule {
 // returns nil when no enabled rule is guarded: then nothing is installed
 // and nftables is not needed. Problems name the rule and the filter.
 func Derive(a *model.Assigned, backend Backend) (*Ruleset, model.Problems) {
-	d := &deriver{a: a, rs: &Ruleset{Backend: backend}, byID: make(map[string]int, 2*len(a.Rules)), counters: make(map[string]bool, len(a.Rules)),
+	d := &deriver{a: a, rs: &Ruleset{Format: Format, Backend: backend}, byID: make(map[string]int, 2*len(a.Rules)), counters: make(map[string]bool, len(a.Rules)),
 		texts: map[netip.Prefix]string{}}
 	guarded := false
 	for _, r := range a.Rules {
@@ -272,15 +328,16 @@ func dnsName(f model.ResolvedFilter) string {
 	return f.Dst.Name
 }
 
-// filter adds both orientations of a filter in every family it covers.
+// filter adds both orientations of a filter in every family it covers:
+// as written (Out: a filter's source is this side) and mirrored (In).
 func (d *deriver) filter(f model.ResolvedFilter, v Verdict, counter string, rank int) {
 	for _, fam := range []int{4, 6} {
 		srcs := d.prefixes(f.Src, f.Dst, fam)
 		dsts := d.prefixes(f.Dst, f.Src, fam)
 		for _, s := range srcs {
 			for _, t := range dsts {
-				d.add(fam, s, t, f.Proto, f.SrcPort, f.DstPort, v, counter, rank)
-				d.add(fam, t, s, f.Proto, f.DstPort, f.SrcPort, v, counter, rank)
+				d.add(fam, s, t, f.Proto, f.SrcPort, f.DstPort, v, counter, rank, Out)
+				d.add(fam, t, s, f.Proto, f.DstPort, f.SrcPort, v, counter, rank, In)
 			}
 		}
 	}
@@ -396,7 +453,7 @@ func (s shape) score() int {
 	return n
 }
 
-func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v Verdict, counter string, rank int) {
+func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v Verdict, counter string, rank int, dir Dir) {
 	sh := shape{family: fam, srcBits: src.Bits(), dstBits: dst.Bits(), proto: proto != 0,
 		sport: sport != model.AnyPort, dport: dport != model.AnyPort}
 	// The key holds only what the filter restricts: "any" address, port
@@ -422,13 +479,22 @@ func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v
 		key = append(key, strconv.Itoa(dport))
 	}
 	e := Entry{Family: fam, Shape: sh.name(), Key: slices.Clip(key), Verdict: v, Counter: counter}
+	if v == Negotiate {
+		e.Dir = dir
+	}
 	id := e.ID()
 	if i, ok := d.byID[id]; ok {
 		// The same traffic twice: the action charon lets win wins
 		// (rank), then the earlier rule (charon, too, keeps the first
-		// of two equal policies).
-		if rank > d.ranks[i] {
+		// of two equal policies). Two negotiate entries ask for both
+		// directions' protection, as charon's out policy of one and
+		// fwd policy of the other would (a hub between two sites, a
+		// filter whose two sides are the same).
+		switch {
+		case rank > d.ranks[i]:
 			d.rs.Entries[i], d.ranks[i] = e, rank
+		case rank == d.ranks[i] && v == Negotiate:
+			d.rs.Entries[i].Dir = d.rs.Entries[i].Dir.union(dir)
 		}
 		return
 	}
@@ -494,7 +560,7 @@ func Merge(a, b *Ruleset) *Ruleset {
 	case b == nil:
 		return a
 	}
-	out := &Ruleset{Backend: b.Backend}
+	out := &Ruleset{Format: b.Format, Backend: b.Backend}
 	seen := map[string]bool{}
 	for _, rs := range []*Ruleset{b, a} {
 		for _, r := range rs.Rules {
@@ -533,8 +599,11 @@ func Merge(a, b *Ruleset) *Ruleset {
 				}
 			}
 			if i, ok := byID[id]; ok {
-				if e.Verdict.strength() > out.Entries[i].Verdict.strength() {
-					out.Entries[i] = e
+				switch o := &out.Entries[i]; {
+				case e.Verdict.strength() > o.Verdict.strength():
+					*o = e
+				case e.Verdict == Negotiate && o.Verdict == Negotiate:
+					o.Dir = o.Dir.union(e.Dir)
 				}
 				continue
 			}
@@ -562,7 +631,7 @@ func ChangedRules(a, b *Ruleset) []string {
 		if rs != nil {
 			for _, e := range rs.Entries {
 				if e.Counter != "" {
-					m[e.Counter] = append(m[e.Counter], e.ID()+"|"+string(e.Verdict))
+					m[e.Counter] = append(m[e.Counter], e.ID()+"|"+string(e.Verdict)+"|"+string(e.Dir))
 				}
 			}
 		}

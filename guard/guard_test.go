@@ -441,7 +441,7 @@ func TestForeignLiveTableIsReplaced(t *testing.T) {
 // sort): the quicker Merge must give what it gives.
 func referenceMerge(a, b *guard.Ruleset) *guard.Ruleset {
 	strength := map[guard.Verdict]int{guard.Pass: 0, guard.Negotiate: 1, guard.Block: 2}
-	out := &guard.Ruleset{Backend: b.Backend}
+	out := &guard.Ruleset{Format: b.Format, Backend: b.Backend}
 	seen := map[string]bool{}
 	for _, rs := range []*guard.Ruleset{b, a} {
 		for _, r := range rs.Rules {
@@ -466,8 +466,16 @@ func referenceMerge(a, b *guard.Ruleset) *guard.Ruleset {
 				continue
 			}
 			if i, ok := byID[id]; ok {
-				if strength[e.Verdict] > strength[out.Entries[i].Verdict] {
-					out.Entries[i] = e
+				o := &out.Entries[i]
+				if strength[e.Verdict] > strength[o.Verdict] {
+					*o = e
+				} else if e.Verdict == guard.Negotiate && o.Verdict == guard.Negotiate && e.Dir != o.Dir {
+					// Each asks what it asks; "" asks both.
+					if e.Dir == "" || o.Dir == "" {
+						o.Dir = ""
+					} else {
+						o.Dir = guard.Both
+					}
 				}
 				continue
 			}
@@ -498,6 +506,9 @@ func TestMergeLikeReference(t *testing.T) {
 		for i := rnd.IntN(40); i > 0; i-- {
 			e := entry([]string{"4-s32-d32", "4-d32", "6-d128"}[rnd.IntN(3)], verdicts[rnd.IntN(3)], fmt.Sprint("10.0.0.", rnd.IntN(6)), fmt.Sprint("10.0.1.", rnd.IntN(6)))
 			e.Family = 4 + 2*rnd.IntN(2)
+			if e.Verdict == guard.Negotiate {
+				e.Dir = []guard.Dir{"", guard.In, guard.Out, guard.Both}[rnd.IntN(4)]
+			}
 			rs.Entries = append(rs.Entries, e) // duplicates of an ID too
 		}
 		return rs
@@ -563,5 +574,130 @@ name = "P"
 		if got := keys(rs)[key]; got.Verdict != c.want {
 			t.Errorf("rules %v: verdict %q, want %q", c.rules, got.Verdict, c.want)
 		}
+	}
+}
+
+// gateway is a site's gateway: its LAN 10.77.2.0/24 to the remote site's
+// 10.77.1.0/24 through a tunnel. hub adds the reverse rule, as a hub
+// between two sites has: traffic from site to site passes through it.
+var gateway = head + `
+[[filter_list]]
+name = "LAN to site A"
+  [[filter_list.filter]]
+  source = "10.77.2.0/24"
+  destination = "10.77.1.0/24"
+[[filter_list]]
+name = "Site A to site B"
+  [[filter_list.filter]]
+  source = "10.77.1.0/24"
+  destination = "10.77.2.0/24"
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+[[policy]]
+name = "P"
+` + tunnelRule("Site A", "LAN to site A", "172.31.67.1")
+
+var hub = gateway + tunnelRule("Site B", "Site A to site B", "172.31.68.1")
+
+func tunnelRule(name, list, endpoint string) string {
+	return strings.Replace(rule(name, list, "Encrypt"), "  authentication", `  tunnel_endpoint = "`+endpoint+`"
+  authentication`, 1)
+}
+
+// A forwarded packet of a negotiate filter must leave protected when it
+// goes the filter's way (this side to the peer's) and must have arrived
+// protected when it comes the mirrored way; where two rules ask both of
+// one packet (a hub), it must have done both, as the kernel's out and fwd
+// policies would ask. Before directions were kept, either leg was enough:
+// a hub sent on in clear what arrived through one tunnel while the other
+// was down.
+func TestDeriveForwardDirections(t *testing.T) {
+	const ab, ba = "4-s24-d24 10.77.1.0/24 . 10.77.2.0/24", "4-s24-d24 10.77.2.0/24 . 10.77.1.0/24"
+	for _, c := range []struct {
+		name   string
+		policy string
+		ab, ba guard.Dir
+	}{
+		{"gateway", gateway, guard.In, guard.Out},
+		{"hub", hub, guard.Both, guard.Both},
+	} {
+		rs, probs := guard.Derive(assigned(t, c.policy), guard.LibIPsec)
+		if probs != nil {
+			t.Fatal(probs)
+		}
+		if rs.Format != guard.Format {
+			t.Errorf("%s: format %d", c.name, rs.Format)
+		}
+		got := keys(rs)
+		if got[ab].Dir != c.ab || got[ba].Dir != c.ba || len(got) != 2 {
+			t.Errorf("%s: %v, want site A to B %q and B to A %q", c.name, got, c.ab, c.ba)
+		}
+		fake := knftables.NewFake(knftables.InetFamily, guard.Table)
+		install(t, fake, "", nil, rs)
+		dump := fake.Dump()
+		for key, d := range map[string]guard.Dir{"10.77.1.0/24 . 10.77.2.0/24": c.ab, "10.77.2.0/24 . 10.77.1.0/24": c.ba} {
+			chain := map[guard.Dir]string{guard.In: "fi-", guard.Out: "fo-", guard.Both: "fb-"}[d] + "4-s24-d24"
+			if want := key + " : goto " + chain; !strings.Contains(dump, want) {
+				t.Errorf("%s: forward verdict %q missing:\n%s", c.name, want, dump)
+			}
+		}
+		for _, want := range []string{
+			`add rule inet swanmgr fi-4-s24-d24 iifname "ipsec0" accept`,
+			`add rule inet swanmgr fo-4-s24-d24 oifname "ipsec0" accept`,
+			`add rule inet swanmgr fb-4-s24-d24 iifname "ipsec0" goto fo-4-s24-d24`,
+			`add rule inet swanmgr f-4-s24-d24 ip saddr . ip daddr vmap @vf-4-s24-d24`,
+		} {
+			if !strings.Contains(dump, want) {
+				t.Errorf("%s: %q missing:\n%s", c.name, want, dump)
+			}
+		}
+	}
+	// One rule whose filter's two sides are the same asks both of it.
+	rs, _ := guard.Derive(assigned(t, strings.Replace(gateway, `destination = "10.77.1.0/24"`, `destination = "10.77.2.0/24"`, 1)), guard.Kernel)
+	if got := keys(rs)["4-s24-d24 10.77.2.0/24 . 10.77.2.0/24"]; got.Dir != guard.Both {
+		t.Errorf("a filter to its own network: %+v", got)
+	}
+	// A change of direction alone is a change of the rule, patched.
+	g, _ := guard.Derive(assigned(t, gateway), guard.LibIPsec)
+	h, _ := guard.Derive(assigned(t, hub), guard.LibIPsec)
+	if g.Hash() == h.Hash() {
+		t.Error("directions are not in the hash")
+	}
+	if ch := guard.ChangedRules(g, h); !slices.Contains(ch, "Site A") {
+		t.Errorf("changed rules %v lack Site A, whose entries now ask both ways", ch)
+	}
+}
+
+// oldHash is the Hash, computed by swanmgr before Format 2, of the ruleset
+// TestOldFormatIsReplacedWhole spells out.
+const oldHash = "447da1a4e9e36bbe"
+
+// A ruleset recorded before Format 2 is replaced whole: its table has no
+// vf- maps for a patch to fill.
+func TestOldFormatIsReplacedWhole(t *testing.T) {
+	next, _ := guard.Derive(assigned(t, gateway), guard.LibIPsec)
+	old := *next
+	old.Format = 0
+	old.Entries = slices.Clone(next.Entries)
+	for i := range old.Entries {
+		old.Entries[i].Dir = ""
+	}
+	fake := knftables.NewFake(knftables.InetFamily, guard.Table)
+	install(t, fake, "", nil, &old)
+	if !install(t, fake, old.Hash(), &old, next) {
+		t.Fatal("nothing done")
+	}
+	if !strings.Contains(fake.LastTransaction.String(), "delete table") {
+		t.Errorf("an old ruleset was patched:\n%s", fake.LastTransaction)
+	}
+	if liveHash(t, fake) != next.Hash() {
+		t.Error("fingerprint")
+	}
+	// Its hash is what the earlier swanmgr computed, so that its table
+	// is recognised as the recorded one.
+	if got, want := (&guard.Ruleset{Backend: guard.Kernel, Rules: []guard.Rule{{Name: "R", Counter: "r-r", Verdict: guard.Negotiate}},
+		Entries: []guard.Entry{{Family: 4, Shape: "4-s32-d32", Key: []string{"10.0.0.1", "10.0.0.2"}, Verdict: guard.Negotiate, Counter: "r-r"}}}).Hash(), oldHash; got != want {
+		t.Errorf("hash of a ruleset of before: %s, want %s", got, want)
 	}
 }

@@ -43,10 +43,10 @@ func tableShape(t *testing.T, fake *knftables.Fake) ([]string, map[string]int) {
 
 func TestIntactAsInstalled(t *testing.T) {
 	for _, b := range []Backend{Kernel, LibIPsec} {
-		if got := len(protectedRules(b, "forward")) + len(protectedRules(b, "input")) + len(protectedRules(b, "output")); got != 4 {
-			t.Fatalf("%s: %d protected matches; shapeChainRules assumes 4 (1, 1, 2)", b, got)
+		if got := len(protectedRules(b, "input")) + len(protectedRules(b, "output")); got != 2 {
+			t.Fatalf("%s: %d protected matches; shapeChainRules assumes 2 (1, 1)", b, got)
 		}
-		rs := &Ruleset{Backend: b, Rules: []Rule{{Name: "R", Counter: "r-r", Verdict: Negotiate}}, Entries: []Entry{
+		rs := &Ruleset{Format: Format, Backend: b, Rules: []Rule{{Name: "R", Counter: "r-r", Verdict: Negotiate}}, Entries: []Entry{
 			{Family: 4, Shape: "4-s32-d32-p-dp", Key: []string{"172.16.98.231", "172.31.67.244", "6", "22"}, Verdict: Negotiate, Counter: "r-r"},
 			{Family: 4, Shape: "4-s32-d32-p-sp", Key: []string{"172.31.67.244", "172.16.98.231", "6", "22"}, Verdict: Negotiate, Counter: "r-r"},
 			{Family: 6, Shape: "6-s128-d0", Key: []string{"2001:db8::1"}, Verdict: Block, Counter: "r-r"},
@@ -62,6 +62,11 @@ func TestIntactAsInstalled(t *testing.T) {
 			"shape chain edit": func(r map[string]int) []string { r["i-4-s32-d32-p-dp"]++; return sets },
 			"chain added":      func(r map[string]int) []string { r["mine"] = 1; return sets },
 			"chain deleted":    func(r map[string]int) []string { delete(r, "b-6-s128-d0"); return sets },
+			"forward edit":     func(r map[string]int) []string { r["fo-4-s32-d32-p-dp"]--; return sets },
+			"forward deleted":  func(r map[string]int) []string { delete(r, "fb-6-s128-d0"); return sets },
+			"forward map deleted": func(r map[string]int) []string {
+				return slices.DeleteFunc(slices.Clone(sets), func(s string) bool { return s == "vf-4-s32-d32-p-sp" })
+			},
 			"drop set deleted": func(r map[string]int) []string {
 				return slices.DeleteFunc(slices.Clone(sets), func(s string) bool { return s == "d-4-s32-d32-p-sp" })
 			},
@@ -75,7 +80,7 @@ func TestIntactAsInstalled(t *testing.T) {
 			}
 		}
 		// A patch to another ruleset keeps it intact.
-		next := &Ruleset{Backend: b, Rules: rs.Rules, Entries: []Entry{rs.Entries[0],
+		next := &Ruleset{Format: Format, Backend: b, Rules: rs.Rules, Entries: []Entry{rs.Entries[0],
 			{Family: 4, Shape: "4-s24-d0-p", Key: []string{"10.1.2.0/24", "17"}, Verdict: Pass}}}
 		tx := fake.NewTransaction()
 		patch(tx, rs, next, rs.Hash(), next.Hash())
@@ -85,5 +90,24 @@ func TestIntactAsInstalled(t *testing.T) {
 		if s, r := tableShape(t, fake); !Intact(s, r) {
 			t.Errorf("%s: patched table not intact: sets %v, rules %v", b, s, r)
 		}
+	}
+}
+
+// A table as swanmgr installed it before Format 2 (no vf- maps, a forward
+// chain with both protected matches) is intact: it is what the record
+// says; the next change replaces it whole (TestOldFormatIsReplacedWhole).
+func TestIntactOldLayout(t *testing.T) {
+	id := "4-s32-d32"
+	sets := []string{"fp-abc", "k-" + id, "d-" + id, "v-" + id}
+	rules := map[string]int{"output": 6, "input": 6, "forward": 5, "o-" + id: 4, "i-" + id: 4, "f-" + id: 5, "b-" + id: 2}
+	if !Intact(sets, rules) {
+		t.Fatal("the layout of before is not intact")
+	}
+	rules["f-"+id] = 2
+	if Intact(sets, rules) {
+		t.Error("an old table with the new forward chain is intact")
+	}
+	if Intact(append(sets, "vf-"+id), map[string]int{"output": 6, "input": 6, "forward": 5, "o-" + id: 4, "i-" + id: 4, "f-" + id: 5, "b-" + id: 2}) {
+		t.Error("a table of both layouts is intact")
 	}
 }

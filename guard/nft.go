@@ -55,7 +55,7 @@ func Fill(tx *knftables.Transaction, live string, prev, next *Ruleset) bool {
 		tx.Delete(&knftables.Table{})
 		return true
 	}
-	if live != "" && prev != nil && live == prev.Hash() {
+	if live != "" && prev != nil && prev.Format == next.Format && live == prev.Hash() {
 		// Each hash once: a ruleset of 10,000 entries takes about 2 ms.
 		nextHash := next.Hash()
 		if live == nextHash {
@@ -152,24 +152,31 @@ func keyExpr(id string) (expr, typ string, interval bool) {
 	return strings.Join(e, " . "), strings.Join(t, " . "), interval
 }
 
-// protectedRules are the matches, per hook, of a packet IPsec protects.
+// protectedRules are the matches, per hook, of a packet IPsec protects:
+// on output that it leaves protected, on input that it arrived so.
+// Forwarded packets are checked by the direction of their entry
+// (forwardChains).
 func protectedRules(b Backend, hook string) []string {
+	if hook == "output" {
+		return []string{outProtected(b) + " accept"}
+	}
+	return []string{inProtected(b) + " accept"}
+}
+
+// inProtected matches a packet that arrived through IPsec; outProtected
+// one that leaves through it.
+func inProtected(b Backend) string {
 	if b == LibIPsec {
-		switch hook {
-		case "output":
-			return []string{`oifname "` + TunDevice + `" accept`}
-		case "input":
-			return []string{`iifname "` + TunDevice + `" accept`}
-		}
-		return []string{`iifname "` + TunDevice + `" accept`, `oifname "` + TunDevice + `" accept`}
+		return `iifname "` + TunDevice + `"`
 	}
-	switch hook {
-	case "output":
-		return []string{"rt ipsec exists accept"}
-	case "input":
-		return []string{"meta ipsec exists accept"}
+	return "meta ipsec exists"
+}
+
+func outProtected(b Backend) string {
+	if b == LibIPsec {
+		return `oifname "` + TunDevice + `"`
 	}
-	return []string{"meta ipsec exists accept", "rt ipsec exists accept"}
+	return "rt ipsec exists"
 }
 
 // exemptRules let through, on every hook, what the guard must never stop:
@@ -203,6 +210,21 @@ func verdictOf(e Entry) string {
 	return "accept"
 }
 
+// forwardVerdictOf is an entry's verdict for a forwarded packet (the vf-
+// map): a negotiate entry's depends on its direction.
+func forwardVerdictOf(e Entry) string {
+	if e.Verdict != Negotiate {
+		return verdictOf(e)
+	}
+	switch {
+	case !e.Dir.needsOut():
+		return "goto fi-" + e.Shape
+	case !e.Dir.needsIn():
+		return "goto fo-" + e.Shape
+	}
+	return "goto fb-" + e.Shape
+}
+
 // baseChains adds the three base chains and their rules.
 func (o *objects) baseChains(tx *knftables.Transaction, create bool) {
 	for _, h := range hooks {
@@ -231,10 +253,11 @@ func (o *objects) baseChains(tx *knftables.Transaction, create bool) {
 // so it follows the type).
 func counting(typ string) string { return typ + " ; counter" }
 
-// addShape adds a shape's sets, map and chains (empty of elements): k-
-// holds every key, v- maps it to a verdict, d- holds the keys of block
-// and negotiate entries, each element with the rule's counter name as its
-// comment and a counter of the packets dropped for it.
+// addShape adds a shape's sets, maps and chains (empty of elements): k-
+// holds every key, v- maps it to a verdict for output and input, vf- for
+// forwarded packets, d- holds the keys of block and negotiate entries,
+// each element with the rule's counter name as its comment and a counter
+// of the packets dropped for it.
 func (o *objects) addShape(tx *knftables.Transaction, id string) {
 	expr, typ, interval := keyExpr(id)
 	var flags []knftables.SetFlag
@@ -247,14 +270,40 @@ func (o *objects) addShape(tx *knftables.Transaction, id string) {
 	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: expr + " @d-" + id + " drop"})
 	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: "drop"})
 	tx.Add(&knftables.Map{Name: "v-" + id, Type: typ + " : verdict", Flags: flags})
+	o.forwardChains(tx, id, false)
+	tx.Add(&knftables.Map{Name: "vf-" + id, Type: typ + " : verdict", Flags: flags})
 	for _, h := range hooks {
 		o.shapeChain(tx, id, h.abbr, h.name, false)
 	}
 }
 
+// forwardChains are where a forwarded packet of a negotiate entry goes
+// by the entry's direction: fi- passes it if it arrived protected, fo- if
+// it leaves protected, fb- if both; the rest is counted and dropped (b-).
+// A hub between two sites therefore never sends on in clear what arrived
+// through one tunnel because the other is down, nor the other way round.
+func (o *objects) forwardChains(tx *knftables.Transaction, id string, flush bool) {
+	in, out := inProtected(o.rs.Backend), outProtected(o.rs.Backend)
+	for _, c := range []struct{ name, first string }{
+		{"fi-" + id, in + " accept"},
+		{"fo-" + id, out + " accept"},
+		{"fb-" + id, in + " goto fo-" + id},
+	} {
+		ch := &knftables.Chain{Name: c.name}
+		if flush {
+			tx.Flush(ch)
+		} else {
+			tx.Add(ch)
+		}
+		tx.Add(&knftables.Rule{Chain: c.name, Rule: c.first})
+		tx.Add(&knftables.Rule{Chain: c.name, Rule: "goto b-" + id})
+	}
+}
+
 // shapeChain writes a shape's chain for one hook: the verdict of the
 // entry; for negotiate entries, protected packets pass and the rest are
-// counted and dropped.
+// counted and dropped. Forwarded packets go by the vf- map
+// (forwardChains); a key without a verdict is dropped.
 func (o *objects) shapeChain(tx *knftables.Transaction, id, abbr, hook string, flush bool) {
 	expr, _, _ := keyExpr(id)
 	c := abbr + "-" + id
@@ -262,6 +311,11 @@ func (o *objects) shapeChain(tx *knftables.Transaction, id, abbr, hook string, f
 		tx.Flush(&knftables.Chain{Name: c})
 	} else {
 		tx.Add(&knftables.Chain{Name: c})
+	}
+	if hook == "forward" {
+		tx.Add(&knftables.Rule{Chain: c, Rule: expr + " vmap @vf-" + id})
+		tx.Add(&knftables.Rule{Chain: c, Rule: "goto b-" + id})
+		return
 	}
 	tx.Add(&knftables.Rule{Chain: c, Rule: expr + " vmap @v-" + id})
 	for _, r := range protectedRules(o.rs.Backend, hook) {
@@ -280,6 +334,14 @@ func deleteShape(tx *knftables.Transaction, id string) {
 		tx.Delete(c)
 	}
 	tx.Delete(&knftables.Map{Name: "v-" + id})
+	tx.Delete(&knftables.Map{Name: "vf-" + id})
+	fwd := []string{"fb-" + id, "fo-" + id, "fi-" + id}
+	for _, c := range fwd {
+		tx.Flush(&knftables.Chain{Name: c})
+	}
+	for _, c := range fwd {
+		tx.Delete(&knftables.Chain{Name: c})
+	}
 	tx.Flush(&knftables.Chain{Name: "b-" + id})
 	tx.Delete(&knftables.Chain{Name: "b-" + id})
 	tx.Delete(&knftables.Set{Name: "d-" + id})
@@ -294,6 +356,7 @@ func addEntry(tx *knftables.Transaction, e Entry) {
 // addVerdict adds what an entry does (its key is in k- already).
 func addVerdict(tx *knftables.Transaction, e Entry) {
 	tx.Add(&knftables.Element{Map: "v-" + e.Shape, Key: e.Key, Value: []string{verdictOf(e)}})
+	tx.Add(&knftables.Element{Map: "vf-" + e.Shape, Key: e.Key, Value: []string{forwardVerdictOf(e)}})
 	if e.Counter != "" {
 		tx.Add(&knftables.Element{Set: "d-" + e.Shape, Key: e.Key, Comment: ptr(e.Counter)})
 	}
@@ -304,6 +367,7 @@ func deleteEntry(tx *knftables.Transaction, e Entry, keepKey bool) {
 		tx.Delete(&knftables.Element{Set: "k-" + e.Shape, Key: e.Key})
 	}
 	tx.Delete(&knftables.Element{Map: "v-" + e.Shape, Key: e.Key})
+	tx.Delete(&knftables.Element{Map: "vf-" + e.Shape, Key: e.Key})
 	if e.Counter != "" {
 		tx.Delete(&knftables.Element{Set: "d-" + e.Shape, Key: e.Key})
 	}
@@ -365,7 +429,7 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset, prevHash, nextHash st
 		switch {
 		case !ok:
 			deleteEntry(tx, e, false)
-		case n.Verdict != e.Verdict || n.Counter != e.Counter:
+		case !n.SameAction(e):
 			deleteEntry(tx, e, true)
 		}
 	}
@@ -378,7 +442,7 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset, prevHash, nextHash st
 		switch {
 		case !ok:
 			addEntry(tx, e)
-		case o.Verdict != e.Verdict || o.Counter != e.Counter:
+		case !o.SameAction(e):
 			addVerdict(tx, e)
 		}
 	}
@@ -389,6 +453,7 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset, prevHash, nextHash st
 				for _, h := range hooks {
 					no.shapeChain(tx, id, h.abbr, h.name, true)
 				}
+				no.forwardChains(tx, id, true)
 			}
 		}
 	}

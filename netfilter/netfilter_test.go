@@ -49,7 +49,7 @@ func nft(t *testing.T, ns string, args ...string) string {
 }
 
 func ruleset(counter string, port string, v guard.Verdict) *guard.Ruleset {
-	return &guard.Ruleset{Backend: guard.LibIPsec,
+	return &guard.Ruleset{Format: guard.Format, Backend: guard.LibIPsec,
 		Rules: []guard.Rule{{Name: "R", Counter: counter, Verdict: v}},
 		Entries: []guard.Entry{
 			{Family: 4, Shape: "4-s32-d32-p-dp", Key: []string{"172.16.98.231", "172.31.67.244", "6", port}, Verdict: v, Counter: counter},

@@ -1,0 +1,194 @@
+package netfilter_test
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/lab"
+	"github.com/swanmgr/swanmgr/model"
+	"github.com/swanmgr/swanmgr/netfilter"
+)
+
+// derive validates a policy (written into a temporary folder with a key
+// file beside it) and derives its guard.
+func derive(t *testing.T, policy string, b guard.Backend) *guard.Ruleset {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "k.psk"), []byte("a-preshared-key-of-some-length-1234\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "p.toml")
+	f, err := model.Parse(path, []byte(policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := model.Validate(f, model.ValidateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, probs := guard.Derive(a, b)
+	if probs != nil {
+		t.Fatal(probs)
+	}
+	return rs
+}
+
+// A hub's two sites: site A (10.77.1.0/24) through a tunnel, site B
+// (10.77.2.0/24) behind it. hubPolicy(false) is a site gateway's (its LAN,
+// site B, to site A); hubPolicy(true) a hub's between the two sites, each
+// through its own tunnel.
+func hubPolicy(hub bool) string {
+	p := `
+[endpoint]
+addresses = ["192.0.2.1"]
+
+[[filter_list]]
+name = "Site B to site A"
+  [[filter_list.filter]]
+  source = "10.77.2.0/24"
+  destination = "10.77.1.0/24"
+[[filter_list]]
+name = "Site A to site B"
+  [[filter_list.filter]]
+  source = "10.77.1.0/24"
+  destination = "10.77.2.0/24"
+
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+
+[[policy]]
+name = "P"
+  [[policy.rule]]
+  name = "Site A"
+  filter_list = "Site B to site A"
+  filter_action = "Encrypt"
+  tunnel_endpoint = "192.0.2.10"
+  authentication = [ { method = "psk", secret_file = "k.psk" } ]
+`
+	if hub {
+		p += `
+  [[policy.rule]]
+  name = "Site B"
+  filter_list = "Site A to site B"
+  filter_action = "Encrypt"
+  tunnel_endpoint = "192.0.2.20"
+  authentication = [ { method = "psk", secret_file = "k.psk" } ]
+`
+	}
+	return p
+}
+
+// Forwarded traffic through real netfilter, libipsec's way of telling
+// protected packets (they pass its TUN device, ipsec0): here the hub's
+// leg to site A is a veth named ipsec0 (the tunnel that is up) and its leg
+// to site B a plain one (the tunnel that is down: libipsec's route is gone
+// and the kernel's sends in clear). A gateway's guard lets site A's
+// traffic to its LAN and back; a hub's drops it both ways, because each
+// way one leg is in clear. Before the guard checked forwarded packets by
+// direction, either protected leg was enough and the hub sent on in clear
+// what arrived through one tunnel (both arrived).
+func TestIntegrationForwardedByDirection(t *testing.T) {
+	a, hub, b := netns(t), netns(t), netns(t)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	in := func(ns string, args ...string) {
+		t.Helper()
+		run(append([]string{"ip", "netns", "exec", ns}, args...)...)
+	}
+	// Interfaces are made inside the namespaces: nothing is left in the
+	// host's when a namespace goes.
+	in(hub, "ip", "link", "add", "ipsec0", "type", "veth", "peer", "name", "a0", "netns", a)
+	in(hub, "ip", "link", "add", "eth-b", "type", "veth", "peer", "name", "b0", "netns", b)
+	in(hub, "ip", "addr", "add", "10.77.1.1/24", "dev", "ipsec0")
+	in(hub, "ip", "addr", "add", "10.77.2.1/24", "dev", "eth-b")
+	in(a, "ip", "addr", "add", "10.77.1.2/24", "dev", "a0")
+	in(b, "ip", "addr", "add", "10.77.2.2/24", "dev", "b0")
+	in(b, "ip", "addr", "add", "10.77.3.2/24", "dev", "b0") // no rule covers it
+	in(hub, "ip", "addr", "add", "10.77.3.1/24", "dev", "eth-b")
+	for _, ns := range []string{a, hub, b} {
+		in(ns, "ip", "link", "set", "lo", "up")
+	}
+	in(hub, "ip", "link", "set", "ipsec0", "up")
+	in(hub, "ip", "link", "set", "eth-b", "up")
+	in(a, "ip", "link", "set", "a0", "up")
+	in(b, "ip", "link", "set", "b0", "up")
+	in(a, "ip", "route", "add", "default", "via", "10.77.1.1")
+	in(b, "ip", "route", "add", "default", "via", "10.77.2.1")
+	in(hub, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+
+	hosts := map[string]*lab.Host{a: {Name: "site A", Netns: a}, b: {Name: "site B", Netns: b}}
+	// send says whether a UDP datagram from one site arrives at addr in
+	// the other within d (it is sent again until then: ARP, links coming
+	// up); no ping needed.
+	send := func(from, to, addr string, d time.Duration) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		dst := &lab.Host{Name: hosts[to].Name, Netns: to, Addr: netip.MustParseAddr(addr)}
+		got, err := lab.Send(ctx, hosts[from], dst, "udp", 7007, []byte("in clear"))
+		return err == nil && string(got) == "in clear"
+	}
+	answered := func(from, to, addr string) bool { return send(from, to, addr, 10*time.Second) }
+	arrives := func(from, to, addr string) bool { return send(from, to, addr, 2*time.Second) }
+	if !answered(a, b, "10.77.2.2") || !answered(b, a, "10.77.1.2") {
+		t.Fatal("the hub forwards nothing without a guard")
+	}
+
+	tab, err := netfilter.Open("/run/netns/" + hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	gw := derive(t, hubPolicy(false), guard.LibIPsec)
+	if _, err := tab.Install(ctx, nil, gw); err != nil {
+		t.Fatal(err)
+	}
+	if !answered(a, b, "10.77.2.2") || !answered(b, a, "10.77.1.2") {
+		t.Fatalf("a gateway's guard stops site A's traffic to its LAN:\n%s", nft(t, hub, "list", "table", "inet", "swanmgr"))
+	}
+	if cs, err := tab.Counters(ctx); err != nil || cs["r-site-a"] != 0 {
+		t.Errorf("gateway: drops %v, %v; want none", cs, err)
+	}
+
+	hb := derive(t, hubPolicy(true), guard.LibIPsec)
+	if _, err := tab.Install(ctx, gw, hb); err != nil {
+		t.Fatal(err)
+	}
+	if !answered(a, b, "10.77.3.2") {
+		t.Fatal("the hub's guard stops traffic no rule covers")
+	}
+	if arrives(a, b, "10.77.2.2") {
+		t.Error("the hub sent on to site B in clear what arrived through site A's tunnel")
+	}
+	if arrives(b, a, "10.77.1.2") {
+		t.Error("the hub sent into site A's tunnel what arrived from site B in clear")
+	}
+	cs, err := tab.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cs["r-site-a"] + cs["r-site-b"]; n < 2 {
+		t.Errorf("drops counted %v; want at least the two datagrams", cs)
+	}
+	if listing := nft(t, hub, "list", "table", "inet", "swanmgr"); !strings.Contains(listing, "goto fb-4-s24-d24") {
+		t.Errorf("hub table lacks the both-ways verdict:\n%s", listing)
+	}
+	if _, err := tab.Install(ctx, hb, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !answered(a, b, "10.77.2.2") {
+		t.Error("traffic does not flow again once the guard is gone")
+	}
+}
