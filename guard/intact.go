@@ -27,6 +27,9 @@ func Intact(sets []string, rules map[string]int) bool {
 	want := map[string]int{}
 	for _, h := range hooks {
 		want[h.name] = len(exemptRules(h.name)) + len(shapes)
+		if h.name == "forward" && !old && (&objects{shapes: shapes}).ports() {
+			want[h.name]++ // defragRule
+		}
 		for _, id := range shapes {
 			want[h.abbr+"-"+id] = shapeChainRules(h.name, old)
 		}

@@ -238,6 +238,9 @@ func (o *objects) baseChains(tx *knftables.Transaction, create bool) {
 		} else {
 			tx.Flush(c)
 		}
+		if h.name == "forward" && o.ports() {
+			tx.Add(&knftables.Rule{Chain: h.name, Rule: defragRule, Comment: ptr(defragComment)})
+		}
 		for _, r := range exemptRules(h.name) {
 			tx.Add(&knftables.Rule{Chain: h.name, Rule: r})
 		}
@@ -246,6 +249,29 @@ func (o *objects) baseChains(tx *knftables.Transaction, create bool) {
 			tx.Add(&knftables.Rule{Chain: h.name, Rule: expr + " @k-" + id + " goto " + h.abbr + "-" + id})
 		}
 	}
+}
+
+// defragRule makes the kernel reassemble forwarded IP fragments before
+// the guard sees them, where a shape restricts ports: a fragment after
+// the first carries no ports, so no port-restricted entry matches it and
+// it went on in clear while the first was dropped. Nothing reassembles a
+// forwarded packet unless conntrack runs in the namespace, and a rule
+// that reads conntrack's state starts it there (with its
+// defragmentation, for both families), as any stateful firewall's does.
+// The rule itself only counts invalid packets.
+const (
+	defragRule    = "ct state invalid counter"
+	defragComment = "swanmgr: conntrack reassembles forwarded fragments before ports are matched"
+)
+
+// ports says whether a shape restricts ports.
+func (o *objects) ports() bool {
+	for _, id := range o.shapes {
+		if s, err := parseShape(familyOf(id), id); err == nil && s.ports() {
+			return true
+		}
+	}
+	return false
 }
 
 // counting declares a set whose every element counts the packets that

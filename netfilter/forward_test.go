@@ -86,17 +86,22 @@ name = "P"
 	return p
 }
 
-// Forwarded traffic through real netfilter, libipsec's way of telling
-// protected packets (they pass its TUN device, ipsec0): here the hub's
-// leg to site A is a veth named ipsec0 (the tunnel that is up) and its leg
-// to site B a plain one (the tunnel that is down: libipsec's route is gone
-// and the kernel's sends in clear). A gateway's guard lets site A's
-// traffic to its LAN and back; a hub's drops it both ways, because each
-// way one leg is in clear. Before the guard checked forwarded packets by
-// direction, either protected leg was enough and the hub sent on in clear
-// what arrived through one tunnel (both arrived).
-func TestIntegrationForwardedByDirection(t *testing.T) {
-	a, hub, b := netns(t), netns(t), netns(t)
+// send says whether a UDP datagram of msg from namespace from arrives at
+// addr in namespace to within d (it is sent again until then: ARP, links
+// coming up); no ping needed.
+func send(from, to, addr string, d time.Duration, msg string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	got, err := lab.Send(ctx, &lab.Host{Name: from, Netns: from}, &lab.Host{Name: to, Netns: to, Addr: netip.MustParseAddr(addr)}, "udp", 7007, []byte(msg))
+	return err == nil && string(got) == msg
+}
+
+// hubLab makes three namespaces: site A (10.77.1.2) behind the hub's
+// ipsec0, site B (10.77.2.2, and 10.77.3.2 that no rule covers) behind its
+// eth-b; the hub forwards between them.
+func hubLab(t *testing.T) (a, hub, b string) {
+	t.Helper()
+	a, hub, b = netns(t), netns(t), netns(t)
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
@@ -128,19 +133,22 @@ func TestIntegrationForwardedByDirection(t *testing.T) {
 	in(b, "ip", "route", "add", "default", "via", "10.77.2.1")
 	in(hub, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 
-	hosts := map[string]*lab.Host{a: {Name: "site A", Netns: a}, b: {Name: "site B", Netns: b}}
-	// send says whether a UDP datagram from one site arrives at addr in
-	// the other within d (it is sent again until then: ARP, links coming
-	// up); no ping needed.
-	send := func(from, to, addr string, d time.Duration) bool {
-		ctx, cancel := context.WithTimeout(context.Background(), d)
-		defer cancel()
-		dst := &lab.Host{Name: hosts[to].Name, Netns: to, Addr: netip.MustParseAddr(addr)}
-		got, err := lab.Send(ctx, hosts[from], dst, "udp", 7007, []byte("in clear"))
-		return err == nil && string(got) == "in clear"
-	}
-	answered := func(from, to, addr string) bool { return send(from, to, addr, 10*time.Second) }
-	arrives := func(from, to, addr string) bool { return send(from, to, addr, 2*time.Second) }
+	return a, hub, b
+}
+
+// Forwarded traffic through real netfilter, libipsec's way of telling
+// protected packets (they pass its TUN device, ipsec0): here the hub's
+// leg to site A is a veth named ipsec0 (the tunnel that is up) and its leg
+// to site B a plain one (the tunnel that is down: libipsec's route is gone
+// and the kernel's sends in clear). A gateway's guard lets site A's
+// traffic to its LAN and back; a hub's drops it both ways, because each
+// way one leg is in clear. Before the guard checked forwarded packets by
+// direction, either protected leg was enough and the hub sent on in clear
+// what arrived through one tunnel (both arrived).
+func TestIntegrationForwardedByDirection(t *testing.T) {
+	a, hub, b := hubLab(t)
+	answered := func(from, to, addr string) bool { return send(from, to, addr, 10*time.Second, "in clear") }
+	arrives := func(from, to, addr string) bool { return send(from, to, addr, 2*time.Second, "in clear") }
 	if !answered(a, b, "10.77.2.2") || !answered(b, a, "10.77.1.2") {
 		t.Fatal("the hub forwards nothing without a guard")
 	}
@@ -190,5 +198,62 @@ func TestIntegrationForwardedByDirection(t *testing.T) {
 	}
 	if !answered(a, b, "10.77.2.2") {
 		t.Error("traffic does not flow again once the guard is gone")
+	}
+}
+
+// A forwarded datagram too large for one packet, of a port-restricted
+// negotiate rule: its fragments after the first carry no ports, so no
+// entry of the rule matched them, and while the first was dropped the
+// others crossed the hub in clear (tcpdump on site A saw the payload).
+// The guard now has conntrack reassemble forwarded fragments first: the
+// whole datagram is dropped, or, for a gateway, passed whole.
+func TestIntegrationForwardedFragments(t *testing.T) {
+	a, hub, b := hubLab(t)
+	// Site B's datagrams to site A's UDP 7007, in both rules (the hub's
+	// rule to site B sees them coming back from B).
+	ports := func(p string) string {
+		p = strings.ReplaceAll(p, `  destination = "10.77.1.0/24"`, `  destination = "10.77.1.0/24"
+  protocol = "udp"
+  destination_port = 7007`)
+		return strings.ReplaceAll(p, `  destination = "10.77.2.0/24"`, `  destination = "10.77.2.0/24"
+  protocol = "udp"
+  source_port = 7007`)
+	}
+	big := strings.Repeat("FRAGMENT-PAYLOAD-", 240) // 4,080 bytes: three fragments
+	if !send(b, a, "10.77.1.2", 10*time.Second, big) {
+		t.Fatal("the hub forwards no large datagram without a guard")
+	}
+	tab, err := netfilter.Open("/run/netns/" + hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	gw := derive(t, ports(hubPolicy(false)), guard.LibIPsec)
+	if _, err := tab.Install(ctx, nil, gw); err != nil {
+		t.Fatal(err)
+	}
+	if !send(b, a, "10.77.1.2", 10*time.Second, big) {
+		t.Fatalf("a gateway's guard stops its LAN's large datagrams into the tunnel:\n%s", nft(t, hub, "list", "table", "inet", "swanmgr"))
+	}
+	hb := derive(t, ports(hubPolicy(true)), guard.LibIPsec)
+	if _, err := tab.Install(ctx, gw, hb); err != nil {
+		t.Fatal(err)
+	}
+	capture, err := (&lab.Host{Name: "site A", Netns: a, Iface: "a0"}).StartCapture(ctx, "src host 10.77.2.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if send(b, a, "10.77.1.2", 2*time.Second, big) {
+		t.Error("the hub sent a large datagram from site B into site A's tunnel in clear")
+	}
+	for _, l := range capture.Stop() {
+		if strings.Contains(l, "10.77.2.2 >") || strings.Contains(l, "FRAGMENT-PAYLOAD") {
+			t.Errorf("site A saw from site B, through the hub, in clear: %s", l)
+			break
+		}
+	}
+	if cs, err := tab.Counters(ctx); err != nil || cs["r-site-a"]+cs["r-site-b"] == 0 {
+		t.Errorf("drops %v, %v; want the datagrams counted", cs, err)
 	}
 }
