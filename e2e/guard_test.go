@@ -268,7 +268,7 @@ var guardedPortRE = regexp.MustCompile(`\. (\d+) : (?:continue|goto )`)
 // guardedPorts lists the destination ports the live guard makes
 // negotiate or block (the Alice → Bob orientation), from nft's listing.
 func (l *testLab) guardedPorts(host string) (map[string]bool, bool) {
-	out, err := l.Host(host).Command(context.Background(), "nft", "list", "map", "inet", guard.Table, "v-4-s32-d32-p-dp").CombinedOutput()
+	out, err := l.Host(host).Command(context.Background(), "nft", "list", "map", "inet", guard.Table, "v-4-s32-d32-p-dp-o").CombinedOutput()
 	if err != nil {
 		return nil, false
 	}

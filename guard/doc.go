@@ -15,14 +15,17 @@
 // "Protected" depends on the backend: with the kernel's XFRM, packets
 // that leave through an XFRM transform (rt ipsec exists) or arrived through
 // one (meta ipsec exists); with charon's userspace libipsec, packets that
-// leave or arrive through its TUN device (ipsec0). A forwarded packet is
-// checked by its entry's direction (Entry.Dir): the filter's way it must
-// leave protected, the mirrored way it must have arrived protected, both
-// where rules ask both (a hub between two sites).
+// leave or arrive through its TUN device (ipsec0). Entries have charon's
+// directions: out, from this side to the peer's, and in. A packet sent is
+// looked up among the out entries, one received among the in entries, and
+// one forwarded among both, in two passes that must both let it through,
+// as the kernel's out and fwd policies would. A rule bound to an interface
+// (its network) is guarded on that interface only.
 //
 // The rules live in one table, inet swanmgr; nothing else is read or
 // changed. Matching costs one set lookup per filter shape (the prefix
-// lengths, and whether protocol and ports are restricted), however many
+// lengths, whether protocol and ports are restricted, the direction and
+// the interface), however many
 // rules: each shape is a concatenated set keyed by what the filter
 // restricts (addresses, protocol, ports; an interval set only for
 // prefixes), with a verdict map and a set of drop entries beside it, and

@@ -73,51 +73,21 @@ type Entry struct {
 	Key     []string `json:"key"`
 	Verdict Verdict  `json:"verdict"`
 	Counter string   `json:"counter,omitempty"` // block and negotiate
-	// Dir says, for a negotiate entry, which way of the filter it is,
-	// which decides what a forwarded packet it matches must have been:
-	// Out (the filter as written, this side to the peer's) must leave
-	// protected, In (the mirror) must have arrived protected, Both must
-	// have done both — what the kernel's XFRM requires of a forwarded
-	// packet through its out and fwd policies. "" (a ruleset recorded
-	// before directions were kept) counts as Both.
-	Dir Dir `json:"dir,omitempty"`
 }
 
 // SameAction says whether e and o, entries of one ID, do the same to a
-// packet: verdict, counter and direction.
+// packet: verdict and counter.
 func (e Entry) SameAction(o Entry) bool {
-	return e.Verdict == o.Verdict && e.Counter == o.Counter && e.Dir == o.Dir
+	return e.Verdict == o.Verdict && e.Counter == o.Counter
 }
-
-// Dir is the direction of a negotiate entry: see Entry.Dir.
-type Dir string
-
-// Directions.
-const (
-	Out  Dir = "out"
-	In   Dir = "in"
-	Both Dir = "both"
-)
-
-// union is the direction that asks what both d and o ask.
-func (d Dir) union(o Dir) Dir {
-	switch {
-	case d == o:
-		return d
-	case d == "" || o == "":
-		return ""
-	}
-	return Both
-}
-
-// needsIn and needsOut say what a forwarded packet of the entry's
-// direction must have: arrived protected, left protected.
-func (d Dir) needsIn() bool  { return d != Out }
-func (d Dir) needsOut() bool { return d != In }
 
 // Format is the layout of the table this package installs; a ruleset
-// recorded with another (0: before forwarded packets were checked by
-// direction) is replaced whole rather than patched.
+// recorded with another is replaced whole rather than patched. Format 0,
+// before 2026-12-03: shapes of both directions, every hook looked up all
+// of them, and a forwarded packet passed when either leg was protected.
+// Format 2: every shape is of one direction (see shape), each hook looks up
+// the directions charon's policies of that hook cover, as the kernel's
+// out, in and fwd policies do, and a shape may be bound to an interface.
 const Format = 2
 
 // ID identifies an entry: its family, shape and key.
@@ -189,10 +159,6 @@ func (rs *Ruleset) Hash() string {
 		}
 		put(string(e.Verdict))
 		put(e.Counter)
-		if e.Dir != "" {
-			buf = append(buf, 'd')
-			put(string(e.Dir))
-		}
 		h.Write(buf)
 		buf = buf[:0]
 	}
@@ -302,7 +268,7 @@ func (d *deriver) rule(r model.ResolvedRule) {
 			d.errs = append(d.errs, d.a.File.Problem(f.Line, where, fmt.Sprintf("filter %d uses a DNS name (%s): the guard that drops clear text needs addresses; write the address, or set guard = false in filter action %q (protection then lasts only while charon runs and the SA is up)", f.Index+1, dnsName(f), r.Action.Name), false))
 			continue
 		}
-		d.filter(f, v, rule.Counter, rank(r.Action.Action, v))
+		d.filter(f, v, rule.Counter, rank(r.Action.Action, v), d.a.Endpoint.Interface(r.Network))
 	}
 }
 
@@ -328,16 +294,22 @@ func dnsName(f model.ResolvedFilter) string {
 	return f.Dst.Name
 }
 
-// filter adds both orientations of a filter in every family it covers:
-// as written (Out: a filter's source is this side) and mirrored (In).
-func (d *deriver) filter(f model.ResolvedFilter, v Verdict, counter string, rank int) {
+// filter adds both directions of a filter in every family it covers:
+// outbound, from this side to the peer's, and inbound. This side is the
+// filter's source, unless its destination is this computer and its
+// source is not (render's orient: charon's local selectors).
+func (d *deriver) filter(f model.ResolvedFilter, v Verdict, counter string, rank int, iface string) {
+	fwd, back := out, in
+	if f.Dst.Kind == model.AddrMe && f.Src.Kind != model.AddrMe {
+		fwd, back = in, out
+	}
 	for _, fam := range []int{4, 6} {
 		srcs := d.prefixes(f.Src, f.Dst, fam)
 		dsts := d.prefixes(f.Dst, f.Src, fam)
 		for _, s := range srcs {
 			for _, t := range dsts {
-				d.add(fam, s, t, f.Proto, f.SrcPort, f.DstPort, v, counter, rank, Out)
-				d.add(fam, t, s, f.Proto, f.DstPort, f.SrcPort, v, counter, rank, In)
+				d.add(fam, s, t, f.Proto, f.SrcPort, f.DstPort, v, counter, rank, fwd, iface)
+				d.add(fam, t, s, f.Proto, f.DstPort, f.SrcPort, v, counter, rank, back, iface)
 			}
 		}
 	}
@@ -377,16 +349,31 @@ func (d *deriver) prefixes(side, other model.Addr, fam int) []netip.Prefix {
 }
 
 // A shape is what every entry of one set has in common: the prefix
-// lengths and which of protocol and ports are restricted. Two entries of
-// one shape either have the same key or do not overlap at all, which is
-// what lets one interval set hold them and the order of shapes give
-// most-specific-first.
+// lengths, which of protocol and ports are restricted, the direction and
+// the interface it is bound to. Two entries of one shape either have the
+// same key or do not overlap at all, which is what lets one interval set
+// hold them and the order of shapes give most-specific-first.
+//
+// The direction is charon's: out (from this side to the peer's) is what
+// its out policies match, in what its in and fwd policies match. A packet
+// this host sends is looked up among the out shapes, one it receives
+// among the in shapes, and one it forwards among both, each of which must
+// let it through — as the kernel asks a forwarded packet to match its
+// out policy and its fwd policy.
 type shape struct {
 	family           int
 	srcBits, dstBits int
 	proto            bool
 	sport, dport     bool
+	iface            string // "" for every interface
+	dir              byte   // out or in; 0 in a ruleset of Format 0
 }
+
+// Directions of a shape.
+const (
+	out byte = 'o'
+	in  byte = 'i'
+)
 
 func (s shape) name() string {
 	n := fmt.Sprintf("%d-s%d-d%d", s.family, s.srcBits, s.dstBits)
@@ -398,6 +385,13 @@ func (s shape) name() string {
 	}
 	if s.dport {
 		n += "-dp"
+	}
+	if s.iface != "" {
+		// Hex: an interface name may hold what a set name may not.
+		n += "-x" + hex.EncodeToString([]byte(s.iface))
+	}
+	if s.dir != 0 {
+		n += "-" + string(s.dir)
 	}
 	return n
 }
@@ -418,13 +412,23 @@ func parseShape(fam int, name string) (shape, error) {
 		return s, fmt.Errorf("guard: bad shape %q", name)
 	}
 	for _, p := range parts[3:] {
-		switch p {
-		case "p":
+		switch {
+		case p == "p":
 			s.proto = true
-		case "sp":
+		case p == "sp":
 			s.sport = true
-		case "dp":
+		case p == "dp":
 			s.dport = true
+		case p == "o":
+			s.dir = out
+		case p == "i":
+			s.dir = in
+		case strings.HasPrefix(p, "x"):
+			b, err := hex.DecodeString(p[1:])
+			if err != nil || len(b) == 0 {
+				return s, fmt.Errorf("guard: bad shape %q", name)
+			}
+			s.iface = string(b)
 		default:
 			return s, fmt.Errorf("guard: bad shape %q", name)
 		}
@@ -434,7 +438,7 @@ func parseShape(fam int, name string) (shape, error) {
 
 // score ranks shapes as charon's kernel priorities rank selectors (and as
 // render ranks swanmgr's own policies): prefix bits in IPv6 units, then a
-// protocol, then ports. Higher is more specific.
+// protocol, then ports, then an interface. Higher is more specific.
 func (s shape) score() int {
 	unit := 1
 	if s.family == 4 {
@@ -450,12 +454,15 @@ func (s shape) score() int {
 	if s.dport {
 		n += 64
 	}
+	if s.iface != "" {
+		n += 16
+	}
 	return n
 }
 
-func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v Verdict, counter string, rank int, dir Dir) {
+func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v Verdict, counter string, rank int, dir byte, iface string) {
 	sh := shape{family: fam, srcBits: src.Bits(), dstBits: dst.Bits(), proto: proto != 0,
-		sport: sport != model.AnyPort, dport: dport != model.AnyPort}
+		sport: sport != model.AnyPort, dport: dport != model.AnyPort, iface: iface, dir: dir}
 	// The key holds only what the filter restricts: "any" address, port
 	// or protocol is left out, so that the common shapes (hosts and exact
 	// ports) are plain hash sets.
@@ -479,22 +486,13 @@ func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v
 		key = append(key, strconv.Itoa(dport))
 	}
 	e := Entry{Family: fam, Shape: sh.name(), Key: slices.Clip(key), Verdict: v, Counter: counter}
-	if v == Negotiate {
-		e.Dir = dir
-	}
 	id := e.ID()
 	if i, ok := d.byID[id]; ok {
-		// The same traffic twice: the action charon lets win wins
-		// (rank), then the earlier rule (charon, too, keeps the first
-		// of two equal policies). Two negotiate entries ask for both
-		// directions' protection, as charon's out policy of one and
-		// fwd policy of the other would (a hub between two sites, a
-		// filter whose two sides are the same).
-		switch {
-		case rank > d.ranks[i]:
+		// The same traffic twice in one direction: the action charon
+		// lets win wins (rank), then the earlier rule (charon, too,
+		// keeps the first of two equal policies).
+		if rank > d.ranks[i] {
 			d.rs.Entries[i], d.ranks[i] = e, rank
-		case rank == d.ranks[i] && v == Negotiate:
-			d.rs.Entries[i].Dir = d.rs.Entries[i].Dir.union(dir)
 		}
 		return
 	}
@@ -548,6 +546,26 @@ func compareEntries(x, y Entry) int {
 	return slices.Compare(x.Key, y.Key)
 }
 
+// current is rs in this package's Format: a ruleset of Format 0 (shapes
+// of both directions) has each entry in both directions, which asks of
+// every packet what that ruleset's table asked of it on output and input,
+// and more of a forwarded one.
+func current(rs *Ruleset) *Ruleset {
+	if rs == nil || rs.Format == Format {
+		return rs
+	}
+	up := &Ruleset{Format: Format, Backend: rs.Backend, Rules: rs.Rules, Entries: make([]Entry, 0, 2*len(rs.Entries))}
+	for _, e := range rs.Entries {
+		for _, d := range []string{"-o", "-i"} {
+			e2 := e
+			e2.Shape = e.Shape + d
+			up.Entries = append(up.Entries, e2)
+		}
+	}
+	sortEntries(up.Entries)
+	return up
+}
+
 // Merge returns a ruleset at least as strict as both a and b, for the
 // moments of an apply when the old policy's connections are still loaded
 // and the new one's are being loaded: every block and negotiate entry of
@@ -560,7 +578,8 @@ func Merge(a, b *Ruleset) *Ruleset {
 	case b == nil:
 		return a
 	}
-	out := &Ruleset{Format: b.Format, Backend: b.Backend}
+	a, b = current(a), current(b)
+	out := &Ruleset{Format: Format, Backend: b.Backend}
 	seen := map[string]bool{}
 	for _, rs := range []*Ruleset{b, a} {
 		for _, r := range rs.Rules {
@@ -599,11 +618,8 @@ func Merge(a, b *Ruleset) *Ruleset {
 				}
 			}
 			if i, ok := byID[id]; ok {
-				switch o := &out.Entries[i]; {
-				case e.Verdict.strength() > o.Verdict.strength():
-					*o = e
-				case e.Verdict == Negotiate && o.Verdict == Negotiate:
-					o.Dir = o.Dir.union(e.Dir)
+				if e.Verdict.strength() > out.Entries[i].Verdict.strength() {
+					out.Entries[i] = e
 				}
 				continue
 			}
@@ -631,7 +647,7 @@ func ChangedRules(a, b *Ruleset) []string {
 		if rs != nil {
 			for _, e := range rs.Entries {
 				if e.Counter != "" {
-					m[e.Counter] = append(m[e.Counter], e.ID()+"|"+string(e.Verdict)+"|"+string(e.Dir))
+					m[e.Counter] = append(m[e.Counter], e.ID()+"|"+string(e.Verdict))
 				}
 			}
 		}

@@ -102,10 +102,10 @@ func TestDeriveKnowledgeBase(t *testing.T) {
 	// Each filter in both directions: Alice to Bob's 6667 and the
 	// replies, Bob to Alice's 6668 and the replies.
 	want := []string{
-		"4-s32-d32-p-dp 172.16.98.231 . 172.31.67.244 . 6 . 6667",
-		"4-s32-d32-p-sp 172.31.67.244 . 172.16.98.231 . 6 . 6667",
-		"4-s32-d32-p-dp 172.31.67.244 . 172.16.98.231 . 6 . 6668",
-		"4-s32-d32-p-sp 172.16.98.231 . 172.31.67.244 . 6 . 6668",
+		"4-s32-d32-p-dp-o 172.16.98.231 . 172.31.67.244 . 6 . 6667",
+		"4-s32-d32-p-sp-i 172.31.67.244 . 172.16.98.231 . 6 . 6667",
+		"4-s32-d32-p-dp-i 172.31.67.244 . 172.16.98.231 . 6 . 6668",
+		"4-s32-d32-p-sp-o 172.16.98.231 . 172.31.67.244 . 6 . 6668",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("entries: %v, want %v", got, want)
@@ -166,9 +166,9 @@ name = "P"
 	}
 	got := keys(rs)
 	for k, want := range map[string]guard.Verdict{
-		"4-s32-d32 172.16.98.231 . 172.31.67.244":               guard.Negotiate,
-		"4-s32-d32-p 172.16.98.231 . 172.31.67.244 . 1":         guard.Pass,
-		"4-s32-d32-p-dp 172.16.98.231 . 172.31.67.244 . 6 . 80": guard.Pass,
+		"4-s32-d32-o 172.16.98.231 . 172.31.67.244":               guard.Negotiate,
+		"4-s32-d32-p-o 172.16.98.231 . 172.31.67.244 . 1":         guard.Pass,
+		"4-s32-d32-p-dp-o 172.16.98.231 . 172.31.67.244 . 6 . 80": guard.Pass,
 	} {
 		if got[k].Verdict != want {
 			t.Errorf("%s: verdict %q, want %q (entries %v)", k, got[k].Verdict, want, got)
@@ -245,10 +245,10 @@ name = "P"
 	}
 	got := keys(rs)
 	for _, k := range []string{
-		"4-s32-d0-p-dp 172.16.98.231 . 17 . 514",
-		"4-s0-d32-p-sp 172.16.98.231 . 17 . 514",
-		"6-s128-d0-p-dp 2001:db8::1 . 17 . 514",
-		"6-s0-d128-p-sp 2001:db8::1 . 17 . 514",
+		"4-s32-d0-p-dp-o 172.16.98.231 . 17 . 514",
+		"4-s0-d32-p-sp-i 172.16.98.231 . 17 . 514",
+		"6-s128-d0-p-dp-o 2001:db8::1 . 17 . 514",
+		"6-s0-d128-p-sp-i 2001:db8::1 . 17 . 514",
 	} {
 		if got[k].Verdict != guard.Block {
 			t.Errorf("missing block entry %s in %v", k, got)
@@ -268,13 +268,13 @@ func entry(shape string, v guard.Verdict, key ...string) guard.Entry {
 }
 
 func TestMergeIsAtLeastAsStrictAsBoth(t *testing.T) {
-	a := &guard.Ruleset{Backend: guard.Kernel, Rules: []guard.Rule{{Name: "x", Counter: "r-x", Verdict: guard.Negotiate}},
+	a := &guard.Ruleset{Format: guard.Format, Backend: guard.Kernel, Rules: []guard.Rule{{Name: "x", Counter: "r-x", Verdict: guard.Negotiate}},
 		Entries: []guard.Entry{
 			entry("4-s32-d32", guard.Negotiate, "1.1.1.1", "2.2.2.2"),
 			entry("4-s32-d32", guard.Pass, "1.1.1.1", "3.3.3.3"),
 			entry("4-s32-d32", guard.Pass, "1.1.1.1", "4.4.4.4"),
 		}}
-	b := &guard.Ruleset{Backend: guard.Kernel, Rules: []guard.Rule{{Name: "x", Counter: "r-x", Verdict: guard.Block}},
+	b := &guard.Ruleset{Format: guard.Format, Backend: guard.Kernel, Rules: []guard.Rule{{Name: "x", Counter: "r-x", Verdict: guard.Block}},
 		Entries: []guard.Entry{
 			entry("4-s32-d32", guard.Block, "1.1.1.1", "2.2.2.2"),
 			entry("4-s32-d32", guard.Negotiate, "1.1.1.1", "3.3.3.3"),
@@ -441,7 +441,7 @@ func TestForeignLiveTableIsReplaced(t *testing.T) {
 // sort): the quicker Merge must give what it gives.
 func referenceMerge(a, b *guard.Ruleset) *guard.Ruleset {
 	strength := map[guard.Verdict]int{guard.Pass: 0, guard.Negotiate: 1, guard.Block: 2}
-	out := &guard.Ruleset{Format: b.Format, Backend: b.Backend}
+	out := &guard.Ruleset{Format: guard.Format, Backend: b.Backend}
 	seen := map[string]bool{}
 	for _, rs := range []*guard.Ruleset{b, a} {
 		for _, r := range rs.Rules {
@@ -466,16 +466,8 @@ func referenceMerge(a, b *guard.Ruleset) *guard.Ruleset {
 				continue
 			}
 			if i, ok := byID[id]; ok {
-				o := &out.Entries[i]
-				if strength[e.Verdict] > strength[o.Verdict] {
-					*o = e
-				} else if e.Verdict == guard.Negotiate && o.Verdict == guard.Negotiate && e.Dir != o.Dir {
-					// Each asks what it asks; "" asks both.
-					if e.Dir == "" || o.Dir == "" {
-						o.Dir = ""
-					} else {
-						o.Dir = guard.Both
-					}
+				if strength[e.Verdict] > strength[out.Entries[i].Verdict] {
+					out.Entries[i] = e
 				}
 				continue
 			}
@@ -499,16 +491,13 @@ func TestMergeLikeReference(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	verdicts := []guard.Verdict{guard.Pass, guard.Negotiate, guard.Block}
 	gen := func() *guard.Ruleset {
-		rs := &guard.Ruleset{Backend: guard.Kernel}
+		rs := &guard.Ruleset{Format: guard.Format, Backend: guard.Kernel}
 		for i := rnd.IntN(6); i > 0; i-- {
 			rs.Rules = append(rs.Rules, guard.Rule{Name: fmt.Sprint("r", rnd.IntN(4)), Counter: fmt.Sprint("c", rnd.IntN(3)), Verdict: verdicts[rnd.IntN(3)]})
 		}
 		for i := rnd.IntN(40); i > 0; i-- {
-			e := entry([]string{"4-s32-d32", "4-d32", "6-d128"}[rnd.IntN(3)], verdicts[rnd.IntN(3)], fmt.Sprint("10.0.0.", rnd.IntN(6)), fmt.Sprint("10.0.1.", rnd.IntN(6)))
+			e := entry([]string{"4-s32-d32-o", "4-s32-d32-i", "4-s0-d32-o", "6-s0-d128-i"}[rnd.IntN(4)], verdicts[rnd.IntN(3)], fmt.Sprint("10.0.0.", rnd.IntN(6)), fmt.Sprint("10.0.1.", rnd.IntN(6)))
 			e.Family = 4 + 2*rnd.IntN(2)
-			if e.Verdict == guard.Negotiate {
-				e.Dir = []guard.Dir{"", guard.In, guard.Out, guard.Both}[rnd.IntN(4)]
-			}
 			rs.Entries = append(rs.Entries, e) // duplicates of an ID too
 		}
 		return rs
@@ -551,7 +540,7 @@ action = "block"
 [[policy]]
 name = "P"
 `
-	const key = "4-s32-d32 172.16.98.231 . 172.31.67.244"
+	const key = "4-s32-d32-o 172.16.98.231 . 172.31.67.244"
 	for _, c := range []struct {
 		rules []string // actions, in rule order
 		want  guard.Verdict
@@ -605,22 +594,27 @@ func tunnelRule(name, list, endpoint string) string {
   authentication`, 1)
 }
 
-// A forwarded packet of a negotiate filter must leave protected when it
-// goes the filter's way (this side to the peer's) and must have arrived
-// protected when it comes the mirrored way; where two rules ask both of
-// one packet (a hub), it must have done both, as the kernel's out and fwd
-// policies would ask. Before directions were kept, either leg was enough:
-// a hub sent on in clear what arrived through one tunnel while the other
-// was down.
-func TestDeriveForwardDirections(t *testing.T) {
-	const ab, ba = "4-s24-d24 10.77.1.0/24 . 10.77.2.0/24", "4-s24-d24 10.77.2.0/24 . 10.77.1.0/24"
+// Every entry is of one direction, charon's: out from this side to the
+// peer's, in the other way. A site gateway's rule to site A gives its
+// LAN's traffic to A an out entry and A's traffic to the LAN an in entry;
+// a hub's two rules give each way between the sites an entry of each
+// direction. Output looks up out shapes, input in shapes, and forward
+// both, one pass each, so that a forwarded packet must pass what the
+// kernel's out policy and its fwd policy would ask.
+func TestDeriveDirections(t *testing.T) {
+	const (
+		baOut = "4-s24-d24-o 10.77.2.0/24 . 10.77.1.0/24"
+		abIn  = "4-s24-d24-i 10.77.1.0/24 . 10.77.2.0/24"
+		abOut = "4-s24-d24-o 10.77.1.0/24 . 10.77.2.0/24"
+		baIn  = "4-s24-d24-i 10.77.2.0/24 . 10.77.1.0/24"
+	)
 	for _, c := range []struct {
 		name   string
 		policy string
-		ab, ba guard.Dir
+		want   map[string]string // entry: its counter
 	}{
-		{"gateway", gateway, guard.In, guard.Out},
-		{"hub", hub, guard.Both, guard.Both},
+		{"gateway", gateway, map[string]string{baOut: "r-site-a", abIn: "r-site-a"}},
+		{"hub", hub, map[string]string{baOut: "r-site-a", abIn: "r-site-a", abOut: "r-site-b", baIn: "r-site-b"}},
 	} {
 		rs, probs := guard.Derive(assigned(t, c.policy), guard.LibIPsec)
 		if probs != nil {
@@ -630,42 +624,101 @@ func TestDeriveForwardDirections(t *testing.T) {
 			t.Errorf("%s: format %d", c.name, rs.Format)
 		}
 		got := keys(rs)
-		if got[ab].Dir != c.ab || got[ba].Dir != c.ba || len(got) != 2 {
-			t.Errorf("%s: %v, want site A to B %q and B to A %q", c.name, got, c.ab, c.ba)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+		for k, counter := range c.want {
+			if e, ok := got[k]; !ok || e.Counter != counter || e.Verdict != guard.Negotiate {
+				t.Errorf("%s: %s: %+v, want a negotiate entry of %s", c.name, k, e, counter)
+			}
 		}
 		fake := knftables.NewFake(knftables.InetFamily, guard.Table)
 		install(t, fake, "", nil, rs)
 		dump := fake.Dump()
-		for key, d := range map[string]guard.Dir{"10.77.1.0/24 . 10.77.2.0/24": c.ab, "10.77.2.0/24 . 10.77.1.0/24": c.ba} {
-			chain := map[guard.Dir]string{guard.In: "fi-", guard.Out: "fo-", guard.Both: "fb-"}[d] + "4-s24-d24"
-			if want := key + " : goto " + chain; !strings.Contains(dump, want) {
-				t.Errorf("%s: forward verdict %q missing:\n%s", c.name, want, dump)
-			}
-		}
 		for _, want := range []string{
-			`add rule inet swanmgr fi-4-s24-d24 iifname "ipsec0" accept`,
-			`add rule inet swanmgr fo-4-s24-d24 oifname "ipsec0" accept`,
-			`add rule inet swanmgr fb-4-s24-d24 iifname "ipsec0" goto fo-4-s24-d24`,
-			`add rule inet swanmgr f-4-s24-d24 ip saddr . ip daddr vmap @vf-4-s24-d24`,
+			`add rule inet swanmgr forward jump fwd-o`,
+			`add rule inet swanmgr forward jump fwd-i`,
+			`add rule inet swanmgr fwd-o ip saddr . ip daddr @k-4-s24-d24-o goto f-4-s24-d24-o`,
+			`add rule inet swanmgr fwd-i ip saddr . ip daddr @k-4-s24-d24-i goto f-4-s24-d24-i`,
+			`add rule inet swanmgr output ip saddr . ip daddr @k-4-s24-d24-o goto o-4-s24-d24-o`,
+			`add rule inet swanmgr input ip saddr . ip daddr @k-4-s24-d24-i goto i-4-s24-d24-i`,
+			`add rule inet swanmgr f-4-s24-d24-o oifname "ipsec0" return`,
+			`add rule inet swanmgr f-4-s24-d24-i iifname "ipsec0" return`,
+			`add rule inet swanmgr o-4-s24-d24-o oifname "ipsec0" accept`,
+			`add rule inet swanmgr i-4-s24-d24-i iifname "ipsec0" accept`,
 		} {
 			if !strings.Contains(dump, want) {
 				t.Errorf("%s: %q missing:\n%s", c.name, want, dump)
 			}
 		}
+		if strings.Contains(dump, "output ip saddr . ip daddr @k-4-s24-d24-i") || strings.Contains(dump, "input ip saddr . ip daddr @k-4-s24-d24-o") {
+			t.Errorf("%s: a hook looks up the other direction's shapes:\n%s", c.name, dump)
+		}
 	}
-	// One rule whose filter's two sides are the same asks both of it.
-	rs, _ := guard.Derive(assigned(t, strings.Replace(gateway, `destination = "10.77.1.0/24"`, `destination = "10.77.2.0/24"`, 1)), guard.Kernel)
-	if got := keys(rs)["4-s24-d24 10.77.2.0/24 . 10.77.2.0/24"]; got.Dir != guard.Both {
-		t.Errorf("a filter to its own network: %+v", got)
+	// The knowledge base's second filter is written from Bob to this
+	// computer: charon's local side is this computer's port 6668.
+	rs, _ := guard.Derive(assigned(t, kb), guard.Kernel)
+	got := keys(rs)
+	for _, k := range []string{
+		"4-s32-d32-p-dp-o 172.16.98.231 . 172.31.67.244 . 6 . 6667",
+		"4-s32-d32-p-sp-i 172.31.67.244 . 172.16.98.231 . 6 . 6667",
+		"4-s32-d32-p-dp-i 172.31.67.244 . 172.16.98.231 . 6 . 6668",
+		"4-s32-d32-p-sp-o 172.16.98.231 . 172.31.67.244 . 6 . 6668",
+	} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("knowledge base: %s missing from %v", k, got)
+		}
 	}
-	// A change of direction alone is a change of the rule, patched.
-	g, _ := guard.Derive(assigned(t, gateway), guard.LibIPsec)
-	h, _ := guard.Derive(assigned(t, hub), guard.LibIPsec)
-	if g.Hash() == h.Hash() {
-		t.Error("directions are not in the hash")
-	}
-	if ch := guard.ChangedRules(g, h); !slices.Contains(ch, "Site A") {
-		t.Errorf("changed rules %v lack Site A, whose entries now ask both ways", ch)
+}
+
+// A rule bound to an interface (network = "lan" with lan_interface) is
+// guarded on that interface only, and ranks above the same filter on every
+// interface, as render ranks its policies (prioIface). A permit bound to
+// the LAN used to be a hole on every interface.
+func TestDeriveInterface(t *testing.T) {
+	p := strings.Replace(head, `addresses = ["172.16.98.231"]`, `addresses = ["172.16.98.231"]
+lan_interface = "eth1"`, 1) + `
+[[filter_list]]
+name = "Bob"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "172.31.67.244"
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+[[filter_action]]
+name = "Permit"
+action = "permit"
+[[policy]]
+name = "P"
+` + rule("All", "Bob", "Encrypt") + strings.Replace(rule("LAN", "Bob", "Permit"), "  authentication", `  network = "lan"
+  authentication`, 1)
+	for _, b := range []guard.Backend{guard.Kernel, guard.LibIPsec} {
+		rs, probs := guard.Derive(assigned(t, p), b)
+		if probs != nil {
+			t.Fatal(probs)
+		}
+		got := keys(rs)
+		const lan = "4-s32-d32-x65746831-o 172.16.98.231 . 172.31.67.244"
+		if got[lan].Verdict != guard.Pass || got["4-s32-d32-o 172.16.98.231 . 172.31.67.244"].Verdict != guard.Negotiate || len(got) != 4 {
+			t.Fatalf("%s: entries %v", b, got)
+		}
+		fake := knftables.NewFake(knftables.InetFamily, guard.Table)
+		install(t, fake, "", nil, rs)
+		dump := fake.Dump()
+		dev := map[guard.Backend]string{guard.Kernel: `"eth1"`, guard.LibIPsec: `{ "eth1", "ipsec0" }`}[b]
+		for _, want := range []string{
+			"add rule inet swanmgr output oifname " + dev + " ip saddr . ip daddr @k-4-s32-d32-x65746831-o goto o-4-s32-d32-x65746831-o",
+			"add rule inet swanmgr input iifname " + dev + " ip saddr . ip daddr @k-4-s32-d32-x65746831-i goto i-4-s32-d32-x65746831-i",
+		} {
+			if !strings.Contains(dump, want) {
+				t.Errorf("%s: %q missing:\n%s", b, want, dump)
+			}
+		}
+		// Bound first: more specific.
+		if i, j := strings.Index(dump, "output oifname"), strings.Index(dump, "output ip saddr . ip daddr @k-4-s32-d32-o"); i < 0 || j < 0 || i > j {
+			t.Errorf("%s: the interface's lookup does not come first:\n%s", b, dump)
+		}
 	}
 }
 
@@ -679,9 +732,10 @@ func TestOldFormatIsReplacedWhole(t *testing.T) {
 	next, _ := guard.Derive(assigned(t, gateway), guard.LibIPsec)
 	old := *next
 	old.Format = 0
-	old.Entries = slices.Clone(next.Entries)
-	for i := range old.Entries {
-		old.Entries[i].Dir = ""
+	old.Entries = nil
+	for _, e := range next.Entries {
+		e.Shape = strings.TrimSuffix(strings.TrimSuffix(e.Shape, "-o"), "-i")
+		old.Entries = append(old.Entries, e)
 	}
 	fake := knftables.NewFake(knftables.InetFamily, guard.Table)
 	install(t, fake, "", nil, &old)

@@ -10,40 +10,33 @@ import "strings"
 // sets, the fingerprint's among them) or a chain emptied, added or
 // edited is not: it would pass what the fingerprint says is dropped. The
 // elements of the sets are not compared (that costs a read of the whole
-// table).
+// table). A table of Format 0 is intact if it is one whole; the next
+// change replaces it.
 func Intact(sets []string, rules map[string]int) bool {
 	has := make(map[string]bool, len(sets))
 	var shapes []string
+	dirs := map[byte]int{}
 	for _, s := range sets {
 		has[s] = true
 		if id, ok := strings.CutPrefix(s, "k-"); ok {
 			shapes = append(shapes, id)
+			dirs[dirOf(id)]++
 		}
 	}
-	// A table of before Format 2 (no vf- maps: forwarded packets were
-	// checked by either leg) is what an earlier swanmgr installed; it is
-	// intact if it is that whole, and the next change replaces it.
-	old := len(shapes) > 0 && !has["vf-"+shapes[0]]
+	if dirs[0] > 0 && dirs[0] != len(shapes) {
+		return false // shapes of both formats
+	}
 	want := map[string]int{}
-	for _, h := range hooks {
-		want[h.name] = len(exemptRules(h.name)) + len(shapes)
-		if h.name == "forward" && !old && (&objects{shapes: shapes}).ports() {
-			want[h.name]++ // defragRule
-		}
-		for _, id := range shapes {
-			want[h.abbr+"-"+id] = shapeChainRules(h.name, old)
-		}
+	if dirs[0] > 0 {
+		wantFormat0(want, shapes)
+	} else {
+		wantFormat2(want, shapes, dirs)
 	}
 	for _, id := range shapes {
-		if !has["d-"+id] || !has["v-"+id] || has["vf-"+id] == old {
+		if !has["d-"+id] || !has["v-"+id] {
 			return false
 		}
 		want["b-"+id] = blockChainRules
-		if !old {
-			for _, c := range []string{"fi-", "fo-", "fb-"} {
-				want[c+id] = forwardChainRules
-			}
-		}
 	}
 	if len(rules) != len(want) {
 		return false
@@ -56,24 +49,46 @@ func Intact(sets []string, rules map[string]int) bool {
 	return true
 }
 
-// shapeChainRules is the number of rules of a shape's chain for a hook
-// (shapeChain): the verdict map, the protected match, the counted drop
-// and the final drop; for forwarded packets the verdict map and the drop.
-// Both backends have as many protected matches. old is the layout before
-// Format 2, whose forward chain had both protected matches.
-func shapeChainRules(hook string, old bool) int {
-	switch {
-	case hook == "forward" && old:
-		return 5
-	case hook == "forward":
-		return 2
+func wantFormat2(want map[string]int, shapes []string, dirs map[byte]int) {
+	o := &objects{shapes: shapes}
+	for _, h := range hooks {
+		want[h.name] = len(exemptRules(h.name)) + dirs[h.dir]
+		if h.dir == 0 {
+			want[h.name] = len(exemptRules(h.name)) + len(passes)
+			if o.ports() {
+				want[h.name]++ // defragRule
+			}
+		}
 	}
-	return 1 + len(protectedRules(Kernel, hook)) + 2
+	for _, p := range passes {
+		want[p.name] = dirs[p.dir]
+	}
+	for _, id := range shapes {
+		for _, c := range shapeChains(id) {
+			want[c+"-"+id] = shapeChainRules
+		}
+	}
 }
 
-// forwardChainRules is the number of rules of each of a shape's fi-, fo-
-// and fb- chains (forwardChains).
-const forwardChainRules = 2
+// wantFormat0 is what swanmgr installed before Format 2: every hook looked
+// up every shape, and each shape had a chain per hook (the forward one
+// with both protected matches).
+func wantFormat0(want map[string]int, shapes []string) {
+	for _, h := range hooks {
+		want[h.name] = len(exemptRules(h.name)) + len(shapes)
+		for _, id := range shapes {
+			want[h.abbr+"-"+id] = shapeChainRules
+			if h.name == "forward" {
+				want[h.abbr+"-"+id]++
+			}
+		}
+	}
+}
+
+// shapeChainRules is the number of rules of a shape's chain (shapeChain):
+// the verdict map, the protected match, the counted drop and the final
+// drop.
+const shapeChainRules = 4
 
 // blockChainRules is the number of rules of a shape's block chain
 // (addShape): the counted drop and the final drop.

@@ -26,17 +26,27 @@ func sameStrings(a, b []string) bool {
 	return true
 }
 
-// hooks are the guard's base chains: the hook and the prefix of its
-// per-shape chains.
+// hooks are the guard's base chains: the hook, the prefix of its
+// per-shape chains, and the direction of the shapes it looks up (0: both,
+// in two passes, fwd-o and fwd-i).
 var hooks = []struct {
 	name string
 	hook knftables.BaseChainHook
 	abbr string
+	dir  byte
 }{
-	{"output", knftables.OutputHook, "o"},
-	{"input", knftables.InputHook, "i"},
-	{"forward", knftables.ForwardHook, "f"},
+	{"output", knftables.OutputHook, "o", out},
+	{"input", knftables.InputHook, "i", in},
+	{"forward", knftables.ForwardHook, "f", 0},
 }
+
+// passes are the chains a forwarded packet goes through, one per
+// direction: each looks it up among the shapes of its direction and
+// returns unless the packet is dropped.
+var passes = []struct {
+	name string
+	dir  byte
+}{{"fwd-o", out}, {"fwd-i", in}}
 
 // Fill adds to tx what turns the live guard table into next, and
 // reports whether anything needs to change. live is the fingerprint the
@@ -55,7 +65,7 @@ func Fill(tx *knftables.Transaction, live string, prev, next *Ruleset) bool {
 		tx.Delete(&knftables.Table{})
 		return true
 	}
-	if live != "" && prev != nil && prev.Format == next.Format && live == prev.Hash() {
+	if live != "" && prev != nil && prev.Format == Format && next.Format == Format && live == prev.Hash() {
 		// Each hash once: a ruleset of 10,000 entries takes about 2 ms.
 		nextHash := next.Hash()
 		if live == nextHash {
@@ -64,7 +74,7 @@ func Fill(tx *knftables.Transaction, live string, prev, next *Ruleset) bool {
 		patch(tx, prev, next, live, nextHash)
 		return true
 	}
-	full(tx, next)
+	full(tx, current(next))
 	return true
 }
 
@@ -72,28 +82,27 @@ func Fill(tx *knftables.Transaction, live string, prev, next *Ruleset) bool {
 type objects struct {
 	rs     *Ruleset
 	shapes []string // most specific first
+	parsed map[string]shape
 }
 
 func newObjects(rs *Ruleset) *objects {
-	o := &objects{rs: rs}
-	seen := map[string]bool{}
+	o := &objects{rs: rs, parsed: map[string]shape{}}
 	type sh struct {
 		id    string
 		score int
 	}
 	var shs []sh
 	for _, e := range rs.Entries {
-		id := shapeID(e.Family, e.Shape)
-		if seen[id] {
+		if _, ok := o.parsed[e.Shape]; ok {
 			continue
 		}
-		seen[id] = true
 		s, err := parseShape(e.Family, e.Shape)
 		score := 0
 		if err == nil {
 			score = s.score()
 		}
-		shs = append(shs, sh{id, score})
+		o.parsed[e.Shape] = s
+		shs = append(shs, sh{e.Shape, score})
 	}
 	sort.SliceStable(shs, func(i, j int) bool {
 		if shs[i].score != shs[j].score {
@@ -107,15 +116,22 @@ func newObjects(rs *Ruleset) *objects {
 	return o
 }
 
-// shapeID names a shape across families: the shape name starts with its
-// family.
-func shapeID(_ int, shape string) string { return shape }
-
 func familyOf(id string) int {
 	if strings.HasPrefix(id, "6-") {
 		return 6
 	}
 	return 4
+}
+
+// dirOf is the direction of a shape, from its name's last part.
+func dirOf(id string) byte {
+	switch {
+	case strings.HasSuffix(id, "-o"):
+		return out
+	case strings.HasSuffix(id, "-i"):
+		return in
+	}
+	return 0
 }
 
 // keyExpr is the packet expression a shape's sets are keyed by, their
@@ -152,15 +168,35 @@ func keyExpr(id string) (expr, typ string, interval bool) {
 	return strings.Join(e, " . "), strings.Join(t, " . "), interval
 }
 
-// protectedRules are the matches, per hook, of a packet IPsec protects:
-// on output that it leaves protected, on input that it arrived so.
-// Forwarded packets are checked by the direction of their entry
-// (forwardChains).
-func protectedRules(b Backend, hook string) []string {
-	if hook == "output" {
-		return []string{outProtected(b) + " accept"}
+// lookup is the match of a packet in a shape's keys: for a shape bound to
+// an interface, the packet must also leave (out) or arrive (in) through
+// it — or through libipsec's ipsec0, where such a packet goes when IPsec
+// protects it.
+func (o *objects) lookup(id string) string {
+	expr, _, _ := keyExpr(id)
+	m := expr + " @k-" + id
+	s := o.parsed[id]
+	if s.iface == "" {
+		return m
 	}
-	return []string{inProtected(b) + " accept"}
+	dev := "oifname"
+	if s.dir == in {
+		dev = "iifname"
+	}
+	names := `"` + s.iface + `"`
+	if o.rs.Backend == LibIPsec && s.iface != TunDevice {
+		names = `{ "` + s.iface + `", "` + TunDevice + `" }`
+	}
+	return dev + " " + names + " " + m
+}
+
+// protected matches, for a shape's direction, a packet IPsec protects:
+// going out, that it leaves protected; coming in, that it arrived so.
+func protected(b Backend, dir byte) string {
+	if dir == out {
+		return outProtected(b)
+	}
+	return inProtected(b)
 }
 
 // inProtected matches a packet that arrived through IPsec; outProtected
@@ -200,6 +236,10 @@ func exemptRules(hook string) []string {
 
 func ptr[T any](v T) *T { return &v }
 
+// verdictOf is what an entry's verdict map says: a hole returns (on
+// output and input the base chain then accepts; a forwarded packet goes on
+// to the other direction's pass), a block entry drops and counts, a
+// negotiate entry goes on to the protected match.
 func verdictOf(e Entry) string {
 	switch e.Verdict {
 	case Block:
@@ -207,25 +247,11 @@ func verdictOf(e Entry) string {
 	case Negotiate:
 		return "continue"
 	}
-	return "accept"
+	return "return"
 }
 
-// forwardVerdictOf is an entry's verdict for a forwarded packet (the vf-
-// map): a negotiate entry's depends on its direction.
-func forwardVerdictOf(e Entry) string {
-	if e.Verdict != Negotiate {
-		return verdictOf(e)
-	}
-	switch {
-	case !e.Dir.needsOut():
-		return "goto fi-" + e.Shape
-	case !e.Dir.needsIn():
-		return "goto fo-" + e.Shape
-	}
-	return "goto fb-" + e.Shape
-}
-
-// baseChains adds the three base chains and their rules.
+// baseChains adds the three base chains and the forward passes, and their
+// rules.
 func (o *objects) baseChains(tx *knftables.Transaction, create bool) {
 	for _, h := range hooks {
 		c := &knftables.Chain{Name: h.name}
@@ -238,15 +264,37 @@ func (o *objects) baseChains(tx *knftables.Transaction, create bool) {
 		} else {
 			tx.Flush(c)
 		}
+	}
+	for _, p := range passes {
+		c := &knftables.Chain{Name: p.name}
+		if create {
+			tx.Add(c)
+		} else {
+			tx.Flush(c)
+		}
+		for _, id := range o.shapes {
+			if dirOf(id) == p.dir {
+				tx.Add(&knftables.Rule{Chain: p.name, Rule: o.lookup(id) + " goto f-" + id})
+			}
+		}
+	}
+	for _, h := range hooks {
 		if h.name == "forward" && o.ports() {
 			tx.Add(&knftables.Rule{Chain: h.name, Rule: defragRule, Comment: ptr(defragComment)})
 		}
 		for _, r := range exemptRules(h.name) {
 			tx.Add(&knftables.Rule{Chain: h.name, Rule: r})
 		}
+		if h.dir == 0 {
+			for _, p := range passes {
+				tx.Add(&knftables.Rule{Chain: h.name, Rule: "jump " + p.name})
+			}
+			continue
+		}
 		for _, id := range o.shapes {
-			expr, _, _ := keyExpr(id)
-			tx.Add(&knftables.Rule{Chain: h.name, Rule: expr + " @k-" + id + " goto " + h.abbr + "-" + id})
+			if dirOf(id) == h.dir {
+				tx.Add(&knftables.Rule{Chain: h.name, Rule: o.lookup(id) + " goto " + h.abbr + "-" + id})
+			}
 		}
 	}
 }
@@ -279,11 +327,10 @@ func (o *objects) ports() bool {
 // so it follows the type).
 func counting(typ string) string { return typ + " ; counter" }
 
-// addShape adds a shape's sets, maps and chains (empty of elements): k-
-// holds every key, v- maps it to a verdict for output and input, vf- for
-// forwarded packets, d- holds the keys of block and negotiate entries,
-// each element with the rule's counter name as its comment and a counter
-// of the packets dropped for it.
+// addShape adds a shape's sets, map and chains (empty of elements): k-
+// holds every key, v- maps it to a verdict, d- holds the keys of block
+// and negotiate entries, each element with the rule's counter name as its
+// comment and a counter of the packets dropped for it.
 func (o *objects) addShape(tx *knftables.Transaction, id string) {
 	expr, typ, interval := keyExpr(id)
 	var flags []knftables.SetFlag
@@ -296,41 +343,25 @@ func (o *objects) addShape(tx *knftables.Transaction, id string) {
 	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: expr + " @d-" + id + " drop"})
 	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: "drop"})
 	tx.Add(&knftables.Map{Name: "v-" + id, Type: typ + " : verdict", Flags: flags})
-	o.forwardChains(tx, id, false)
-	tx.Add(&knftables.Map{Name: "vf-" + id, Type: typ + " : verdict", Flags: flags})
-	for _, h := range hooks {
-		o.shapeChain(tx, id, h.abbr, h.name, false)
+	for _, c := range shapeChains(id) {
+		o.shapeChain(tx, id, c, false)
 	}
 }
 
-// forwardChains are where a forwarded packet of a negotiate entry goes
-// by the entry's direction: fi- passes it if it arrived protected, fo- if
-// it leaves protected, fb- if both; the rest is counted and dropped (b-).
-// A hub between two sites therefore never sends on in clear what arrived
-// through one tunnel because the other is down, nor the other way round.
-func (o *objects) forwardChains(tx *knftables.Transaction, id string, flush bool) {
-	in, out := inProtected(o.rs.Backend), outProtected(o.rs.Backend)
-	for _, c := range []struct{ name, first string }{
-		{"fi-" + id, in + " accept"},
-		{"fo-" + id, out + " accept"},
-		{"fb-" + id, in + " goto fo-" + id},
-	} {
-		ch := &knftables.Chain{Name: c.name}
-		if flush {
-			tx.Flush(ch)
-		} else {
-			tx.Add(ch)
-		}
-		tx.Add(&knftables.Rule{Chain: c.name, Rule: c.first})
-		tx.Add(&knftables.Rule{Chain: c.name, Rule: "goto b-" + id})
+// shapeChains are the prefixes of a shape's chains: the hook of its
+// direction, and the forward pass.
+func shapeChains(id string) []string {
+	if dirOf(id) == out {
+		return []string{"o", "f"}
 	}
+	return []string{"i", "f"}
 }
 
-// shapeChain writes a shape's chain for one hook: the verdict of the
-// entry; for negotiate entries, protected packets pass and the rest are
-// counted and dropped. Forwarded packets go by the vf- map
-// (forwardChains); a key without a verdict is dropped.
-func (o *objects) shapeChain(tx *knftables.Transaction, id, abbr, hook string, flush bool) {
+// shapeChain writes one of a shape's chains: the verdict of the entry;
+// for negotiate entries, protected packets pass (on output and input
+// accepted, forwarded ones on to the other direction) and the rest are
+// counted and dropped.
+func (o *objects) shapeChain(tx *knftables.Transaction, id, abbr string, flush bool) {
 	expr, _, _ := keyExpr(id)
 	c := abbr + "-" + id
 	if flush {
@@ -338,15 +369,12 @@ func (o *objects) shapeChain(tx *knftables.Transaction, id, abbr, hook string, f
 	} else {
 		tx.Add(&knftables.Chain{Name: c})
 	}
-	if hook == "forward" {
-		tx.Add(&knftables.Rule{Chain: c, Rule: expr + " vmap @vf-" + id})
-		tx.Add(&knftables.Rule{Chain: c, Rule: "goto b-" + id})
-		return
+	pass := " accept"
+	if abbr == "f" {
+		pass = " return"
 	}
 	tx.Add(&knftables.Rule{Chain: c, Rule: expr + " vmap @v-" + id})
-	for _, r := range protectedRules(o.rs.Backend, hook) {
-		tx.Add(&knftables.Rule{Chain: c, Rule: r})
-	}
+	tx.Add(&knftables.Rule{Chain: c, Rule: protected(o.rs.Backend, dirOf(id)) + pass})
 	tx.Add(&knftables.Rule{Chain: c, Rule: expr + " @d-" + id + " drop"})
 	tx.Add(&knftables.Rule{Chain: c, Rule: "drop"})
 }
@@ -354,20 +382,12 @@ func (o *objects) shapeChain(tx *knftables.Transaction, id, abbr, hook string, f
 // deleteShape removes a shape's objects; the base chains must no longer
 // refer to them.
 func deleteShape(tx *knftables.Transaction, id string) {
-	for _, h := range hooks {
-		c := &knftables.Chain{Name: h.abbr + "-" + id}
+	for _, abbr := range shapeChains(id) {
+		c := &knftables.Chain{Name: abbr + "-" + id}
 		tx.Flush(c)
 		tx.Delete(c)
 	}
 	tx.Delete(&knftables.Map{Name: "v-" + id})
-	tx.Delete(&knftables.Map{Name: "vf-" + id})
-	fwd := []string{"fb-" + id, "fo-" + id, "fi-" + id}
-	for _, c := range fwd {
-		tx.Flush(&knftables.Chain{Name: c})
-	}
-	for _, c := range fwd {
-		tx.Delete(&knftables.Chain{Name: c})
-	}
 	tx.Flush(&knftables.Chain{Name: "b-" + id})
 	tx.Delete(&knftables.Chain{Name: "b-" + id})
 	tx.Delete(&knftables.Set{Name: "d-" + id})
@@ -382,7 +402,6 @@ func addEntry(tx *knftables.Transaction, e Entry) {
 // addVerdict adds what an entry does (its key is in k- already).
 func addVerdict(tx *knftables.Transaction, e Entry) {
 	tx.Add(&knftables.Element{Map: "v-" + e.Shape, Key: e.Key, Value: []string{verdictOf(e)}})
-	tx.Add(&knftables.Element{Map: "vf-" + e.Shape, Key: e.Key, Value: []string{forwardVerdictOf(e)}})
 	if e.Counter != "" {
 		tx.Add(&knftables.Element{Set: "d-" + e.Shape, Key: e.Key, Comment: ptr(e.Counter)})
 	}
@@ -393,7 +412,6 @@ func deleteEntry(tx *knftables.Transaction, e Entry, keepKey bool) {
 		tx.Delete(&knftables.Element{Set: "k-" + e.Shape, Key: e.Key})
 	}
 	tx.Delete(&knftables.Element{Map: "v-" + e.Shape, Key: e.Key})
-	tx.Delete(&knftables.Element{Map: "vf-" + e.Shape, Key: e.Key})
 	if e.Counter != "" {
 		tx.Delete(&knftables.Element{Set: "d-" + e.Shape, Key: e.Key})
 	}
@@ -476,14 +494,15 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset, prevHash, nextHash st
 		// The per-shape chains that stay test protection the old way.
 		for _, id := range no.shapes {
 			if prevShapes[id] {
-				for _, h := range hooks {
-					no.shapeChain(tx, id, h.abbr, h.name, true)
+				for _, c := range shapeChains(id) {
+					no.shapeChain(tx, id, c, true)
 				}
-				no.forwardChains(tx, id, true)
 			}
 		}
 	}
-	if !sameStrings(po.shapes, no.shapes) {
+	if !sameStrings(po.shapes, no.shapes) || prev.Backend != next.Backend {
+		// The lookups of shapes bound to an interface depend on the
+		// backend too.
 		no.baseChains(tx, false)
 	}
 	tx.Delete(&knftables.Set{Name: FingerprintSet + prevHash})

@@ -39,6 +39,20 @@ type Endpoint struct {
 	RemoteAccessInterface string `toml:"remote_access_interface"`
 }
 
+// Interface is the interface a rule of network type n is bound to; ""
+// for every interface (network "all", or "lan" without lan_interface:
+// then every interface counts as LAN). charon binds the rule's policies
+// to it, and the guard its entries.
+func (e Endpoint) Interface(n Network) string {
+	switch n {
+	case NetworkLAN:
+		return e.LANInterface
+	case NetworkRemoteAccess:
+		return e.RemoteAccessInterface
+	}
+	return ""
+}
+
 // FilterList is a named collection of filters ("IP filter list").
 type FilterList struct {
 	Name        string   `toml:"name"`

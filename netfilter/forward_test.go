@@ -190,9 +190,28 @@ func TestIntegrationForwardedByDirection(t *testing.T) {
 	if n := cs["r-site-a"] + cs["r-site-b"]; n < 2 {
 		t.Errorf("drops counted %v; want at least the two datagrams", cs)
 	}
-	if listing := nft(t, hub, "list", "table", "inet", "swanmgr"); !strings.Contains(listing, "goto fb-4-s24-d24") {
-		t.Errorf("hub table lacks the both-ways verdict:\n%s", listing)
+	if listing := nft(t, hub, "list", "table", "inet", "swanmgr"); !strings.Contains(listing, "jump fwd-i") {
+		t.Errorf("hub table lacks the forward passes:\n%s", listing)
 	}
+
+	// The hub's rule to site A narrowed to UDP 7007: site B's clear
+	// datagrams to it match that rule going out (they would leave
+	// protected) and the rule to site B, less specific, coming in
+	// (they did not arrive protected). The kernel's fwd policy would
+	// drop them; the guard used to let the more specific entry decide.
+	narrow := derive(t, strings.Replace(hubPolicy(true), `  destination = "10.77.1.0/24"`, `  destination = "10.77.1.0/24"
+  protocol = "udp"
+  destination_port = 7007`, 1), guard.LibIPsec)
+	if _, err := tab.Install(ctx, hb, narrow); err != nil {
+		t.Fatal(err)
+	}
+	if arrives(b, a, "10.77.1.2") {
+		t.Error("the hub put into site A's tunnel what arrived from site B in clear, by a rule more specific than the one to site B")
+	}
+	if !answered(a, b, "10.77.3.2") {
+		t.Fatal("the narrowed hub's guard stops traffic no rule covers")
+	}
+	hb = narrow
 	if _, err := tab.Install(ctx, hb, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -255,5 +274,96 @@ func TestIntegrationForwardedFragments(t *testing.T) {
 	}
 	if cs, err := tab.Counters(ctx); err != nil || cs["r-site-a"]+cs["r-site-b"] == 0 {
 		t.Errorf("drops %v, %v; want the datagrams counted", cs, err)
+	}
+}
+
+// A rule bound to the LAN interface (network = "lan", lan_interface) is a
+// hole, or guarded, on that interface only. A host with a LAN (eth1) and
+// another link (eth2) permits its traffic to 10.78.0.0/16 in clear on the
+// LAN and negotiates it everywhere else: on eth2 clear text is dropped.
+// The permit used to be a hole on every interface, so the datagram left
+// by eth2 in clear.
+func TestIntegrationRuleBoundToInterface(t *testing.T) {
+	h, lan, wan := netns(t), netns(t), netns(t)
+	in := func(ns string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	in(h, "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "l0", "netns", lan)
+	in(h, "ip", "link", "add", "eth2", "type", "veth", "peer", "name", "w0", "netns", wan)
+	in(h, "ip", "addr", "add", "10.78.1.1/24", "dev", "eth1")
+	in(h, "ip", "addr", "add", "10.78.2.1/24", "dev", "eth2")
+	in(lan, "ip", "addr", "add", "10.78.1.2/24", "dev", "l0")
+	in(wan, "ip", "addr", "add", "10.78.2.2/24", "dev", "w0")
+	for ns, dev := range map[string]string{h: "eth1", lan: "l0", wan: "w0"} {
+		in(ns, "ip", "link", "set", "lo", "up")
+		in(ns, "ip", "link", "set", dev, "up")
+	}
+	in(h, "ip", "link", "set", "eth2", "up")
+	for _, to := range []struct{ ns, addr string }{{lan, "10.78.1.2"}, {wan, "10.78.2.2"}} {
+		if !send(h, to.ns, to.addr, 10*time.Second, "in clear") {
+			t.Fatalf("nothing reaches %s without a guard", to.addr)
+		}
+	}
+	policy := `
+[endpoint]
+addresses = ["10.78.1.1", "10.78.2.1"]
+lan_interface = "eth1"
+
+[[filter_list]]
+name = "Servers"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "10.78.0.0/16"
+
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+[[filter_action]]
+name = "Permit"
+action = "permit"
+
+[[policy]]
+name = "P"
+  [[policy.rule]]
+  name = "Encrypt servers"
+  filter_list = "Servers"
+  filter_action = "Encrypt"
+  tunnel_endpoint = "10.78.2.254"
+  authentication = [ { method = "psk", secret_file = "k.psk" } ]
+  [[policy.rule]]
+  name = "Servers on the LAN in clear"
+  filter_list = "Servers"
+  filter_action = "Permit"
+  network = "lan"
+`
+	tab, err := netfilter.Open("/run/netns/" + h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	for _, backend := range []guard.Backend{guard.Kernel, guard.LibIPsec} {
+		rs := derive(t, policy, backend)
+		if _, err := tab.Install(ctx, nil, rs); err != nil {
+			t.Fatal(err)
+		}
+		if !send(h, lan, "10.78.1.2", 10*time.Second, "in clear") {
+			t.Errorf("%s: the LAN's permit does not let clear text out on the LAN", backend)
+		}
+		if send(h, wan, "10.78.2.2", 2*time.Second, "in clear") {
+			t.Errorf("%s: the LAN's permit let clear text out on another interface", backend)
+		}
+		if cs, err := tab.Counters(ctx); err != nil || cs["r-encrypt-servers"] == 0 {
+			t.Errorf("%s: drops %v, %v", backend, cs, err)
+		}
+		if fp, err := tab.Fingerprint(ctx); err != nil || fp != rs.Hash() {
+			t.Errorf("%s: fingerprint %q, %v: the installed table does not read intact", backend, fp, err)
+		}
+		if _, err := tab.Install(ctx, rs, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

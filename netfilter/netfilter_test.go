@@ -52,10 +52,10 @@ func ruleset(counter string, port string, v guard.Verdict) *guard.Ruleset {
 	return &guard.Ruleset{Format: guard.Format, Backend: guard.LibIPsec,
 		Rules: []guard.Rule{{Name: "R", Counter: counter, Verdict: v}},
 		Entries: []guard.Entry{
-			{Family: 4, Shape: "4-s32-d32-p-dp", Key: []string{"172.16.98.231", "172.31.67.244", "6", port}, Verdict: v, Counter: counter},
-			{Family: 4, Shape: "4-s32-d32-p-sp", Key: []string{"172.31.67.244", "172.16.98.231", "6", port}, Verdict: v, Counter: counter},
-			{Family: 6, Shape: "6-s128-d0", Key: []string{"2001:db8::1"}, Verdict: guard.Pass},
-			{Family: 4, Shape: "4-s24-d0-p", Key: []string{"10.1.2.0/24", "17"}, Verdict: guard.Pass},
+			{Family: 4, Shape: "4-s32-d32-p-dp-o", Key: []string{"172.16.98.231", "172.31.67.244", "6", port}, Verdict: v, Counter: counter},
+			{Family: 4, Shape: "4-s32-d32-p-sp-i", Key: []string{"172.31.67.244", "172.16.98.231", "6", port}, Verdict: v, Counter: counter},
+			{Family: 6, Shape: "6-s128-d0-o", Key: []string{"2001:db8::1"}, Verdict: guard.Pass},
+			{Family: 4, Shape: "4-s24-d0-p-i", Key: []string{"10.1.2.0/24", "17"}, Verdict: guard.Pass},
 		}}
 }
 
@@ -100,7 +100,7 @@ func TestIntegrationTable(t *testing.T) {
 		t.Fatalf("patch: %v %v", changed, err)
 	}
 	listing = nft(t, ns, "list", "table", "inet", "swanmgr")
-	if strings.Contains(listing, "6667") || !strings.Contains(listing, "6668 : goto b-4-s32-d32-p-dp") || strings.Contains(listing, `"r-r"`) {
+	if strings.Contains(listing, "6667") || !strings.Contains(listing, "6668 : goto b-4-s32-d32-p-dp-o") || strings.Contains(listing, `"r-r"`) {
 		t.Errorf("after patch:\n%s", listing)
 	}
 	cs, err := tab.Counters(ctx)
@@ -204,8 +204,8 @@ func alteredIsReplaced(t *testing.T, ctx context.Context, ns string, tab *netfil
 	for _, hand := range [][]string{
 		{"flush", "table", "inet", "swanmgr"},
 		{"flush", "chain", "inet", "swanmgr", "output"},
-		{"flush", "chain", "inet", "swanmgr", "b-4-s32-d32-p-dp"},
-		{"insert", "rule", "inet", "swanmgr", "o-4-s32-d32-p-dp", "accept"},
+		{"flush", "chain", "inet", "swanmgr", "b-4-s32-d32-p-dp-o"},
+		{"insert", "rule", "inet", "swanmgr", "o-4-s32-d32-p-dp-o", "accept"},
 	} {
 		if _, err := tab.Install(ctx, nil, a); err != nil {
 			t.Fatal(err)

@@ -402,15 +402,7 @@ func (r *renderer) iface(cs *Section, n model.Network) {
 // ifaceName is the interface a rule's network type binds its policies
 // to; "" for all interfaces (network "all", or "lan" without
 // endpoint.lan_interface: then every interface counts as LAN).
-func (r *renderer) ifaceName(n model.Network) string {
-	switch n {
-	case model.NetworkLAN:
-		return r.a.Endpoint.LANInterface
-	case model.NetworkRemoteAccess:
-		return r.a.Endpoint.RemoteAccessInterface
-	}
-	return ""
-}
+func (r *renderer) ifaceName(n model.Network) string { return r.a.Endpoint.Interface(n) }
 
 // proposal joins algorithm keywords into one strongSwan proposal string.
 func proposal(enc, integ []string, group string) string {

@@ -99,9 +99,21 @@ type watcher struct {
 	last *Input
 }
 
+// recordPoll is how often a watch whose interval is longer looks whether
+// swanmgr's record changed (an apply, an unassign, a revert): one stat of
+// the state folder. An apply whose SAs came up before it wrote its record
+// showed its rules only at the next tick, an hour later with --interval 1h.
+const recordPoll = time.Second
+
 func (w *watcher) run(ctx context.Context) error {
 	tick := time.NewTicker(w.o.Interval)
 	defer tick.Stop()
+	var recTick <-chan time.Time
+	if w.o.Records != nil && w.o.Interval > recordPoll {
+		t := time.NewTicker(recordPoll)
+		defer t.Stop()
+		recTick = t.C
+	}
 	backoff := time.Duration(0)
 	var retry <-chan time.Time
 	var retryTimer *time.Timer
@@ -176,6 +188,16 @@ func (w *watcher) run(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
+			}
+		case <-recTick:
+			if w.events == nil || w.last == nil {
+				continue
+			}
+			if rec, err := w.o.Records.Record(); err == nil && sameAssignment(rec, w.last.Record) {
+				continue
+			}
+			if err := w.refresh(ctx); err != nil {
+				return err
 			}
 		case <-tick.C:
 			if w.events == nil {

@@ -9,6 +9,7 @@ import (
 
 	govici "github.com/strongswan/govici/vici"
 
+	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/vici"
 	"github.com/swanmgr/swanmgr/vici/vicitest"
 )
@@ -263,5 +264,38 @@ func TestWatchEachEventBeforeConfirm(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no event after subscribing again")
+	}
+}
+
+// swappedRecords is a record that a test replaces, as an apply would.
+type swappedRecords struct{ rec atomic.Pointer[assign.Record] }
+
+func (r *swappedRecords) Record() (*assign.Record, error)     { return r.rec.Load(), nil }
+func (r *swappedRecords) WithBodies() (*assign.Record, error) { return r.rec.Load(), nil }
+
+// An apply shows within about a second also when no SA event follows it:
+// its SAs may come up (and their events be shown) before it writes its
+// record. The view used to keep the old rules until the next tick, an
+// hour later with --interval 1h (TestStatusWatchCountsEvents, e2e, failed
+// on a loaded machine for this).
+func TestWatchShowsAnApplyWithoutEvents(t *testing.T) {
+	srv := vicitest.NewServer(t)
+	recs := &swappedRecords{}
+	r := startWatch(t, WatchOptions{
+		Socket:   srv.Socket(),
+		Interval: time.Hour,
+		Timeout:  5 * time.Second,
+		Records:  recs,
+		Dial:     func(ctx context.Context) (Watchable, error) { return vici.Dial(ctx, srv.Socket()) },
+	})
+	if first := r.next(t, 5*time.Second, func(*Status) bool { return true }); first.Policy != nil {
+		t.Fatalf("first view has a policy: %+v", first.Policy)
+	}
+	recs.rec.Store(&assign.Record{Policy: "Server policy", Source: "/etc/swanmgr/policy.toml", AppliedAt: time.Now()})
+	start := time.Now()
+	st := r.next(t, 3*time.Second, func(st *Status) bool { return st.Policy != nil })
+	t.Logf("the apply showed %v after its record", time.Since(start))
+	if st.Policy.Name != "Server policy" {
+		t.Errorf("policy %+v", st.Policy)
 	}
 }
