@@ -73,12 +73,17 @@ type Entry struct {
 	Key     []string `json:"key"`
 	Verdict Verdict  `json:"verdict"`
 	Counter string   `json:"counter,omitempty"` // block and negotiate
+	// Low marks the hole of a negotiate rule whose filter action says
+	// guard = false: where equally specific entries of two shapes match
+	// one packet, it loses to a guarded negotiate entry, which a hole of
+	// a permit or an unguarded block rule beats (rank).
+	Low bool `json:"low,omitempty"`
 }
 
 // SameAction says whether e and o, entries of one ID, do the same to a
-// packet: verdict and counter.
+// packet: verdict, counter and rank among holes.
 func (e Entry) SameAction(o Entry) bool {
-	return e.Verdict == o.Verdict && e.Counter == o.Counter
+	return e.Verdict == o.Verdict && e.Counter == o.Counter && e.Low == o.Low
 }
 
 // Format is the layout of the table this package installs; a ruleset
@@ -159,6 +164,9 @@ func (rs *Ruleset) Hash() string {
 		}
 		put(string(e.Verdict))
 		put(e.Counter)
+		if e.Low {
+			buf = append(buf, 'L')
+		}
 		h.Write(buf)
 		buf = buf[:0]
 	}
@@ -268,7 +276,7 @@ func (d *deriver) rule(r model.ResolvedRule) {
 			d.errs = append(d.errs, d.a.File.Problem(f.Line, where, fmt.Sprintf("filter %d uses a DNS name (%s): the guard that drops clear text needs addresses; write the address, or set guard = false in filter action %q (protection then lasts only while charon runs and the SA is up)", f.Index+1, dnsName(f), r.Action.Name), false))
 			continue
 		}
-		d.filter(f, v, rule.Counter, rank(r.Action.Action, v), d.a.Endpoint.Interface(r.Network))
+		d.filter(f, v, rule.Counter, rank(r.Action.Action, v), d.a.Endpoint.Interface(r.Network), r.Tunnel.IsValid())
 	}
 }
 
@@ -294,22 +302,33 @@ func dnsName(f model.ResolvedFilter) string {
 	return f.Dst.Name
 }
 
-// filter adds both directions of a filter in every family it covers:
-// outbound, from this side to the peer's, and inbound. This side is the
-// filter's source, unless its destination is this computer and its
-// source is not (render's orient: charon's local selectors).
-func (d *deriver) filter(f model.ResolvedFilter, v Verdict, counter string, rank int, iface string) {
-	fwd, back := out, in
-	if f.Dst.Kind == model.AddrMe && f.Src.Kind != model.AddrMe {
-		fwd, back = in, out
+// filter adds both orientations of a filter in every family it covers,
+// each in its direction: outbound, from this side to the peer's, and
+// inbound. This side is the filter's source, unless its destination is
+// this computer and its source is not (render's orient: charon's local
+// selectors). A filter of neither — this computer on neither side, and no
+// tunnel (a block or permit rule's `192.0.2.7 → any`) — has no this side:
+// mirrored, as Windows means it, it matches packets either way, so both
+// orientations go in both directions.
+func (d *deriver) filter(f model.ResolvedFilter, v Verdict, counter string, rank int, iface string, tunnel bool) {
+	fwd, back := []byte{out}, []byte{in}
+	switch {
+	case f.Dst.Kind == model.AddrMe && f.Src.Kind != model.AddrMe:
+		fwd, back = back, fwd
+	case f.Src.Kind != model.AddrMe && !tunnel:
+		fwd, back = []byte{out, in}, []byte{out, in}
 	}
 	for _, fam := range []int{4, 6} {
 		srcs := d.prefixes(f.Src, f.Dst, fam)
 		dsts := d.prefixes(f.Dst, f.Src, fam)
 		for _, s := range srcs {
 			for _, t := range dsts {
-				d.add(fam, s, t, f.Proto, f.SrcPort, f.DstPort, v, counter, rank, fwd, iface)
-				d.add(fam, t, s, f.Proto, f.DstPort, f.SrcPort, v, counter, rank, back, iface)
+				for _, dir := range fwd {
+					d.add(fam, s, t, f.Proto, f.SrcPort, f.DstPort, v, counter, rank, dir, iface)
+				}
+				for _, dir := range back {
+					d.add(fam, t, s, f.Proto, f.DstPort, f.SrcPort, v, counter, rank, dir, iface)
+				}
 			}
 		}
 	}
@@ -485,7 +504,7 @@ func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v
 	if sh.dport {
 		key = append(key, strconv.Itoa(dport))
 	}
-	e := Entry{Family: fam, Shape: sh.name(), Key: slices.Clip(key), Verdict: v, Counter: counter}
+	e := Entry{Family: fam, Shape: sh.name(), Key: slices.Clip(key), Verdict: v, Counter: counter, Low: v == Pass && rank == 0}
 	id := e.ID()
 	if i, ok := d.byID[id]; ok {
 		// The same traffic twice in one direction: the action charon
@@ -618,8 +637,11 @@ func Merge(a, b *Ruleset) *Ruleset {
 				}
 			}
 			if i, ok := byID[id]; ok {
-				if e.Verdict.strength() > out.Entries[i].Verdict.strength() {
-					out.Entries[i] = e
+				switch o := &out.Entries[i]; {
+				case e.Verdict.strength() > o.Verdict.strength():
+					*o = e
+				case e.Verdict == Pass && o.Verdict == Pass && e.Low:
+					o.Low = true // the weaker hole
 				}
 				continue
 			}

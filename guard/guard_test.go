@@ -468,6 +468,8 @@ func referenceMerge(a, b *guard.Ruleset) *guard.Ruleset {
 			if i, ok := byID[id]; ok {
 				if strength[e.Verdict] > strength[out.Entries[i].Verdict] {
 					out.Entries[i] = e
+				} else if e.Verdict == guard.Pass && out.Entries[i].Verdict == guard.Pass && e.Low {
+					out.Entries[i].Low = true
 				}
 				continue
 			}
@@ -498,6 +500,7 @@ func TestMergeLikeReference(t *testing.T) {
 		for i := rnd.IntN(40); i > 0; i-- {
 			e := entry([]string{"4-s32-d32-o", "4-s32-d32-i", "4-s0-d32-o", "6-s0-d128-i"}[rnd.IntN(4)], verdicts[rnd.IntN(3)], fmt.Sprint("10.0.0.", rnd.IntN(6)), fmt.Sprint("10.0.1.", rnd.IntN(6)))
 			e.Family = 4 + 2*rnd.IntN(2)
+			e.Low = e.Verdict == guard.Pass && rnd.IntN(2) == 0
 			rs.Entries = append(rs.Entries, e) // duplicates of an ID too
 		}
 		return rs
@@ -753,5 +756,102 @@ func TestOldFormatIsReplacedWhole(t *testing.T) {
 	if got, want := (&guard.Ruleset{Backend: guard.Kernel, Rules: []guard.Rule{{Name: "R", Counter: "r-r", Verdict: guard.Negotiate}},
 		Entries: []guard.Entry{{Family: 4, Shape: "4-s32-d32", Key: []string{"10.0.0.1", "10.0.0.2"}, Verdict: guard.Negotiate, Counter: "r-r"}}}).Hash(), oldHash; got != want {
 		t.Errorf("hash of a ruleset of before: %s, want %s", got, want)
+	}
+}
+
+// A block or permit filter with this computer on neither side and no
+// tunnel (`192.0.2.7 → any`) has no this side: mirrored, it matches
+// packets either way, so its entries are in both directions — Eve's
+// packets to this computer are blocked on input.
+func TestDeriveShuntOfNeitherSideIsBothWays(t *testing.T) {
+	p := head + `
+[[filter_list]]
+name = "Eve"
+  [[filter_list.filter]]
+  source = "192.0.2.7"
+  destination = "any"
+[[filter_action]]
+name = "Block"
+action = "block"
+[[policy]]
+name = "P"
+` + rule("No Eve", "Eve", "Block")
+	rs, probs := guard.Derive(assigned(t, p), guard.Kernel)
+	if probs != nil {
+		t.Fatal(probs)
+	}
+	got := keys(rs)
+	for _, k := range []string{"4-s32-d0-o 192.0.2.7", "4-s32-d0-i 192.0.2.7", "4-s0-d32-o 192.0.2.7", "4-s0-d32-i 192.0.2.7"} {
+		if got[k].Verdict != guard.Block {
+			t.Errorf("%s: %+v (entries %v)", k, got[k], got)
+		}
+	}
+}
+
+// Equally specific entries of two shapes (`192.0.2.7 → any` and `any →
+// me` both restrict 32 bits) rank as charon ranks equally specific
+// policies: a block entry of either first, then a permit's hole, then a
+// guarded negotiate entry, then the hole of guard = false. The first
+// shape by name used to win: here the negotiate rule's, so clear text
+// that the permit lets in was dropped.
+func TestTiesAcrossShapesRankByAction(t *testing.T) {
+	p := head + `
+[[filter_list]]
+name = "Eve"
+  [[filter_list.filter]]
+  source = "192.0.2.7"
+  destination = "any"
+[[filter_list]]
+name = "To me"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "any"
+[[filter_action]]
+name = "Permit"
+action = "permit"
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+[[policy]]
+name = "P"
+` + rule("Eve in clear", "Eve", "Permit") + rule("All", "To me", "Encrypt")
+	rs, probs := guard.Derive(assigned(t, p), guard.Kernel)
+	if probs != nil {
+		t.Fatal(probs)
+	}
+	fake := knftables.NewFake(knftables.InetFamily, guard.Table)
+	install(t, fake, "", nil, rs)
+	dump := fake.Dump()
+	var input []string
+	for _, l := range strings.Split(dump, "\n") {
+		if rest, ok := strings.CutPrefix(l, "add rule inet swanmgr input "); ok && strings.Contains(rest, " goto ") {
+			input = append(input, rest)
+		}
+	}
+	want := []string{
+		"ip saddr @k3-4-s32-d0-i goto i-4-s32-d0-i",
+		"ip daddr @k3-4-s0-d32-i goto i-4-s0-d32-i",
+		"ip saddr @k2-4-s32-d0-i goto i-4-s32-d0-i",
+		"ip daddr @k2-4-s0-d32-i goto i-4-s0-d32-i",
+		"ip saddr @k-4-s32-d0-i ip saddr != @k0-4-s32-d0-i goto i-4-s32-d0-i",
+		"ip daddr @k-4-s0-d32-i ip daddr != @k0-4-s0-d32-i goto i-4-s0-d32-i",
+		"ip saddr @k-4-s32-d0-i goto i-4-s32-d0-i",
+		"ip daddr @k-4-s0-d32-i goto i-4-s0-d32-i",
+	}
+	// The shapes of one tie may come in either order within a level.
+	sortPairs := func(xs []string) []string {
+		out := slices.Clone(xs)
+		for i := 0; i+1 < len(out); i += 2 {
+			if out[i] > out[i+1] {
+				out[i], out[i+1] = out[i+1], out[i]
+			}
+		}
+		return out
+	}
+	if !slices.Equal(sortPairs(input), sortPairs(want)) {
+		t.Errorf("input lookups:\n%s\nwant\n%s", strings.Join(input, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.Contains(dump, "add element inet swanmgr k2-4-s32-d0-i { 192.0.2.7 }") {
+		t.Errorf("the permit's hole is not in its rank set:\n%s", dump)
 	}
 }

@@ -30,11 +30,16 @@ func Intact(sets []string, rules map[string]int) bool {
 	if dirs[0] > 0 {
 		wantFormat0(want, shapes)
 	} else {
-		wantFormat2(want, shapes, dirs)
+		wantFormat2(want, shapes)
 	}
 	for _, id := range shapes {
 		if !has["d-"+id] || !has["v-"+id] {
 			return false
+		}
+		for _, l := range levelSets {
+			if dirs[0] == 0 && !has[l+id] {
+				return false
+			}
 		}
 		want["b-"+id] = blockChainRules
 	}
@@ -49,10 +54,10 @@ func Intact(sets []string, rules map[string]int) bool {
 	return true
 }
 
-func wantFormat2(want map[string]int, shapes []string, dirs map[byte]int) {
-	o := &objects{shapes: shapes}
+func wantFormat2(want map[string]int, shapes []string) {
+	o := objectsOf(nil, shapes)
 	for _, h := range hooks {
-		want[h.name] = len(exemptRules(h.name)) + dirs[h.dir]
+		want[h.name] = len(exemptRules(h.name)) + len(o.lookups(h.dir, h.abbr))
 		if h.dir == 0 {
 			want[h.name] = len(exemptRules(h.name)) + len(passes)
 			if o.ports() {
@@ -61,7 +66,7 @@ func wantFormat2(want map[string]int, shapes []string, dirs map[byte]int) {
 		}
 	}
 	for _, p := range passes {
-		want[p.name] = dirs[p.dir]
+		want[p.name] = len(o.lookups(p.dir, "f"))
 	}
 	for _, id := range shapes {
 		for _, c := range shapeChains(id) {

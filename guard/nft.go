@@ -1,7 +1,8 @@
 package guard
 
 import (
-	"sort"
+	"cmp"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -86,35 +87,40 @@ type objects struct {
 }
 
 func newObjects(rs *Ruleset) *objects {
-	o := &objects{rs: rs, parsed: map[string]shape{}}
-	type sh struct {
-		id    string
-		score int
-	}
-	var shs []sh
+	var ids []string
+	seen := map[string]bool{}
 	for _, e := range rs.Entries {
-		if _, ok := o.parsed[e.Shape]; ok {
-			continue
+		if !seen[e.Shape] {
+			seen[e.Shape] = true
+			ids = append(ids, e.Shape)
 		}
-		s, err := parseShape(e.Family, e.Shape)
-		score := 0
-		if err == nil {
-			score = s.score()
-		}
-		o.parsed[e.Shape] = s
-		shs = append(shs, sh{e.Shape, score})
 	}
-	sort.SliceStable(shs, func(i, j int) bool {
-		if shs[i].score != shs[j].score {
-			return shs[i].score > shs[j].score
+	return objectsOf(rs, ids)
+}
+
+// objectsOf is the objects of the shapes ids (of rs, which may be nil
+// where only their names matter).
+func objectsOf(rs *Ruleset, ids []string) *objects {
+	if rs == nil {
+		rs = &Ruleset{}
+	}
+	o := &objects{rs: rs, parsed: make(map[string]shape, len(ids))}
+	for _, id := range ids {
+		sh, _ := parseShape(familyOf(id), id)
+		o.parsed[id] = sh
+	}
+	o.shapes = slices.Clone(ids)
+	slices.SortStableFunc(o.shapes, func(x, y string) int {
+		if c := cmp.Compare(o.score(y), o.score(x)); c != 0 {
+			return c
 		}
-		return shs[i].id < shs[j].id
+		return strings.Compare(x, y)
 	})
-	for _, s := range shs {
-		o.shapes = append(o.shapes, s.id)
-	}
 	return o
 }
+
+// score is a shape's score.
+func (o *objects) score(id string) int { return o.parsed[id].score() }
 
 func familyOf(id string) int {
 	if strings.HasPrefix(id, "6-") {
@@ -172,9 +178,16 @@ func keyExpr(id string) (expr, typ string, interval bool) {
 // an interface, the packet must also leave (out) or arrive (in) through
 // it — or through libipsec's ipsec0, where such a packet goes when IPsec
 // protects it.
-func (o *objects) lookup(id string) string {
+func (o *objects) lookup(id string) string { return o.lookupIn(id, "k-", "") }
+
+// lookupIn is lookup in the shape's set prefix+id, and, with not, not in
+// its set not+id.
+func (o *objects) lookupIn(id, prefix, not string) string {
 	expr, _, _ := keyExpr(id)
-	m := expr + " @k-" + id
+	m := expr + " @" + prefix + id
+	if not != "" {
+		m += " " + expr + " != @" + not + id
+	}
 	s := o.parsed[id]
 	if s.iface == "" {
 		return m
@@ -189,6 +202,59 @@ func (o *objects) lookup(id string) string {
 	}
 	return dev + " " + names + " " + m
 }
+
+// lookups are the rules that send a packet of direction dir to the chain
+// (prefix abbr) of the shape whose entry decides: most specific shape
+// first. Equally specific shapes (a tie: `192.0.2.7 → any` and `any →
+// me`) are looked up by the rank of their entries, as charon's priorities
+// rank two equally specific policies: block entries of any of them
+// first, then the holes of permit and unguarded block rules, then
+// everything but the holes of guard = false, then those.
+func (o *objects) lookups(dir byte, abbr string) []string {
+	var out []string
+	var group []string
+	flush := func() {
+		if len(group) == 1 {
+			out = append(out, o.lookup(group[0])+" goto "+abbr+"-"+group[0])
+		} else if len(group) > 1 {
+			for _, lvl := range [][2]string{{"k3-", ""}, {"k2-", ""}, {"k-", "k0-"}, {"k-", ""}} {
+				for _, id := range group {
+					out = append(out, o.lookupIn(id, lvl[0], lvl[1])+" goto "+abbr+"-"+id)
+				}
+			}
+		}
+		group = group[:0]
+	}
+	for _, id := range o.shapes {
+		if dirOf(id) != dir {
+			continue
+		}
+		if len(group) > 0 && (familyOf(group[0]) != familyOf(id) || o.score(group[0]) != o.score(id)) {
+			flush()
+		}
+		group = append(group, id)
+	}
+	flush()
+	return out
+}
+
+// levelSet is the set, beside k-, that an entry's key is also in, by its
+// rank among equally specific entries of other shapes ("" for a guarded
+// negotiate entry).
+func levelSet(e Entry) string {
+	switch {
+	case e.Verdict == Block:
+		return "k3-"
+	case e.Verdict == Pass && e.Low:
+		return "k0-"
+	case e.Verdict == Pass:
+		return "k2-"
+	}
+	return ""
+}
+
+// levelSets are the prefixes of a shape's rank sets.
+var levelSets = []string{"k3-", "k2-", "k0-"}
 
 // protected matches, for a shape's direction, a packet IPsec protects:
 // going out, that it leaves protected; coming in, that it arrived so.
@@ -272,10 +338,8 @@ func (o *objects) baseChains(tx *knftables.Transaction, create bool) {
 		} else {
 			tx.Flush(c)
 		}
-		for _, id := range o.shapes {
-			if dirOf(id) == p.dir {
-				tx.Add(&knftables.Rule{Chain: p.name, Rule: o.lookup(id) + " goto f-" + id})
-			}
+		for _, r := range o.lookups(p.dir, "f") {
+			tx.Add(&knftables.Rule{Chain: p.name, Rule: r})
 		}
 	}
 	for _, h := range hooks {
@@ -291,10 +355,8 @@ func (o *objects) baseChains(tx *knftables.Transaction, create bool) {
 			}
 			continue
 		}
-		for _, id := range o.shapes {
-			if dirOf(id) == h.dir {
-				tx.Add(&knftables.Rule{Chain: h.name, Rule: o.lookup(id) + " goto " + h.abbr + "-" + id})
-			}
+		for _, r := range o.lookups(h.dir, h.abbr) {
+			tx.Add(&knftables.Rule{Chain: h.name, Rule: r})
 		}
 	}
 }
@@ -338,6 +400,9 @@ func (o *objects) addShape(tx *knftables.Transaction, id string) {
 		flags = []knftables.SetFlag{knftables.IntervalFlag}
 	}
 	tx.Add(&knftables.Set{Name: "k-" + id, Type: typ, Flags: flags})
+	for _, l := range levelSets {
+		tx.Add(&knftables.Set{Name: l + id, Type: typ, Flags: flags})
+	}
 	tx.Add(&knftables.Set{Name: "d-" + id, Type: counting(typ), Flags: flags})
 	tx.Add(&knftables.Chain{Name: "b-" + id})
 	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: expr + " @d-" + id + " drop"})
@@ -391,6 +456,9 @@ func deleteShape(tx *knftables.Transaction, id string) {
 	tx.Flush(&knftables.Chain{Name: "b-" + id})
 	tx.Delete(&knftables.Chain{Name: "b-" + id})
 	tx.Delete(&knftables.Set{Name: "d-" + id})
+	for _, l := range levelSets {
+		tx.Delete(&knftables.Set{Name: l + id})
+	}
 	tx.Delete(&knftables.Set{Name: "k-" + id})
 }
 
@@ -402,6 +470,9 @@ func addEntry(tx *knftables.Transaction, e Entry) {
 // addVerdict adds what an entry does (its key is in k- already).
 func addVerdict(tx *knftables.Transaction, e Entry) {
 	tx.Add(&knftables.Element{Map: "v-" + e.Shape, Key: e.Key, Value: []string{verdictOf(e)}})
+	if l := levelSet(e); l != "" {
+		tx.Add(&knftables.Element{Set: l + e.Shape, Key: e.Key})
+	}
 	if e.Counter != "" {
 		tx.Add(&knftables.Element{Set: "d-" + e.Shape, Key: e.Key, Comment: ptr(e.Counter)})
 	}
@@ -412,6 +483,9 @@ func deleteEntry(tx *knftables.Transaction, e Entry, keepKey bool) {
 		tx.Delete(&knftables.Element{Set: "k-" + e.Shape, Key: e.Key})
 	}
 	tx.Delete(&knftables.Element{Map: "v-" + e.Shape, Key: e.Key})
+	if l := levelSet(e); l != "" {
+		tx.Delete(&knftables.Element{Set: l + e.Shape, Key: e.Key})
+	}
 	if e.Counter != "" {
 		tx.Delete(&knftables.Element{Set: "d-" + e.Shape, Key: e.Key})
 	}

@@ -277,14 +277,11 @@ func TestIntegrationForwardedFragments(t *testing.T) {
 	}
 }
 
-// A rule bound to the LAN interface (network = "lan", lan_interface) is a
-// hole, or guarded, on that interface only. A host with a LAN (eth1) and
-// another link (eth2) permits its traffic to 10.78.0.0/16 in clear on the
-// LAN and negotiates it everywhere else: on eth2 clear text is dropped.
-// The permit used to be a hole on every interface, so the datagram left
-// by eth2 in clear.
-func TestIntegrationRuleBoundToInterface(t *testing.T) {
-	h, lan, wan := netns(t), netns(t), netns(t)
+// twoLinks makes a host (10.78.1.1 on eth1, 10.78.2.1 on eth2) with a
+// LAN neighbour (10.78.1.2) and one on another link (10.78.2.2).
+func twoLinks(t *testing.T) (h, lan, wan string) {
+	t.Helper()
+	h, lan, wan = netns(t), netns(t), netns(t)
 	in := func(ns string, args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {
@@ -307,6 +304,17 @@ func TestIntegrationRuleBoundToInterface(t *testing.T) {
 			t.Fatalf("nothing reaches %s without a guard", to.addr)
 		}
 	}
+	return h, lan, wan
+}
+
+// A rule bound to the LAN interface (network = "lan", lan_interface) is a
+// hole, or guarded, on that interface only. A host with a LAN (eth1) and
+// another link (eth2) permits its traffic to 10.78.0.0/16 in clear on the
+// LAN and negotiates it everywhere else: on eth2 clear text is dropped.
+// The permit used to be a hole on every interface, so the datagram left
+// by eth2 in clear.
+func TestIntegrationRuleBoundToInterface(t *testing.T) {
+	h, lan, wan := twoLinks(t)
 	policy := `
 [endpoint]
 addresses = ["10.78.1.1", "10.78.2.1"]
@@ -365,5 +373,83 @@ name = "P"
 		if _, err := tab.Install(ctx, rs, nil); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A block filter of neither side (`10.78.2.2 → any`) blocks that host's
+// packets to this one (mirrored, as Windows means it), and between
+// equally specific entries of two shapes a permit beats a negotiate: the
+// neighbour's datagrams arrive in clear while everyone else's are
+// dropped. Before ties were ranked, the first shape by name decided and
+// the permitted datagrams were dropped.
+func TestIntegrationShuntsAndTies(t *testing.T) {
+	h, lan, wan := twoLinks(t)
+	tab, err := netfilter.Open("/run/netns/" + h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	const head = `
+[endpoint]
+addresses = ["10.78.1.1", "10.78.2.1"]
+
+[[filter_list]]
+name = "Neighbour"
+  [[filter_list.filter]]
+  source = "10.78.2.2"
+  destination = "any"
+[[filter_list]]
+name = "Everyone"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "any"
+
+[[filter_action]]
+name = "Block"
+action = "block"
+[[filter_action]]
+name = "Permit"
+action = "permit"
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+
+[[policy]]
+name = "P"
+`
+	rule := func(name, list, action string) string {
+		return "  [[policy.rule]]\n  name = \"" + name + "\"\n  filter_list = \"" + list + "\"\n  filter_action = \"" + action + "\"\n" +
+			"  authentication = [ { method = \"psk\", secret_file = \"k.psk\" } ]\n"
+	}
+	blocked := derive(t, head+rule("No neighbour", "Neighbour", "Block"), guard.Kernel)
+	if _, err := tab.Install(ctx, nil, blocked); err != nil {
+		t.Fatal(err)
+	}
+	if send(wan, h, "10.78.2.1", 2*time.Second, "in clear") {
+		t.Error("a block rule from the neighbour to any does not stop its datagrams to this host")
+	}
+	if !send(lan, h, "10.78.1.1", 10*time.Second, "in clear") {
+		t.Error("the block rule stops another host")
+	}
+	if cs, err := tab.Counters(ctx); err != nil || cs["r-no-neighbour"] == 0 {
+		t.Errorf("drops %v, %v", cs, err)
+	}
+
+	tie := derive(t, head+rule("Neighbour in clear", "Neighbour", "Permit")+rule("All", "Everyone", "Encrypt"), guard.Kernel)
+	if _, err := tab.Install(ctx, blocked, tie); err != nil {
+		t.Fatal(err)
+	}
+	if !send(wan, h, "10.78.2.1", 10*time.Second, "in clear") {
+		t.Errorf("the permit lost to an equally specific negotiate rule:\n%s", nft(t, h, "list", "table", "inet", "swanmgr"))
+	}
+	if send(lan, h, "10.78.1.1", 2*time.Second, "in clear") {
+		t.Error("clear text from a host only the negotiate rule covers arrived")
+	}
+	if fp, err := tab.Fingerprint(ctx); err != nil || fp != tie.Hash() {
+		t.Errorf("fingerprint %q, %v: the patched table does not read intact", fp, err)
+	}
+	if _, err := tab.Install(ctx, tie, nil); err != nil {
+		t.Fatal(err)
 	}
 }
