@@ -249,6 +249,10 @@ func (a *Agent) fullCheck(ctx context.Context, conn *Conn) error {
 		return nil
 	}
 	a.lastDrift = time.Now()
+	// Every connection's copy, whatever the policy's size (an apply
+	// compares them only up to assign.CompareAllUpTo).
+	conn.Engine.Refresh = true
+	defer func() { conn.Engine.Refresh = false }()
 	p, err := conn.Engine.Plan(ctx, g.result)
 	if err != nil {
 		return err

@@ -51,7 +51,7 @@ type applyRun struct {
 }
 
 func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.Result, in Inputs) (*Report, error) {
-	return e.apply(ctx, rec, desired, in, nil)
+	return e.apply(ctx, rec, desired, in, startViews(ctx, e.Daemon, rec, e.compareAll(rec)))
 }
 
 // apply is applyLocked with charon's views fetched ahead (nil: fetched by
@@ -67,6 +67,7 @@ func (e *Engine) apply(ctx context.Context, rec *Record, desired *render.Result,
 	if err := a.loadCredentials(); err != nil {
 		return nil, err
 	}
+	a.dropReplaced()
 	if err := a.loadNew(); err != nil {
 		return nil, err
 	}
@@ -109,6 +110,45 @@ func (a *applyRun) prepare() error {
 	}
 	a.undo.guard = a.g
 	return nil
+}
+
+// dropReplaced terminates, before swanmgr's connection is loaded again,
+// the SAs of a connection someone replaced under swanmgr (drift): they
+// were made with the other settings. Loaded first, swanmgr's connection's
+// start action puts its CHILD_SAs into such an IKE_SA when charon finds
+// it fits, and the teardown after the load took them down with it, which
+// left nothing up. In the moment between, the connection's traffic has no
+// SA and the guard drops it. One that will not go is left to the teardown
+// after the load.
+func (a *applyRun) dropReplaced() {
+	var drifted []ConnPlan
+	for _, c := range a.p.Conns {
+		if c.Drift {
+			drifted = append(drifted, c)
+		}
+	}
+	if len(drifted) == 0 || len(a.before) == 0 {
+		return
+	}
+	gone := map[uint64]bool{}
+	for _, c := range drifted {
+		for _, t := range c.targets(a.before) {
+			if !t.Whole {
+				continue
+			}
+			if err := a.e.Daemon.TerminateIKE(a.ctx, t.SA.UniqueID); err == nil {
+				gone[t.SA.UniqueID] = true
+				a.rep.Terminated = append(a.rep.Terminated, t.SA)
+			}
+		}
+	}
+	before := a.before[:0:0]
+	for _, sa := range a.before {
+		if !gone[sa.UniqueID] {
+			before = append(before, sa)
+		}
+	}
+	a.before = before
 }
 
 // noteIntent records what is about to be loaded (with the views of the

@@ -92,15 +92,15 @@ func (v connView) String() string {
 }
 
 // liveViews returns charon's view of the connections the comparison
-// needs: swanmgr's own (recorded with a view) and pending names. nil
-// when there are none (list-conns costs about as much as list-sas).
-func liveViews(ctx context.Context, d Daemon, rec *Record) (map[string]string, error) {
+// needs: swanmgr's own (recorded with a view) when all, and pending names.
+// nil when there are none (list-conns costs about as much as list-sas).
+func liveViews(ctx context.Context, d Daemon, rec *Record, all bool) (map[string]string, error) {
 	if rec == nil {
 		return nil, nil
 	}
 	need := len(rec.Pending.Views) > 0
 	for _, c := range rec.Conns {
-		if c.View != "" {
+		if all && c.View != "" {
 			need = true
 			break
 		}
@@ -125,6 +125,7 @@ func liveViews(ctx context.Context, d Daemon, rec *Record) (map[string]string, e
 // guard the apply patches from is read beside it (1.6 MB at 5,000 rules).
 type viewsAhead struct {
 	done  chan struct{}
+	all   bool // every connection's view was asked, not only pending names'
 	views map[string]string
 	err   error
 
@@ -133,18 +134,18 @@ type viewsAhead struct {
 	guardErr  error
 }
 
-func startViews(ctx context.Context, d Daemon, rec *Record) *viewsAhead {
-	v := &viewsAhead{done: make(chan struct{})}
+func startViews(ctx context.Context, d Daemon, rec *Record, all bool) *viewsAhead {
+	v := &viewsAhead{done: make(chan struct{}), all: all}
 	go func() {
 		defer close(v.done)
-		v.views, v.err = liveViews(ctx, d, rec)
+		v.views, v.err = liveViews(ctx, d, rec, all)
 	}()
 	return v
 }
 
 // startAhead is startViews with the recorded guard read too.
 func (e *Engine) startAhead(ctx context.Context, rec *Record) *viewsAhead {
-	v := startViews(ctx, e.Daemon, rec)
+	v := startViews(ctx, e.Daemon, rec, e.compareAll(rec))
 	v.guardDone = make(chan struct{})
 	go func() {
 		defer close(v.guardDone)

@@ -3,6 +3,7 @@ package assign
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,5 +102,30 @@ func TestPendingNameTakenByOthersIsLeftAlone(t *testing.T) {
 	}
 	if d.conns["sm-with-eve"] != "replaced by hand" {
 		t.Fatal("apply replaced a foreign connection that had a pending name")
+	}
+}
+
+// The SAs of a connection replaced under swanmgr go before swanmgr's
+// connection is loaded again: loaded first, its start action put its
+// CHILD_SAs into the old IKE_SA when charon found that it fitted, and the
+// teardown after the load took them down with it, leaving nothing up
+// (TestApplyRepairsAConnectionReplacedUnderIt, e2e).
+func TestReplacedConnectionsSAsGoBeforeTheLoad(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	replaceConn(t, d, "sm-with-bob", "dynamic[tcp/22]")
+	d.sas = []LiveSA{{Conn: "sm-with-bob", UniqueID: 7, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 8}}}}
+	d.calls = nil
+	rep, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	term, load := slices.Index(d.calls, "terminate ike-id 7"), slices.Index(d.calls, "load-conn sm-with-bob")
+	if term < 0 || load < 0 || term > load || len(rep.Terminated) != 1 {
+		t.Fatalf("calls %q, terminated %+v; want IKE_SA #7 terminated once, before the load", d.calls, rep.Terminated)
 	}
 }

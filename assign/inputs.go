@@ -149,7 +149,9 @@ func inputsUnchanged(key []byte, rec *Record, in Inputs, backend string) bool {
 // upToDate reports whether charon already has the assignment that in
 // would make: the policy file, everything it read and the program are
 // unchanged since the last apply (rec), and charon still has every
-// connection and secret of it (asked with get-conns and get-shared).
+// connection and secret of it (asked with get-conns and get-shared), and,
+// up to CompareAllUpTo connections or with Refresh, has them as swanmgr
+// loaded them (list-conns).
 func (e *Engine) upToDate(ctx context.Context, rec *Record, in Inputs, backend string) (bool, error) {
 	key := e.Store.existingFingerprintKey()
 	// Certificates expire and private keys are not listed by get-shared:
@@ -179,6 +181,20 @@ func (e *Engine) upToDate(ctx context.Context, rec *Record, in Inputs, backend s
 	for _, s := range rec.Secrets {
 		if !sharedSet[s.Name] {
 			return false, nil
+		}
+	}
+	if e.compareAll(rec) {
+		// charon's copies too, as a plan compares them: a connection
+		// replaced under swanmgr (swanctl --load-conns of one of its
+		// names) is loaded again. Above CompareAllUpTo, by name only.
+		views, err := liveViews(ctx, e.Daemon, rec, true)
+		if err != nil {
+			return false, err
+		}
+		for _, c := range rec.Conns {
+			if c.View != "" && views[c.Name] != "" && views[c.Name] != c.View {
+				return false, nil
+			}
 		}
 	}
 	// The guard's table, checked by its fingerprint: flushed or edited by

@@ -74,6 +74,10 @@ type Plan struct {
 	// Warnings are things an apply leaves alone on purpose (a pending
 	// name charon now has with other settings).
 	Warnings []string
+	// Unverified counts the unchanged connections whose copy in charon
+	// was not compared with what swanmgr loaded, only found by name: over
+	// CompareAllUpTo connections without Engine.Refresh.
+	Unverified int
 }
 
 // GuardPlan is what an apply does to the nftables guard.
@@ -131,15 +135,16 @@ func plural(n int, one, many string) string {
 }
 
 // Compute compares what should be loaded (desired; nil to unassign) with
-// the daemon and the record.
+// the daemon and the record, charon's copy of every connection included.
 func Compute(ctx context.Context, d Daemon, socket string, rec *Record, desired *render.Result) (*Plan, error) {
 	return compute(ctx, d, socket, rec, desired, nil)
 }
 
-// compute is Compute with charon's views fetched ahead (nil: fetched here).
+// compute is Compute with charon's views fetched ahead (nil: fetched here,
+// all of them).
 func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired *render.Result, ahead *viewsAhead) (*Plan, error) {
 	if ahead == nil {
-		ahead = startViews(ctx, d, rec)
+		ahead = startViews(ctx, d, rec, true)
 	}
 	live, err := d.Conns(ctx)
 	if err != nil {
@@ -192,6 +197,9 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 				cp.Change, cp.Drift, cp.IKEChanged = Changed, true, true
 			case old.Hash == hash:
 				cp.Change = Unchanged
+				if !ahead.all && old.View != "" {
+					p.Unverified++
+				}
 			default:
 				cp.Change = Changed
 				// No hash: charon did not install all of it last time;

@@ -73,6 +73,12 @@ func TestAssignShortcutNotTaken(t *testing.T) {
 		"backend": func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string {
 			return "libipsec"
 		},
+		"charon's copy replaced": func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string {
+			// swanctl --load-conns of a file with swanmgr's name: plan
+			// showed the drift and an unchanged apply said "unchanged".
+			replaceConn(t, d, "sm-with-bob", "dynamic[tcp/22]")
+			return "kernel"
+		},
 		"charon lost a connection": func(t *testing.T, e *Engine, d *fakeDaemon, in *Inputs, keyFile string) string {
 			delete(d.conns, "sm-with-bob")
 			return "kernel"
@@ -130,5 +136,33 @@ func TestSecretFailures(t *testing.T) {
 	}
 	if _, ok := d.conns["sm-with-eve"]; ok {
 		t.Fatal("the connection of a refused secret was loaded")
+	}
+}
+
+// Above CompareAllUpTo connections charon's copies are found by name only
+// (listing thousands of connections costs most of a one-rule change), and
+// plan and apply agree on it: neither sees a replaced copy, and the plan
+// counts what it did not compare. Refresh compares every copy in both.
+func TestOverTheLimitCopiesAreComparedOnlyWithRefresh(t *testing.T) {
+	defer func(n int) { compareLimit = n }(compareLimit)
+	compareLimit = 0
+	ctx := context.Background()
+	e, d, in, _, prepare, calls := shortcutSetup(t)
+	replaceConn(t, d, "sm-with-bob", "dynamic[tcp/22]")
+	p, err := e.Plan(ctx, renderPolicy(t, 6667, false))
+	if err != nil || p.Pending() || p.Unverified != 1 {
+		t.Fatalf("plan over the limit: pending %v, unverified %d, %v; want no change and 1 not compared", p.Pending(), p.Unverified, err)
+	}
+	if _, same, err := e.Assign(ctx, in, "kernel", prepare); err != nil || same == nil || *calls != 1 {
+		t.Fatalf("apply over the limit: same %v, %v, prepare called %d times; want the shortcut", same, err, *calls)
+	}
+	e.Refresh = true
+	p, err = e.Plan(ctx, renderPolicy(t, 6667, false))
+	if err != nil || !p.Pending() || len(p.Rules) != 1 || !p.Rules[0].Drift || p.Unverified != 0 {
+		t.Fatalf("plan --refresh: pending %v, rules %+v, unverified %d, %v; want the drift", p.Pending(), p.Rules, p.Unverified, err)
+	}
+	d.calls = nil
+	if rep, same, err := e.Assign(ctx, in, "kernel", prepare); err != nil || same != nil || rep == nil || d.count("load-conn") != 1 {
+		t.Fatalf("apply --refresh: rep %v, same %v, %v, calls %q; want swanmgr's connection loaded again", rep, same, err, d.calls)
 	}
 }

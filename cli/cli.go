@@ -9,6 +9,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/render"
 )
@@ -139,6 +140,10 @@ var (
 	insecureFlag = &ucli.BoolFlag{
 		Name:  "insecure-secrets",
 		Usage: "accept secret and key files that group or others can read, that belong to another user or lie in a folder every user may write to",
+	}
+	refreshFlag = &ucli.BoolFlag{
+		Name:  "refresh",
+		Usage: fmt.Sprintf("compare charon's copy of every connection swanmgr loaded with what it loaded, however many there are (without it, up to %d; above, the connections a change loads, the others by name)", assign.CompareAllUpTo),
 	}
 	backendFlag = &ucli.StringFlag{
 		Name:    "ipsec-backend",

@@ -73,7 +73,12 @@ func openSession(ctx context.Context, c *ucli.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSession(ctx, sock, c.String(stateDirFlag.Name), c.App.Metadata)
+	s, err := newSession(ctx, sock, c.String(stateDirFlag.Name), c.App.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	s.engine.Refresh = c.Bool(refreshFlag.Name)
+	return s, nil
 }
 
 // firewallKey, in the app's Metadata, holds a func(sock string)
@@ -185,7 +190,7 @@ func applyCommand() *ucli.Command {
 			"in time, even if this session dies.\n" +
 			"-o json writes one document, also on failure (docs/apply-json.md).",
 		ArgsUsage: " ",
-		Flags:     daemonFlags(fileFlag, insecureFlag, backendFlag, resultOutputFlag, confirmFlag),
+		Flags:     daemonFlags(fileFlag, insecureFlag, backendFlag, refreshFlag, resultOutputFlag, confirmFlag),
 		Action: func(c *ucli.Context) error {
 			o, err := newResultOutput(c, "apply")
 			if err != nil {
@@ -328,9 +333,10 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 				return gerr
 			}
 			d.setUpToDate(same, rs)
+			d.Unverified = byNameOnly(same, s.engine)
 			return nil
 		}
-		printUnchanged(c.App.Writer, same, s.socket)
+		printUnchanged(c.App.Writer, same, s.socket, byNameOnly(same, s.engine))
 		return nil
 	}
 	for _, warn := range rep.Warnings {
@@ -360,6 +366,7 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		fmt.Fprintf(w, ", %s of changed rules torn down", plural(n, "SA"))
 	}
 	fmt.Fprintln(w, ")")
+	printUnverified(w, rep.Plan.Unverified)
 	if g := l.result.Guard; g != nil {
 		fmt.Fprintf(w, "guard: %s in table inet %s (%d entries): clear text they match is dropped, also while charon is down\n",
 			plural(len(g.Guarded()), "rule"), guard.Table, len(g.Entries))
@@ -375,7 +382,7 @@ func planCommand() *ucli.Command {
 		Usage:       "show what apply would change, without changing anything",
 		Description: "-o json writes one document, also on failure (docs/apply-json.md).",
 		ArgsUsage:   " ",
-		Flags: daemonFlags(fileFlag, insecureFlag, backendFlag,
+		Flags: daemonFlags(fileFlag, insecureFlag, backendFlag, refreshFlag,
 			&ucli.BoolFlag{Name: "exit-code", Usage: "exit 3 when changes are pending, 0 when none"}, resultOutputFlag),
 		Action: func(c *ucli.Context) error {
 			o, err := newResultOutput(c, "plan")
@@ -449,10 +456,30 @@ func printPlan(w io.Writer, l *loaded, p *assign.Plan, socket string) {
 	}
 	if !p.Pending() {
 		fmt.Fprintln(w, "no changes: charon already has this policy")
+		printUnverified(w, p.Unverified)
 		return
 	}
 	sum := p.Summary()
 	fmt.Fprintf(w, "%d to add, %d to change, %d to remove, %d unchanged\n", sum[assign.Added], sum[assign.Changed], sum[assign.Removed], sum[assign.Unchanged])
+	printUnverified(w, p.Unverified)
+}
+
+// printUnverified says how many unchanged connections were found in
+// charon by name only, their settings not compared.
+func printUnverified(w io.Writer, n int) {
+	if n > 0 {
+		fmt.Fprintf(w, "charon's copies of %s were found by name, their settings not compared with what swanmgr loaded (over %d connections; --refresh compares them, and swanmgr agent does on its own)\n",
+			plural(n, "unchanged connection"), assign.CompareAllUpTo)
+	}
+}
+
+// byNameOnly is how many of rec's connections an unchanged apply found
+// in charon by name only (see assign.CompareAllUpTo).
+func byNameOnly(rec *assign.Record, e *assign.Engine) int {
+	if e.Refresh || len(rec.Conns) <= assign.CompareAllUpTo {
+		return 0
+	}
+	return len(rec.Conns)
 }
 
 // guardLine says what apply would do to the guard.
@@ -473,7 +500,7 @@ func guardLine(g assign.GuardPlan) string {
 
 // printUnchanged reports an apply that found nothing to do without
 // reading the policy again.
-func printUnchanged(w io.Writer, rec *assign.Record, socket string) {
+func printUnchanged(w io.Writer, rec *assign.Record, socket string, byName int) {
 	fmt.Fprintf(w, "policy %q from %s assigned to charon at %s (%s backend)\n", rec.Policy, rec.Source, socket, rec.Backend)
 	tw := newTable(w)
 	var rules []string
@@ -490,6 +517,7 @@ func printUnchanged(w io.Writer, rec *assign.Record, socket string) {
 	tw.flush()
 	fmt.Fprintf(w, "0 added, 0 changed, 0 removed, %d unchanged (0 load-conn, 0 unload-conn, 0 secrets loaded, 0 unloaded; the policy file, its keys and swanmgr are as at the last apply, and charon has all %s and %s)\n",
 		len(rules), plural(len(rec.Conns), "connection"), plural(len(rec.Secrets), "secret"))
+	printUnverified(w, byName)
 }
 
 // printRules writes one line per rule (and, for a plan, the SAs a change

@@ -47,7 +47,10 @@ type resultDoc struct {
 	Teardown []saDoc   `json:"teardown"`
 	Guard    *guardDoc `json:"guard"`
 	Warnings []string  `json:"warnings"`
-	Error    *errorDoc `json:"error"`
+	// Unverified counts unchanged connections found in charon by name
+	// only (over assign.CompareAllUpTo, without --refresh).
+	Unverified int       `json:"unverified"`
+	Error      *errorDoc `json:"error"`
 }
 
 type ruleDoc struct {
@@ -194,6 +197,7 @@ func (d *resultDoc) addWarnings(ws []model.Problem) {
 // setPlan fills rules, connections, secrets and teardowns from a plan:
 // what apply would do (plan) or did (apply, given its report).
 func (d *resultDoc) setPlan(p *assign.Plan, rep *assign.Report) {
+	d.Unverified = p.Unverified
 	ruleOf := map[string]string{}
 	whole := map[string]bool{}
 	for _, r := range p.SortedRules() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -337,5 +338,58 @@ func TestPeerNotResponding(t *testing.T) {
 	r := l.swanmgr("alice", "initiate", "--rule", "Syslog with Eve", "--quiet")
 	if r.code != 1 || !strings.Contains(r.stderr, `rule "Syslog with Eve"`) || !strings.Contains(r.stderr, "no answer from 172.20.0.5") {
 		t.Fatalf("initiate towards a silent peer: %s", r)
+	}
+}
+
+// One of swanmgr's connections replaced under it with other settings
+// (swanctl --load-conns of a file with its name): plan shows the drift,
+// and an apply of the unchanged policy loads swanmgr's again and tears
+// down the SA made with the other settings. Before, plan showed the drift
+// and apply said "unchanged" and left the foreign copy, since the
+// unchanged shortcut compared names only; the traffic it protects then
+// had no SA.
+func TestApplyRepairsAConnectionReplacedUnderIt(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob")
+	l.mustApply("alice", l.example("alice-bob/alice.toml"))
+	l.mustApply("bob", l.example("alice-bob/bob.toml"))
+	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
+	const conn = "sm-abczz-with-bob"
+	replaced := filepath.Join(t.TempDir(), "swanctl.conf")
+	if err := os.WriteFile(replaced, []byte("connections {\n  "+conn+" {\n    remote_addrs = 172.31.67.244\n    local { auth = psk }\n    remote { auth = psk }\n"+
+		"    children { "+conn+"-1 { remote_ts = 172.31.67.244[tcp/9999] } }\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	swanctl := func(args ...string) string {
+		t.Helper()
+		out, err := l.Host("alice").Swanctl(ctx, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("swanctl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	swanctl("--load-conns", "--file", replaced)
+	// An SA of the other settings, as the agent's or anyone's initiate
+	// would make before a repair.
+	swanctl("--initiate", "--child", conn+"-1")
+	if p := l.swanmgr("alice", "plan", "-f", l.example("alice-bob/alice.toml")); p.code != 0 || !strings.Contains(p.stdout, "drift: charon's copy was replaced") {
+		t.Fatalf("plan after the replacement: %s", p)
+	}
+	r := l.mustApply("alice", l.example("alice-bob/alice.toml"))
+	if !strings.Contains(r.stdout, "drift") || !strings.Contains(r.stdout, "1 load-conn") || !strings.Contains(r.stdout, "torn down") {
+		t.Fatalf("apply after the replacement did not load swanmgr's connection again: %s", r)
+	}
+	if conns := swanctl("--list-conns"); strings.Contains(conns, "9999") {
+		t.Fatalf("charon still has the replaced connection:\n%s", conns)
+	}
+	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
+	if sas := swanctl("--list-sas"); strings.Contains(sas, "9999") {
+		t.Fatalf("an SA of the replaced settings is still up:\n%s", sas)
+	}
+	l.sendEncrypted("alice", "bob", 6667)
+	if r := l.mustApply("alice", l.example("alice-bob/alice.toml")); !strings.Contains(r.stdout, "0 added, 0 changed, 0 removed, 1 unchanged") {
+		t.Fatalf("apply after the repair: %s", r)
 	}
 }
