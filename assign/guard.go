@@ -196,7 +196,16 @@ func (e *Engine) guardUpToDate(ctx context.Context, rec *Record) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return live == rec.GuardHash, nil
+	if live == rec.GuardHash {
+		return true, nil
+	}
+	// A recorded guard of an earlier Format that a rollback installed the
+	// way this swanmgr does (rare: read the record only then).
+	rs, err := e.Store.LoadGuard(rec)
+	if err != nil || rs == nil || rs.Format == guard.Format {
+		return false, err
+	}
+	return rs.Live(live), nil
 }
 
 // planGuard says what an apply of next would do to the guard.
@@ -220,6 +229,9 @@ func (e *Engine) planGuard(ctx context.Context, rec *Record, next *guard.Ruleset
 	live, err := fw.Fingerprint(ctx)
 	if err != nil {
 		return g, err
+	}
+	if prev != nil && prev.Format != guard.Format && prev.Live(live) {
+		prev = guard.Current(prev)
 	}
 	if prev == nil || live != prev.Hash() {
 		g.Drift = live != next.Hash()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/swanmgr/swanmgr/internal/slug"
 	"github.com/swanmgr/swanmgr/model"
@@ -90,10 +91,12 @@ func (e Entry) SameAction(o Entry) bool {
 // recorded with another is replaced whole rather than patched. Format 0,
 // before 2026-12-03: shapes of both directions, every hook looked up all
 // of them, and a forwarded packet passed when either leg was protected.
-// Format 2: every shape is of one direction (see shape), each hook looks up
+// Format 3: every shape is of one direction (see shape), each hook looks up
 // the directions charon's policies of that hook cover, as the kernel's
 // out, in and fwd policies do, and a shape may be bound to an interface.
-const Format = 2
+// (Format 2 was a layout of the same day that never shipped; its records,
+// of shapes without a direction, are converted like Format 0's.)
+const Format = 3
 
 // ID identifies an entry: its family, shape and key.
 func (e Entry) ID() string {
@@ -565,6 +568,9 @@ func compareEntries(x, y Entry) int {
 	return slices.Compare(x.Key, y.Key)
 }
 
+// Current is rs in this package's Format (see current).
+func Current(rs *Ruleset) *Ruleset { return current(rs) }
+
 // current is rs in this package's Format: a ruleset of Format 0 (shapes
 // of both directions) has each entry in both directions, which asks of
 // every packet what that ruleset's table asked of it on output and input,
@@ -572,6 +578,9 @@ func compareEntries(x, y Entry) int {
 func current(rs *Ruleset) *Ruleset {
 	if rs == nil || rs.Format == Format {
 		return rs
+	}
+	if c, ok := converted.get(rs); ok {
+		return c
 	}
 	up := &Ruleset{Format: Format, Backend: rs.Backend, Rules: rs.Rules, Entries: make([]Entry, 0, 2*len(rs.Entries))}
 	for _, e := range rs.Entries {
@@ -582,7 +591,41 @@ func current(rs *Ruleset) *Ruleset {
 		}
 	}
 	sortEntries(up.Entries)
+	converted.put(rs, up)
 	return up
+}
+
+// converted keeps the last conversion of current: a recorded ruleset of
+// an earlier Format is converted for the merge, the install and the
+// fingerprint check of one apply.
+var converted conversion
+
+type conversion struct {
+	mu       sync.Mutex
+	from, to *Ruleset
+}
+
+func (c *conversion) get(rs *Ruleset) (*Ruleset, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.to, c.from == rs && c.to != nil
+}
+
+func (c *conversion) put(from, to *Ruleset) {
+	c.mu.Lock()
+	c.from, c.to = from, to
+	c.mu.Unlock()
+}
+
+// Live says whether the live table's fingerprint is rs: its hash, or, for
+// a ruleset of an earlier Format, the hash of what this package installs
+// for it (a rolled-back apply puts that back, and the record keeps the
+// ruleset as it was).
+func (rs *Ruleset) Live(live string) bool {
+	if rs == nil || live == "" {
+		return false
+	}
+	return live == rs.Hash() || rs.Format != Format && live == current(rs).Hash()
 }
 
 // Merge returns a ruleset at least as strict as both a and b, for the

@@ -709,14 +709,20 @@ name = "P"
 		fake := knftables.NewFake(knftables.InetFamily, guard.Table)
 		install(t, fake, "", nil, rs)
 		dump := fake.Dump()
-		dev := map[guard.Backend]string{guard.Kernel: `"eth1"`, guard.LibIPsec: `{ "eth1", "ipsec0" }`}[b]
 		for _, want := range []string{
-			"add rule inet swanmgr output oifname " + dev + " ip saddr . ip daddr @k-4-s32-d32-x65746831-o goto o-4-s32-d32-x65746831-o",
-			"add rule inet swanmgr input iifname " + dev + " ip saddr . ip daddr @k-4-s32-d32-x65746831-i goto i-4-s32-d32-x65746831-i",
+			`add rule inet swanmgr output oifname "eth1" ip saddr . ip daddr @k-4-s32-d32-x65746831-o goto o-4-s32-d32-x65746831-o`,
+			`add rule inet swanmgr input iifname "eth1" ip saddr . ip daddr @k-4-s32-d32-x65746831-i goto i-4-s32-d32-x65746831-i`,
 		} {
 			if !strings.Contains(dump, want) {
 				t.Errorf("%s: %q missing:\n%s", b, want, dump)
 			}
+		}
+		// On libipsec protected packets pass ipsec0: there the bound
+		// rule's guarded negotiate entries match, its holes (and block
+		// entries) do not.
+		tun := `add rule inet swanmgr output oifname "ipsec0" ip saddr . ip daddr @k-4-s32-d32-x65746831-o ip saddr . ip daddr != @k3-4-s32-d32-x65746831-o ip saddr . ip daddr != @k2-4-s32-d32-x65746831-o ip saddr . ip daddr != @k0-4-s32-d32-x65746831-o goto o-4-s32-d32-x65746831-o`
+		if strings.Contains(dump, tun) != (b == guard.LibIPsec) {
+			t.Errorf("%s: the lookup through ipsec0 is there: %v:\n%s", b, strings.Contains(dump, tun), dump)
 		}
 		// Bound first: more specific.
 		if i, j := strings.Index(dump, "output oifname"), strings.Index(dump, "output ip saddr . ip daddr @k-4-s32-d32-o"); i < 0 || j < 0 || i > j {
@@ -750,6 +756,18 @@ func TestOldFormatIsReplacedWhole(t *testing.T) {
 	}
 	if liveHash(t, fake) != next.Hash() {
 		t.Error("fingerprint")
+	}
+	// A rollback to the old ruleset installs it as this package does;
+	// from then on that table is the old ruleset's: nothing to do for
+	// it, and a patch (not a replacement, which zeroes the counters) to
+	// the next.
+	fake = knftables.NewFake(knftables.InetFamily, guard.Table)
+	install(t, fake, "", nil, &old)
+	if !old.Live(liveHash(t, fake)) || install(t, fake, liveHash(t, fake), &old, &old) {
+		t.Error("the old ruleset as installed is not taken for live")
+	}
+	if !install(t, fake, liveHash(t, fake), &old, next) || strings.Contains(fake.LastTransaction.String(), "delete table") {
+		t.Errorf("from the old ruleset as installed, not a patch:\n%s", fake.LastTransaction)
 	}
 	// Its hash is what the earlier swanmgr computed, so that its table
 	// is recognised as the recorded one.

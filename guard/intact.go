@@ -26,18 +26,33 @@ func Intact(sets []string, rules map[string]int) bool {
 	if dirs[0] > 0 && dirs[0] != len(shapes) {
 		return false // shapes of both formats
 	}
-	want := map[string]int{}
 	if dirs[0] > 0 {
+		want := map[string]int{}
 		wantFormat0(want, shapes)
-	} else {
-		wantFormat2(want, shapes)
+		return intactAs(want, shapes, has, rules)
 	}
+	// The rule counts of a shape bound to an interface depend on the
+	// backend, which the table does not say: either will do.
+	for _, b := range []Backend{Kernel, LibIPsec} {
+		want := map[string]int{}
+		wantFormat3(want, shapes, b)
+		if intactAs(want, shapes, has, rules) {
+			return true
+		}
+	}
+	return false
+}
+
+// intactAs says whether the table has the sets of shapes and the rule
+// counts want (b- chains added here).
+func intactAs(want map[string]int, shapes []string, has map[string]bool, rules map[string]int) bool {
+	old := len(shapes) > 0 && dirOf(shapes[0]) == 0
 	for _, id := range shapes {
 		if !has["d-"+id] || !has["v-"+id] {
 			return false
 		}
 		for _, l := range levelSets {
-			if dirs[0] == 0 && !has[l+id] {
+			if !old && !has[l+id] {
 				return false
 			}
 		}
@@ -54,8 +69,8 @@ func Intact(sets []string, rules map[string]int) bool {
 	return true
 }
 
-func wantFormat2(want map[string]int, shapes []string) {
-	o := objectsOf(nil, shapes)
+func wantFormat3(want map[string]int, shapes []string, b Backend) {
+	o := objectsOf(&Ruleset{Backend: b}, shapes)
 	for _, h := range hooks {
 		want[h.name] = len(exemptRules(h.name)) + len(o.lookups(h.dir, h.abbr))
 		if h.dir == 0 {
@@ -75,7 +90,7 @@ func wantFormat2(want map[string]int, shapes []string) {
 	}
 }
 
-// wantFormat0 is what swanmgr installed before Format 2: every hook looked
+// wantFormat0 is what swanmgr installed before Format 3: every hook looked
 // up every shape, and each shape had a chain per hook (the forward one
 // with both protected matches).
 func wantFormat0(want map[string]int, shapes []string) {

@@ -66,7 +66,13 @@ func Fill(tx *knftables.Transaction, live string, prev, next *Ruleset) bool {
 		tx.Delete(&knftables.Table{})
 		return true
 	}
-	if live != "" && prev != nil && prev.Format == Format && next.Format == Format && live == prev.Hash() {
+	if prev != nil && prev.Format != Format && prev.Live(live) {
+		// A ruleset of an earlier Format whose table this package
+		// installed (a rollback put it back): patch from that.
+		prev = current(prev)
+	}
+	next = current(next)
+	if live != "" && prev != nil && prev.Format == Format && live == prev.Hash() {
 		// Each hash once: a ruleset of 10,000 entries takes about 2 ms.
 		nextHash := next.Hash()
 		if live == nextHash {
@@ -75,7 +81,7 @@ func Fill(tx *knftables.Transaction, live string, prev, next *Ruleset) bool {
 		patch(tx, prev, next, live, nextHash)
 		return true
 	}
-	full(tx, current(next))
+	full(tx, next)
 	return true
 }
 
@@ -176,31 +182,45 @@ func keyExpr(id string) (expr, typ string, interval bool) {
 
 // lookup is the match of a packet in a shape's keys: for a shape bound to
 // an interface, the packet must also leave (out) or arrive (in) through
-// it — or through libipsec's ipsec0, where such a packet goes when IPsec
-// protects it.
-func (o *objects) lookup(id string) string { return o.lookupIn(id, "k-", "") }
+// it.
+func (o *objects) lookup(id string) string { return o.lookupIn(id, "k-", nil, "") }
 
-// lookupIn is lookup in the shape's set prefix+id, and, with not, not in
-// its set not+id.
-func (o *objects) lookupIn(id, prefix, not string) string {
+// lookupIn is the match of a packet in the shape's set prefix+id and in
+// none of its sets nots (prefixes too), through the interface dev when
+// the shape is bound to one ("": the shape's own).
+func (o *objects) lookupIn(id, prefix string, nots []string, dev string) string {
 	expr, _, _ := keyExpr(id)
 	m := expr + " @" + prefix + id
-	if not != "" {
-		m += " " + expr + " != @" + not + id
+	for _, n := range nots {
+		m += " " + expr + " != @" + n + id
 	}
 	s := o.parsed[id]
 	if s.iface == "" {
 		return m
 	}
-	dev := "oifname"
+	if dev == "" {
+		dev = s.iface
+	}
+	meta := "oifname"
 	if s.dir == in {
-		dev = "iifname"
+		meta = "iifname"
 	}
-	names := `"` + s.iface + `"`
-	if o.rs.Backend == LibIPsec && s.iface != TunDevice {
-		names = `{ "` + s.iface + `", "` + TunDevice + `" }`
+	return meta + ` "` + dev + `" ` + m
+}
+
+// match is the rules that send a packet found in a shape's set prefix+id
+// (and in none of nots) to its chain. On libipsec a packet IPsec protects
+// leaves and arrives through ipsec0, not through the interface a rule is
+// bound to; with negotiate, such a rule also matches its guarded
+// negotiate entries there, so that its protected traffic is not taken for
+// a less specific rule's (a block on every interface). Its holes and
+// block entries are the bound interface's only.
+func (o *objects) match(id, prefix string, nots []string, negotiate bool, chain string) []string {
+	out := []string{o.lookupIn(id, prefix, nots, "") + " goto " + chain}
+	if s := o.parsed[id]; negotiate && s.iface != "" && s.iface != TunDevice && o.rs.Backend == LibIPsec {
+		out = append(out, o.lookupIn(id, "k-", levelSets, TunDevice)+" goto "+chain)
 	}
-	return dev + " " + names + " " + m
+	return out
 }
 
 // lookups are the rules that send a packet of direction dir to the chain
@@ -215,11 +235,15 @@ func (o *objects) lookups(dir byte, abbr string) []string {
 	var group []string
 	flush := func() {
 		if len(group) == 1 {
-			out = append(out, o.lookup(group[0])+" goto "+abbr+"-"+group[0])
+			out = append(out, o.match(group[0], "k-", nil, true, abbr+"-"+group[0])...)
 		} else if len(group) > 1 {
-			for _, lvl := range [][2]string{{"k3-", ""}, {"k2-", ""}, {"k-", "k0-"}, {"k-", ""}} {
+			for _, lvl := range []struct {
+				set       string
+				nots      []string
+				negotiate bool
+			}{{"k3-", nil, false}, {"k2-", nil, false}, {"k-", []string{"k0-"}, true}, {"k-", nil, false}} {
 				for _, id := range group {
-					out = append(out, o.lookupIn(id, lvl[0], lvl[1])+" goto "+abbr+"-"+id)
+					out = append(out, o.match(id, lvl.set, lvl.nots, lvl.negotiate, abbr+"-"+id)...)
 				}
 			}
 		}

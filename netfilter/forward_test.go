@@ -2,6 +2,7 @@ package netfilter_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -451,5 +452,111 @@ name = "P"
 	}
 	if _, err := tab.Install(ctx, tie, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// On libipsec a protected packet leaves through ipsec0, not through the
+// interface a rule is bound to. There a rule bound to the LAN counts with
+// its guarded negotiate entries only: a block bound to the LAN does not
+// stop a tunnel's traffic that a wider negotiate rule protects, and a
+// permit bound to the LAN is no hole in a wider block rule for it (both
+// were so when ipsec0 counted as every bound interface for every entry).
+// Here ipsec0 is a veth to a namespace behind "the tunnel".
+func TestIntegrationBoundRuleOnLibipsec(t *testing.T) {
+	h, lan, tun := netns(t), netns(t), netns(t)
+	in := func(ns string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	in(h, "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "l0", "netns", lan)
+	in(h, "ip", "link", "add", "ipsec0", "type", "veth", "peer", "name", "t0", "netns", tun)
+	in(h, "ip", "addr", "add", "10.78.1.1/24", "dev", "eth1")
+	in(h, "ip", "addr", "add", "10.78.9.1/24", "dev", "ipsec0")
+	in(lan, "ip", "addr", "add", "10.78.1.2/24", "dev", "l0")
+	in(tun, "ip", "addr", "add", "10.78.9.2/24", "dev", "t0")
+	for ns, dev := range map[string]string{h: "eth1", lan: "l0", tun: "t0"} {
+		in(ns, "ip", "link", "set", "lo", "up")
+		in(ns, "ip", "link", "set", dev, "up")
+	}
+	in(h, "ip", "link", "set", "ipsec0", "up")
+	if !send(h, tun, "10.78.9.2", 10*time.Second, "x") {
+		t.Fatal("nothing reaches the tunnel's side without a guard")
+	}
+	const head = `
+[endpoint]
+addresses = ["10.78.1.1", "10.78.9.1"]
+lan_interface = "eth1"
+
+[[filter_list]]
+name = "Site"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "10.78.0.0/16"
+[[filter_list]]
+name = "Part"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "10.78.9.0/24"
+
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+[[filter_action]]
+name = "Block"
+action = "block"
+[[filter_action]]
+name = "Permit"
+action = "permit"
+
+[[policy]]
+name = "P"
+  [[policy.rule]]
+  name = "Wide"
+  filter_list = "Site"
+  filter_action = "%s"
+  tunnel_endpoint = "10.78.9.254"
+  authentication = [ { method = "psk", secret_file = "k.psk" } ]
+  [[policy.rule]]
+  name = "On the LAN"
+  filter_list = "Part"
+  filter_action = "%s"
+  network = "lan"
+`
+	tab, err := netfilter.Open("/run/netns/" + h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	for _, c := range []struct {
+		wide, lan string
+		arrives   bool
+	}{
+		{"Encrypt", "Block", true}, // protected through the tunnel; the LAN's block is the LAN's
+		{"Block", "Permit", false}, // blocked everywhere but on the LAN
+	} {
+		p := fmt.Sprintf(head, c.wide, c.lan)
+		if c.wide == "Block" {
+			p = strings.Replace(p, "  tunnel_endpoint = \"10.78.9.254\"\n", "", 1)
+		}
+		rs := derive(t, p, guard.LibIPsec)
+		if _, err := tab.Install(ctx, nil, rs); err != nil {
+			t.Fatal(err)
+		}
+		d := 2 * time.Second
+		if c.arrives {
+			d = 10 * time.Second
+		}
+		if got := send(h, tun, "10.78.9.2", d, "x"); got != c.arrives {
+			t.Errorf("wide %s, %s on the LAN: through ipsec0 arrived %v, want %v:\n%s", c.wide, c.lan, got, c.arrives, nft(t, h, "list", "table", "inet", "swanmgr"))
+		}
+		if fp, err := tab.Fingerprint(ctx); err != nil || fp != rs.Hash() {
+			t.Errorf("fingerprint %q, %v: a libipsec table with bound rules does not read intact", fp, err)
+		}
+		if _, err := tab.Install(ctx, rs, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
