@@ -873,3 +873,54 @@ name = "P"
 		t.Errorf("the permit's hole is not in its rank set:\n%s", dump)
 	}
 }
+
+// A tie of shapes with negotiate entries only (the knowledge base: this
+// computer's ports 6667 and 6668, one a destination port, one a source
+// port, in each direction) is looked up once per shape; it is ranked
+// only once one of its shapes has a hole or a block entry, and a patch
+// between the two rebuilds the lookups.
+func TestTiesAreRankedOnlyWithHolesOrBlocks(t *testing.T) {
+	plain, _ := guard.Derive(assigned(t, kb), guard.Kernel)
+	p := kb + `
+[[filter_list]]
+name = "SSH to Bob"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "172.31.67.244"
+  protocol = "tcp"
+  destination_port = 22
+[[filter_action]]
+name = "Permit"
+action = "permit"
+` + rule("SSH in clear", "SSH to Bob", "Permit")
+	ranked, probs := guard.Derive(assigned(t, p), guard.Kernel)
+	if probs != nil {
+		t.Fatal(probs)
+	}
+	lookups := func(fake *knftables.Fake) int {
+		n := 0
+		for _, l := range strings.Split(fake.Dump(), "\n") {
+			if strings.HasPrefix(l, "add rule inet swanmgr output ") && strings.Contains(l, " goto o-") {
+				n++
+			}
+		}
+		return n
+	}
+	fresh := map[*guard.Ruleset]string{}
+	for rs, want := range map[*guard.Ruleset]int{plain: 2, ranked: 8} {
+		fake := knftables.NewFake(knftables.InetFamily, guard.Table)
+		install(t, fake, "", nil, rs)
+		if got := lookups(fake); got != want {
+			t.Errorf("%d output lookups, want %d:\n%s", got, want, fake.Dump())
+		}
+		fresh[rs] = sortedDump(fake)
+	}
+	for _, c := range [][2]*guard.Ruleset{{plain, ranked}, {ranked, plain}} {
+		fake := knftables.NewFake(knftables.InetFamily, guard.Table)
+		install(t, fake, "", nil, c[0])
+		install(t, fake, liveHash(t, fake), c[0], c[1])
+		if got := sortedDump(fake); got != fresh[c[1]] {
+			t.Errorf("patched table differs from a fresh install\n--- patched\n%s\n--- fresh\n%s", got, fresh[c[1]])
+		}
+	}
+}

@@ -29,14 +29,13 @@ func Intact(sets []string, rules map[string]int) bool {
 	if dirs[0] > 0 {
 		want := map[string]int{}
 		wantFormat0(want, shapes)
-		return intactAs(want, shapes, has, rules)
+		return intactAs(want, nil, shapes, has, rules)
 	}
 	// The rule counts of a shape bound to an interface depend on the
 	// backend, which the table does not say: either will do.
 	for _, b := range []Backend{Kernel, LibIPsec} {
-		want := map[string]int{}
-		wantFormat3(want, shapes, b)
-		if intactAs(want, shapes, has, rules) {
+		want, alts := wantFormat3(shapes, b)
+		if intactAs(want, alts, shapes, has, rules) {
 			return true
 		}
 	}
@@ -44,8 +43,8 @@ func Intact(sets []string, rules map[string]int) bool {
 }
 
 // intactAs says whether the table has the sets of shapes and the rule
-// counts want (b- chains added here).
-func intactAs(want map[string]int, shapes []string, has map[string]bool, rules map[string]int) bool {
+// counts want (b- chains added here), or for a chain in alts one of those.
+func intactAs(want map[string]int, alts map[string]map[int]bool, shapes []string, has map[string]bool, rules map[string]int) bool {
 	old := len(shapes) > 0 && dirOf(shapes[0]) == 0
 	for _, id := range shapes {
 		if !has["d-"+id] || !has["v-"+id] {
@@ -62,32 +61,73 @@ func intactAs(want map[string]int, shapes []string, has map[string]bool, rules m
 		return false
 	}
 	for chain, n := range want {
-		if got, ok := rules[chain]; !ok || got != n {
+		got, ok := rules[chain]
+		switch {
+		case !ok:
+			return false
+		case alts[chain] != nil:
+			if !alts[chain][got] {
+				return false
+			}
+		case got != n:
 			return false
 		}
 	}
 	return true
 }
 
-func wantFormat3(want map[string]int, shapes []string, b Backend) {
+// wantFormat3 is the rule count of each chain of a Format 3 table of
+// shapes; alts, for the chains that look shapes up, every count they may
+// have: a tie is looked up ranked only when one of its shapes has a block
+// entry or a hole, which the elements tell, not the names.
+func wantFormat3(shapes []string, b Backend) (want map[string]int, alts map[string]map[int]bool) {
+	want, alts = map[string]int{}, map[string]map[int]bool{}
 	o := objectsOf(&Ruleset{Backend: b}, shapes)
-	for _, h := range hooks {
-		want[h.name] = len(exemptRules(h.name)) + len(o.lookups(h.dir, h.abbr))
-		if h.dir == 0 {
-			want[h.name] = len(exemptRules(h.name)) + len(passes)
-			if o.ports() {
-				want[h.name]++ // defragRule
+	for _, c := range []struct {
+		chain, abbr string
+		dir         byte
+		extra       int
+	}{
+		{"output", "o", out, len(exemptRules("output"))},
+		{"input", "i", in, len(exemptRules("input"))},
+		{"fwd-o", "f", out, 0},
+		{"fwd-i", "f", in, 0},
+	} {
+		plain := len(o.lookups(c.dir, c.abbr))
+		sums := map[int]bool{0: true}
+		for _, g := range o.ties(c.dir) {
+			if len(g) < 2 {
+				continue
 			}
+			for _, id := range g {
+				o.ranked[id] = true
+			}
+			delta := len(o.lookups(c.dir, c.abbr)) - plain
+			for _, id := range g {
+				delete(o.ranked, id)
+			}
+			next := map[int]bool{}
+			for n := range sums {
+				next[n], next[n+delta] = true, true
+			}
+			sums = next
+		}
+		want[c.chain] = c.extra + plain
+		alts[c.chain] = map[int]bool{}
+		for n := range sums {
+			alts[c.chain][c.extra+plain+n] = true
 		}
 	}
-	for _, p := range passes {
-		want[p.name] = len(o.lookups(p.dir, "f"))
+	want["forward"] = len(exemptRules("forward")) + len(passes)
+	if o.ports() {
+		want["forward"]++ // defragRule
 	}
 	for _, id := range shapes {
 		for _, c := range shapeChains(id) {
 			want[c+"-"+id] = shapeChainRules
 		}
 	}
+	return want, alts
 }
 
 // wantFormat0 is what swanmgr installed before Format 3: every hook looked

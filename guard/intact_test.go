@@ -107,3 +107,28 @@ func TestIntactOldLayout(t *testing.T) {
 		t.Error("a table of both layouts is intact")
 	}
 }
+
+// A tie is looked up ranked only with a hole or a block entry among its
+// shapes, which the set names do not tell: either count is intact, one
+// in between is not.
+func TestIntactTies(t *testing.T) {
+	neg := func(shape string, key ...string) Entry {
+		return Entry{Family: 4, Shape: shape, Key: key, Verdict: Negotiate, Counter: "r-r"}
+	}
+	plain := &Ruleset{Format: Format, Backend: Kernel, Rules: []Rule{{Name: "R", Counter: "r-r", Verdict: Negotiate}}, Entries: []Entry{
+		neg("4-s32-d32-p-dp-o", "172.16.98.231", "172.31.67.244", "6", "6667"),
+		neg("4-s32-d32-p-sp-o", "172.16.98.231", "172.31.67.244", "6", "6668"),
+	}}
+	ranked := &Ruleset{Format: Format, Backend: Kernel, Rules: plain.Rules, Entries: append(slices.Clone(plain.Entries),
+		Entry{Family: 4, Shape: "4-s32-d32-p-dp-o", Key: []string{"172.16.98.231", "172.31.67.244", "6", "22"}, Verdict: Pass})}
+	for name, rs := range map[string]*Ruleset{"plain": plain, "ranked": ranked} {
+		_, sets, rules := installed(t, rs)
+		if !Intact(sets, rules) {
+			t.Errorf("%s: a full install is not intact: rules %v", name, rules)
+		}
+		rules["output"]++
+		if Intact(sets, rules) {
+			t.Errorf("%s: one output rule more is intact", name)
+		}
+	}
+}

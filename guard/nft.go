@@ -90,6 +90,9 @@ type objects struct {
 	rs     *Ruleset
 	shapes []string // most specific first
 	parsed map[string]shape
+	// ranked are the shapes with a block entry or a hole: only a tie
+	// with one of them needs its lookups ranked (see lookups).
+	ranked map[string]bool
 }
 
 func newObjects(rs *Ruleset) *objects {
@@ -101,7 +104,13 @@ func newObjects(rs *Ruleset) *objects {
 			ids = append(ids, e.Shape)
 		}
 	}
-	return objectsOf(rs, ids)
+	o := objectsOf(rs, ids)
+	for _, e := range rs.Entries {
+		if e.Verdict != Negotiate {
+			o.ranked[e.Shape] = true
+		}
+	}
+	return o
 }
 
 // objectsOf is the objects of the shapes ids (of rs, which may be nil
@@ -110,7 +119,7 @@ func objectsOf(rs *Ruleset, ids []string) *objects {
 	if rs == nil {
 		rs = &Ruleset{}
 	}
-	o := &objects{rs: rs, parsed: make(map[string]shape, len(ids))}
+	o := &objects{rs: rs, parsed: make(map[string]shape, len(ids)), ranked: map[string]bool{}}
 	for _, id := range ids {
 		sh, _ := parseShape(familyOf(id), id)
 		o.parsed[id] = sh
@@ -229,37 +238,55 @@ func (o *objects) match(id, prefix string, nots []string, negotiate bool, chain 
 // me`) are looked up by the rank of their entries, as charon's priorities
 // rank two equally specific policies: block entries of any of them
 // first, then the holes of permit and unguarded block rules, then
-// everything but the holes of guard = false, then those.
+// everything but the holes of guard = false, then those. A tie of shapes
+// with negotiate entries only needs no ranking.
 func (o *objects) lookups(dir byte, abbr string) []string {
 	var out []string
-	var group []string
-	flush := func() {
-		if len(group) == 1 {
-			out = append(out, o.match(group[0], "k-", nil, true, abbr+"-"+group[0])...)
-		} else if len(group) > 1 {
-			for _, lvl := range []struct {
-				set       string
-				nots      []string
-				negotiate bool
-			}{{"k3-", nil, false}, {"k2-", nil, false}, {"k-", []string{"k0-"}, true}, {"k-", nil, false}} {
-				for _, id := range group {
-					out = append(out, o.match(id, lvl.set, lvl.nots, lvl.negotiate, abbr+"-"+id)...)
-				}
+	for _, group := range o.ties(dir) {
+		if len(group) == 1 || !slices.ContainsFunc(group, func(id string) bool { return o.ranked[id] }) {
+			// One shape, or a tie of negotiate entries only (whichever
+			// decides, the verdict is the same): one lookup each.
+			for _, id := range group {
+				out = append(out, o.match(id, "k-", nil, true, abbr+"-"+id)...)
+			}
+			continue
+		}
+		for _, lvl := range []struct {
+			set       string
+			nots      []string
+			negotiate bool
+		}{{"k3-", nil, false}, {"k2-", nil, false}, {"k-", []string{"k0-"}, true}, {"k-", nil, false}} {
+			for _, id := range group {
+				out = append(out, o.match(id, lvl.set, lvl.nots, lvl.negotiate, abbr+"-"+id)...)
 			}
 		}
-		group = group[:0]
 	}
+	return out
+}
+
+// ties are the shapes of direction dir, most specific first, in groups of
+// equal specificity (and family).
+func (o *objects) ties(dir byte) [][]string {
+	var out [][]string
 	for _, id := range o.shapes {
 		if dirOf(id) != dir {
 			continue
 		}
-		if len(group) > 0 && (familyOf(group[0]) != familyOf(id) || o.score(group[0]) != o.score(id)) {
-			flush()
+		if n := len(out); n > 0 {
+			g := out[n-1]
+			if familyOf(g[0]) == familyOf(id) && o.score(g[0]) == o.score(id) {
+				out[n-1] = append(g, id)
+				continue
+			}
 		}
-		group = append(group, id)
+		out = append(out, []string{id})
 	}
-	flush()
 	return out
+}
+
+// allLookups are the lookups of both directions.
+func (o *objects) allLookups() []string {
+	return append(o.lookups(out, "o"), o.lookups(in, "i")...)
 }
 
 // levelSet is the set, beside k-, that an entry's key is also in, by its
@@ -598,9 +625,9 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset, prevHash, nextHash st
 			}
 		}
 	}
-	if !sameStrings(po.shapes, no.shapes) || prev.Backend != next.Backend {
-		// The lookups of shapes bound to an interface depend on the
-		// backend too.
+	if !sameStrings(po.shapes, no.shapes) || prev.Backend != next.Backend || !sameStrings(po.allLookups(), no.allLookups()) {
+		// The lookups depend on the shapes, the backend (shapes bound
+		// to an interface) and which ties are ranked.
 		no.baseChains(tx, false)
 	}
 	tx.Delete(&knftables.Set{Name: FingerprintSet + prevHash})
