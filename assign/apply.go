@@ -39,6 +39,9 @@ type RejectedError struct {
 	Interrupted bool
 	// RestoreErrs lists what could not be put back.
 	RestoreErrs []error
+	// Dropped are the SAs of connections someone had replaced under
+	// swanmgr, taken down before the load (they cannot be put back).
+	Dropped []LiveSA
 }
 
 func (e *RejectedError) Error() string {
@@ -49,6 +52,13 @@ func (e *RejectedError) Error() string {
 		msg = fmt.Sprintf("charon went away while swanmgr was loading %s (%v)", e.What, e.Err)
 	case e.Interrupted:
 		msg = fmt.Sprintf("interrupted while loading %s: %v", e.What, e.Err)
+	}
+	if len(e.RestoreErrs) == 0 && len(e.Dropped) > 0 {
+		var ids []string
+		for _, sa := range e.Dropped {
+			ids = append(ids, fmt.Sprintf("%s #%d", sa.Conn, sa.UniqueID))
+		}
+		return msg + "; the previous assignment is in place again, except that the IKE_SAs of connections someone had replaced under swanmgr were taken down before the load (" + strings.Join(ids, ", ") + "): the next apply loads swanmgr's copy and its start actions bring them up"
 	}
 	if len(e.RestoreErrs) == 0 {
 		return msg + "; nothing was changed: the previous assignment is still in place"
@@ -321,6 +331,9 @@ type rollbackSet struct {
 	// maybe are connections whose load-conn got no answer: charon may
 	// or may not have them.
 	maybe []ConnPlan
+	// dropped are the SAs dropReplaced took down: the rollback cannot
+	// bring them back, and says so.
+	dropped []LiveSA
 	// note is the pending note once it names keys this apply added: the
 	// keys the rollback unloads are taken off it again.
 	note *Pending
@@ -355,7 +368,7 @@ func (e *Engine) rejected(ctx context.Context, g *guardStep, what string, cause 
 // unloaded. It runs even when ctx was cancelled (Ctrl-C, --timeout): what
 // was loaded must not be left behind unowned.
 func (e *Engine) rollback(ctx context.Context, rec *Record, u rollbackSet, what string, cause error) error {
-	re := &RejectedError{What: what, Err: cause, Interrupted: ctx.Err() != nil}
+	re := &RejectedError{What: what, Err: cause, Interrupted: ctx.Err() != nil, Dropped: u.dropped}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	var bodiesErr error

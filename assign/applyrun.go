@@ -139,6 +139,7 @@ func (a *applyRun) dropReplaced() {
 			if err := a.e.Daemon.TerminateIKE(a.ctx, t.SA.UniqueID); err == nil {
 				gone[t.SA.UniqueID] = true
 				a.rep.Terminated = append(a.rep.Terminated, t.SA)
+				a.undo.dropped = append(a.undo.dropped, t.SA)
 			}
 		}
 	}

@@ -125,7 +125,6 @@ func liveViews(ctx context.Context, d Daemon, rec *Record, all bool) (map[string
 // guard the apply patches from is read beside it (1.6 MB at 5,000 rules).
 type viewsAhead struct {
 	done  chan struct{}
-	all   bool // every connection's view was asked, not only pending names'
 	views map[string]string
 	err   error
 
@@ -135,7 +134,7 @@ type viewsAhead struct {
 }
 
 func startViews(ctx context.Context, d Daemon, rec *Record, all bool) *viewsAhead {
-	v := &viewsAhead{done: make(chan struct{}), all: all}
+	v := &viewsAhead{done: make(chan struct{})}
 	go func() {
 		defer close(v.done)
 		v.views, v.err = liveViews(ctx, d, rec, all)

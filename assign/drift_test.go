@@ -129,3 +129,23 @@ func TestReplacedConnectionsSAsGoBeforeTheLoad(t *testing.T) {
 		t.Fatalf("calls %q, terminated %+v; want IKE_SA #7 terminated once, before the load", d.calls, rep.Terminated)
 	}
 }
+
+// A load charon rejects after the SAs of a replaced connection were taken
+// down rolls back, and says that those SAs went (they cannot be put
+// back), instead of "nothing was changed".
+func TestRejectedAfterDroppingReplacedSAsSaysSo(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	replaceConn(t, d, "sm-with-bob", "dynamic[tcp/22]")
+	d.sas = []LiveSA{{Conn: "sm-with-bob", UniqueID: 7, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 8}}}}
+	d.rejectC = map[string]bool{"sm-with-eve": true}
+	_, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{})
+	var re *RejectedError
+	if !errors.As(err, &re) || len(re.Dropped) != 1 || !strings.Contains(err.Error(), "sm-with-bob #7") || strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("apply: %v; want a rejection that names the IKE_SA taken down", err)
+	}
+}

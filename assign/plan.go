@@ -197,7 +197,9 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 				cp.Change, cp.Drift, cp.IKEChanged = Changed, true, true
 			case old.Hash == hash:
 				cp.Change = Unchanged
-				if !ahead.all && old.View != "" {
+				if views == nil && old.View != "" {
+					// Not listed (over CompareAllUpTo, no pending
+					// note): found by name only.
 					p.Unverified++
 				}
 			default:

@@ -82,62 +82,6 @@ func (e *TeardownError) Error() string {
 		len(e.Failed), strings.Join(e.Failed, "; "))
 }
 
-// spared are the IKE_SAs, among the whole ones p tears down, that have
-// CHILD_SAs now which they did not have before the change: charon put the
-// new settings' children into them, and terminating them would take those
-// down too (after a connection replaced under swanmgr was loaded again,
-// nothing was left up). Listed only when there is such a teardown.
-func (e *Engine) spared(ctx context.Context, p *Plan, before []LiveSA) (map[uint64]bool, error) {
-	had := map[uint64]map[uint64]bool{}
-	for _, c := range p.Conns {
-		for _, t := range c.targets(before) {
-			if t.Whole {
-				had[t.SA.UniqueID] = map[uint64]bool{}
-				for _, ch := range t.SA.Children {
-					had[t.SA.UniqueID][ch.UniqueID] = true
-				}
-			}
-		}
-	}
-	if len(had) == 0 {
-		return nil, nil
-	}
-	now, err := e.Daemon.LiveSAs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	spare := map[uint64]bool{}
-	for _, sa := range now {
-		old, ok := had[sa.UniqueID]
-		if !ok {
-			continue
-		}
-		for _, ch := range sa.Children {
-			if !old[ch.UniqueID] {
-				spare[sa.UniqueID] = true
-			}
-		}
-	}
-	return spare, nil
-}
-
-// retryAll is the retry of every target of p: nothing was torn down.
-func retryAll(p *Plan, before []LiveSA) map[string][]string {
-	te := &TeardownError{}
-	for _, c := range p.Conns {
-		for _, t := range c.targets(before) {
-			if t.Whole {
-				te.addRetry(t.SA.Conn, "")
-				continue
-			}
-			for _, ch := range t.SA.Children {
-				te.addRetry(t.SA.Conn, ch.Name)
-			}
-		}
-	}
-	return te.retry
-}
-
 // teardownTimeout bounds all terminates of one apply, on a context of
 // their own: an apply interrupted after the new policy is in place must
 // still take the old SAs down.
@@ -166,19 +110,8 @@ func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Re
 		}
 		return ""
 	}
-	spare, err := e.spared(ctx, p, before)
-	if err != nil {
-		return &TeardownError{Failed: []string{fmt.Sprintf("listing SAs before the teardown: %v", err)}, retry: retryAll(p, before)}
-	}
 	for _, c := range p.Conns {
 		for _, t := range c.targets(before) {
-			if t.Whole && spare[t.SA.UniqueID] {
-				// The new settings brought CHILD_SAs up in it (charon took
-				// the IKE_SA for the connection swanmgr loaded, as after a
-				// replacement that changed no IKE setting): only the
-				// children of before go.
-				t.Whole = false
-			}
 			if t.Whole {
 				if err := e.Daemon.TerminateIKE(ctx, t.SA.UniqueID); err != nil {
 					failed = append(failed, failure{what: ruleWhat(c), sa: t.SA, id: t.SA.UniqueID, err: err})

@@ -106,32 +106,3 @@ func TestTeardownOfVanishedChildSharingIKENumber(t *testing.T) {
 		t.Fatalf("report: terminated %v, warnings %q; want the child counted torn down, no warning", rep.Terminated, rep.Warnings)
 	}
 }
-
-// An IKE_SA to take down whole that charon has meanwhile given CHILD_SAs
-// of the connection just loaded (it found the IKE_SA fits the new
-// settings) loses only the CHILD_SAs it had before: terminating it whole
-// took the new ones down too.
-func TestTeardownSparesAnIKESAWithNewChildren(t *testing.T) {
-	ctx := context.Background()
-	d := newFake()
-	e := newEngine(t, d)
-	before := []LiveSA{{Conn: "sm-x", UniqueID: 7, Children: []LiveChild{{Name: "sm-x-1", UniqueID: 8}}}}
-	d.sas = []LiveSA{{Conn: "sm-x", UniqueID: 7, Children: []LiveChild{{Name: "sm-x-1", UniqueID: 8}, {Name: "sm-x-1", UniqueID: 9}}}}
-	p := &Plan{Conns: []ConnPlan{{Name: "sm-x", Change: Changed, IKEChanged: true}}}
-	rep := &Report{}
-	if err := e.teardown(ctx, p, before, rep); err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(d.calls, "|"); strings.Contains(got, "terminate ike-id 7") || !strings.Contains(got, "terminate child-id 8") || strings.Contains(got, "child-id 9") {
-		t.Fatalf("calls %q; want CHILD_SA #8 terminated, IKE_SA #7 and CHILD_SA #9 kept", d.calls)
-	}
-	// Without new children it goes whole, as before.
-	d.calls = nil
-	d.sas = before
-	if err := e.teardown(ctx, p, before, &Report{}); err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(d.calls, "|"); !strings.Contains(got, "terminate ike-id 7") {
-		t.Fatalf("calls %q; want IKE_SA #7 terminated", d.calls)
-	}
-}

@@ -479,7 +479,13 @@ func byNameOnly(rec *assign.Record, e *assign.Engine) int {
 	if e.Refresh || len(rec.Conns) <= assign.CompareAllUpTo {
 		return 0
 	}
-	return len(rec.Conns)
+	n := 0
+	for _, c := range rec.Conns {
+		if c.View != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // guardLine says what apply would do to the guard.
