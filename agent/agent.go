@@ -162,7 +162,12 @@ type Agent struct {
 	// reuse holds the decoded files of the last read of a policy folder.
 	reuse   *model.Reuse
 	lastErr string // the last converge error logged, not repeated
-	hold    string // why the agent holds off, "" when it does not
+	// failures counts converges failed in a row; until retryAt, with the
+	// files as they were (failFP), the next waits (convergeBackoff).
+	failures int
+	retryAt  time.Time
+	failFP   string
+	hold     string // why the agent holds off, "" when it does not
 	// held is the current assignment kept while holding off (read from
 	// the engine's snapshot), heldNote the last word on it, not repeated.
 	held     *heldPolicy
@@ -379,7 +384,12 @@ func (a *Agent) serve(ctx context.Context, conn *Conn, ticks <-chan time.Time) b
 		}
 	}()
 	for {
-		if err := a.converge(ctx, conn, force); err != nil {
+		if a.waitingAfterFailure(force) {
+			// A converge that keeps failing (charon refusing a rule, a
+			// name someone else loaded) is tried again less and less
+			// often, not at every check: at thousands of rules each try
+			// costs a whole apply.
+		} else if err := a.converge(ctx, conn, force); err != nil {
 			if ctx.Err() != nil {
 				return false
 			}
@@ -387,12 +397,13 @@ func (a *Agent) serve(ctx context.Context, conn *Conn, ticks <-chan time.Time) b
 				a.logf("lost charon at %s: %v", a.cfg.Socket, err)
 				return true
 			}
+			wait := a.convergeFailed()
 			if msg := err.Error(); msg != a.lastErr {
 				a.lastErr = msg
-				a.logf("converging failed: %v (trying again at the next check)", err)
+				a.logf("converging failed: %v (trying again in %v, or at once when the policy files change; again after %d failures in a row: up to every %v)", err, wait, a.failures, maxConvergeBackoff)
 			}
 		} else {
-			a.lastErr = ""
+			a.lastErr, a.failures = "", 0
 			if a.saWake || force || time.Since(a.lastSAs) >= saRecheck || a.backingOff() {
 				a.saWake = false
 				a.lastSAs = time.Now()
@@ -409,6 +420,25 @@ func (a *Agent) serve(ctx context.Context, conn *Conn, ticks <-chan time.Time) b
 			return ctx.Err() == nil
 		}
 	}
+}
+
+// maxConvergeBackoff bounds the wait between converges that fail.
+const maxConvergeBackoff = 30 * time.Second
+
+// convergeFailed counts a failed converge and returns the wait before the
+// next: the check interval, doubling with each failure in a row.
+func (a *Agent) convergeFailed() time.Duration {
+	a.failures++
+	wait := backoff(a.failures, a.cfg.CheckInterval, maxConvergeBackoff)
+	a.retryAt = a.cfg.Now().Add(wait)
+	a.failFP = a.files.fingerprint(a.watched())
+	return wait
+}
+
+// waitingAfterFailure says whether the converge after a failure waits still: not
+// when forced (SIGHUP), nor once the policy files changed.
+func (a *Agent) waitingAfterFailure(force bool) bool {
+	return a.failures > 0 && !force && a.cfg.Now().Before(a.retryAt) && a.files.fingerprint(a.watched()) == a.failFP
 }
 
 // wait blocks until something calls for a check: the ticker, a reload, an

@@ -801,3 +801,50 @@ func TestTornReadLeavesNoFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// A converge that keeps failing (here charon refuses the connection) is
+// tried again after the check interval, then after twice that and so on
+// up to maxConvergeBackoff, not at every check: at thousands of rules
+// every try is a whole apply. A reload tries at once.
+func TestFailingConvergeBacksOff(t *testing.T) {
+	h := newHarness(t)
+	h.srv.Handle("load-conn", func(r *vicitest.Request) *govici.Message {
+		return vicitest.Failed("unknown option: bogus, config discarded")
+	})
+	h.start()
+	h.eventually("the first converge fails", h.logHas("converging failed"))
+	attempts := func() int {
+		// The agent takes the second tick once the first one's check
+		// has finished.
+		h.tick()
+		h.tick()
+		return h.srv.Count("load-conn")
+	}
+	n := attempts()
+	for i := 0; i < 5; i++ {
+		if got := attempts(); got != n {
+			t.Fatalf("%d tries of a failing converge within its backoff, want none:\n%s", got-n, h.log)
+		}
+	}
+	h.clock.Add(time.Second + time.Millisecond)
+	if got := attempts(); got != n+1 {
+		t.Fatalf("after the first wait (1 s): %d tries, want 1\n%s", got-n, h.log)
+	}
+	h.clock.Add(time.Second + time.Millisecond) // the second wait is 2 s
+	if got := attempts(); got != n+1 {
+		t.Fatalf("1 s into the second wait: %d tries, want none", got-n-1)
+	}
+	h.clock.Add(time.Second)
+	if got := attempts(); got != n+2 {
+		t.Fatalf("after the second wait: %d tries, want 1", got-n-1)
+	}
+	if !strings.Contains(h.log.String(), "trying again in 1s") || strings.Count(h.log.String(), "converging failed") != 1 {
+		t.Errorf("the failure is not logged once with its wait:\n%s", h.log)
+	}
+	select {
+	case h.reload <- struct{}{}:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agent took no reload")
+	}
+	h.eventually("a reload tries at once", func() bool { return h.srv.Count("load-conn") > n+2 })
+}
