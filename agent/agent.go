@@ -163,7 +163,7 @@ type Agent struct {
 	reuse   *model.Reuse
 	lastErr string // the last converge error logged, not repeated
 	// failures counts converges failed in a row; until retryAt, with the
-	// files as they were (failFP), the next waits (convergeBackoff).
+	// files as they were (failFP), the next waits (waitingAfterFailure).
 	failures int
 	retryAt  time.Time
 	failFP   string
