@@ -168,6 +168,16 @@ func TestExporterCountsEvents(t *testing.T) {
 	go func() { e.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	waitSubscribed(t, srv)
+	// And until the exporter has its confirmations: charon registers a
+	// subscriber before the client reads the confirmation, and an event
+	// in between stalls that session (govici) until the subscribe timeout,
+	// longer than this test's deadline (it failed so on a loaded machine).
+	for deadline := time.Now().Add(5 * time.Second); scrape(t, e)["swanmgr_events_up"] != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the exporter's subscriptions were not confirmed within 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	srv.Emit("ike-updown", vicitest.Msg("up", "yes", "x", vicitest.Msg("uniqueid", "1")))
 	srv.Emit("child-updown", vicitest.Msg("up", "yes", "x", vicitest.Msg("uniqueid", "1",
 		"child-sas", vicitest.Msg("c-1", vicitest.Msg("name", "c", "uniqueid", "1")))))
