@@ -133,6 +133,22 @@ const CompareAllUpTo = 100
 // compareLimit is CompareAllUpTo, lowered by tests.
 var compareLimit = CompareAllUpTo
 
+// ByNameOnly is how many connections of rec an apply that takes the
+// unchanged shortcut found in charon by name only, their copies not
+// compared (see CompareAllUpTo): what a Plan's Unverified counts.
+func (e *Engine) ByNameOnly(rec *Record) int {
+	if rec == nil || e.compareAll(rec) {
+		return 0
+	}
+	n := 0
+	for _, c := range rec.Conns {
+		if c.View != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // compareAll says whether charon's copies of every connection of rec are
 // compared.
 func (e *Engine) compareAll(rec *Record) bool {
@@ -168,7 +184,7 @@ func (e *Engine) Plan(ctx context.Context, desired *render.Result) (*Plan, error
 	if err != nil {
 		return nil, err
 	}
-	p, err := compute(ctx, e.Daemon, e.Socket, rec, desired, startViews(ctx, e.Daemon, rec, e.compareAll(rec)))
+	p, err := compute(ctx, e.Daemon, e.Socket, rec, desired, e.views(ctx, rec))
 	if err != nil {
 		return nil, err
 	}

@@ -51,7 +51,7 @@ type applyRun struct {
 }
 
 func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.Result, in Inputs) (*Report, error) {
-	return e.apply(ctx, rec, desired, in, startViews(ctx, e.Daemon, rec, e.compareAll(rec)))
+	return e.apply(ctx, rec, desired, in, e.views(ctx, rec))
 }
 
 // apply is applyLocked with charon's views fetched ahead (nil: fetched by

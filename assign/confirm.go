@@ -88,6 +88,17 @@ func (s Store) LoadSnapshot(socket string) (*Snapshot, error) {
 	return &snap, nil
 }
 
+// SnapshotFile is the snapshot's file as it stands (os.SameFile and its
+// size and modification time tell whether a snapshot read before is
+// still the one); nil, nil when there is none.
+func (s Store) SnapshotFile(socket string) (os.FileInfo, error) {
+	fi, err := os.Stat(s.path(socket, ".policy.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return fi, err
+}
+
 // SnapshotHash identifies a snapshot: the policy file's path and
 // content, and --insecure-secrets ("" for none).
 func SnapshotHash(snap *Snapshot) string {
@@ -202,14 +213,7 @@ func (s Store) LoadReplaced(socket string) (*Replaced, error) {
 // RemoveReplaced forgets it (a confirmation took it as its point to
 // revert to).
 func (s Store) RemoveReplaced(socket string) error {
-	err := os.Remove(s.path(socket, ".replaced.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return s.syncDir()
+	return s.removeSynced(s.path(socket, ".replaced.json"))
 }
 
 // ConfirmLogPath is where the watchdog of a socket logs.
@@ -238,29 +242,18 @@ func (s Store) LoadConfirmation(socket string) (*Confirmation, error) {
 
 // RemoveConfirmation ends a pending confirmation (confirmed or reverted).
 func (s Store) RemoveConfirmation(socket string) error {
-	err := os.Remove(s.path(socket, ".confirm.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("removing the pending confirmation: %w", err)
-	}
 	// Until the folder is synced, a power loss can bring the file back:
 	// the agent would then revert a change that was confirmed.
-	return s.syncDir()
+	if err := s.removeSynced(s.path(socket, ".confirm.json")); err != nil {
+		return fmt.Errorf("removing the pending confirmation: %w", err)
+	}
+	return nil
 }
 
 // SaveReverted notes a revert for status (nil removes the note).
 func (s Store) SaveReverted(socket string, r *Reverted) error {
 	if r == nil {
-		err := os.Remove(s.path(socket, ".reverted.json"))
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return s.syncDir()
+		return s.removeSynced(s.path(socket, ".reverted.json"))
 	}
 	if err := s.ensureDir(); err != nil {
 		return err
@@ -268,6 +261,18 @@ func (s Store) SaveReverted(socket string, r *Reverted) error {
 	// Synced before the revert removes the confirmation: on disk, the
 	// note never goes missing while the confirmation is gone.
 	if err := s.writeJSON(s.path(socket, ".reverted.json"), r); err != nil {
+		return err
+	}
+	return s.syncDir()
+}
+
+// removeSynced removes a state file, if it is there, durably (syncDir).
+func (s Store) removeSynced(p string) error {
+	err := os.Remove(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	return s.syncDir()

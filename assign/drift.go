@@ -142,9 +142,21 @@ func startViews(ctx context.Context, d Daemon, rec *Record, all bool) *viewsAhea
 	return v
 }
 
-// startAhead is startViews with the recorded guard read too.
+// views is startViews of the copies this engine compares (compareAll).
+func (e *Engine) views(ctx context.Context, rec *Record) *viewsAhead {
+	return startViews(ctx, e.Daemon, rec, e.compareAll(rec))
+}
+
+// replacedIn says whether charon's copy of c (views, from liveViews) is
+// not the one swanmgr loaded: someone replaced it. False when either view
+// is unknown.
+func (c *RecordConn) replacedIn(views map[string]string) bool {
+	return c.View != "" && views[c.Name] != "" && views[c.Name] != c.View
+}
+
+// startAhead is views with the recorded guard read too.
 func (e *Engine) startAhead(ctx context.Context, rec *Record) *viewsAhead {
-	v := startViews(ctx, e.Daemon, rec, e.compareAll(rec))
+	v := e.views(ctx, rec)
 	v.guardDone = make(chan struct{})
 	go func() {
 		defer close(v.guardDone)

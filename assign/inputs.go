@@ -192,7 +192,7 @@ func (e *Engine) upToDate(ctx context.Context, rec *Record, in Inputs, backend s
 			return false, err
 		}
 		for _, c := range rec.Conns {
-			if c.View != "" && views[c.Name] != "" && views[c.Name] != c.View {
+			if c.replacedIn(views) {
 				return false, nil
 			}
 		}

@@ -191,7 +191,7 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 				if old.Hash == hash {
 					cp.Change = Added
 				}
-			case old.Hash == hash && old.View != "" && views[c.Name] != "" && views[c.Name] != old.View:
+			case old.Hash == hash && old.replacedIn(views):
 				// Same policy, but charon's copy was replaced: load ours
 				// again, and take down SAs made with the other settings.
 				cp.Change, cp.Drift, cp.IKEChanged = Changed, true, true

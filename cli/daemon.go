@@ -333,10 +333,10 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 				return gerr
 			}
 			d.setUpToDate(same, rs)
-			d.Unverified = byNameOnly(same, s.engine)
+			d.Unverified = s.engine.ByNameOnly(same)
 			return nil
 		}
-		printUnchanged(c.App.Writer, same, s.socket, byNameOnly(same, s.engine))
+		printUnchanged(c.App.Writer, same, s.socket, s.engine.ByNameOnly(same))
 		return nil
 	}
 	for _, warn := range rep.Warnings {
@@ -471,21 +471,6 @@ func printUnverified(w io.Writer, n int) {
 		fmt.Fprintf(w, "charon's copies of %s were found by name, their settings not compared with what swanmgr loaded (over %d connections; --refresh compares them, and swanmgr agent does on its own)\n",
 			plural(n, "unchanged connection"), assign.CompareAllUpTo)
 	}
-}
-
-// byNameOnly is how many of rec's connections an unchanged apply found
-// in charon by name only (see assign.CompareAllUpTo).
-func byNameOnly(rec *assign.Record, e *assign.Engine) int {
-	if e.Refresh || len(rec.Conns) <= assign.CompareAllUpTo {
-		return 0
-	}
-	n := 0
-	for _, c := range rec.Conns {
-		if c.View != "" {
-			n++
-		}
-	}
-	return n
 }
 
 // guardLine says what apply would do to the guard.

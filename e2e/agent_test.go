@@ -247,7 +247,7 @@ func TestAgentRestoresAfterRestartAndStrayLoadAll(t *testing.T) {
 	// agent's full check (every 3 s) loads swanmgr's again.
 	replaced := filepath.Join(t.TempDir(), "swanctl.conf")
 	if err := os.WriteFile(replaced, []byte("connections {\n  unrelated {\n    remote_addrs = 192.0.2.1\n    local { auth = psk }\n    remote { auth = psk }\n    children { unrelated-child { } }\n  }\n"+
-		"  "+conn+" {\n    remote_addrs = 172.31.67.244\n    local { auth = psk }\n    remote { auth = psk }\n    children { "+conn+"-1 { remote_ts = 172.31.67.244[tcp/9999] } }\n  }\n}\n"), 0o644); err != nil {
+		replacement(conn)+"}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	from = len(alice.log.String())

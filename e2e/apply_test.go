@@ -356,8 +356,7 @@ func TestApplyRepairsAConnectionReplacedUnderIt(t *testing.T) {
 	l.waitInstalled("alice", "sm-abczz-with-bob-1", "sm-abczz-with-bob-2", "sm-abczz-with-bob-3")
 	const conn = "sm-abczz-with-bob"
 	replaced := filepath.Join(t.TempDir(), "swanctl.conf")
-	if err := os.WriteFile(replaced, []byte("connections {\n  "+conn+" {\n    remote_addrs = 172.31.67.244\n    local { auth = psk }\n    remote { auth = psk }\n"+
-		"    children { "+conn+"-1 { remote_ts = 172.31.67.244[tcp/9999] } }\n  }\n}\n"), 0o644); err != nil {
+	if err := os.WriteFile(replaced, []byte("connections {\n"+replacement(conn)+"}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -392,4 +391,11 @@ func TestApplyRepairsAConnectionReplacedUnderIt(t *testing.T) {
 	if r := l.mustApply("alice", l.example("alice-bob/alice.toml")); !strings.Contains(r.stdout, "0 added, 0 changed, 0 removed, 1 unchanged") {
 		t.Fatalf("apply after the repair: %s", r)
 	}
+}
+
+// replacement is a swanctl.conf connection under swanmgr's name conn (to
+// Bob) with other settings: its first child on Bob's tcp/9999.
+func replacement(conn string) string {
+	return "  " + conn + " {\n    remote_addrs = 172.31.67.244\n    local { auth = psk }\n    remote { auth = psk }\n" +
+		"    children { " + conn + "-1 { remote_ts = 172.31.67.244[tcp/9999] } }\n  }\n"
 }

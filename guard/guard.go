@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/swanmgr/swanmgr/internal/slug"
 	"github.com/swanmgr/swanmgr/model"
@@ -579,9 +578,6 @@ func current(rs *Ruleset) *Ruleset {
 	if rs == nil || rs.Format == Format {
 		return rs
 	}
-	if c, ok := converted.get(rs); ok {
-		return c
-	}
 	up := &Ruleset{Format: Format, Backend: rs.Backend, Rules: rs.Rules, Entries: make([]Entry, 0, 2*len(rs.Entries))}
 	for _, e := range rs.Entries {
 		for _, d := range []string{"-o", "-i"} {
@@ -591,30 +587,7 @@ func current(rs *Ruleset) *Ruleset {
 		}
 	}
 	sortEntries(up.Entries)
-	converted.put(rs, up)
 	return up
-}
-
-// converted keeps the last conversion of current: a recorded ruleset of
-// an earlier Format is converted for the merge, the install and the
-// fingerprint check of one apply.
-var converted conversion
-
-type conversion struct {
-	mu       sync.Mutex
-	from, to *Ruleset
-}
-
-func (c *conversion) get(rs *Ruleset) (*Ruleset, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.to, c.from == rs && c.to != nil
-}
-
-func (c *conversion) put(from, to *Ruleset) {
-	c.mu.Lock()
-	c.from, c.to = from, to
-	c.mu.Unlock()
 }
 
 // Live says whether the live table's fingerprint is rs: its hash, or, for

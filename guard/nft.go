@@ -15,18 +15,6 @@ import (
 // thousands of rules).
 const FingerprintSet = "fp-"
 
-func sameStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // hooks are the guard's base chains: the hook, the prefix of its
 // per-shape chains, and the direction of the shapes it looks up (0: both,
 // in two passes, fwd-o and fwd-i).
@@ -625,9 +613,10 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset, prevHash, nextHash st
 			}
 		}
 	}
-	if !sameStrings(po.shapes, no.shapes) || prev.Backend != next.Backend || !sameStrings(po.allLookups(), no.allLookups()) {
-		// The lookups depend on the shapes, the backend (shapes bound
-		// to an interface) and which ties are ranked.
+	if !slices.Equal(po.allLookups(), no.allLookups()) {
+		// The base chains are their lookups, which follow the shapes
+		// (and the defragmentation rule with them), the backend (shapes
+		// bound to an interface) and which ties are ranked.
 		no.baseChains(tx, false)
 	}
 	tx.Delete(&knftables.Set{Name: FingerprintSet + prevHash})

@@ -103,16 +103,7 @@ func send(from, to, addr string, d time.Duration, msg string) bool {
 func hubLab(t *testing.T) (a, hub, b string) {
 	t.Helper()
 	a, hub, b = netns(t), netns(t), netns(t)
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", args, err, out)
-		}
-	}
-	in := func(ns string, args ...string) {
-		t.Helper()
-		run(append([]string{"ip", "netns", "exec", ns}, args...)...)
-	}
+	in := func(ns string, args ...string) { t.Helper(); inNS(t, ns, args...) }
 	// Interfaces are made inside the namespaces: nothing is left in the
 	// host's when a namespace goes.
 	in(hub, "ip", "link", "add", "ipsec0", "type", "veth", "peer", "name", "a0", "netns", a)
@@ -278,34 +269,38 @@ func TestIntegrationForwardedFragments(t *testing.T) {
 	}
 }
 
-// twoLinks makes a host (10.78.1.1 on eth1, 10.78.2.1 on eth2) with a
-// LAN neighbour (10.78.1.2) and one on another link (10.78.2.2).
-func twoLinks(t *testing.T) (h, lan, wan string) {
+// inNS runs a command in a namespace the test made.
+func inNS(t *testing.T, ns string, args ...string) {
 	t.Helper()
-	h, lan, wan = netns(t), netns(t), netns(t)
-	in := func(ns string, args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", args, err, out)
-		}
+	if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v: %s", args, err, out)
 	}
+}
+
+// twoLinks makes a host (10.78.1.1 on eth1, 10.78.N.1 on dev) with a LAN
+// neighbour (10.78.1.2) and one behind dev (10.78.N.2), each reachable.
+func twoLinks(t *testing.T, dev string, n int) (h, lan, other string) {
+	t.Helper()
+	h, lan, other = netns(t), netns(t), netns(t)
+	in := func(ns string, args ...string) { t.Helper(); inNS(t, ns, args...) }
+	addr := func(host int) string { return fmt.Sprintf("10.78.%d.%d", n, host) }
 	in(h, "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "l0", "netns", lan)
-	in(h, "ip", "link", "add", "eth2", "type", "veth", "peer", "name", "w0", "netns", wan)
+	in(h, "ip", "link", "add", dev, "type", "veth", "peer", "name", "w0", "netns", other)
 	in(h, "ip", "addr", "add", "10.78.1.1/24", "dev", "eth1")
-	in(h, "ip", "addr", "add", "10.78.2.1/24", "dev", "eth2")
+	in(h, "ip", "addr", "add", addr(1)+"/24", "dev", dev)
 	in(lan, "ip", "addr", "add", "10.78.1.2/24", "dev", "l0")
-	in(wan, "ip", "addr", "add", "10.78.2.2/24", "dev", "w0")
-	for ns, dev := range map[string]string{h: "eth1", lan: "l0", wan: "w0"} {
+	in(other, "ip", "addr", "add", addr(2)+"/24", "dev", "w0")
+	for ns, d := range map[string]string{h: "eth1", lan: "l0", other: "w0"} {
 		in(ns, "ip", "link", "set", "lo", "up")
-		in(ns, "ip", "link", "set", dev, "up")
+		in(ns, "ip", "link", "set", d, "up")
 	}
-	in(h, "ip", "link", "set", "eth2", "up")
-	for _, to := range []struct{ ns, addr string }{{lan, "10.78.1.2"}, {wan, "10.78.2.2"}} {
+	in(h, "ip", "link", "set", dev, "up")
+	for _, to := range []struct{ ns, addr string }{{lan, "10.78.1.2"}, {other, addr(2)}} {
 		if !send(h, to.ns, to.addr, 10*time.Second, "in clear") {
 			t.Fatalf("nothing reaches %s without a guard", to.addr)
 		}
 	}
-	return h, lan, wan
+	return h, lan, other
 }
 
 // A rule bound to the LAN interface (network = "lan", lan_interface) is a
@@ -315,7 +310,7 @@ func twoLinks(t *testing.T) (h, lan, wan string) {
 // The permit used to be a hole on every interface, so the datagram left
 // by eth2 in clear.
 func TestIntegrationRuleBoundToInterface(t *testing.T) {
-	h, lan, wan := twoLinks(t)
+	h, lan, wan := twoLinks(t, "eth2", 2)
 	policy := `
 [endpoint]
 addresses = ["10.78.1.1", "10.78.2.1"]
@@ -384,7 +379,7 @@ name = "P"
 // dropped. Before ties were ranked, the first shape by name decided and
 // the permitted datagrams were dropped.
 func TestIntegrationShuntsAndTies(t *testing.T) {
-	h, lan, wan := twoLinks(t)
+	h, lan, wan := twoLinks(t, "eth2", 2)
 	tab, err := netfilter.Open("/run/netns/" + h)
 	if err != nil {
 		t.Fatal(err)
@@ -463,27 +458,7 @@ name = "P"
 // were so when ipsec0 counted as every bound interface for every entry).
 // Here ipsec0 is a veth to a namespace behind "the tunnel".
 func TestIntegrationBoundRuleOnLibipsec(t *testing.T) {
-	h, lan, tun := netns(t), netns(t), netns(t)
-	in := func(ns string, args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", args, err, out)
-		}
-	}
-	in(h, "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "l0", "netns", lan)
-	in(h, "ip", "link", "add", "ipsec0", "type", "veth", "peer", "name", "t0", "netns", tun)
-	in(h, "ip", "addr", "add", "10.78.1.1/24", "dev", "eth1")
-	in(h, "ip", "addr", "add", "10.78.9.1/24", "dev", "ipsec0")
-	in(lan, "ip", "addr", "add", "10.78.1.2/24", "dev", "l0")
-	in(tun, "ip", "addr", "add", "10.78.9.2/24", "dev", "t0")
-	for ns, dev := range map[string]string{h: "eth1", lan: "l0", tun: "t0"} {
-		in(ns, "ip", "link", "set", "lo", "up")
-		in(ns, "ip", "link", "set", dev, "up")
-	}
-	in(h, "ip", "link", "set", "ipsec0", "up")
-	if !send(h, tun, "10.78.9.2", 10*time.Second, "x") {
-		t.Fatal("nothing reaches the tunnel's side without a guard")
-	}
+	h, _, tun := twoLinks(t, "ipsec0", 9)
 	const head = `
 [endpoint]
 addresses = ["10.78.1.1", "10.78.9.1"]
