@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"errors"
 	"fmt"
+	"runtime/trace"
 	"sort"
 	"strings"
 	"time"
@@ -224,7 +225,9 @@ func (e *Engine) lockAndLoad(ctx context.Context) (func(), *Record, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	r := trace.StartRegion(ctx, "loadRecord")
 	rec, err := e.Store.Load(e.Socket)
+	r.End()
 	if err != nil {
 		unlock()
 		return nil, nil, err
@@ -255,7 +258,10 @@ func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare 
 
 // assignLocked is Assign under the lock, past the precondition.
 func (e *Engine) assignLocked(ctx context.Context, rec *Record, in Inputs, backend string, prepare func() (*render.Result, Inputs, error)) (*Report, *Record, error) {
-	if same, err := e.upToDate(ctx, rec, in, backend); err != nil {
+	r := trace.StartRegion(ctx, "upToDate")
+	same, err := e.upToDate(ctx, rec, in, backend)
+	r.End()
+	if err != nil {
 		return nil, nil, err
 	} else if same {
 		return nil, rec, nil
@@ -266,7 +272,9 @@ func (e *Engine) assignLocked(ctx context.Context, rec *Record, in Inputs, backe
 	vctx, vcancel := context.WithCancel(ctx)
 	defer vcancel()
 	ahead := e.startAhead(vctx, rec)
+	r = trace.StartRegion(ctx, "prepare-policy")
 	desired, in, err := prepare()
+	r.End()
 	if err != nil {
 		vcancel()
 		ahead.wait()
@@ -283,20 +291,29 @@ func (e *Engine) assignLocked(ctx context.Context, rec *Record, in Inputs, backe
 // another value (load-shared replaces in place, and a rollback cannot put
 // the old one back) while the record still has the fingerprint of the one
 // before.
-func keepUnchangedSecrets(p *Plan, rec *Record, key []byte) {
+//
+// It returns the fingerprints it computed, by secret name, for the new
+// record (at thousands of secrets, an HMAC each counts).
+func keepUnchangedSecrets(p *Plan, rec *Record, key []byte) map[string]string {
 	if p.Desired == nil {
-		return
+		return nil
 	}
 	var load []render.Secret
+	fps := make(map[string]string, len(p.Secrets))
 	for _, s := range p.Secrets {
 		old := rec.secret(s.Name)
-		if p.LiveSecrets[s.Name] && !rec.pendingSecret(s.Name) && old != nil && old.Fingerprint != "" && hmac.Equal([]byte(old.Fingerprint), []byte(fingerprint(key, s))) {
-			p.KeptSecrets = append(p.KeptSecrets, s)
-			continue
+		if p.LiveSecrets[s.Name] && !rec.pendingSecret(s.Name) && old != nil && old.Fingerprint != "" {
+			fp := fingerprint(key, s)
+			fps[s.Name] = fp
+			if hmac.Equal([]byte(old.Fingerprint), []byte(fp)) {
+				p.KeptSecrets = append(p.KeptSecrets, s)
+				continue
+			}
 		}
 		load = append(load, s)
 	}
 	p.Secrets = load
+	return fps
 }
 
 func ruleWhat(c ConnPlan) string {

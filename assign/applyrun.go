@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"runtime/trace"
 	"strings"
 
 	"github.com/swanmgr/swanmgr/render"
@@ -31,13 +32,15 @@ type applyRun struct {
 	desired *render.Result
 	in      Inputs
 
-	p      *Plan
-	key    []byte
-	rep    *Report
-	before []LiveSA    // SAs before the change
-	g      *guardStep  // the guard while connections change
-	undo   rollbackSet // what a rollback puts back
-	keyIDs []string    // private keys the new record owns
+	p   *Plan
+	key []byte
+	// fingerprints are the secrets' fingerprints the plan computed.
+	fingerprints map[string]string
+	rep          *Report
+	before       []LiveSA    // SAs before the change
+	g            *guardStep  // the guard while connections change
+	undo         rollbackSet // what a rollback puts back
+	keyIDs       []string    // private keys the new record owns
 	// liveKeys are the private keys charon had before the apply.
 	liveKeys []string
 	// intent is the pending note as this apply wrote it (noteIntent).
@@ -58,17 +61,17 @@ func (e *Engine) applyLocked(ctx context.Context, rec *Record, desired *render.R
 // the plan).
 func (e *Engine) apply(ctx context.Context, rec *Record, desired *render.Result, in Inputs, ahead *viewsAhead) (*Report, error) {
 	a := &applyRun{e: e, ctx: ctx, rec: rec, desired: desired, in: in, ahead: ahead}
-	if err := a.prepare(); err != nil {
+	if err := step(ctx, "prepare", a.prepare); err != nil {
 		return nil, err
 	}
-	if err := a.noteIntent(); err != nil {
+	if err := step(ctx, "noteIntent", a.noteIntent); err != nil {
 		return nil, err
 	}
-	if err := a.loadCredentials(); err != nil {
+	if err := step(ctx, "loadCredentials", a.loadCredentials); err != nil {
 		return nil, err
 	}
 	a.dropReplaced()
-	if err := a.loadNew(); err != nil {
+	if err := step(ctx, "loadNew", a.loadNew); err != nil {
 		return nil, err
 	}
 	// The new policy is in place: what is left (the check of the traps,
@@ -79,9 +82,13 @@ func (e *Engine) apply(ctx context.Context, rec *Record, desired *render.Result,
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	a.ctx = fctx
+	r := trace.StartRegion(ctx, "checkInstalled")
 	a.notInstalledErr, a.notInstalled = a.checkInstalled()
+	r.End()
+	r = trace.StartRegion(ctx, "unloadLeftovers")
 	a.unloadLeftovers()
-	return a.rep, a.finish()
+	r.End()
+	return a.rep, step(ctx, "finish", a.finish)
 }
 
 // prepare computes the plan, lists the SAs a teardown may concern (before
@@ -90,14 +97,16 @@ func (e *Engine) apply(ctx context.Context, rec *Record, desired *render.Result,
 // drops are in place before their connections load.
 func (a *applyRun) prepare() error {
 	e := a.e
+	r := trace.StartRegion(a.ctx, "plan")
 	p, err := compute(a.ctx, e.Daemon, e.Socket, a.rec, a.desired, a.ahead)
+	r.End()
 	if err != nil {
 		return err
 	}
 	if a.key, err = e.Store.fingerprintKey(); err != nil {
 		return err
 	}
-	keepUnchangedSecrets(p, a.rec, a.key)
+	a.fingerprints = keepUnchangedSecrets(p, a.rec, a.key)
 	a.p = p
 	a.rep = &Report{Plan: p, Warnings: append([]string(nil), p.Warnings...)}
 	if p.needsTeardown() {
@@ -105,7 +114,10 @@ func (a *applyRun) prepare() error {
 			return err
 		}
 	}
-	if a.g, err = e.guardBegin(a.ctx, a.rec, a.desired.Guard, a.ahead); err != nil {
+	r = trace.StartRegion(a.ctx, "guardBegin")
+	a.g, err = e.guardBegin(a.ctx, a.rec, a.desired.Guard, a.ahead)
+	r.End()
+	if err != nil {
 		return err
 	}
 	a.undo.guard = a.g
@@ -358,16 +370,22 @@ func (a *applyRun) unloadLeftovers() {
 // now: an error here says what of it is not in force.
 func (a *applyRun) finish() error {
 	e, p, rec, newRec, desired := a.e, a.p, a.rec, a.newRec, a.desired
+	r := trace.StartRegion(a.ctx, "teardown")
 	teardownErr := e.teardown(a.ctx, p, a.before, a.rep)
+	r.End()
+	r = trace.StartRegion(a.ctx, "guardEnd")
 	gctx, gcancel := context.WithTimeout(context.WithoutCancel(a.ctx), rollbackTimeout)
 	guardErr := a.g.end(gctx)
 	gcancel()
+	r.End()
+	r = trace.StartRegion(a.ctx, "newRecord")
 
 	var retry map[string][]string
 	if te := (*TeardownError)(nil); errors.As(teardownErr, &te) {
 		retry = te.retry
 	}
 	var kept []RecordConn
+	samePrograms := rec.madeByThisProgram()
 	for _, cp := range p.Conns {
 		if cp.New == nil {
 			if retry[cp.Name] != nil && cp.Old != nil && !contains(newRec.Leftovers, cp.Name) {
@@ -379,7 +397,13 @@ func (a *applyRun) finish() error {
 			continue
 		}
 		c := cp.New
-		rc := RecordConn{Name: c.Name, Hash: cp.Hash, Origin: c.Origin, Children: c.Children, Body: c.Body, View: viewOfBody(c.Body)}
+		rc := RecordConn{Name: c.Name, Hash: cp.Hash, Origin: c.Origin, Children: c.Children, Body: c.Body}
+		if cp.Change == Unchanged && cp.Old != nil && cp.Old.View != "" && samePrograms {
+			// The same settings (hash) viewed by the same program.
+			rc.View = cp.Old.View
+		} else {
+			rc.View = viewOfBody(c.Body)
+		}
 		if a.notInstalled[c.Name] {
 			rc.Hash = "" // not in force: the next apply loads it again
 		}
@@ -396,14 +420,19 @@ func (a *applyRun) finish() error {
 	newRec.Conns = append(kept, newRec.Conns...)
 	var secrets []RecordSecret
 	for _, s := range desired.Secrets {
-		secrets = append(secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: fingerprint(a.key, s)})
+		fp, ok := a.fingerprints[s.Name]
+		if !ok {
+			fp = fingerprint(a.key, s)
+		}
+		secrets = append(secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: fp})
 	}
 	newRec.Secrets = append(secrets, newRec.Secrets...)
 	connsChanged := rec == nil || len(newRec.Conns) != len(desired.Conns)
 	for _, c := range p.Conns {
 		connsChanged = connsChanged || c.Change != Unchanged
 	}
-	if err := a.save(connsChanged); err != nil {
+	r.End()
+	if err := step(a.ctx, "save", func() error { return a.save(connsChanged) }); err != nil {
 		return err
 	}
 	if guardErr != nil {
@@ -451,7 +480,7 @@ func (a *applyRun) save(connsChanged bool) error {
 		if a.desired.Guard == nil {
 			removeGuard = true
 		} else {
-			files = append(files, jsonFile{e.Store.path(e.Socket, ".guard.json"), a.desired.Guard})
+			files = append(files, jsonFile{e.Store.path(e.Socket, ".guard.json"), guardFile{a.desired.Guard}})
 		}
 	}
 	if connsChanged || !sameRecord(rec, newRec) {
@@ -527,4 +556,10 @@ func (a *applyRun) keepSnapshot(snap *stagedFiles, snapErr error) error {
 		err = rerr
 	}
 	return err
+}
+
+// step runs f as a region of the execution trace (SWANMGR_TRACE).
+func step(ctx context.Context, name string, f func() error) error {
+	defer trace.StartRegion(ctx, name).End()
+	return f()
 }

@@ -716,3 +716,43 @@ func TestUnfinishedApplyIsCleanedUp(t *testing.T) {
 		t.Fatalf("unassign left %v", d.conns)
 	}
 }
+
+// The record of an apply that changed one rule holds, for every
+// connection, the view its settings give and, for every secret, its
+// fingerprint, though both are taken over from the record before for
+// what did not change.
+func TestRecordAfterAChangeIsAsIfWhole(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	key, err := e.Store.fingerprintKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, port := range []int{6667, 6668, 6667} {
+		desired := renderPolicy(t, port, true)
+		if _, err := e.Apply(ctx, desired, Inputs{}); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := e.Store.Load(e.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rec.madeByThisProgram() {
+			t.Fatal("the record does not say this program made it")
+		}
+		if len(rec.Conns) != len(desired.Conns) || len(rec.Secrets) != len(desired.Secrets) {
+			t.Fatalf("port %d: record of %d connections and %d secrets, want %d and %d", port, len(rec.Conns), len(rec.Secrets), len(desired.Conns), len(desired.Secrets))
+		}
+		for _, c := range desired.Conns {
+			if got, want := rec.Conn(c.Name).View, viewOfBody(c.Body); got != want {
+				t.Errorf("port %d: %s recorded with view %q, want %q", port, c.Name, got, want)
+			}
+		}
+		for _, s := range desired.Secrets {
+			if got, want := rec.secret(s.Name).Fingerprint, fingerprint(key, s); got != want {
+				t.Errorf("port %d: secret %s recorded with fingerprint %s, want %s", port, s.Name, got, want)
+			}
+		}
+	}
+}

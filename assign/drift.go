@@ -2,6 +2,7 @@ package assign
 
 import (
 	"context"
+	"runtime/trace"
 	"sort"
 	"strings"
 
@@ -160,6 +161,7 @@ func (e *Engine) startAhead(ctx context.Context, rec *Record) *viewsAhead {
 	v.guardDone = make(chan struct{})
 	go func() {
 		defer close(v.guardDone)
+		defer trace.StartRegion(ctx, "loadGuard").End()
 		v.guard, v.guardErr = e.Store.LoadGuard(rec)
 	}()
 	return v

@@ -1,9 +1,7 @@
 package assign
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -147,16 +145,15 @@ func (g *guardStep) restore(ctx context.Context) error {
 
 // loadGuard reads the recorded guard ruleset of a socket.
 func (s Store) loadGuard(socket string) (*guard.Ruleset, error) {
-	f, err := openState(s.path(socket, ".guard.json"))
+	b, err := readState(s.path(socket, ".guard.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading swanmgr's record of the guard: %w", err)
 	}
-	defer f.Close()
 	var rs guard.Ruleset
-	if err := json.NewDecoder(bufio.NewReaderSize(f, 1<<16)).Decode(&rs); err != nil {
+	if err := decodeGuard(b, &rs); err != nil {
 		return nil, fmt.Errorf("reading swanmgr's record of the guard: %w", err)
 	}
 	return &rs, nil
@@ -180,7 +177,7 @@ func (s Store) saveGuard(socket string, rs *guard.Ruleset) error {
 		}
 		return nil
 	}
-	return s.writeJSON(s.path(socket, ".guard.json"), rs)
+	return s.writeJSON(s.path(socket, ".guard.json"), guardFile{rs})
 }
 
 // guardUpToDate reports whether the live guard is the recorded one.

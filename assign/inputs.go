@@ -92,6 +92,22 @@ func recordInputs(key []byte, in Inputs, backend string) []RecordInput {
 	return append(out, read...)
 }
 
+// madeByThisProgram says whether this swanmgr program wrote the record:
+// what it derived from connection settings (their views) is then what
+// this one derives.
+func (r *Record) madeByThisProgram() bool {
+	if r == nil {
+		return false
+	}
+	fp := programFingerprint()
+	for _, ri := range r.Inputs {
+		if ri.Kind == "program" {
+			return fp != "" && ri.Fingerprint == fp
+		}
+	}
+	return false
+}
+
 // inputsUnchanged reads the recorded inputs again and reports whether all
 // are as they were. A key file that became readable by others counts as a
 // change, so that validation runs and refuses it.

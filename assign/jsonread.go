@@ -1,6 +1,7 @@
 package assign
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -42,6 +43,10 @@ func readRecordFast(data []byte) (*Record, bool) {
 type jsonReader struct {
 	b []byte
 	i int
+	// interned holds the strings sharedString read, each kept once: the
+	// guard's entries repeat their shapes, verdicts, counters, protocols
+	// and ports thousands of times.
+	interned map[string]string
 }
 
 func (d *jsonReader) end() bool {
@@ -100,6 +105,24 @@ func (d *jsonReader) string() (string, error) {
 		d.i++
 	}
 	return "", errSlow
+}
+
+// sharedString is string, returning the string read before when it was
+// read before (interned).
+func (d *jsonReader) sharedString() (string, error) {
+	if d.i+1 < len(d.b) && d.b[d.i] == '"' {
+		if j := bytes.IndexByte(d.b[d.i+1:], '"'); j >= 0 {
+			if s, ok := d.interned[string(d.b[d.i+1:d.i+1+j])]; ok {
+				d.i += j + 2
+				return s, nil
+			}
+		}
+	}
+	s, err := d.string()
+	if err == nil {
+		d.interned[s] = s
+	}
+	return s, err
 }
 
 func (d *jsonReader) int() (int, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/trace"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -200,14 +201,18 @@ func loadPolicyData(c *ucli.Context, backend render.Backend, path string, data [
 
 // loadPolicyDataTo is loadPolicyData writing warnings to w.
 func loadPolicyDataTo(w io.Writer, backend render.Backend, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
+	r := trace.StartRegion(context.Background(), "parseValidate")
 	a, warns, err := model.ParseValidate(path, data, vo)
+	r.End()
 	for _, p := range warns {
 		fmt.Fprintln(w, p.Error())
 	}
 	if err != nil {
 		return nil, err
 	}
+	r = trace.StartRegion(context.Background(), "render")
 	res, err := render.Render(a, render.Options{Backend: backend})
+	r.End()
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 
 	"github.com/swanmgr/swanmgr/cli"
@@ -29,10 +30,25 @@ func main() {
 		}
 		defer f.Close()
 	}
+	// SWANMGR_TRACE=FILE writes an execution trace of the run (go tool
+	// trace FILE): the steps of an apply are its regions.
+	if p := os.Getenv("SWANMGR_TRACE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "swanmgr: SWANMGR_TRACE: %v\n", err)
+			os.Exit(2)
+		}
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintf(os.Stderr, "swanmgr: SWANMGR_TRACE: %v\n", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	pprof.StopCPUProfile()
+	trace.Stop()
 	// SWANMGR_MEMPROFILE=FILE writes a heap profile at the end of the run
 	// (go tool pprof -sample_index=alloc_space: what the run allocated).
 	if p := os.Getenv("SWANMGR_MEMPROFILE"); p != "" {
