@@ -3,8 +3,10 @@ package assign
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/swanmgr/swanmgr/render"
 )
@@ -166,11 +168,12 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 	want := map[string]bool{}
 	if desired != nil {
 		p.Policy = desired.Policy
+		hashes := connHashes(desired.Conns)
 		for i := range desired.Conns {
 			c := &desired.Conns[i]
 			want[c.Name] = true
 			old := rec.Conn(c.Name)
-			hash := c.Hash()
+			hash := hashes[i]
 			cp := ConnPlan{Name: c.Name, Origin: c.Origin, New: c, Old: old, Hash: hash}
 			switch {
 			case old == nil && liveSet[c.Name] && rec.pendingConn(c.Name) && !rec.pendingMatches(c.Name, views):
@@ -385,4 +388,24 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// connHashes hashes the connections (render.Conn.Hash), on every CPU
+// when there are many: at thousands of connections it is the plan's
+// largest part.
+func connHashes(conns []render.Conn) []string {
+	out := make([]string, len(conns))
+	workers := min(runtime.GOMAXPROCS(0), len(conns)/256+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(conns); i += workers {
+				out[i] = conns[i].Hash()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }

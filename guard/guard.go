@@ -267,7 +267,6 @@ func (d *deriver) rule(r model.ResolvedRule) {
 		rule.Counter = d.counterName(r)
 	}
 	d.rs.Rules = append(d.rs.Rules, rule)
-	where := r.Where(d.a.Policy)
 	for _, f := range r.Filters {
 		if f.Src.Kind == model.AddrDNS || f.Dst.Kind == model.AddrDNS {
 			if v == Pass {
@@ -275,7 +274,7 @@ func (d *deriver) rule(r model.ResolvedRule) {
 				// only makes the guard stricter.
 				continue
 			}
-			d.errs = append(d.errs, d.a.File.Problem(f.Line, where, fmt.Sprintf("filter %d uses a DNS name (%s): the guard that drops clear text needs addresses; write the address, or set guard = false in filter action %q (protection then lasts only while charon runs and the SA is up)", f.Index+1, dnsName(f), r.Action.Name), false))
+			d.errs = append(d.errs, d.a.File.Problem(f.Line, r.Where(d.a.Policy), fmt.Sprintf("filter %d uses a DNS name (%s): the guard that drops clear text needs addresses; write the address, or set guard = false in filter action %q (protection then lasts only while charon runs and the SA is up)", f.Index+1, dnsName(f), r.Action.Name), false))
 			continue
 		}
 		d.filter(f, v, rule.Counter, rank(r.Action.Action, v), d.a.Endpoint.Interface(r.Network), r.Tunnel.IsValid())

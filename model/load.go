@@ -149,13 +149,33 @@ func parseWith(path string, data []byte, r *Reuse) (f *File, ps Problems) {
 			f, ps = nil, Problems{{File: path, Msg: fmt.Sprintf("cannot decode the policy file (decoder failure: %v)", r)}}
 		}
 	}()
+	// The headers' lines are scanned while the text is decoded (at
+	// thousands of rules each takes tens of milliseconds).
+	type scanResult struct {
+		pos    *positions
+		failed any
+	}
+	scanned := make(chan scanResult, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				scanned <- scanResult{failed: r}
+			}
+		}()
+		scanned <- scanResult{pos: scanPositions(text)}
+	}()
 	d, derr := decodeText(text, r)
+	sc := <-scanned
+	if sc.failed != nil {
+		panic(sc.failed) // as before, a message below (recover)
+	}
+	pos := sc.pos
 	if derr != nil {
 		return nil, Problems{decodeProblem(path, text, derr)}
 	}
 	f = d.f
 	f.Path = path
-	f.pos = scanPositions(text)
+	f.pos = pos
 	undecoded := d.undecoded
 	names := make(map[string]bool, len(undecoded))
 	for _, u := range undecoded {

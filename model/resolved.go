@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 )
@@ -152,12 +151,12 @@ func (a *Assigned) InlineSecrets() bool {
 
 // Where names a rule for messages.
 func (r ResolvedRule) Where(p *Policy) string {
-	return fmt.Sprintf("policy %q rule %q", p.Name, r.Name)
+	return "policy " + strconv.Quote(p.Name) + " rule " + strconv.Quote(r.Name)
 }
 
 // Summary describes the filter for people: "me → 172.31.67.244 tcp any→6667".
 func (f ResolvedFilter) Summary() string {
-	s := fmt.Sprintf("%s → %s", f.Src, f.Dst)
+	s := f.Src.String() + " → " + f.Dst.String()
 	if p := f.ProtoString(); p != "" {
 		s += " " + p
 		if f.SrcPort != AnyPort || f.DstPort != AnyPort {

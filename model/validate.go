@@ -223,12 +223,12 @@ func (v *validator) filterLists(ep Endpoint) map[string]*listInfo {
 	first := map[string]int{}
 	for i := range v.f.FilterLists {
 		fl := &v.f.FilterLists[i]
-		path := fmt.Sprintf("filter_list[%d]", i)
+		path := "filter_list[" + strconv.Itoa(i) + "]"
 		if fl.Name == "" {
 			v.errf(path, fmt.Sprintf("filter_list %d", i+1), "name is required")
 			continue
 		}
-		where := fmt.Sprintf("filter_list %q", fl.Name)
+		where := "filter_list " + strconv.Quote(fl.Name)
 		if _, dup := out[fl.Name]; dup {
 			v.errf(path+".name", where, "duplicate name (first at %s)", v.at(fmt.Sprintf("filter_list[%d].name", first[fl.Name])))
 			continue
@@ -241,7 +241,7 @@ func (v *validator) filterLists(ep Endpoint) map[string]*listInfo {
 			info.ok = false
 		}
 		for j, flt := range fl.Filters {
-			rf, ok := v.filter(fmt.Sprintf("%s.filter[%d]", path, j), fmt.Sprintf("%s filter %d", where, j+1), flt, ep)
+			rf, ok := v.filter(path+".filter["+strconv.Itoa(j)+"]", where+" filter "+strconv.Itoa(j+1), flt, ep)
 			rf.Index = j
 			info.ok = info.ok && ok
 			info.filters = append(info.filters, rf)
@@ -430,12 +430,12 @@ func (v *validator) filterActions() map[string]*actionInfo {
 	first := map[string]int{}
 	for i := range v.f.FilterActions {
 		fa := &v.f.FilterActions[i]
-		path := fmt.Sprintf("filter_action[%d]", i)
+		path := "filter_action[" + strconv.Itoa(i) + "]"
 		if fa.Name == "" {
 			v.errf(path, fmt.Sprintf("filter_action %d", i+1), "name is required")
 			continue
 		}
-		where := fmt.Sprintf("filter_action %q", fa.Name)
+		where := "filter_action " + strconv.Quote(fa.Name)
 		if _, dup := out[fa.Name]; dup {
 			v.errf(path+".name", where, "duplicate name (first at %s)", v.at(fmt.Sprintf("filter_action[%d].name", first[fa.Name])))
 			continue

@@ -7,13 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
 func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actions map[string]*actionInfo, assigned bool) []ResolvedRule {
 	p := &v.f.Policies[i]
-	ppath := fmt.Sprintf("policy[%d]", i)
-	pwhere := fmt.Sprintf("policy %q", p.Name)
+	ppath := "policy[" + strconv.Itoa(i) + "]"
+	pwhere := "policy " + strconv.Quote(p.Name)
 	if len(p.Rules) == 0 && assigned {
 		v.errf(ppath, pwhere, "has no rules: an assigned policy needs at least one [[policy.rule]] linking a filter list to a filter action")
 	}
@@ -21,7 +22,7 @@ func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actio
 	ruleNames := make(map[string]int, len(p.Rules))
 	for j := range p.Rules {
 		r := &p.Rules[j]
-		path := fmt.Sprintf("%s.rule[%d]", ppath, j)
+		path := ppath + ".rule[" + strconv.Itoa(j) + "]"
 		name := r.Name
 		if name == "" {
 			name = r.FilterList
@@ -29,7 +30,7 @@ func (v *validator) policy(i int, ep Endpoint, lists map[string]*listInfo, actio
 		if name == "" {
 			name = fmt.Sprintf("rule %d", j+1)
 		}
-		where := fmt.Sprintf("%s rule %q", pwhere, name)
+		where := pwhere + " rule " + strconv.Quote(name)
 		if k, dup := ruleNames[name]; dup {
 			v.errf(path, where, "duplicate rule name (also rule %d, at %s); give each rule a distinct name", k+1, v.at(fmt.Sprintf("%s.rule[%d]", ppath, k)))
 		}
@@ -130,19 +131,22 @@ func (v *validator) ruleShape(path, where string, rr *ResolvedRule, ep Endpoint)
 	}
 	tunnel := rr.Tunnel.IsValid()
 	for _, f := range rr.Filters {
-		fw := fmt.Sprintf("filter_list %q filter %d (%s → %s)", rr.List.Name, f.Index+1, f.Src, f.Dst)
+		// For messages only: made when one is.
+		fw := func() string {
+			return fmt.Sprintf("filter_list %q filter %d (%s → %s)", rr.List.Name, f.Index+1, f.Src, f.Dst)
+		}
 		if tunnel {
 			if f.Src.Kind == AddrDNS || f.Dst.Kind == AddrDNS {
-				v.errf(path, where, "%s: a tunnel's filters need addresses or subnets, not DNS names", fw)
+				v.errf(path, where, "%s: a tunnel's filters need addresses or subnets, not DNS names", fw())
 			}
 			continue
 		}
 		meSrc, meDst := f.Src.Kind == AddrMe, f.Dst.Kind == AddrMe
 		switch {
 		case !meSrc && !meDst:
-			v.errf(path, where, "%s: without a tunnel, one side of a negotiate filter must be this computer (\"me\" or one of endpoint.addresses); set tunnel_endpoint to secure traffic between networks", fw)
+			v.errf(path, where, "%s: without a tunnel, one side of a negotiate filter must be this computer (\"me\" or one of endpoint.addresses); set tunnel_endpoint to secure traffic between networks", fw())
 		case meSrc && meDst:
-			v.errf(path, where, "%s: both sides are this computer; a negotiate filter needs another host, subnet or \"any\" on one side", fw)
+			v.errf(path, where, "%s: both sides are this computer; a negotiate filter needs another host, subnet or \"any\" on one side", fw())
 		}
 		// A subnet or "any" as the other side is host to host with each
 		// host contacted (one IKE_SA each, as Windows): the kernel
@@ -153,7 +157,7 @@ func (v *validator) ruleShape(path, where string, rr *ResolvedRule, ep Endpoint)
 			if o.Prefix.Addr().Is6() {
 				fam = "IPv6"
 			}
-			v.errf(path, where, "%s: peer %s is an %s address, and endpoint.addresses has none of that family (%s): add this computer's %s address to endpoint.addresses", fw, o, fam, strings.Join(ep.Addresses, ", "), fam)
+			v.errf(path, where, "%s: peer %s is an %s address, and endpoint.addresses has none of that family (%s): add this computer's %s address to endpoint.addresses", fw(), o, fam, strings.Join(ep.Addresses, ", "), fam)
 		}
 	}
 }
@@ -228,8 +232,8 @@ func (v *validator) auths(path, where string, r *Rule, action Action, assigned b
 	}
 	var out []ResolvedAuth
 	for k, a := range r.Authentication {
-		apath := fmt.Sprintf("%s.authentication[%d]", path, k)
-		awhere := fmt.Sprintf("%s authentication %d", where, k+1)
+		apath := path + ".authentication[" + strconv.Itoa(k) + "]"
+		awhere := where + " authentication " + strconv.Itoa(k+1)
 		ra := ResolvedAuth{Method: a.Method}
 		// Secrets and key files are read only where they are used: the
 		// first method of an enabled rule of the assigned policy.

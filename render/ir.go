@@ -4,10 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/netip"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/model"
@@ -130,10 +130,11 @@ type Conn struct {
 // Hash identifies the connection's exact content: two renderings with the
 // same hash load the same thing into charon. Secrets are not part of it.
 func (c Conn) Hash() string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\n", c.Name)
-	c.Body.hash(h)
-	return hex.EncodeToString(h.Sum(nil))[:32]
+	return sum32(func(b []byte) []byte {
+		b = append(b, c.Name...)
+		b = append(b, '\n')
+		return c.Body.appendHash(b)
+	})
 }
 
 // Secret is a preshared key for load-shared or a swanctl.conf secrets entry.
@@ -313,41 +314,63 @@ func (s *Section) Selectors(key string, host netip.Addr) ([]TS, error) {
 	return out, nil
 }
 
-func (s *Section) hash(w io.Writer) {
-	// Length-prefixed fields: unambiguous and cheap (no fmt).
-	var buf []byte
-	put := func(tag byte, v string) {
-		buf = append(buf, tag)
-		buf = strconv.AppendInt(buf, int64(len(v)), 10)
-		buf = append(buf, ':')
-		buf = append(buf, v...)
+// appendHash appends what identifies the section's content (hashed by
+// Hash, IKEHash and ChildHashes): length-prefixed fields, unambiguous
+// and cheap (no fmt, one hash call per connection).
+func (s *Section) appendHash(b []byte) []byte {
+	if s == nil {
+		return b
 	}
-	for _, it := range s.Items {
-		buf = buf[:0]
-		put('k', it.Key)
-		switch {
-		case it.Sec != nil:
-			buf = append(buf, '{')
-			w.Write(buf)
-			it.Sec.hash(w)
-			w.Write([]byte{'}'})
-			continue
-		case len(it.Files()) > 0:
-			for _, f := range it.Files() {
-				sum := sha256.Sum256(f.Data)
-				put('f', string(sum[:]))
-			}
-		case it.IsList:
-			buf = append(buf, '[')
-			for _, v := range it.List {
-				put('l', v)
-			}
-			buf = append(buf, ']')
-		default:
-			put('v', it.Value)
+	for i := range s.Items {
+		b = s.Items[i].appendHash(b)
+	}
+	return b
+}
+
+func (it *Item) appendHash(b []byte) []byte {
+	b = putHashField(b, 'k', it.Key)
+	switch {
+	case it.Sec != nil:
+		b = append(b, '{')
+		b = it.Sec.appendHash(b)
+		b = append(b, '}')
+	case len(it.Files()) > 0:
+		for _, f := range it.Files() {
+			sum := sha256.Sum256(f.Data)
+			b = putHashField(b, 'f', string(sum[:]))
 		}
-		w.Write(buf)
+	case it.IsList:
+		b = append(b, '[')
+		for _, v := range it.List {
+			b = putHashField(b, 'l', v)
+		}
+		b = append(b, ']')
+	default:
+		b = putHashField(b, 'v', it.Value)
 	}
+	return b
+}
+
+func putHashField(b []byte, tag byte, v string) []byte {
+	b = append(b, tag)
+	b = strconv.AppendInt(b, int64(len(v)), 10)
+	b = append(b, ':')
+	return append(b, v...)
+}
+
+// hashBufs are the buffers hashes are made in: a connection's are a few
+// KB, and a plan of thousands hashes each once or more.
+var hashBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// sum32 hashes what fill appends, as the 32 hex digits hashes are
+// recorded with.
+func sum32(fill func([]byte) []byte) string {
+	bp := hashBufs.Get().(*[]byte)
+	b := fill((*bp)[:0])
+	sum := sha256.Sum256(b)
+	*bp = b
+	hashBufs.Put(bp)
+	return hex.EncodeToString(sum[:16])
 }
 
 // ConnNames returns the names of all connections, sorted.
@@ -372,22 +395,20 @@ func (r *Result) Conn(name string) *Conn {
 
 // Hash identifies a section's exact content.
 func (s *Section) Hash() string {
-	h := sha256.New()
-	s.hash(h)
-	return hex.EncodeToString(h.Sum(nil))[:32]
+	return sum32(s.appendHash)
 }
 
 // IKEHash identifies the connection's settings without its children:
 // when it changes, charon re-applies every child of the connection.
 func (c Conn) IKEHash() string {
-	h := sha256.New()
-	for _, it := range c.Body.Items {
-		if it.Key == "children" {
-			continue
+	return sum32(func(b []byte) []byte {
+		for i := range c.Body.Items {
+			if it := &c.Body.Items[i]; it.Key != "children" {
+				b = it.appendHash(b)
+			}
 		}
-		(&Section{Items: []Item{it}}).hash(h)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:32]
+		return b
+	})
 }
 
 // ChildHashes identifies each child's settings, by child name.
