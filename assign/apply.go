@@ -8,6 +8,7 @@ import (
 	"runtime/trace"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/swanmgr/swanmgr/render"
@@ -117,6 +118,13 @@ type Engine struct {
 	// with what it loaded (list-conns), whatever the policy's size; see
 	// CompareAllUpTo.
 	Refresh bool
+	// PrepareEarly lets Assign start its prepare while it reads the
+	// record, when a look at the record's end tells that the policy file
+	// is not the one assigned (policyChangedHint): reading and rendering
+	// thousands of rules and reading their record then go side by side.
+	// prepare must then not depend on Precondition; it runs under the
+	// lock all the same, and Assign returns only once it has.
+	PrepareEarly bool
 
 	fw Firewall
 }
@@ -242,11 +250,40 @@ func (e *Engine) lockAndLoad(ctx context.Context) (func(), *Record, error) {
 // validates and renders the policy, and Apply goes ahead, all under one
 // hold of the lock.
 func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare func() (*render.Result, Inputs, error)) (*Report, *Record, error) {
-	unlock, rec, err := e.lockAndLoad(ctx)
+	unlock, err := e.Store.Lock(ctx, e.Socket)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer unlock()
+	if e.PrepareEarly && e.Store.policyChangedHint(e.Socket, in) {
+		// Started now, taken by assignLocked; waited for in any case
+		// before the lock goes.
+		e.warmFirewall()
+		type prepared struct {
+			desired *render.Result
+			in      Inputs
+			err     error
+		}
+		early := make(chan prepared, 1)
+		run := prepare
+		go func() {
+			defer trace.StartRegion(ctx, "prepare-early").End()
+			d, in, err := run()
+			early <- prepared{d, in, err}
+		}()
+		taken := sync.OnceValue(func() prepared { return <-early })
+		prepare = func() (*render.Result, Inputs, error) {
+			p := taken()
+			return p.desired, p.in, p.err
+		}
+		defer taken()
+	}
+	r := trace.StartRegion(ctx, "loadRecord")
+	rec, err := e.Store.Load(e.Socket)
+	r.End()
+	if err != nil {
+		return nil, nil, err
+	}
 	if e.Precondition != nil {
 		if err := e.Precondition(); err != nil {
 			return nil, nil, err

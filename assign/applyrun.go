@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime/trace"
 	"strings"
+	"sync"
 
 	"github.com/swanmgr/swanmgr/render"
 )
@@ -373,11 +374,17 @@ func (a *applyRun) finish() error {
 	r := trace.StartRegion(a.ctx, "teardown")
 	teardownErr := e.teardown(a.ctx, p, a.before, a.rep)
 	r.End()
-	r = trace.StartRegion(a.ctx, "guardEnd")
-	gctx, gcancel := context.WithTimeout(context.WithoutCancel(a.ctx), rollbackTimeout)
-	guardErr := a.g.end(gctx)
-	gcancel()
-	r.End()
+	// The new guard goes in while the record is made and its files are
+	// written under temporary names; they are put in place once it is
+	// (save), so a crash leaves the states it did one after the other.
+	guardDone := make(chan error, 1)
+	go func() {
+		defer trace.StartRegion(a.ctx, "guardEnd").End()
+		gctx, gcancel := context.WithTimeout(context.WithoutCancel(a.ctx), rollbackTimeout)
+		defer gcancel()
+		guardDone <- a.g.end(gctx)
+	}()
+	waitGuard := sync.OnceValue(func() error { return <-guardDone })
 	r = trace.StartRegion(a.ctx, "newRecord")
 
 	var retry map[string][]string
@@ -432,7 +439,9 @@ func (a *applyRun) finish() error {
 		connsChanged = connsChanged || c.Change != Unchanged
 	}
 	r.End()
-	if err := step(a.ctx, "save", func() error { return a.save(connsChanged) }); err != nil {
+	err := step(a.ctx, "save", func() error { return a.save(connsChanged, waitGuard) })
+	guardErr := waitGuard()
+	if err != nil {
 		return err
 	}
 	if guardErr != nil {
@@ -468,8 +477,9 @@ func retryTeardown(rc RecordConn, children []string) RecordConn {
 
 // save writes the guard's record, the record and its connection settings
 // where they changed, and the snapshot of the policy (keepSnapshot): all
-// encoded at once, then put in place in that order.
-func (a *applyRun) save(connsChanged bool) error {
+// encoded at once, then, once the guard is installed (waitGuard), put in
+// place in that order.
+func (a *applyRun) save(connsChanged bool, waitGuard func() error) error {
 	e, rec, newRec := a.e, a.rec, a.newRec
 	if err := e.Store.ensureDir(); err != nil {
 		return fmt.Errorf("the policy is loaded, but %w", err)
@@ -498,6 +508,7 @@ func (a *applyRun) save(connsChanged bool) error {
 	}()
 	st, err := e.Store.stageJSONs(files)
 	<-staged
+	waitGuard()
 	if err == nil && removeGuard {
 		err = e.Store.saveGuard(e.Socket, nil)
 	}

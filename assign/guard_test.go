@@ -1,6 +1,7 @@
 package assign
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -24,6 +25,9 @@ type fakeFirewall struct {
 	fail    error
 	history []install
 	warmed  int // Warm calls
+	// installing, when set, runs in each Install that changes the table,
+	// before the change counts as made.
+	installing func(next *guard.Ruleset)
 }
 
 // Warm implements Warmer.
@@ -48,6 +52,9 @@ func (f *fakeFirewall) Fingerprint(context.Context) (string, error) {
 }
 
 func (f *fakeFirewall) Install(_ context.Context, prev, next *guard.Ruleset) (bool, error) {
+	if f.installing != nil {
+		f.installing(next)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
@@ -128,6 +135,60 @@ func TestGuardOrderOfOperations(t *testing.T) {
 	}
 	if len(fw.history) != 1 || fw.history[0].next != nil || !strings.Contains(strings.Join(fw.history[0].afterCalls, "|"), "unload-conn sm-with-bob") {
 		t.Errorf("unassign: %+v; want the guard removed after the connection", fw.history)
+	}
+}
+
+// The record of an apply is written while its final guard goes in, but
+// put in place only once the guard is: a crash in between leaves the
+// record of the apply before, as when the two were done one after the
+// other.
+func TestRecordInPlaceAfterTheGuard(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	fw := fwOf(t, e)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(e.Store.path(e.Socket, ".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := renderPolicy(t, 6668, false)
+	checked := false
+	fw.installing = func(next *guard.Ruleset) {
+		if next.Hash() != final.Guard.Hash() {
+			return // the guard of the time of the apply
+		}
+		// Wait for the record's files to be staged, then give a record
+		// put in place too early the time to show.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			staged, _ := filepath.Glob(filepath.Join(e.Store.Dir, ".record-*"))
+			if len(staged) > 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		for range 50 {
+			now, _ := os.ReadFile(e.Store.path(e.Socket, ".json"))
+			if !bytes.Equal(now, before) {
+				t.Error("the record was put in place before the apply's guard was installed")
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		checked = true
+	}
+	if _, err := e.Apply(ctx, final, Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	if !checked {
+		t.Fatal("the apply never installed its final guard")
+	}
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil || rec.GuardHash != final.Guard.Hash() {
+		t.Fatalf("record after the apply: %v, guard %q; want the new guard", err, rec.GuardHash)
 	}
 }
 

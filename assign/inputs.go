@@ -1,10 +1,12 @@
 package assign
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -90,6 +92,37 @@ func recordInputs(key []byte, in Inputs, backend string) []RecordInput {
 	}
 	sort.Slice(read, func(a, b int) bool { return read[a].Kind+read[a].Name < read[b].Kind+read[b].Name })
 	return append(out, read...)
+}
+
+// policyChangedHint says, from the end of the record's file only, that
+// the policy in is not the one recorded: the record's inputs, written
+// near its end, do not hold its fingerprint (or there is no record). A
+// hint for starting work early, never what decides: false when unsure.
+func (s Store) policyChangedHint(socket string, in Inputs) bool {
+	key := s.existingFingerprintKey()
+	if key == nil {
+		return true // nothing was applied here with a record
+	}
+	f, err := openState(s.path(socket, ".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	const tail = 64 << 10
+	buf := make([]byte, min(fi.Size(), tail))
+	if _, err := f.ReadAt(buf, fi.Size()-int64(len(buf))); err != nil {
+		return false
+	}
+	abs, _ := filepath.Abs(in.PolicyFile)
+	want := `"fingerprint":"` + keyedFingerprint(key, "policy", abs, in.Policy) + `"`
+	return bytes.Contains(buf, []byte(`{"kind":"policy",`)) && !bytes.Contains(buf, []byte(want))
 }
 
 // madeByThisProgram says whether this swanmgr program wrote the record:

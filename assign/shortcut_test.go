@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/render"
@@ -165,4 +166,88 @@ func TestOverTheLimitCopiesAreComparedOnlyWithRefresh(t *testing.T) {
 	if rep, same, err := e.Assign(ctx, in, "kernel", prepare); err != nil || same != nil || rep == nil || d.count("load-conn") != 1 {
 		t.Fatalf("apply --refresh: rep %v, same %v, %v, calls %q; want swanmgr's connection loaded again", rep, same, err, d.calls)
 	}
+}
+
+// With PrepareEarly, an edited policy file is read (prepare) while the
+// record is, under the lock, and the apply is the one prepare gives; an
+// unchanged one is not read at all; and the look at the record's end
+// tells the two apart.
+func TestPrepareEarly(t *testing.T) {
+	ctx := context.Background()
+	e, d, in, _, prepare, calls := shortcutSetup(t)
+	e.PrepareEarly = true
+	if e.Store.policyChangedHint(e.Socket, in) {
+		t.Fatal("the hint says the assigned policy changed")
+	}
+	rep, same, err := e.Assign(ctx, in, "kernel", prepare)
+	if err != nil || same == nil || rep != nil || *calls != 1 {
+		t.Fatalf("unchanged: rep %v same %v err %v, prepare called %d times; want the shortcut, nothing read", rep, same, err, *calls)
+	}
+
+	edited := in
+	edited.Policy = []byte("policy v2")
+	if !e.Store.policyChangedHint(e.Socket, edited) {
+		t.Fatal("the hint misses an edited policy")
+	}
+	// prepare runs under the lock.
+	recordPath := e.Store.path(e.Socket, ".json")
+	var lockedDuring, rendered bool
+	early := func() (*render.Result, Inputs, error) {
+		lctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		_, lerr := e.Store.Lock(lctx, e.Socket)
+		lockedDuring = lerr != nil
+		if _, err := os.Stat(recordPath); err != nil {
+			t.Error(err)
+		}
+		rendered = true
+		return renderPolicy(t, 6668, false), edited, nil
+	}
+	d.calls = nil
+	rep, same, err = e.Assign(ctx, edited, "kernel", early)
+	if err != nil || same != nil || rep == nil || !rendered {
+		t.Fatalf("edited: rep %v same %v err %v, prepared %v; want an apply", rep, same, err, rendered)
+	}
+	if !lockedDuring {
+		t.Error("prepare ran without the lock held")
+	}
+	if d.count("load-conn") != 1 {
+		t.Errorf("edited: sent %q; want the changed connection loaded", d.calls)
+	}
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil || !strings.Contains(string(mustRead(t, recordPath)), keyedFingerprint(e.Store.existingFingerprintKey(), "policy", mustAbs(t, edited.PolicyFile), edited.Policy)) || rec == nil {
+		t.Fatalf("the record of the edited policy: %v", err)
+	}
+	if e.Store.policyChangedHint(e.Socket, edited) {
+		t.Error("after its apply, the hint still says the policy changed")
+	}
+
+	// A prepare that fails: the error, and nothing sent.
+	bad := in
+	bad.Policy = []byte("policy v3")
+	d.calls = nil
+	_, _, err = e.Assign(ctx, bad, "kernel", func() (*render.Result, Inputs, error) {
+		return nil, bad, errors.New("invalid policy")
+	})
+	if err == nil || err.Error() != "invalid policy" || len(d.calls) != 0 {
+		t.Fatalf("failing prepare: %v, sent %q", err, d.calls)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mustAbs(t *testing.T, p string) string {
+	t.Helper()
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
 }

@@ -259,6 +259,8 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 			}
 		}
 	}()
+	// A changed policy is read and rendered while the record is.
+	s.engine.PrepareEarly = true
 	rep, same, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
 		var err error
 		vo := validateOptions(c)
