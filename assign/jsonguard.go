@@ -118,60 +118,12 @@ func (d *jsonReader) ruleset(rs *guard.Ruleset) error {
 		case "rules":
 			rs.Rules, err = readList(d, d.guardRule)
 		case "entries":
-			// Counted first, so that 10,000 entries take one slice of
-			// their size rather than a slice grown to twice it.
-			if n := d.countElements(); n > 0 {
-				rs.Entries = make([]guard.Entry, 0, n)
-			}
-			var isNull bool
-			isNull, err = d.array(func() error {
-				rs.Entries = append(rs.Entries, guard.Entry{})
-				return d.guardEntry(&rs.Entries[len(rs.Entries)-1])
-			})
-			switch {
-			case isNull:
-				rs.Entries = nil
-			case rs.Entries == nil:
-				rs.Entries = []guard.Entry{}
-			}
+			rs.Entries, err = readListSized(d, d.countOf(`{"family":`), d.guardEntry)
 		default:
 			err = errSlow
 		}
 		return err
 	})
-}
-
-// countElements counts, without moving on, the elements of the array of
-// objects that starts here (0 when it is not one): the commas between
-// its elements, outside strings and nested values.
-func (d *jsonReader) countElements() int {
-	if d.peek() != '[' {
-		return 0
-	}
-	n, depth, inString := 0, 0, false
-	for i := d.i; i < len(d.b); i++ {
-		c := d.b[i]
-		switch {
-		case inString:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
-			depth++
-		case c == ']' || c == '}':
-			depth--
-			if depth == 0 {
-				return n + 1
-			}
-		case c == ',' && depth == 1:
-			n++
-		}
-	}
-	return 0
 }
 
 func (d *jsonReader) guardRule(r *guard.Rule) error {
@@ -203,10 +155,19 @@ func (d *jsonReader) guardEntry(e *guard.Entry) error {
 		case "shape":
 			e.Shape, err = d.sharedString()
 		case "key":
-			e.Key, err = readList(d, func(s *string) (err error) {
-				*s, err = d.sharedString()
+			// Up to eight parts read into a buffer and kept at their
+			// number (a list grown part by part takes three slices).
+			var at [8]string
+			parts := at[:0]
+			var isNull bool
+			isNull, err = d.array(func() error {
+				s, err := d.sharedString()
+				parts = append(parts, s)
 				return err
 			})
+			if !isNull {
+				e.Key = append(make([]string, 0, len(parts)), parts...)
+			}
 		case "verdict":
 			s, err = d.sharedString()
 			e.Verdict = guard.Verdict(s)

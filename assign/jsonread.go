@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strconv"
+	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/swanmgr/swanmgr/render"
 )
@@ -33,7 +34,7 @@ func decodeRecord(data []byte, r *Record) error {
 // encoding/json.
 func readRecordFast(data []byte) (*Record, bool) {
 	var r Record
-	d := &jsonReader{b: data}
+	d := &jsonReader{b: data, interned: map[string]string{}}
 	if err := d.record(&r); err != nil || !d.end() {
 		return nil, false
 	}
@@ -107,6 +108,38 @@ func (d *jsonReader) string() (string, error) {
 	return "", errSlow
 }
 
+// countOf counts the times a key that each element of a long list
+// holds once occurs from here on: a capacity, nothing more (a wrong one
+// only costs a larger slice).
+func (d *jsonReader) countOf(key string) int {
+	return bytes.Count(d.b[d.i:], []byte(key))
+}
+
+// keyView reads a key as string does, returning a view of the data
+// rather than a copy: keys are only compared, and a field that keeps one
+// (a map's key) clones it. The data is never changed while it is read.
+func (d *jsonReader) keyView() (string, error) {
+	if err := d.byte('"'); err != nil {
+		return "", err
+	}
+	start := d.i
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			d.i++
+			if d.i-1 == start {
+				return "", nil
+			}
+			return unsafe.String(&d.b[start], d.i-1-start), nil
+		case c == '\\' || c < 0x20 || c >= utf8.RuneSelf:
+			return "", errSlow // escapes and non-ASCII keys: encoding/json's
+		}
+		d.i++
+	}
+	return "", errSlow
+}
+
 // sharedString is string, returning the string read before when it was
 // read before (interned).
 func (d *jsonReader) sharedString() (string, error) {
@@ -120,6 +153,9 @@ func (d *jsonReader) sharedString() (string, error) {
 	}
 	s, err := d.string()
 	if err == nil {
+		if d.interned == nil {
+			d.interned = map[string]string{}
+		}
 		d.interned[s] = s
 	}
 	return s, err
@@ -127,15 +163,24 @@ func (d *jsonReader) sharedString() (string, error) {
 
 func (d *jsonReader) int() (int, error) {
 	start := d.i
-	if d.peek() == '-' {
+	neg := d.peek() == '-'
+	if neg {
 		d.i++
 	}
+	digits := d.i
+	n := 0
 	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+		n = n*10 + int(d.b[d.i]-'0')
 		d.i++
 	}
-	n, err := strconv.Atoi(string(d.b[start:d.i]))
-	if err != nil || (d.b[start] == '0' && d.i-start > 1) || (d.b[start] == '-' && d.i-start > 2 && d.b[start+1] == '0') {
+	// No digits, a leading zero, or more digits than surely fit: the
+	// slow reader's to judge.
+	if nd := d.i - digits; nd == 0 || nd > 18 || (d.b[digits] == '0' && nd > 1) {
+		d.i = start
 		return 0, errSlow
+	}
+	if neg {
+		n = -n
 	}
 	return n, nil
 }
@@ -167,9 +212,10 @@ func (d *jsonReader) members(field func(key string) error, once bool) error {
 		d.i++
 		return nil
 	}
-	var seen []string // encoding/json merges a key given twice; that is its to do
+	var seenAt [16]string
+	seen := seenAt[:0] // encoding/json merges a key given twice; that is its to do
 	for {
-		k, err := d.string()
+		k, err := d.keyView()
 		if err != nil {
 			return err
 		}
@@ -225,6 +271,22 @@ func (d *jsonReader) array(elem func() error) (isNull bool, err error) {
 	}
 }
 
+// readListSized is readList for long lists: made at the size of n
+// elements (countOf), so that thousands take one slice of their size
+// rather than a slice grown to twice it.
+func readListSized[T any](d *jsonReader, n int, each func(*T) error) ([]T, error) {
+	out := make([]T, 0, n)
+	isNull, err := d.array(func() error {
+		var zero T
+		out = append(out, zero)
+		return each(&out[len(out)-1])
+	})
+	if isNull {
+		return nil, err
+	}
+	return out, err
+}
+
 // readList reads an array of T, each element by each; null is nil, [] empty.
 func readList[T any](d *jsonReader, each func(*T) error) ([]T, error) {
 	out := []T{}
@@ -266,9 +328,9 @@ func (d *jsonReader) record(r *Record) error {
 				err = r.AppliedAt.UnmarshalJSON(d.b[start:d.i])
 			}
 		case "conns":
-			r.Conns, err = readList(d, d.conn)
+			r.Conns, err = readListSized(d, d.countOf(`,"hash":`), d.conn)
 		case "secrets":
-			r.Secrets, err = readList(d, d.secret)
+			r.Secrets, err = readListSized(d, d.countOf(`,"owners":`), d.secret)
 		case "keys":
 			r.Keys, err = d.strings()
 		case "inputs":
@@ -321,7 +383,7 @@ func (d *jsonReader) conn(c *RecordConn) error {
 			c.ChildHashes = map[string]string{}
 			err = d.members(func(k string) error {
 				v, err := d.string()
-				c.ChildHashes[k] = v
+				c.ChildHashes[strings.Clone(k)] = v // k is a view (keyView)
 				return err
 			}, false)
 		case "origin":
@@ -342,7 +404,7 @@ func (d *jsonReader) origin(o *render.Origin) error {
 		var err error
 		switch k {
 		case "policy":
-			o.Policy, err = d.string()
+			o.Policy, err = d.sharedString()
 		case "rule":
 			o.Rule, err = d.string()
 		case "rule_index":
@@ -350,7 +412,7 @@ func (d *jsonReader) origin(o *render.Origin) error {
 		case "filter_list":
 			o.FilterList, err = d.string()
 		case "action":
-			o.Action, err = d.string()
+			o.Action, err = d.sharedString()
 		case "peer":
 			o.Peer, err = d.string()
 		case "line":
