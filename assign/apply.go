@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/swanmgr/swanmgr/render"
@@ -123,10 +124,16 @@ type Engine struct {
 	// is not the one assigned (policyChangedHint): reading and rendering
 	// thousands of rules and reading their record then go side by side.
 	// prepare must then not depend on Precondition; it runs under the
-	// lock all the same, and Assign returns only once it has.
+	// lock all the same, and Assign returns only once it has. It may
+	// then have run for an Assign that never used its result (the record
+	// could not be read, Precondition failed, or charon turned out to be
+	// up to date): Prepared tells.
 	PrepareEarly bool
 
-	fw Firewall
+	fwMu sync.Mutex
+	fw   Firewall
+	// prepared says whether the last Assign used prepare's result.
+	prepared atomic.Bool
 }
 
 // CompareAllUpTo is the number of connections up to which plan and apply
@@ -255,6 +262,7 @@ func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare 
 		return nil, nil, err
 	}
 	defer unlock()
+	e.prepared.Store(false)
 	if e.PrepareEarly && e.Store.policyChangedHint(e.Socket, in) {
 		// Started now, taken by assignLocked; waited for in any case
 		// before the lock goes.
@@ -278,6 +286,11 @@ func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare 
 		}
 		defer taken()
 	}
+	used := prepare
+	prepare = func() (*render.Result, Inputs, error) {
+		e.prepared.Store(true)
+		return used()
+	}
 	r := trace.StartRegion(ctx, "loadRecord")
 	rec, err := e.Store.Load(e.Socket)
 	r.End()
@@ -292,6 +305,11 @@ func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare 
 	rep, same, err := e.assignLocked(ctx, rec, in, backend, prepare)
 	return rep, same, e.afterward(err)
 }
+
+// Prepared reports whether the last Assign went on with what prepare
+// returned (see PrepareEarly): what prepare found out is the apply's to
+// report only then.
+func (e *Engine) Prepared() bool { return e.prepared.Load() }
 
 // assignLocked is Assign under the lock, past the precondition.
 func (e *Engine) assignLocked(ctx context.Context, rec *Record, in Inputs, backend string, prepare func() (*render.Result, Inputs, error)) (*Report, *Record, error) {

@@ -393,6 +393,14 @@ func (a *applyRun) finish() error {
 	}
 	var kept []RecordConn
 	samePrograms := rec.madeByThisProgram()
+	// A leftover was kept as whatever program recorded it did.
+	var leftovers map[string]bool
+	if rec != nil && len(rec.Leftovers) > 0 {
+		leftovers = make(map[string]bool, len(rec.Leftovers))
+		for _, n := range rec.Leftovers {
+			leftovers[n] = true
+		}
+	}
 	for _, cp := range p.Conns {
 		if cp.New == nil {
 			if retry[cp.Name] != nil && cp.Old != nil && !contains(newRec.Leftovers, cp.Name) {
@@ -405,7 +413,7 @@ func (a *applyRun) finish() error {
 		}
 		c := cp.New
 		rc := RecordConn{Name: c.Name, Hash: cp.Hash, Origin: c.Origin, Children: c.Children, Body: c.Body}
-		if cp.Change == Unchanged && cp.Old != nil && cp.Old.View != "" && samePrograms {
+		if cp.Change == Unchanged && cp.Old != nil && cp.Old.View != "" && samePrograms && !leftovers[c.Name] {
 			// The same settings (hash) viewed by the same program.
 			rc.View = cp.Old.View
 		} else {

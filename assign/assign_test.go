@@ -756,3 +756,47 @@ func TestRecordAfterAChangeIsAsIfWhole(t *testing.T) {
 		}
 	}
 }
+
+// A connection the record keeps as a leftover was recorded by whatever
+// program could not unload it: its view is not taken over when the policy
+// has it again, even though this program wrote the record since.
+func TestLeftoverViewIsNotTakenOver(t *testing.T) {
+	// Above the limit, unchanged connections are not compared with
+	// charon's copies: the recorded view is all there is.
+	defer func(n int) { compareLimit = n }(compareLimit)
+	compareLimit = 0
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	desired := renderPolicy(t, 6667, true)
+	if _, err := e.Apply(ctx, desired, Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := e.Store.Load(e.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := desired.Conns[0].Name
+	for i := range rec.Conns {
+		if rec.Conns[i].Name == name {
+			rec.Conns[i].View = "a view by an older program"
+		}
+	}
+	rec.Leftovers = append(rec.Leftovers, name)
+	if err := e.Store.writeJSONs(e.Store.recordFiles(rec, true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err = e.Store.Load(e.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rec.Conn(name).View, viewOfBody(desired.Conns[0].Body); got != want {
+		t.Errorf("%s recorded with view %q, want %q", name, got, want)
+	}
+	if len(rec.Leftovers) != 0 {
+		t.Errorf("leftovers %q after a full apply", rec.Leftovers)
+	}
+}

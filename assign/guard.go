@@ -59,6 +59,8 @@ func (e *GuardError) Unwrap() error { return e.Err }
 
 // Close releases what the engine opened (the guard table's namespace).
 func (e *Engine) Close() error {
+	e.fwMu.Lock()
+	defer e.fwMu.Unlock()
 	if c, ok := e.fw.(interface{ Close() error }); ok {
 		e.fw = nil
 		return c.Close()
@@ -68,6 +70,9 @@ func (e *Engine) Close() error {
 
 // firewall opens the guard's table once per engine.
 func (e *Engine) firewall() (Firewall, error) {
+	// An early prepare's plan (-o json) and the apply may both ask.
+	e.fwMu.Lock()
+	defer e.fwMu.Unlock()
 	if e.fw != nil {
 		return e.fw, nil
 	}

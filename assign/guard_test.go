@@ -368,3 +368,39 @@ func TestSnapshotPathIsAbsolute(t *testing.T) {
 		t.Errorf("snapshot path %q, want %q", snap.Path, want)
 	}
 }
+
+// An early prepare's plan (apply -o json) and the apply open the
+// firewall at the same time: one is opened, and both get it.
+func TestFirewallOpenedOnceForConcurrentCallers(t *testing.T) {
+	var mu sync.Mutex
+	opened := 0
+	e := &Engine{Firewall: func() (Firewall, error) {
+		mu.Lock()
+		opened++
+		mu.Unlock()
+		return &fakeFirewall{}, nil
+	}}
+	const n = 8
+	got := make([]Firewall, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fw, err := e.firewall()
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = fw
+		}()
+	}
+	wg.Wait()
+	if opened != 1 {
+		t.Errorf("the firewall was opened %d times, want once", opened)
+	}
+	for i := range got {
+		if got[i] != got[0] {
+			t.Fatalf("caller %d got another firewall", i)
+		}
+	}
+}

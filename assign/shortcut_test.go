@@ -183,6 +183,9 @@ func TestPrepareEarly(t *testing.T) {
 	if err != nil || same == nil || rep != nil || *calls != 1 {
 		t.Fatalf("unchanged: rep %v same %v err %v, prepare called %d times; want the shortcut, nothing read", rep, same, err, *calls)
 	}
+	if e.Prepared() {
+		t.Error("the shortcut says it used prepare's result")
+	}
 
 	edited := in
 	edited.Policy = []byte("policy v2")
@@ -211,6 +214,9 @@ func TestPrepareEarly(t *testing.T) {
 	if !lockedDuring {
 		t.Error("prepare ran without the lock held")
 	}
+	if !e.Prepared() {
+		t.Error("an apply of what prepare read does not say it used it")
+	}
 	if d.count("load-conn") != 1 {
 		t.Errorf("edited: sent %q; want the changed connection loaded", d.calls)
 	}
@@ -231,6 +237,27 @@ func TestPrepareEarly(t *testing.T) {
 	})
 	if err == nil || err.Error() != "invalid policy" || len(d.calls) != 0 {
 		t.Fatalf("failing prepare: %v, sent %q", err, d.calls)
+	}
+
+	// A precondition that fails after the early prepare began: the
+	// prepare's result is not used, and Prepared says so.
+	other := in
+	other.Policy = []byte("policy v4")
+	ran := false
+	e.Precondition = func() error { return errors.New("a confirmation is pending") }
+	d.calls = nil
+	_, _, err = e.Assign(ctx, other, "kernel", func() (*render.Result, Inputs, error) {
+		ran = true
+		return renderPolicy(t, 6669, false), other, nil
+	})
+	if err == nil || err.Error() != "a confirmation is pending" || len(d.calls) != 0 {
+		t.Fatalf("failing precondition: %v, sent %q", err, d.calls)
+	}
+	if !ran {
+		t.Error("the early prepare did not run (the test no longer tests what it says)")
+	}
+	if e.Prepared() {
+		t.Error("an Assign that stopped at its precondition says it used prepare's result")
 	}
 }
 

@@ -286,6 +286,11 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		}
 		return l.result, in, nil
 	})
+	if !s.engine.Prepared() {
+		// Read ahead for an apply that did not begin (see PrepareEarly):
+		// its policy, warnings and plan are not this run's to report.
+		l, pre = nil, nil
+	}
 	if l != nil {
 		d.setPolicy(l.result.Policy, l.result.Source, string(l.result.Backend))
 		d.addWarnings(l.warnings)

@@ -166,13 +166,15 @@ func parseWith(path string, data []byte, r *Reuse) (f *File, ps Problems) {
 	}()
 	d, derr := decodeText(text, r)
 	sc := <-scanned
+	// The decoder's error first: the scan used to run only on text that
+	// decoded.
+	if derr != nil {
+		return nil, Problems{decodeProblem(path, text, derr)}
+	}
 	if sc.failed != nil {
 		panic(sc.failed) // as before, a message below (recover)
 	}
 	pos := sc.pos
-	if derr != nil {
-		return nil, Problems{decodeProblem(path, text, derr)}
-	}
 	f = d.f
 	f.Path = path
 	f.pos = pos
