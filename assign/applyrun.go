@@ -95,8 +95,46 @@ func (e *Engine) apply(ctx context.Context, rec *Record, desired *render.Result,
 // prepare computes the plan, lists the SAs a teardown may concern (before
 // anything changes, so that none the new settings bring up is taken
 // down), and installs the guard of the time of the apply: the new rules'
-// drops are in place before their connections load.
+// drops are in place before their connections load. The guard goes in
+// while the plan is made (it depends on the recorded and the new guard
+// only; at thousands of rules each takes tens of milliseconds), and is
+// put back when the plan fails.
 func (a *applyRun) prepare() error {
+	e := a.e
+	type begun struct {
+		g   *guardStep
+		err error
+	}
+	guardc := make(chan begun, 1)
+	go func() {
+		defer trace.StartRegion(a.ctx, "guardBegin").End()
+		g, err := e.guardBegin(a.ctx, a.rec, a.desired.Guard, a.ahead)
+		guardc <- begun{g, err}
+	}()
+	err := a.plan()
+	b := <-guardc
+	if err != nil {
+		if b.err == nil {
+			// The plan's error, as before the guard went in beside it.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), rollbackTimeout)
+			defer cancel()
+			if rerr := b.g.restore(rctx); rerr != nil {
+				return fmt.Errorf("%w; %v", err, rerr)
+			}
+		}
+		return err
+	}
+	if b.err != nil {
+		return b.err
+	}
+	a.g = b.g
+	a.undo.guard = a.g
+	return nil
+}
+
+// plan is prepare's part with charon: the plan, the secrets charon has
+// already, and the SAs before the change.
+func (a *applyRun) plan() error {
 	e := a.e
 	r := trace.StartRegion(a.ctx, "plan")
 	p, err := compute(a.ctx, e.Daemon, e.Socket, a.rec, a.desired, a.ahead)
@@ -104,24 +142,22 @@ func (a *applyRun) prepare() error {
 	if err != nil {
 		return err
 	}
+	r = trace.StartRegion(a.ctx, "secrets")
 	if a.key, err = e.Store.fingerprintKey(); err != nil {
 		return err
 	}
 	a.fingerprints = keepUnchangedSecrets(p, a.rec, a.key)
+	r.End()
 	a.p = p
 	a.rep = &Report{Plan: p, Warnings: append([]string(nil), p.Warnings...)}
 	if p.needsTeardown() {
-		if a.before, err = e.Daemon.LiveSAs(a.ctx); err != nil {
+		r = trace.StartRegion(a.ctx, "liveSAs")
+		a.before, err = e.Daemon.LiveSAs(a.ctx)
+		r.End()
+		if err != nil {
 			return err
 		}
 	}
-	r = trace.StartRegion(a.ctx, "guardBegin")
-	a.g, err = e.guardBegin(a.ctx, a.rec, a.desired.Guard, a.ahead)
-	r.End()
-	if err != nil {
-		return err
-	}
-	a.undo.guard = a.g
 	return nil
 }
 

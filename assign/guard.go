@@ -242,23 +242,6 @@ func (e *Engine) planGuard(ctx context.Context, rec *Record, next *guard.Ruleset
 		}
 		return g, nil
 	}
-	ids := map[string]guard.Entry{}
-	for _, en := range prev.Entries {
-		ids[en.ID()] = en
-	}
-	seen := map[string]bool{}
-	if next != nil {
-		for _, en := range next.Entries {
-			seen[en.ID()] = true
-			if old, ok := ids[en.ID()]; !ok || !old.SameAction(en) {
-				g.Added++
-			}
-		}
-	}
-	for id := range ids {
-		if !seen[id] {
-			g.Removed++
-		}
-	}
+	g.Added, g.Removed = guard.Changes(prev, next)
 	return g, nil
 }

@@ -404,3 +404,33 @@ func TestFirewallOpenedOnceForConcurrentCallers(t *testing.T) {
 		}
 	}
 }
+
+// The guard of the time of the apply goes in beside the plan: when the
+// plan then fails (names swanmgr did not load), the guard before is put
+// back and the plan's error is what the apply returns.
+func TestGuardRestoredWhenThePlanFails(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	fw := fwOf(t, e)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, false), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	before := fw.live.Hash()
+	fw.history = nil
+	d.conns["sm-with-eve"] = "loaded by hand"
+	_, err := e.Apply(ctx, renderPolicy(t, 6668, true), Inputs{})
+	var ce *ConflictError
+	if !errors.As(err, &ce) {
+		t.Fatalf("apply over a connection loaded by hand: %v; want the plan's ConflictError", err)
+	}
+	if fw.live.Hash() != before {
+		t.Errorf("guard after the failed plan is %q, want the previous %q", fw.live.Hash(), before)
+	}
+	if len(fw.history) != 2 || !hasEntry(fw.history[0].next, "6668") {
+		t.Errorf("guard installs %d; want the guard of the time of the apply (guarding 6668) and the one before", len(fw.history))
+	}
+	if d.conns["sm-with-eve"] != "loaded by hand" {
+		t.Error("the connection loaded by hand was replaced")
+	}
+}

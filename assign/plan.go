@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"runtime/trace"
 	"sort"
 	"strings"
 	"sync"
@@ -148,17 +149,23 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 	if ahead == nil {
 		ahead = startViews(ctx, d, rec, true)
 	}
+	r := trace.StartRegion(ctx, "plan-conns")
 	live, err := d.Conns(ctx)
+	r.End()
 	if err != nil {
 		return nil, err
 	}
 	liveSet := set(live)
+	r = trace.StartRegion(ctx, "plan-shared")
 	shared, err := d.SharedIDs(ctx)
+	r.End()
 	if err != nil {
 		return nil, err
 	}
 	sharedSet := set(shared)
+	r = trace.StartRegion(ctx, "plan-views")
 	views, err := ahead.wait()
+	r.End()
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +175,9 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 	want := map[string]bool{}
 	if desired != nil {
 		p.Policy = desired.Policy
+		r = trace.StartRegion(ctx, "plan-hashes")
 		hashes := connHashes(desired.Conns)
+		r.End()
 		for i := range desired.Conns {
 			c := &desired.Conns[i]
 			want[c.Name] = true

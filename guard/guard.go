@@ -135,9 +135,17 @@ func (rs *Ruleset) Hash() string {
 	// entries is hashed several times per apply, and JSON would cost more
 	// than the nft transaction it guards.
 	h := sha256.New()
-	buf := make([]byte, 0, 256)
+	// Written in blocks of some kilobytes: a write per entry cost more
+	// than the hashing.
+	buf := make([]byte, 0, 16<<10)
+	flush := func() {
+		if len(buf) > 15<<10 {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
 	put := func(v string) {
-		buf = strconv.AppendInt(buf, int64(len(v)), 10)
+		buf = appendLen(buf, len(v))
 		buf = append(buf, ':')
 		buf = append(buf, v...)
 	}
@@ -153,14 +161,13 @@ func (rs *Ruleset) Hash() string {
 		put(r.Name)
 		put(r.Counter)
 		put(string(r.Verdict))
-		h.Write(buf)
-		buf = buf[:0]
+		flush()
 	}
 	for _, e := range rs.Entries {
 		buf = append(buf, 'e')
 		buf = strconv.AppendInt(buf, int64(e.Family), 10)
 		put(e.Shape)
-		buf = strconv.AppendInt(buf, int64(len(e.Key)), 10)
+		buf = appendLen(buf, len(e.Key))
 		for _, k := range e.Key {
 			put(k)
 		}
@@ -169,10 +176,25 @@ func (rs *Ruleset) Hash() string {
 		if e.Low {
 			buf = append(buf, 'L')
 		}
+		flush()
+	}
+	if len(rs.Rules)+len(rs.Entries) > 0 {
+		// (A ruleset of neither has always hashed as nothing at all.)
 		h.Write(buf)
-		buf = buf[:0]
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// appendLen appends n in decimal, as strconv.AppendInt does, without its
+// cost for the small numbers a hash is made of.
+func appendLen(b []byte, n int) []byte {
+	if n >= 0 && n < 10 {
+		return append(b, byte('0'+n))
+	}
+	if n >= 10 && n < 100 {
+		return append(b, byte('0'+n/10), byte('0'+n%10))
+	}
+	return strconv.AppendInt(b, int64(n), 10)
 }
 
 // Guarded returns the rules whose drops the guard counts (block and
@@ -539,186 +561,4 @@ func prefixText(p netip.Prefix) string {
 		return p.Addr().String()
 	}
 	return p.String()
-}
-
-// entryIDs are the IDs of es, in order.
-func entryIDs(es []Entry) []string {
-	out := make([]string, len(es))
-	for i := range es {
-		out[i] = es[i].ID()
-	}
-	return out
-}
-
-// sortEntries orders entries by family, shape and key: the order the
-// ruleset (and its hash) has whatever order the policy was read in.
-func sortEntries(es []Entry) {
-	slices.SortStableFunc(es, compareEntries)
-}
-
-func compareEntries(x, y Entry) int {
-	if x.Family != y.Family {
-		return x.Family - y.Family
-	}
-	if c := strings.Compare(x.Shape, y.Shape); c != 0 {
-		return c
-	}
-	return slices.Compare(x.Key, y.Key)
-}
-
-// Current is rs in this package's Format (see current).
-func Current(rs *Ruleset) *Ruleset { return current(rs) }
-
-// current is rs in this package's Format: a ruleset of Format 0 (shapes
-// of both directions) has each entry in both directions, which asks of
-// every packet what that ruleset's table asked of it on output and input,
-// and more of a forwarded one.
-func current(rs *Ruleset) *Ruleset {
-	if rs == nil || rs.Format == Format {
-		return rs
-	}
-	up := &Ruleset{Format: Format, Backend: rs.Backend, Rules: rs.Rules, Entries: make([]Entry, 0, 2*len(rs.Entries))}
-	for _, e := range rs.Entries {
-		for _, d := range []string{"-o", "-i"} {
-			e2 := e
-			e2.Shape = e.Shape + d
-			up.Entries = append(up.Entries, e2)
-		}
-	}
-	sortEntries(up.Entries)
-	return up
-}
-
-// Live says whether the live table's fingerprint is rs: its hash, or, for
-// a ruleset of an earlier Format, the hash of what this package installs
-// for it (a rolled-back apply puts that back, and the record keeps the
-// ruleset as it was).
-func (rs *Ruleset) Live(live string) bool {
-	if rs == nil || live == "" {
-		return false
-	}
-	return live == rs.Hash() || rs.Format != Format && live == current(rs).Hash()
-}
-
-// Merge returns a ruleset at least as strict as both a and b, for the
-// moments of an apply when the old policy's connections are still loaded
-// and the new one's are being loaded: every block and negotiate entry of
-// either (the stronger where both have one), and only the holes (pass
-// entries) that both have. Either may be nil.
-func Merge(a, b *Ruleset) *Ruleset {
-	switch {
-	case a == nil:
-		return b
-	case b == nil:
-		return a
-	}
-	a, b = current(a), current(b)
-	out := &Ruleset{Format: Format, Backend: b.Backend}
-	seen := map[string]bool{}
-	for _, rs := range []*Ruleset{b, a} {
-		for _, r := range rs.Rules {
-			k := r.Name + "\x00" + r.Counter
-			if !seen[k] {
-				seen[k] = true
-				out.Rules = append(out.Rules, r)
-			}
-		}
-	}
-	// Each entry's ID once, and maps sized up front: a 10,000-entry merge
-	// runs on every apply.
-	aIDs, bIDs := entryIDs(a.Entries), entryIDs(b.Entries)
-	inA := make(map[string]struct{}, len(a.Entries))
-	for _, id := range aIDs {
-		inA[id] = struct{}{}
-	}
-	inB := make(map[string]struct{}, len(b.Entries))
-	for _, id := range bIDs {
-		inB[id] = struct{}{}
-	}
-	byID := make(map[string]int, len(b.Entries)+len(a.Entries)/8)
-	out.Entries = make([]Entry, 0, len(b.Entries))
-	for k, rs := range []*Ruleset{b, a} {
-		ids := bIDs
-		if k == 1 {
-			ids = aIDs
-		}
-		for j, e := range rs.Entries {
-			id := ids[j]
-			if e.Verdict == Pass {
-				_, okA := inA[id]
-				_, okB := inB[id]
-				if !okA || !okB {
-					continue
-				}
-			}
-			if i, ok := byID[id]; ok {
-				switch o := &out.Entries[i]; {
-				case e.Verdict.strength() > o.Verdict.strength():
-					*o = e
-				case e.Verdict == Pass && o.Verdict == Pass && e.Low:
-					o.Low = true // the weaker hole
-				}
-				continue
-			}
-			byID[id] = len(out.Entries)
-			out.Entries = append(out.Entries, e)
-		}
-	}
-	// IDs are unique here, so no two entries compare equal and the
-	// quicker unstable sort gives sortEntries' order.
-	slices.SortFunc(out.Entries, compareEntries)
-	if len(out.Entries) == 0 {
-		out.Entries = nil
-	}
-	return out
-}
-
-// ChangedRules names the rules whose guard differs between a and b, in
-// b's order then a's: a rule in one and not the other, with another
-// verdict, or with other drop entries (those carrying its counter). Either
-// may be nil. It is how a rule the guard alone enforces (a block rule on
-// libipsec) is counted as changed: it has no connection.
-func ChangedRules(a, b *Ruleset) []string {
-	entries := func(rs *Ruleset) map[string][]string {
-		m := map[string][]string{}
-		if rs != nil {
-			for _, e := range rs.Entries {
-				if e.Counter != "" {
-					m[e.Counter] = append(m[e.Counter], e.ID()+"|"+string(e.Verdict))
-				}
-			}
-		}
-		return m
-	}
-	rules := func(rs *Ruleset) map[string]Rule {
-		m := map[string]Rule{}
-		if rs != nil {
-			for _, r := range rs.Rules {
-				m[r.Name] = r
-			}
-		}
-		return m
-	}
-	ea, eb, ra, rb := entries(a), entries(b), rules(a), rules(b)
-	var out []string
-	seen := map[string]bool{}
-	check := func(rs *Ruleset) {
-		if rs == nil {
-			return
-		}
-		for _, r := range rs.Rules {
-			if seen[r.Name] {
-				continue
-			}
-			seen[r.Name] = true
-			x, inA := ra[r.Name]
-			y, inB := rb[r.Name]
-			if inA != inB || x.Verdict != y.Verdict || !slices.Equal(ea[x.Counter], eb[y.Counter]) {
-				out = append(out, r.Name)
-			}
-		}
-	}
-	check(b)
-	check(a)
-	return out
 }

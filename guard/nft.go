@@ -563,6 +563,71 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset, prevHash, nextHash st
 			no.addShape(tx, id)
 		}
 	}
+	patchEntries(tx, prev, next, nextShapes)
+	if prev.Backend != next.Backend {
+		// The per-shape chains that stay test protection the old way.
+		for _, id := range no.shapes {
+			if prevShapes[id] {
+				for _, c := range shapeChains(id) {
+					no.shapeChain(tx, id, c, true)
+				}
+			}
+		}
+	}
+	if !slices.Equal(po.allLookups(), no.allLookups()) {
+		// The base chains are their lookups, which follow the shapes
+		// (and the defragmentation rule with them), the backend (shapes
+		// bound to an interface) and which ties are ranked.
+		no.baseChains(tx, false)
+	}
+	tx.Delete(&knftables.Set{Name: FingerprintSet + prevHash})
+	tx.Add(&knftables.Set{Name: FingerprintSet + nextHash, Type: "ipv4_addr"})
+	for _, id := range po.shapes {
+		if !nextShapes[id] {
+			deleteShape(tx, id)
+		}
+	}
+}
+
+// patchEntries adds to tx what turns prev's entries into next's, in the
+// shapes next has (deletions first: a changed entry is deleted and added
+// again; a shape that goes takes its elements with it).
+func patchEntries(tx *knftables.Transaction, prev, next *Ruleset, nextShapes map[string]bool) {
+	if sortedUnique(prev.Entries) && sortedUnique(next.Entries) {
+		patchWalk(tx, prev, next, nextShapes)
+	} else {
+		patchByID(tx, prev, next, nextShapes)
+	}
+}
+
+// patchWalk is patchEntries for sortedUnique rulesets (every ruleset
+// swanmgr makes): the commands patchByID sends, in its order, from two
+// walks instead of IDs and maps.
+func patchWalk(tx *knftables.Transaction, prev, next *Ruleset, nextShapes map[string]bool) {
+	walkEntries(prev.Entries, next.Entries, func(e, n *Entry) {
+		switch {
+		case e == nil:
+		case n == nil:
+			if nextShapes[e.Shape] {
+				deleteEntry(tx, *e, false)
+			}
+		case !n.SameAction(*e):
+			deleteEntry(tx, *e, true)
+		}
+	})
+	walkEntries(prev.Entries, next.Entries, func(o, e *Entry) {
+		switch {
+		case e == nil:
+		case o == nil:
+			addEntry(tx, *e)
+		case !o.SameAction(*e):
+			addVerdict(tx, *e)
+		}
+	})
+}
+
+// patchByID is patchEntries for rulesets that are not sortedUnique.
+func patchByID(tx *knftables.Transaction, prev, next *Ruleset, nextShapes map[string]bool) {
 	prevIDs, nextIDs := entryIDs(prev.Entries), entryIDs(next.Entries)
 	old := make(map[string]int, len(prev.Entries))
 	for i, id := range prevIDs {
@@ -601,29 +666,6 @@ func patch(tx *knftables.Transaction, prev, next *Ruleset, prevHash, nextHash st
 			addEntry(tx, e)
 		case !o.SameAction(e):
 			addVerdict(tx, e)
-		}
-	}
-	if prev.Backend != next.Backend {
-		// The per-shape chains that stay test protection the old way.
-		for _, id := range no.shapes {
-			if prevShapes[id] {
-				for _, c := range shapeChains(id) {
-					no.shapeChain(tx, id, c, true)
-				}
-			}
-		}
-	}
-	if !slices.Equal(po.allLookups(), no.allLookups()) {
-		// The base chains are their lookups, which follow the shapes
-		// (and the defragmentation rule with them), the backend (shapes
-		// bound to an interface) and which ties are ranked.
-		no.baseChains(tx, false)
-	}
-	tx.Delete(&knftables.Set{Name: FingerprintSet + prevHash})
-	tx.Add(&knftables.Set{Name: FingerprintSet + nextHash, Type: "ipv4_addr"})
-	for _, id := range po.shapes {
-		if !nextShapes[id] {
-			deleteShape(tx, id)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/trace"
 	"strings"
 	"sync"
 	"syscall"
@@ -325,7 +326,9 @@ func (t *Table) Fingerprint(ctx context.Context) (string, error) {
 // a patch from prev when the live table is prev, else a replacement. It
 // reports whether anything was sent.
 func (t *Table) Install(ctx context.Context, prev, next *guard.Ruleset) (bool, error) {
+	r := trace.StartRegion(ctx, "nft-fingerprint")
 	live, err := t.Fingerprint(ctx)
+	r.End()
 	if err != nil {
 		return false, err
 	}
@@ -335,11 +338,15 @@ func (t *Table) Install(ctx context.Context, prev, next *guard.Ruleset) (bool, e
 	}
 	sent := false
 	err = t.in(func() error {
+		r := trace.StartRegion(ctx, "nft-fill")
 		tx := nft.NewTransaction()
-		if !guard.Fill(tx, live, prev, next) {
+		filled := guard.Fill(tx, live, prev, next)
+		r.End()
+		if !filled {
 			return nil
 		}
 		sent = true
+		defer trace.StartRegion(ctx, "nft-run").End()
 		return nft.Run(ctx, tx)
 	})
 	if err != nil {
