@@ -76,8 +76,11 @@ func decodeWhole(text string) (*decoded, error) {
 // decode, or any text whose pieces could mean something else together,
 // is decoded whole.
 var (
-	chunkFrom   = 256 << 10 // texts from this size are split
-	chunkTarget = 128 << 10 // about this much text per piece
+	chunkFrom = 256 << 10 // texts from this size are split
+	// About this much text per piece: a one-rule change decodes one
+	// piece again, about 5 ms of the decoder's time at 32 KB (20 ms at
+	// 128 KB), while a cold decode of 5,000 rules takes 5 % longer.
+	chunkTarget = 32 << 10
 )
 
 // chunk is one piece of a policy text: from byte start to end, beginning
