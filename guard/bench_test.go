@@ -3,6 +3,7 @@ package guard_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/swanmgr/swanmgr/guard"
@@ -75,5 +76,25 @@ func BenchmarkHash(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		rs.Hash()
+	}
+}
+
+// go test -run '^$' -bench Derive ./guard/
+func BenchmarkDerive(b *testing.B) {
+	var p strings.Builder
+	p.WriteString("assign = \"G\"\n[endpoint]\naddresses = [\"172.16.98.231\"]\n[[filter_action]]\nname = \"E\"\naction = \"negotiate\"\n")
+	for i := range 5000 {
+		fmt.Fprintf(&p, "[[filter_list]]\nname = \"P%d\"\n[[filter_list.filter]]\nsource = \"me\"\ndestination = \"10.1.%d.%d\"\nprotocol = \"tcp\"\ndestination_port = 22\n", i, i/256, i%256)
+	}
+	p.WriteString("[[policy]]\nname = \"G\"\n")
+	for i := range 5000 {
+		fmt.Fprintf(&p, "[[policy.rule]]\nname = \"P%d\"\nfilter_list = \"P%d\"\nfilter_action = \"E\"\nauthentication = [ { method = \"psk\", secret_file = \"k.psk\" } ]\n", i, i)
+	}
+	a := assigned(b, p.String())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, probs := guard.Derive(a, guard.Kernel); probs != nil {
+			b.Fatal(probs)
+		}
 	}
 }

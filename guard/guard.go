@@ -229,8 +229,9 @@ func (rs *Ruleset) Rule(name string) *Rule {
 // returns nil when no enabled rule is guarded: then nothing is installed
 // and nftables is not needed. Problems name the rule and the filter.
 func Derive(a *model.Assigned, backend Backend) (*Ruleset, model.Problems) {
-	d := &deriver{a: a, rs: &Ruleset{Format: Format, Backend: backend}, byID: make(map[string]int, 2*len(a.Rules)), counters: make(map[string]bool, len(a.Rules)),
-		texts: map[netip.Prefix]string{}}
+	// Most rules give an out and an in entry.
+	d := &deriver{a: a, rs: &Ruleset{Format: Format, Backend: backend, Entries: make([]Entry, 0, 2*len(a.Rules))}, byID: make(map[string]int, 2*len(a.Rules)),
+		counters: make(map[string]bool, len(a.Rules)), texts: map[netip.Prefix]string{}, shapes: map[shape]string{}, ranks: make([]int, 0, 2*len(a.Rules))}
 	guarded := false
 	for _, r := range a.Rules {
 		if r.Action.Guard {
@@ -246,7 +247,12 @@ func Derive(a *model.Assigned, backend Backend) (*Ruleset, model.Problems) {
 	if len(d.errs) > 0 {
 		return nil, d.errs
 	}
-	sortEntries(d.rs.Entries)
+	// IDs are unique (byID), so the quicker unstable sort gives
+	// sortEntries' order.
+	slices.SortFunc(d.rs.Entries, compareEntries)
+	if len(d.rs.Entries) == 0 {
+		d.rs.Entries = nil
+	}
 	return d.rs, nil
 }
 
@@ -257,6 +263,7 @@ type deriver struct {
 	counters map[string]bool
 	errs     model.Problems
 	texts    map[netip.Prefix]string // prefixText of the first prefixes seen
+	shapes   map[shape]string        // shape names made
 	ranks    []int                   // rank of each entry of rs.Entries
 }
 
@@ -527,7 +534,13 @@ func (d *deriver) add(fam int, src, dst netip.Prefix, proto, sport, dport int, v
 	if sh.dport {
 		key = append(key, strconv.Itoa(dport))
 	}
-	e := Entry{Family: fam, Shape: sh.name(), Key: slices.Clip(key), Verdict: v, Counter: counter, Low: v == Pass && rank == 0}
+	name, ok := d.shapes[sh]
+	if !ok {
+		// A policy has a few shapes and thousands of entries.
+		name = sh.name()
+		d.shapes[sh] = name
+	}
+	e := Entry{Family: fam, Shape: name, Key: slices.Clip(key), Verdict: v, Counter: counter, Low: v == Pass && rank == 0}
 	id := e.ID()
 	if i, ok := d.byID[id]; ok {
 		// The same traffic twice in one direction: the action charon

@@ -20,7 +20,7 @@ import (
 
 // assigned validates a policy written into a temporary folder with a key
 // file beside it.
-func assigned(t *testing.T, policy string) *model.Assigned {
+func assigned(t testing.TB, policy string) *model.Assigned {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "k.psk"), []byte("a-preshared-key-of-some-length-1234\n"), 0o600); err != nil {
