@@ -355,10 +355,11 @@ func keepUnchangedSecrets(p *Plan, rec *Record, key []byte) map[string]string {
 	}
 	var load []render.Secret
 	fps := make(map[string]string, len(p.Secrets))
+	f := newFingerprinter(key)
 	for _, s := range p.Secrets {
 		old := rec.secret(s.Name)
 		if p.LiveSecrets[s.Name] && !rec.pendingSecret(s.Name) && old != nil && old.Fingerprint != "" {
-			fp := fingerprint(key, s)
+			fp := f.of(s)
 			fps[s.Name] = fp
 			if hmac.Equal([]byte(old.Fingerprint), []byte(fp)) {
 				p.KeptSecrets = append(p.KeptSecrets, s)

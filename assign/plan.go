@@ -175,6 +175,7 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 	want := map[string]bool{}
 	if desired != nil {
 		p.Policy = desired.Policy
+		p.Conns = make([]ConnPlan, 0, len(desired.Conns)+8)
 		r = trace.StartRegion(ctx, "plan-hashes")
 		hashes := connHashes(desired.Conns)
 		r.End()
@@ -288,8 +289,8 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 
 // rules sums connection changes per rule, in the order rules first appear.
 func rules(conns []ConnPlan) []RulePlan {
-	var out []RulePlan
-	idx := map[string]int{}
+	out := make([]RulePlan, 0, len(conns))
+	idx := make(map[string]int, len(conns))
 	for _, c := range conns {
 		for _, rule := range connRules(c) {
 			change := ruleChange(c, rule)
@@ -306,6 +307,9 @@ func rules(conns []ConnPlan) []RulePlan {
 				r.Change = Changed
 			}
 		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }

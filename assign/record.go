@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,15 +184,37 @@ func (s Store) fingerprintKey() ([]byte, error) {
 
 // fingerprint identifies a secret's type, owners and value under key.
 func fingerprint(key []byte, s render.Secret) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(s.Type))
+	return newFingerprinter(key).of(s)
+}
+
+// fingerprinter computes fingerprints with one key, one after the other:
+// the HMAC's key is set up once and each secret written at once (at
+// thousands of secrets, a new HMAC and a write per part for each took
+// more than the hashing).
+type fingerprinter struct {
+	m   hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
+}
+
+func newFingerprinter(key []byte) *fingerprinter {
+	return &fingerprinter{m: hmac.New(sha256.New, key)}
+}
+
+// of is fingerprint(key, s); the bytes hashed are the same.
+func (f *fingerprinter) of(s render.Secret) string {
+	f.m.Reset()
+	b := append(f.buf[:0], s.Type...)
 	for _, o := range s.Owners {
-		m.Write([]byte{0})
-		m.Write([]byte(o))
+		b = append(b, 0)
+		b = append(b, o...)
 	}
-	m.Write([]byte{0, 0})
-	m.Write([]byte(s.Data.Reveal()))
-	return hex.EncodeToString(m.Sum(nil))
+	b = append(b, 0, 0)
+	b = append(b, s.Data.Reveal()...)
+	f.m.Write(b)
+	clear(b) // the secret's value does not stay in the buffer
+	f.buf = b[:0]
+	return hex.EncodeToString(f.m.Sum(f.sum[:0]))
 }
 
 func (r *Record) secret(name string) *RecordSecret {
