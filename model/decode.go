@@ -84,12 +84,11 @@ var (
 )
 
 // chunk is one piece of a policy text: from byte start to end, beginning
-// at line (1-based) with a [[filter_list]], [[filter_action]], [[policy]]
-// or, when rules is set, a [[policy.rule]] header that continues the
-// policy before it.
+// with a [[filter_list]], [[filter_action]], [[policy]] or, when rules is
+// set, a [[policy.rule]] header that continues the policy before it.
 type chunk struct {
-	start, end, line int
-	rules            bool
+	start, end int
+	rules      bool
 }
 
 // decodeText decodes a policy text, in pieces when it is large, taking
@@ -242,9 +241,13 @@ func decodePieceWith(text string, head int, chunks []chunk, i int, r *Reuse) (*d
 // member's), whose text could be the same bytes.
 const chunkKeyPrefix = "swanmgr policy chunk\x00"
 
-// decodePiece decodes piece i: 0 is the head, i the chunk i-1. A chunk
-// is preceded by newlines so that the decoder's lines are the file's,
-// and one that continues a policy by a [[policy]] header of its own.
+// decodePiece decodes piece i: 0 is the head, i the chunk i-1; a chunk
+// that continues a policy is preceded by a [[policy]] header of its own.
+// The decoder's line numbers are not the file's: they appear only in its
+// errors, and a piece that fails has the whole text decoded again, which
+// gives the message (before, each piece was preceded by as many newlines
+// as came before it, which at thousands of rules cost the decoder more
+// than small pieces' text).
 func decodePiece(text string, head int, chunks []chunk, i int) (d *decoded, err error) {
 	defer func() {
 		// The decoder is third-party code fed with operator input; the
@@ -258,16 +261,10 @@ func decodePiece(text string, head int, chunks []chunk, i int) (d *decoded, err 
 		return decodeWhole(text[:head])
 	}
 	c := chunks[i-1]
-	var b strings.Builder
-	b.Grow(c.line + len("[[policy]]\n") + c.end - c.start)
-	if c.rules {
-		b.WriteString(strings.Repeat("\n", c.line-2))
-		b.WriteString("[[policy]]\n")
-	} else {
-		b.WriteString(strings.Repeat("\n", c.line-1))
+	if !c.rules {
+		return decodeWhole(text[c.start:c.end])
 	}
-	b.WriteString(text[c.start:c.end])
-	return decodeWhole(b.String())
+	return decodeWhole("[[policy]]\n" + text[c.start:c.end])
 }
 
 // The headers a chunk may contain, and those a chunk may begin with.
@@ -296,7 +293,6 @@ func splitText(text string, target int) (head int, chunks []chunk, ok bool) {
 	inPolicy := false // the current table is a [[policy]] element
 	seenPolicy := false
 	depth := 0
-	line := 0
 	last := 0 // start of the current chunk
 	for off := 0; off < len(text); {
 		end := strings.IndexByte(text[off:], '\n')
@@ -305,7 +301,6 @@ func splitText(text string, target int) (head int, chunks []chunk, ok bool) {
 			next = off + end + 1
 		}
 		raw := text[off:next]
-		line++
 		s := strings.TrimSpace(raw)
 		start := off
 		off = next
@@ -344,11 +339,11 @@ func splitText(text string, target int) (head int, chunks []chunk, ok bool) {
 			switch {
 			case head < 0:
 				head, last = start, start
-				chunks = append(chunks, chunk{start: start, line: line})
+				chunks = append(chunks, chunk{start: start})
 			case start-last >= target && (cutAt(text, off) || start-last >= 2*target):
 				chunks[len(chunks)-1].end = start
 				last = start
-				chunks = append(chunks, chunk{start: start, line: line, rules: h == "[[policy.rule]]"})
+				chunks = append(chunks, chunk{start: start, rules: h == "[[policy.rule]]"})
 			}
 			continue
 		}
