@@ -257,12 +257,12 @@ func (e *Engine) lockAndLoad(ctx context.Context) (func(), *Record, error) {
 // validates and renders the policy, and Apply goes ahead, all under one
 // hold of the lock.
 func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare func() (*render.Result, Inputs, error)) (*Report, *Record, error) {
+	e.prepared.Store(false)
 	unlock, err := e.Store.Lock(ctx, e.Socket)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer unlock()
-	e.prepared.Store(false)
 	if e.PrepareEarly && e.Store.policyChangedHint(e.Socket, in) {
 		// Started now, taken by assignLocked; waited for in any case
 		// before the lock goes.

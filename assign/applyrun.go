@@ -95,37 +95,36 @@ func (e *Engine) apply(ctx context.Context, rec *Record, desired *render.Result,
 // prepare computes the plan, lists the SAs a teardown may concern (before
 // anything changes, so that none the new settings bring up is taken
 // down), and installs the guard of the time of the apply: the new rules'
-// drops are in place before their connections load. The guard goes in
-// while the plan is made (it depends on the recorded and the new guard
-// only; at thousands of rules each takes tens of milliseconds), and is
-// put back when the plan fails.
+// drops are in place before their connections load. The guard's change is
+// made ready while the plan is made (it depends on the recorded and the
+// new guard only; at thousands of rules that takes tens of milliseconds)
+// and sent once the plan holds: a plan that fails changes nothing.
 func (a *applyRun) prepare() error {
 	e := a.e
-	type begun struct {
-		g   *guardStep
-		err error
+	type ready struct {
+		g       *guardStep
+		install func() error
+		err     error
 	}
-	guardc := make(chan begun, 1)
+	guardc := make(chan ready, 1)
 	go func() {
-		defer trace.StartRegion(a.ctx, "guardBegin").End()
-		g, err := e.guardBegin(a.ctx, a.rec, a.desired.Guard, a.ahead)
-		guardc <- begun{g, err}
+		defer trace.StartRegion(a.ctx, "guardReady").End()
+		g, install, err := e.guardReady(a.ctx, a.rec, a.desired.Guard, a.ahead)
+		guardc <- ready{g, install, err}
 	}()
 	err := a.plan()
 	b := <-guardc
 	if err != nil {
-		if b.err == nil {
-			// The plan's error, as before the guard went in beside it.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), rollbackTimeout)
-			defer cancel()
-			if rerr := b.g.restore(rctx); rerr != nil {
-				return fmt.Errorf("%w; %v", err, rerr)
-			}
-		}
 		return err
 	}
 	if b.err != nil {
 		return b.err
+	}
+	r := trace.StartRegion(a.ctx, "guardBegin")
+	err = b.install()
+	r.End()
+	if err != nil {
+		return err
 	}
 	a.g = b.g
 	a.undo.guard = a.g

@@ -20,6 +20,13 @@ type Firewall interface {
 	Install(ctx context.Context, prev, next *guard.Ruleset) (bool, error)
 }
 
+// Preparer is a Firewall that can make an Install's change ahead of
+// sending it: PrepareInstall reads the live table and makes the change
+// (changing nothing), run sends it as Install would have then.
+type Preparer interface {
+	PrepareInstall(ctx context.Context, prev, next *guard.Ruleset) (run func(context.Context) (bool, error), err error)
+}
+
 // Warmer is a Firewall that can get ready for a change ahead of it
 // (netfilter.Table checks nft, about 50 ms), in the background.
 type Warmer interface {
@@ -100,26 +107,54 @@ type guardStep struct {
 // connection changes: the new rules' drops are in place before their
 // connections load, the old rules' stay until theirs are gone.
 func (e *Engine) guardBegin(ctx context.Context, rec *Record, next *guard.Ruleset, ahead *viewsAhead) (*guardStep, error) {
+	g, install, err := e.guardReady(ctx, rec, next, ahead)
+	if err != nil {
+		return nil, err
+	}
+	return g, install()
+}
+
+// guardReady is guardBegin up to the install, which install then sends
+// (nothing is changed before it): the rulesets read and merged and, with
+// a Preparer, the live table read and the change made. An apply does this
+// while the plan is made, and installs only once the plan holds.
+func (e *Engine) guardReady(ctx context.Context, rec *Record, next *guard.Ruleset, ahead *viewsAhead) (*guardStep, func() error, error) {
 	prev, ok, err := ahead.recordedGuard()
 	if !ok {
 		prev, err = e.Store.LoadGuard(rec)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if prev == nil && next == nil {
-		return &guardStep{}, nil
+		return &guardStep{}, func() error { return nil }, nil
 	}
 	fw, err := e.firewall()
 	if err != nil {
-		return nil, &GuardError{Err: err}
+		return nil, nil, &GuardError{Err: err}
 	}
 	g := &guardStep{fw: fw, prev: prev, next: next, during: guard.Merge(prev, next)}
-	if _, err := fw.Install(ctx, prev, g.during); err != nil {
-		return nil, &GuardError{Err: err}
+	send := func(ctx context.Context) error {
+		_, err := fw.Install(ctx, prev, g.during)
+		return err
 	}
-	g.active = true
-	return g, nil
+	if p, ok := fw.(Preparer); ok {
+		run, err := p.PrepareInstall(ctx, prev, g.during)
+		if err != nil {
+			return nil, nil, &GuardError{Err: err}
+		}
+		send = func(ctx context.Context) error {
+			_, err := run(ctx)
+			return err
+		}
+	}
+	return g, func() error {
+		if err := send(ctx); err != nil {
+			return &GuardError{Err: err}
+		}
+		g.active = true
+		return nil
+	}, nil
 }
 
 // guardEnd installs the new policy's guard, dropping the removed rules'

@@ -25,6 +25,7 @@ type fakeFirewall struct {
 	fail    error
 	history []install
 	warmed  int // Warm calls
+	ready   int // PrepareInstall calls
 	// installing, when set, runs in each Install that changes the table,
 	// before the change counts as made.
 	installing func(next *guard.Ruleset)
@@ -35,6 +36,14 @@ func (f *fakeFirewall) Warm() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.warmed++
+}
+
+// PrepareInstall implements Preparer: the install, later.
+func (f *fakeFirewall) PrepareInstall(_ context.Context, prev, next *guard.Ruleset) (func(context.Context) (bool, error), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ready++
+	return func(ctx context.Context) (bool, error) { return f.Install(ctx, prev, next) }, nil
 }
 
 type install struct {
@@ -405,10 +414,10 @@ func TestFirewallOpenedOnceForConcurrentCallers(t *testing.T) {
 	}
 }
 
-// The guard of the time of the apply goes in beside the plan: when the
-// plan then fails (names swanmgr did not load), the guard before is put
-// back and the plan's error is what the apply returns.
-func TestGuardRestoredWhenThePlanFails(t *testing.T) {
+// The guard's change is made ready while the plan is made, but sent only
+// once the plan holds: a plan that fails (names swanmgr did not load)
+// leaves the guard as it was, and its error is what the apply returns.
+func TestPlanThatFailsChangesNoGuard(t *testing.T) {
 	ctx := context.Background()
 	d := newFake()
 	e := newEngine(t, d)
@@ -424,11 +433,11 @@ func TestGuardRestoredWhenThePlanFails(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("apply over a connection loaded by hand: %v; want the plan's ConflictError", err)
 	}
-	if fw.live.Hash() != before {
-		t.Errorf("guard after the failed plan is %q, want the previous %q", fw.live.Hash(), before)
+	if fw.live.Hash() != before || len(fw.history) != 0 {
+		t.Errorf("after the failed plan: %d guard installs, live %q; want none, the previous %q", len(fw.history), fw.live.Hash(), before)
 	}
-	if len(fw.history) != 2 || !hasEntry(fw.history[0].next, "6668") {
-		t.Errorf("guard installs %d; want the guard of the time of the apply (guarding 6668) and the one before", len(fw.history))
+	if fw.ready != 2 {
+		t.Errorf("the guard's change was made ready %d times in two applies, want 2 (beside each plan)", fw.ready)
 	}
 	if d.conns["sm-with-eve"] != "loaded by hand" {
 		t.Error("the connection loaded by hand was replaced")

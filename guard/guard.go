@@ -229,9 +229,6 @@ func (rs *Ruleset) Rule(name string) *Rule {
 // returns nil when no enabled rule is guarded: then nothing is installed
 // and nftables is not needed. Problems name the rule and the filter.
 func Derive(a *model.Assigned, backend Backend) (*Ruleset, model.Problems) {
-	// Most rules give an out and an in entry.
-	d := &deriver{a: a, rs: &Ruleset{Format: Format, Backend: backend, Entries: make([]Entry, 0, 2*len(a.Rules))}, byID: make(map[string]int, 2*len(a.Rules)),
-		counters: make(map[string]bool, len(a.Rules)), texts: map[netip.Prefix]string{}, shapes: map[shape]string{}, ranks: make([]int, 0, 2*len(a.Rules))}
 	guarded := false
 	for _, r := range a.Rules {
 		if r.Action.Guard {
@@ -241,6 +238,9 @@ func Derive(a *model.Assigned, backend Backend) (*Ruleset, model.Problems) {
 	if !guarded {
 		return nil, nil
 	}
+	// Most rules give an out and an in entry.
+	d := &deriver{a: a, rs: &Ruleset{Format: Format, Backend: backend, Entries: make([]Entry, 0, 2*len(a.Rules))}, byID: make(map[string]int, 2*len(a.Rules)),
+		counters: make(map[string]bool, len(a.Rules)), texts: map[netip.Prefix]string{}, shapes: map[shape]string{}, ranks: make([]int, 0, 2*len(a.Rules))}
 	for _, r := range a.Rules {
 		d.rule(r)
 	}

@@ -32,8 +32,8 @@ func randomRuleset(r *rand.Rand) *Ruleset {
 			rs.Entries = append(rs.Entries, e)
 		}
 	}
-	for i := range r.IntN(5) {
-		rs.Rules = append(rs.Rules, Rule{Name: fmt.Sprintf("r%d", i), Counter: fmt.Sprintf("c%d", i), Verdict: verdicts[r.IntN(3)]})
+	for range r.IntN(5) {
+		rs.Rules = append(rs.Rules, Rule{Name: fmt.Sprintf("r%d", r.IntN(4)), Counter: fmt.Sprintf("c%d", r.IntN(4)), Verdict: verdicts[r.IntN(3)]})
 	}
 	sortEntries(rs.Entries)
 	return rs
@@ -50,7 +50,18 @@ func TestWalksAsByID(t *testing.T) {
 			t.Fatal("the generator makes rulesets that are not sortedUnique")
 		}
 		got := Merge(a, b)
-		want := mergeByID(a, b, &Ruleset{Format: Format, Backend: b.Backend, Rules: got.Rules})
+		// The rules as they were merged before: b's, then a's not in b.
+		var rules []Rule
+		seen := map[string]bool{}
+		for _, rs := range []*Ruleset{b, a} {
+			for _, r := range rs.Rules {
+				if k := r.Name + "\x00" + r.Counter; !seen[k] {
+					seen[k] = true
+					rules = append(rules, r)
+				}
+			}
+		}
+		want := mergeByID(a, b, &Ruleset{Format: Format, Backend: b.Backend, Rules: rules})
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("draw %d: Merge\n%+v\nwant\n%+v", i, got.Entries, want.Entries)
 		}

@@ -113,10 +113,9 @@ func decodeText(text string, r *Reuse) (*decoded, error) {
 // result of, and keeps in r those decoded now: a large file in which one
 // rule changed then decodes the one or two chunks that hold the change
 // (the cuts depend on the text around them only, see splitText). A
-// chunk's result does not depend on where in the file the chunk is (only
-// the decoder's line numbers would, and only chunks that decode without a
-// problem are kept), so its key is its own text and whether it continues
-// a policy.
+// chunk is decoded by itself (see decodePiece), so its result does not
+// depend on where in the file it is: its key is its own text and whether
+// it continues a policy.
 func decodeChunks(text string, head int, chunks []chunk, r *Reuse) (*decoded, bool) {
 	type result struct {
 		d   *decoded

@@ -326,33 +326,52 @@ func (t *Table) Fingerprint(ctx context.Context) (string, error) {
 // a patch from prev when the live table is prev, else a replacement. It
 // reports whether anything was sent.
 func (t *Table) Install(ctx context.Context, prev, next *guard.Ruleset) (bool, error) {
+	run, err := t.PrepareInstall(ctx, prev, next)
+	if err != nil {
+		return false, err
+	}
+	return run(ctx)
+}
+
+// PrepareInstall is Install up to sending the transaction, which run
+// does (assign's Preparer): the live table is read and the change made
+// now, while the caller does something else. A patch deletes the
+// fingerprint of the table it patches, so it fails whole when the table
+// changed in between; run then does what Install does at that moment.
+func (t *Table) PrepareInstall(ctx context.Context, prev, next *guard.Ruleset) (run func(context.Context) (bool, error), err error) {
 	r := trace.StartRegion(ctx, "nft-fingerprint")
 	live, err := t.Fingerprint(ctx)
 	r.End()
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	nft, err := t.iface()
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	sent := false
-	err = t.in(func() error {
-		r := trace.StartRegion(ctx, "nft-fill")
-		tx := nft.NewTransaction()
-		filled := guard.Fill(tx, live, prev, next)
-		r.End()
+	r = trace.StartRegion(ctx, "nft-fill")
+	tx := nft.NewTransaction()
+	filled := guard.Fill(tx, live, prev, next)
+	r.End()
+	patch := live != "" && next != nil && prev.Live(live)
+	return func(ctx context.Context) (bool, error) {
 		if !filled {
-			return nil
+			return false, nil
 		}
-		sent = true
-		defer trace.StartRegion(ctx, "nft-run").End()
-		return nft.Run(ctx, tx)
-	})
-	if err != nil {
-		return false, fmt.Errorf("netfilter: updating table inet %s: %w", guard.Table, err)
-	}
-	return sent, nil
+		err := t.in(func() error {
+			defer trace.StartRegion(ctx, "nft-run").End()
+			return nft.Run(ctx, tx)
+		})
+		if err != nil && patch && ctx.Err() == nil {
+			// Changed since it was read (or the patch failed): as
+			// Install would now.
+			return t.Install(ctx, nil, next)
+		}
+		if err != nil {
+			return false, fmt.Errorf("netfilter: updating table inet %s: %w", guard.Table, err)
+		}
+		return true, nil
+	}, nil
 }
 
 // noTable says an error means there is no guard table (yet).

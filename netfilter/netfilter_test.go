@@ -232,3 +232,63 @@ func alteredIsReplaced(t *testing.T, ctx context.Context, ns string, tab *netfil
 		}
 	}
 }
+
+// A change made ready (PrepareInstall) and sent later: sent as it was made
+// when the table is still what was read; when the table changed in
+// between, the patch fails whole (it deletes the fingerprint it patches
+// from) and the table is replaced instead, so it ends as asked either way.
+func TestIntegrationPreparedInstall(t *testing.T) {
+	ns := netns(t)
+	tab, err := netfilter.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	a, b, c := ruleset("r-a", "6667", guard.Negotiate), ruleset("r-b", "6668", guard.Negotiate), ruleset("r-c", "6669", guard.Block)
+	if _, err := tab.Install(ctx, nil, a); err != nil {
+		t.Fatal(err)
+	}
+	run, err := tab.PrepareInstall(ctx, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fp, _ := tab.Fingerprint(ctx); fp != a.Hash() {
+		t.Fatalf("made ready, not sent: fingerprint %q, want a's %q", fp, a.Hash())
+	}
+	if changed, err := run(ctx); err != nil || !changed {
+		t.Fatalf("sent: %v %v", changed, err)
+	}
+	if fp, _ := tab.Fingerprint(ctx); fp != b.Hash() {
+		t.Fatalf("sent: fingerprint %q, want b's %q", fp, b.Hash())
+	}
+	want := nft(t, ns, "list", "table", "inet", "swanmgr")
+
+	// Made ready from b, but the table becomes c before it is sent.
+	run, err = tab.PrepareInstall(ctx, b, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tab.Install(ctx, b, c); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := run(ctx); err != nil || !changed {
+		t.Fatalf("sent over a changed table: %v %v", changed, err)
+	}
+	if fp, _ := tab.Fingerprint(ctx); fp != a.Hash() {
+		t.Fatalf("sent over a changed table: fingerprint %q, want a's %q", fp, a.Hash())
+	}
+	listing := nft(t, ns, "list", "table", "inet", "swanmgr")
+	if strings.Contains(listing, "6669") || strings.Contains(listing, "6668") || !strings.Contains(listing, "6667") {
+		t.Errorf("sent over a changed table:\n%s", listing)
+	}
+	if _, err := tab.Install(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := nft(t, ns, "list", "table", "inet", "swanmgr"); got != want {
+		t.Errorf("b again:\n%s\nwant\n%s", got, want)
+	}
+	if _, err := tab.Install(ctx, b, nil); err != nil {
+		t.Fatal(err)
+	}
+}
