@@ -536,8 +536,24 @@ func (a *applyRun) save(connsChanged bool, waitGuard func() error) error {
 			files = append(files, jsonFile{e.Store.path(e.Socket, ".guard.json"), guardFile{a.desired.Guard}})
 		}
 	}
+	// The settings' files of the connections that changed, or all of
+	// them when they are not all there (the first apply, or one file of
+	// before: removed once they are in place).
+	haveBodies := rec != nil && e.Store.hasBodies(e.Socket)
+	wroteAll := false
 	if connsChanged || !sameRecord(rec, newRec) {
-		files = append(files, e.Store.recordFiles(newRec, connsChanged || !e.Store.hasBodies(e.Socket))...)
+		var shards shardSet
+		switch {
+		case !haveBodies:
+			shards, wroteAll = allShards, true
+		case connsChanged:
+			for _, c := range a.p.Conns {
+				if c.Change != Unchanged {
+					shards[bodyShard(c.Name)] = true
+				}
+			}
+		}
+		files = append(files, e.Store.recordFiles(newRec, shards)...)
 	}
 	// The snapshot is only worth a warning: it is staged beside the rest.
 	var snap *stagedFiles
@@ -566,6 +582,11 @@ func (a *applyRun) save(connsChanged bool, waitGuard func() error) error {
 	if err := e.Store.clearPending(e.Socket); err != nil {
 		snap.discard()
 		return err
+	}
+	if wroteAll {
+		if err := e.Store.removeLegacyBodies(e.Socket); err != nil {
+			a.rep.Warnings = append(a.rep.Warnings, err.Error())
+		}
 	}
 	if err := a.keepSnapshot(snap, snapErr); err != nil {
 		a.rep.Warnings = append(a.rep.Warnings, fmt.Sprintf("keeping a copy of the policy for --confirm: %v", err))

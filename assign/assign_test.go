@@ -783,7 +783,7 @@ func TestLeftoverViewIsNotTakenOver(t *testing.T) {
 		}
 	}
 	rec.Leftovers = append(rec.Leftovers, name)
-	if err := e.Store.writeJSONs(e.Store.recordFiles(rec, true)); err != nil {
+	if err := e.Store.writeJSONs(e.Store.recordFiles(rec, allShards)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {

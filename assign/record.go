@@ -345,20 +345,13 @@ func (s Store) clearPending(socket string) error {
 	return nil
 }
 
-// recordFiles are the files that record r (mode 0600): with withBodies
-// the connections' settings too (every Conns[i].Body must be set), before
-// the record that names them, in the order they go in place.
-func (s Store) recordFiles(r *Record, withBodies bool) []jsonFile {
+// recordFiles are the files that record r (mode 0600): the files of the
+// connections' settings that shards names (see bodyFiles; the Body of
+// every connection in them must be set), before the record that names
+// them, in the order they go in place.
+func (s Store) recordFiles(r *Record, shards shardSet) []jsonFile {
 	r.Version = RecordVersion
-	var files []jsonFile
-	if withBodies {
-		bodies := make(bodiesFile, len(r.Conns))
-		for _, c := range r.Conns {
-			bodies[c.Name] = c.Body
-		}
-		files = append(files, jsonFile{s.path(r.Socket, ".bodies.json"), bodies})
-	}
-	return append(files, jsonFile{s.path(r.Socket, ".json"), r})
+	return append(s.bodyFiles(r, shards), jsonFile{s.path(r.Socket, ".json"), r})
 }
 
 // jsonFile is one state file to write: its path and what it holds.
@@ -473,36 +466,15 @@ func (s Store) stageJSON(v any) (string, error) {
 	return tmp.Name(), nil
 }
 
-func (s Store) hasBodies(socket string) bool {
-	_, err := os.Stat(s.path(socket, ".bodies.json"))
-	return err == nil
-}
-
-// LoadBodies fills in the recorded connections' settings.
-func (s Store) LoadBodies(r *Record) error {
-	if r == nil {
-		return nil
-	}
-	f, err := openState(s.path(r.Socket, ".bodies.json"))
-	if err != nil {
-		return fmt.Errorf("reading swanmgr's record of connection settings: %w", err)
-	}
-	defer f.Close()
-	var bodies map[string]*render.Section
-	if err := json.NewDecoder(bufio.NewReaderSize(f, 1<<16)).Decode(&bodies); err != nil {
-		return fmt.Errorf("reading swanmgr's record of connection settings: %w", err)
-	}
-	for i := range r.Conns {
-		r.Conns[i].Body = bodies[r.Conns[i].Name]
-	}
-	return nil
-}
-
 // Remove deletes the record for a socket.
 func (s Store) Remove(socket string) error {
 	// The lock goes too: Lock checks that the file it locked is still
 	// the one at the path, so removing it under the lock is safe.
-	for _, ext := range []string{".json", ".bodies.json", ".pending.json", ".guard.json", ".policy.json", ".decoded", ".lock"} {
+	exts := []string{".json", legacyBodies, ".pending.json", ".guard.json", ".policy.json", ".decoded", ".lock"}
+	for k := range bodyShards {
+		exts = append(exts, shardExt(k))
+	}
+	for _, ext := range exts {
 		err := os.Remove(s.path(socket, ext))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("removing swanmgr's record: %w", err)
