@@ -134,22 +134,14 @@ func (e *Engine) guardReady(ctx context.Context, rec *Record, next *guard.Rulese
 		return nil, nil, &GuardError{Err: err}
 	}
 	g := &guardStep{fw: fw, prev: prev, next: next, during: guard.Merge(prev, next)}
-	send := func(ctx context.Context) error {
-		_, err := fw.Install(ctx, prev, g.during)
-		return err
-	}
+	run := func(ctx context.Context) (bool, error) { return fw.Install(ctx, prev, g.during) }
 	if p, ok := fw.(Preparer); ok {
-		run, err := p.PrepareInstall(ctx, prev, g.during)
-		if err != nil {
+		if run, err = p.PrepareInstall(ctx, prev, g.during); err != nil {
 			return nil, nil, &GuardError{Err: err}
-		}
-		send = func(ctx context.Context) error {
-			_, err := run(ctx)
-			return err
 		}
 	}
 	return g, func() error {
-		if err := send(ctx); err != nil {
+		if _, err := run(ctx); err != nil {
 			return &GuardError{Err: err}
 		}
 		g.active = true

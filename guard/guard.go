@@ -145,7 +145,7 @@ func (rs *Ruleset) Hash() string {
 		}
 	}
 	put := func(v string) {
-		buf = appendLen(buf, len(v))
+		buf = strconv.AppendInt(buf, int64(len(v)), 10)
 		buf = append(buf, ':')
 		buf = append(buf, v...)
 	}
@@ -167,7 +167,7 @@ func (rs *Ruleset) Hash() string {
 		buf = append(buf, 'e')
 		buf = strconv.AppendInt(buf, int64(e.Family), 10)
 		put(e.Shape)
-		buf = appendLen(buf, len(e.Key))
+		buf = strconv.AppendInt(buf, int64(len(e.Key)), 10)
 		for _, k := range e.Key {
 			put(k)
 		}
@@ -183,18 +183,6 @@ func (rs *Ruleset) Hash() string {
 		h.Write(buf)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
-}
-
-// appendLen appends n in decimal, as strconv.AppendInt does, without its
-// cost for the small numbers a hash is made of.
-func appendLen(b []byte, n int) []byte {
-	if n >= 0 && n < 10 {
-		return append(b, byte('0'+n))
-	}
-	if n >= 10 && n < 100 {
-		return append(b, byte('0'+n/10), byte('0'+n%10))
-	}
-	return strconv.AppendInt(b, int64(n), 10)
 }
 
 // Guarded returns the rules whose drops the guard counts (block and

@@ -303,7 +303,7 @@ func TestMergeIsAtLeastAsStrictAsBoth(t *testing.T) {
 func install(t *testing.T, fake *knftables.Fake, live string, prev, next *guard.Ruleset) bool {
 	t.Helper()
 	tx := fake.NewTransaction()
-	changed := guard.Fill(tx, live, prev, next)
+	changed, _ := guard.Fill(tx, live, prev, next)
 	if !changed {
 		return false
 	}

@@ -38,21 +38,22 @@ var passes = []struct {
 }{{"fwd-o", out}, {"fwd-i", in}}
 
 // Fill adds to tx what turns the live guard table into next, and
-// reports whether anything needs to change. live is the fingerprint the
-// live table carries ("" when there is none); prev is the ruleset swanmgr
-// installed last. When the live table is prev, only the differences are
-// sent (a one-rule change to a large policy stays cheap); otherwise the
-// table is replaced whole, in the same atomic transaction. A nil next
-// removes the table. tx comes from the knftables.Interface of table inet
-// swanmgr (objects here name no table).
-func Fill(tx *knftables.Transaction, live string, prev, next *Ruleset) bool {
+// reports whether anything needs to change and whether tx is a patch.
+// live is the fingerprint the live table carries ("" when there is none);
+// prev is the ruleset swanmgr installed last. When the live table is prev,
+// only the differences are sent (a one-rule change to a large policy stays
+// cheap): a patch, which deletes prev's fingerprint set and so fails whole
+// on any other table; otherwise the table is replaced whole, in the same
+// atomic transaction. A nil next removes the table. tx comes from the
+// knftables.Interface of table inet swanmgr (objects here name no table).
+func Fill(tx *knftables.Transaction, live string, prev, next *Ruleset) (changed, patched bool) {
 	if next == nil {
 		if live == "" {
-			return false
+			return false, false
 		}
 		tx.Add(&knftables.Table{})
 		tx.Delete(&knftables.Table{})
-		return true
+		return true, false
 	}
 	if prev != nil && prev.Format != Format && prev.Live(live) {
 		// A ruleset of an earlier Format whose table this package
@@ -64,13 +65,13 @@ func Fill(tx *knftables.Transaction, live string, prev, next *Ruleset) bool {
 		// Each hash once: a ruleset of 10,000 entries takes about 2 ms.
 		nextHash := next.Hash()
 		if live == nextHash {
-			return false
+			return false, false
 		}
 		patch(tx, prev, next, live, nextHash)
-		return true
+		return true, true
 	}
 	full(tx, next)
-	return true
+	return true, false
 }
 
 // objects is a ruleset as nftables objects.

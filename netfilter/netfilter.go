@@ -351,9 +351,8 @@ func (t *Table) PrepareInstall(ctx context.Context, prev, next *guard.Ruleset) (
 	}
 	r = trace.StartRegion(ctx, "nft-fill")
 	tx := nft.NewTransaction()
-	filled := guard.Fill(tx, live, prev, next)
+	filled, patch := guard.Fill(tx, live, prev, next)
 	r.End()
-	patch := live != "" && next != nil && prev.Live(live)
 	return func(ctx context.Context) (bool, error) {
 		if !filled {
 			return false, nil
