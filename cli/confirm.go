@@ -51,6 +51,31 @@ func checkPending(c *ucli.Context, store assign.Store, sock string) error {
 		ErrPendingConfirmation, conf.Deadline.Format(time.RFC3339), conf.Command, conf.Policy)
 }
 
+// pendingChecked runs, in tests, right after checkPending let a change
+// through.
+var pendingChecked func()
+
+// refusePending guards a change made without --confirm, under the lock:
+// checkPending read the state before the lock was taken, and an apply
+// --confirm that recorded its confirmation meanwhile and then waited for
+// the lock would otherwise find this change made under it, and its revert
+// take this change away too (its point to revert to was read before).
+func refusePending(c *ucli.Context, s *session) {
+	if pendingChecked != nil {
+		pendingChecked()
+	}
+	if c.IsSet(confirmFlag.Name) {
+		return
+	}
+	store, sock := s.engine.Store, s.socket
+	s.engine.Precondition = func() error {
+		if err := checkPending(c, store, sock); err != nil {
+			return fmt.Errorf("%w; nothing was changed", err)
+		}
+		return nil
+	}
+}
+
 // beginConfirm records the pending confirmation of a change about to be
 // made and starts the watchdog; it returns the confirmation and whether it
 // is new (an existing one is extended).

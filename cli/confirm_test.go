@@ -301,3 +301,43 @@ func TestApplyConfirmExtendingAChangeBeingRevertedChangesNothing(t *testing.T) {
 		t.Fatal("the change was made with no confirmation left to revert it")
 	}
 }
+
+// An apply without --confirm checks for a pending change before it waits
+// for the lock, and again under it: an apply --confirm that recorded its
+// confirmation in between (its point to revert to read before this change)
+// would otherwise have this change made under its watch, and its revert
+// take this change away too.
+func TestApplyRefusedWhenAConfirmationCameWhileItWaited(t *testing.T) {
+	l := newConfirmLab(t)
+	unlock, err := l.store.Lock(context.Background(), l.srv.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := make(chan struct{})
+	pendingChecked = func() { close(checked) }
+	defer func() { pendingChecked = nil }()
+	type result struct {
+		code      int
+		out, errs string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errs := l.run("apply", "-f", l.edited)
+		done <- result{code, out, errs}
+	}()
+	<-checked
+	now := time.Now().UTC()
+	if err := l.store.SaveConfirmation(l.srv.Socket(), &assign.Confirmation{ID: assign.NewConfirmationID(), Command: "apply",
+		Started: now, Deadline: now.Add(time.Minute), Timeout: "1m0s", Policy: l.policy}); err != nil {
+		unlock()
+		t.Fatal(err)
+	}
+	unlock()
+	r := <-done
+	if r.code == ExitOK || !strings.Contains(r.errs, "pending confirmation") || !strings.Contains(r.errs, "nothing was changed") {
+		t.Fatalf("apply while a confirmation came: exit %d\n%s%s", r.code, r.out, r.errs)
+	}
+	if l.assignedEdit() {
+		t.Fatal("the change was made while another waited for confirmation")
+	}
+}

@@ -232,6 +232,7 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 	if err := checkPending(c, s.engine.Store, s.socket); err != nil {
 		return err
 	}
+	refusePending(c, s)
 	// --confirm: the pending change is recorded, and its watchdog runs,
 	// before anything changes.
 	var conf *assign.Confirmation
@@ -583,6 +584,7 @@ func runUnassign(c *ucli.Context, o *resultOutput) error {
 	if err := checkPending(c, s.engine.Store, s.socket); err != nil {
 		return err
 	}
+	refusePending(c, s)
 	if c.IsSet(confirmFlag.Name) {
 		conf, confNew, err := beginConfirm(c, s, "unassign", "", nil)
 		if err != nil {
