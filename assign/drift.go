@@ -24,7 +24,7 @@ import (
 func viewOfBody(body *render.Section) string {
 	v := connView{local: body.List("local_addrs"), remote: body.List("remote_addrs")}
 	if ch := body.Subsection("children"); ch != nil {
-		for _, it := range ch.Items {
+		for _, it := range ch.All() {
 			if it.Sec == nil {
 				continue
 			}

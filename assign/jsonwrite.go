@@ -69,7 +69,7 @@ func appendSection(b []byte, s *render.Section) []byte {
 		return append(b, "null"...)
 	}
 	b = append(b, `{"items":`...)
-	b = appendList(b, s.Items, appendItem)
+	b = appendList(b, s.All(), appendItem)
 	return append(b, '}')
 }
 

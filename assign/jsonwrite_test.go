@@ -75,16 +75,16 @@ func TestStateJSONLikeEncodingJSON(t *testing.T) {
 		&Record{Conns: []RecordConn{}, Secrets: []RecordSecret{}, Keys: []string{}, Inputs: []RecordInput{}, Warnings: []string{}})
 
 	bodies := bodiesFile{
-		odd: &render.Section{Items: []render.Item{
+		odd: render.NewSection([]render.Item{
 			{Key: odd, Value: odd},
 			{Key: "l", List: []string{odd, ""}, IsList: true},
 			{Key: "e", List: []string{}, IsList: true},
 			{Key: "f", ItemExtra: &render.ItemExtra{FileRefs: []render.FileRef{{Path: odd, Data: []byte{0, 1, 2, 255}}, {Path: "nil"}, {Path: "empty", Data: []byte{}}}}},
 			{Key: "x", ItemExtra: &render.ItemExtra{}},
 			{Key: "s", Sec: &render.Section{}, ItemExtra: &render.ItemExtra{Note: odd}},
-			{Key: "deep", Sec: &render.Section{Items: []render.Item{{Key: "x", Sec: &render.Section{Items: []render.Item{}}}}}},
+			{Key: "deep", Sec: render.NewSection([]render.Item{{Key: "x", Sec: render.NewSection([]render.Item{}...)}}...)},
 			{},
-		}},
+		}...),
 		"nil":   nil,
 		"empty": {},
 	}
@@ -140,7 +140,7 @@ func FuzzStateJSON(f *testing.F) {
 		r := &Record{Socket: s, Conns: []RecordConn{{Name: s, ChildHashes: map[string]string{s: s}, Origin: render.Origin{File: s}, Children: []render.ChildOrigin{{Summary: s}}, View: s}},
 			Secrets: []RecordSecret{{Owners: []string{s}}}, Warnings: []string{s}}
 		sameJSON(t, "fuzzed record", r, r)
-		b := bodiesFile{s: {Items: []render.Item{{Key: s, Value: s, List: []string{s}, ItemExtra: &render.ItemExtra{Note: s, FileRefs: []render.FileRef{{Path: s, Data: []byte(s)}}}}}}}
+		b := bodiesFile{s: render.NewSection(render.Item{Key: s, Value: s, List: []string{s}, ItemExtra: &render.ItemExtra{Note: s, FileRefs: []render.FileRef{{Path: s, Data: []byte(s)}}}})}
 		sameJSON(t, "fuzzed bodies", b, map[string]*render.Section(b))
 	})
 }

@@ -72,7 +72,7 @@ func selectorSet(e Endpoint) []string {
 	var out []string
 	for _, c := range e.Result.Conns {
 		kids := c.Body.Get("children")
-		for _, k := range kids.Sec.Items {
+		for _, k := range kids.Sec.All() {
 			out = append(out, strings.Join(k.Sec.Get("local_ts").List, ",")+" | "+strings.Join(k.Sec.Get("remote_ts").List, ",")+" | "+c.Body.Get("remote_addrs").List[0])
 		}
 	}

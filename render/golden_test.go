@@ -185,7 +185,7 @@ func checkMessages(t *testing.T, res *render.Result) {
 func compareMessage(t *testing.T, where string, s *render.Section, m *govici.Message) {
 	t.Helper()
 	var keys []string
-	for _, it := range s.Items {
+	for _, it := range s.All() {
 		keys = append(keys, it.Key)
 		v := m.Get(it.Key)
 		switch {

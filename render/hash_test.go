@@ -25,7 +25,7 @@ func refHash(s *Section, w io.Writer) {
 		buf = append(buf, ':')
 		buf = append(buf, v...)
 	}
-	for _, it := range s.Items {
+	for _, it := range s.All() {
 		buf = buf[:0]
 		put('k', it.Key)
 		switch {
@@ -59,15 +59,15 @@ func refConnHashes(c Conn) (hash, ike string, children map[string]string) {
 	refHash(c.Body, h)
 	hash = hex.EncodeToString(h.Sum(nil))[:32]
 	h = sha256.New()
-	for _, it := range c.Body.Items {
+	for _, it := range c.Body.All() {
 		if it.Key != "children" {
-			refHash(&Section{Items: []Item{it}}, h)
+			refHash(NewSection([]Item{it}...), h)
 		}
 	}
 	ike = hex.EncodeToString(h.Sum(nil))[:32]
 	children = map[string]string{}
 	if ch := c.Body.Subsection("children"); ch != nil {
-		for _, it := range ch.Items {
+		for _, it := range ch.All() {
 			if it.Sec != nil {
 				h := sha256.New()
 				refHash(it.Sec, h)
@@ -115,14 +115,14 @@ func TestHashesAsBefore(t *testing.T) {
 	}
 	// Files, empty lists and sections, and values that look like the
 	// fields' framing.
-	odd := &Section{Items: []Item{
+	odd := NewSection([]Item{
 		{Key: "f", ItemExtra: &ItemExtra{FileRefs: []FileRef{{Path: "a", Data: []byte("x")}, {Path: "b"}}}},
 		{Key: "l", IsList: true},
 		{Key: "l2", List: []string{"", "k1:x", "{"}, IsList: true},
 		{Key: "s", Sec: &Section{}},
-		{Key: "children", Sec: &Section{Items: []Item{{Key: "c1", Sec: &Section{Items: []Item{{Key: "v", Value: "}"}}}}, {Key: "x", Value: "y"}}}},
+		{Key: "children", Sec: NewSection([]Item{{Key: "c1", Sec: NewSection([]Item{{Key: "v", Value: "}"}}...)}, {Key: "x", Value: "y"}}...)},
 		{},
-	}}
+	}...)
 	c := Conn{Name: "odd\nname", Body: odd}
 	hash, ike, children := refConnHashes(c)
 	if c.Hash() != hash || c.IKEHash() != ike || c.ChildHashes()["c1"] != children["c1"] {

@@ -54,6 +54,12 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 		return nil, r.errs
 	}
 	r.res.Guard = g
+	// Complete: each connection's settings kept packed (Section.Freeze).
+	for i := range r.res.Conns {
+		if !noFreeze {
+			r.res.Conns[i].Body.Freeze()
+		}
+	}
 	return r.res, nil
 }
 
@@ -85,11 +91,15 @@ type firstRule struct {
 }
 
 type renderer struct {
-	a     *model.Assigned
-	o     Options
-	res   *Result
-	errs  model.Problems
-	names map[string]claimed // rendered name -> what it came from
+	// pos is the position of the rule being rendered; lastUse that of
+	// the last rule to each peer (lastRuleOfPeers).
+	pos     int
+	lastUse map[string]int
+	a       *model.Assigned
+	o       Options
+	res     *Result
+	errs    model.Problems
+	names   map[string]claimed // rendered name -> what it came from
 
 	peerConn map[string]int    // peerKey -> index in res.Conns of the peer's connection
 	peerRule map[int]firstRule // index in res.Conns -> the rule that created it
@@ -129,7 +139,9 @@ func (r *renderer) claimOf(name string, c claimed, line int, where string) bool 
 }
 
 func (r *renderer) run() {
-	for _, rule := range r.a.Rules {
+	r.lastUse = r.lastRuleOfPeers()
+	for i, rule := range r.a.Rules {
+		r.pos = i
 		switch rule.Action.Action {
 		case model.Negotiate:
 			r.negotiate(rule)
@@ -141,6 +153,30 @@ func (r *renderer) run() {
 		r.defaultResponse()
 	}
 	r.neighbourDiscovery()
+}
+
+// lastRuleOfPeers gives, for each peer of the negotiate rules, the
+// position of the last rule to it: its connection is complete after that
+// rule and can be frozen (Section.Freeze) then, so that the settings of
+// thousands of connections are never all trees at once. None when the
+// default response rule adds a child to every connection at the end.
+func (r *renderer) lastRuleOfPeers() map[string]int {
+	if r.a.Policy.DefaultResponseRule {
+		return nil
+	}
+	last := make(map[string]int, len(r.a.Rules))
+	for i, rule := range r.a.Rules {
+		if rule.Action.Action != model.Negotiate {
+			continue
+		}
+		for _, peer := range model.Peers(rule) {
+			if !rule.Tunnel.IsValid() && peer == "any" {
+				peer = "%any"
+			}
+			last[peerKey(peer)] = i
+		}
+	}
+	return last
 }
 
 // Slug makes a name usable in swanctl.conf and VICI: lower case letters,
@@ -203,7 +239,7 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 					Action: string(rule.Action.Action), Peer: ikePeer, Line: rule.Line},
 				Comment: "rule " + strconv.Quote(rule.Name) + ": filter list " + strconv.Quote(rule.List.Name) + ", filter action " + strconv.Quote(rule.Action.Name) + ", peer " + ikePeer,
 			}
-			body := &Section{Items: make([]Item, 0, 8)}
+			body := &Section{items: make([]Item, 0, 8)}
 			r.ikeSettings(body, ikePeer, rule.Auth)
 			kids := body.subCap("children", "", len(rule.Filters))
 			conn.Body = body
@@ -220,7 +256,7 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 		if ok {
 			conn.Comment += fmt.Sprintf("; rule %q: filter list %q, filter action %q", rule.Name, rule.List.Name, rule.Action.Name)
 		}
-		children := conn.Body.Get("children").Sec
+		children := conn.Body.edit("children")
 		for _, f := range rule.Filters {
 			if !rule.Tunnel.IsValid() && otherHost(f) != peer {
 				continue
@@ -246,6 +282,9 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 			cs.Set("priority", strconv.Itoa(r.priority(f, rule)))
 			conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: f.Index, Line: f.Line, Summary: summary,
 				Rule: rule.Name, RuleIndex: rule.Index, FilterList: rule.List.Name})
+		}
+		if last, ok := r.lastUse[peerKey(ikePeer)]; ok && last == r.pos && !noFreeze {
+			conn.Body.Freeze()
 		}
 	}
 }
@@ -360,12 +399,12 @@ func (r *renderer) ikeSettings(body *Section, peer string, auth []model.Resolved
 		remote.Set("id", rangeID(peer))
 	case model.Certificate:
 		local.Set("auth", "pubkey")
-		local.Items = append(local.Items, FilesItem("certs", FileRef{Path: a.CertPath, Data: a.Cert}))
+		local.Add(FilesItem("certs", FileRef{Path: a.CertPath, Data: a.Cert}))
 		if id := model.LocalID(r.a, peer); id != "" {
 			local.Set("id", id)
 		}
 		remote.Set("auth", "pubkey")
-		remote.Items = append(remote.Items, FilesItem("cacerts", FileRef{Path: a.CAPath, Data: a.CA}))
+		remote.Add(FilesItem("cacerts", FileRef{Path: a.CAPath, Data: a.CA}))
 		id := a.PeerID
 		if id == "" {
 			id = rangeID(peer)
@@ -647,9 +686,15 @@ func (r *renderer) shunt(rule model.ResolvedRule) {
 		cs.Set("priority", strconv.Itoa(r.priority(f, rule)))
 		conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: f.Index, Line: f.Line, Summary: summary})
 	}
+	if !noFreeze {
+		body.Freeze()
+	}
 	conn.Body = body
 	r.res.Conns = append(r.res.Conns, conn)
 }
+
+// noFreeze, in tests, leaves rendered settings trees (TestFrozenAsTree).
+var noFreeze bool
 
 // defaultResponse renders Windows' default response rule: a responder-only
 // connection for any peer, host to host, with the authentication and
@@ -696,15 +741,15 @@ func (r *renderer) defaultResponse() {
 		if c.Origin.Action != string(model.Negotiate) || c.Origin.RuleIndex < 0 || isRange(c.Origin.Peer) {
 			continue
 		}
-		kids := c.Body.Get("children")
-		if kids == nil || kids.Sec == nil {
+		kids := c.Body.edit("children")
+		if kids == nil {
 			continue
 		}
 		child := c.Name + "-default-response"
 		if !r.claim(child, "the default response rule", 0, where) {
 			continue
 		}
-		r.responseChild(kids.Sec.Sub(child, "default response rule: this peer's traffic that no rule covers, host to host"), first.Action)
+		r.responseChild(kids.Sub(child, "default response rule: this peer's traffic that no rule covers, host to host"), first.Action)
 		c.Children = append(c.Children, ChildOrigin{Name: child, FilterIndex: -1, Summary: "me ↔ " + c.Origin.Peer + " (default response)", Rule: DefaultResponseRule, RuleIndex: -1})
 	}
 }

@@ -3,9 +3,11 @@ package render_test
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -135,7 +137,13 @@ func TestHashes(t *testing.T) {
 		t.Errorf("the secret is part of the connection hash")
 	}
 	// A child setting changes Hash and that child's hash, not IKEHash.
-	child := cb.Body.Get("children").Sec.Items[1].Sec
+	// Rendered settings are frozen (read-only): changed as a tree, whose
+	// hashes must be the frozen ones until it changes.
+	cb.Body = tree(cb.Body)
+	if ca.Hash() != cb.Hash() || ca.IKEHash() != cb.IKEHash() || !maps.Equal(ca.ChildHashes(), cb.ChildHashes()) {
+		t.Fatalf("a frozen body and its tree hash differently")
+	}
+	child := cb.Body.Get("children").Sec.All()[1].Sec
 	child.Get("esp_proposals").List = []string{"aes128gcm16"}
 	if ca.Hash() == cb.Hash() {
 		t.Errorf("Hash ignores a child change")
@@ -352,11 +360,23 @@ func TestItemJSONAsBefore(t *testing.T) {
 		t.Errorf("written as\n%s\nwant\n%s", out, want)
 	}
 	var a, b render.Section
-	a.Items = append(a.Items, render.FilesItem("certs", render.FileRef{Path: "a.pem", Data: []byte{0, 1}}))
+	a.Add(render.FilesItem("certs", render.FileRef{Path: "a.pem", Data: []byte{0, 1}}))
 	a.Sub("x", "a note").SetList("l", "a")
-	b.Items = append(b.Items, render.Item{Key: "certs", ItemExtra: &render.ItemExtra{FileRefs: []render.FileRef{{Path: "a.pem", Data: []byte{0, 1}}}}})
-	b.Items = append(b.Items, render.Item{Key: "x", Sec: &render.Section{Items: []render.Item{{Key: "l", List: []string{"a"}, IsList: true}}}, ItemExtra: &render.ItemExtra{Note: "a note"}})
+	b.Add(render.Item{Key: "certs", ItemExtra: &render.ItemExtra{FileRefs: []render.FileRef{{Path: "a.pem", Data: []byte{0, 1}}}}})
+	b.Add(render.Item{Key: "x", Sec: render.NewSection([]render.Item{{Key: "l", List: []string{"a"}, IsList: true}}...), ItemExtra: &render.ItemExtra{Note: "a note"}})
 	if a.Hash() != b.Hash() {
 		t.Errorf("hash differs between constructors")
 	}
+}
+
+// tree is a copy of s as a tree, to be changed.
+func tree(s *render.Section) *render.Section {
+	items := slices.Clone(s.All())
+	for i := range items {
+		if items[i].Sec != nil {
+			items[i].Sec = tree(items[i].Sec)
+		}
+		items[i].List = slices.Clone(items[i].List)
+	}
+	return render.NewSection(items...)
 }

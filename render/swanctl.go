@@ -95,7 +95,7 @@ func appendSection(buf []byte, s *Section, depth int) []byte {
 			buf = append(buf, "    "...)
 		}
 	}
-	for _, it := range s.Items {
+	for _, it := range s.All() {
 		switch {
 		case it.Sec != nil:
 			if it.Comment() != "" {

@@ -20,7 +20,7 @@ func ConnMessage(c Conn) (*govici.Message, error) {
 
 func sectionMessage(s *Section) (*govici.Message, error) {
 	m := govici.NewMessage()
-	for _, it := range s.Items {
+	for _, it := range s.All() {
 		var v any
 		switch {
 		case it.Sec != nil:

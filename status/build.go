@@ -271,7 +271,7 @@ func (b *builder) readRecord() {
 			cc.authLocal = authClass(body.Subsection("local").Value("auth"))
 			cc.authRemote = authClass(body.Subsection("remote").Value("auth"))
 			if children := body.Subsection("children"); children != nil {
-				for _, it := range children.Items {
+				for _, it := range children.All() {
 					if it.Sec == nil {
 						continue
 					}
