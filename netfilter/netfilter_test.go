@@ -5,11 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/knftables"
 
 	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/netfilter"
@@ -290,5 +293,69 @@ func TestIntegrationPreparedInstall(t *testing.T) {
 	}
 	if _, err := tab.Install(ctx, b, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// bigRuleset has n rules of one entry each way, every other one port
+// shifted by shift.
+func bigRuleset(n, shift int) *guard.Ruleset {
+	rs := &guard.Ruleset{Format: guard.Format, Backend: guard.Kernel}
+	for i := range n {
+		port := 1000 + i
+		if i%2 == 0 {
+			port += shift
+		}
+		c := fmt.Sprintf("r-%d", i)
+		peer := fmt.Sprintf("10.%d.%d.%d", 1+i/65536, (i/256)%256, i%256)
+		rs.Rules = append(rs.Rules, guard.Rule{Name: c, Counter: c, Verdict: guard.Negotiate})
+		rs.Entries = append(rs.Entries,
+			guard.Entry{Family: 4, Shape: "4-s32-d32-p-dp-o", Key: []string{"172.16.98.231", peer, "6", fmt.Sprint(port)}, Verdict: guard.Negotiate, Counter: c},
+			guard.Entry{Family: 4, Shape: "4-s32-d32-p-sp-i", Key: []string{peer, "172.16.98.231", "6", fmt.Sprint(port)}, Verdict: guard.Negotiate, Counter: c})
+	}
+	return rs
+}
+
+// A transaction goes to nft with each set's elements in few commands
+// (guard.BatchElements): a new table and a patch of it end as the same
+// table as the transaction sent line by line, as knftables writes it.
+func TestIntegrationBatchedAsUnbatched(t *testing.T) {
+	batched, plain := netns(t), netns(t)
+	tab, err := netfilter.Open("/run/netns/" + batched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, b := bigRuleset(3000, 0), bigRuleset(3000, 7)
+	lineByLine := func(live string, prev, next *guard.Ruleset) {
+		t.Helper()
+		tx := knftables.NewFake(knftables.InetFamily, guard.Table).NewTransaction()
+		guard.Fill(tx, live, prev, next)
+		script := tx.String()
+		if strings.Count(script, "add element") < 1000 {
+			t.Fatalf("the transaction has %d element commands", strings.Count(script, "add element"))
+		}
+		cmd := exec.Command("ip", "netns", "exec", plain, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft -f: %v: %s", err, out)
+		}
+	}
+	if _, err := tab.Install(ctx, nil, a); err != nil {
+		t.Fatal(err)
+	}
+	lineByLine("", nil, a)
+	if got, want := nft(t, batched, "list", "table", "inet", "swanmgr"), nft(t, plain, "list", "table", "inet", "swanmgr"); got != want {
+		t.Fatalf("installed batched:\n%.2000s\nline by line:\n%.2000s", got, want)
+	}
+	if _, err := tab.Install(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	lineByLine(a.Hash(), a, b)
+	got, want := nft(t, batched, "list", "table", "inet", "swanmgr"), nft(t, plain, "list", "table", "inet", "swanmgr")
+	if got != want {
+		t.Fatalf("patched batched:\n%.2000s\nline by line:\n%.2000s", got, want)
+	}
+	if !strings.Contains(got, "172.16.98.231 . 10.1.0.0 . tcp . 1007") || strings.Contains(got, "172.16.98.231 . 10.1.0.0 . tcp . 1000 ") {
+		t.Fatalf("the patch did not change the table")
 	}
 }
