@@ -70,6 +70,7 @@ test: deps-test
 	$(GO) test -run '^$$' -fuzz FuzzReuse -fuzztime $(FUZZTIME) ./model
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./importer
 	$(GO) test -run '^$$' -fuzz FuzzMake -fuzztime $(FUZZTIME) ./internal/slug
+	$(GO) test -run '^$$' -fuzz FuzzFreeze -fuzztime $(FUZZTIME) ./render
 
 unit:
 	$(GO) test ./...

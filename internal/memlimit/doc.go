@@ -1,10 +1,11 @@
 // Package memlimit keeps the Go runtime's soft memory limit a little above
 // what the program holds, so that a short run does not let its heap grow
 // to twice its largest live size before collecting (GOGC=100), which at a
-// one-rule change of 5,000 rules was some 30 MB of memory beyond what the
+// one-rule change of 5,000 rules was some 25 MB of memory beyond what the
 // run needed. The limit follows the live heap after each collection
-// (Floor, or half as much again as the live heap), so a large policy is
-// not collected over and over against a limit set for a small one.
+// (Floor, or twice the live heap less Slack, none from Off on), so a large
+// policy is not collected over and over against a limit set for a small
+// one.
 //
 // It does nothing when the operator set GOMEMLIMIT or GOGC, and leaves the
 // limit alone while collection is turned off (status sets its own).

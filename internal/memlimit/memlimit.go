@@ -1,6 +1,7 @@
 package memlimit
 
 import (
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -12,10 +13,10 @@ import (
 // would for any heap under two thirds of it.
 const Floor = 48 << 20
 
-// Headroom is how much the limit lets the heap grow beyond the live heap
-// of the last collection: the limit is live × (1 + 1/Headroom), at least
-// Floor.
-const Headroom = 2
+// Slack is what the limit takes from GOGC=100's goal of twice the live
+// heap: live + (live - Slack), at least Floor. At a few tens of MB live
+// (an apply of thousands of rules) Floor decides.
+const Slack = 16 << 20
 
 var start sync.Once
 
@@ -32,9 +33,18 @@ func Start() bool {
 	return true
 }
 
-// Limit is the limit for a live heap of live bytes.
+// Off is where the limit stops: a live heap whose limit would be above
+// it is collected as GOGC=100 alone has it (a limit near a large heap
+// still costs time: the runtime also returns memory to the system sooner).
+const Off = 2 * Floor
+
+// Limit is the limit for a live heap of live bytes (math.MaxInt64: none).
 func Limit(live uint64) int64 {
-	return max(Floor, int64(live+live/Headroom))
+	l := max(Floor, 2*int64(live)-Slack)
+	if l >= Off {
+		return math.MaxInt64
+	}
+	return l
 }
 
 // sentinel is garbage from the moment it is made: its cleanup runs after

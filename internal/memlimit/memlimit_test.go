@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// The limit follows the live heap: half as much again as a large live
-// heap, Floor again once it is gone.
+// The limit follows the live heap: none for a large live heap, Floor
+// again once it is gone.
 func TestLimitFollowsTheLiveHeap(t *testing.T) {
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
@@ -33,7 +33,7 @@ func TestLimitFollowsTheLiveHeap(t *testing.T) {
 		big[i] = byte(i)
 	}
 	runtime.GC()
-	waitFor("256 MB live", func(l int64) bool { return l >= 256<<20+128<<20 })
+	waitFor("256 MB live", func(l int64) bool { return l == math.MaxInt64 })
 	runtime.KeepAlive(big)
 	big = nil
 	waitFor("freed", func(l int64) bool { return l == Floor })
@@ -52,7 +52,7 @@ func TestNotWhenTheOperatorTunes(t *testing.T) {
 }
 
 func TestLimit(t *testing.T) {
-	if Limit(0) != Floor || Limit(32<<20) != Floor || Limit(100<<20) != 150<<20 {
-		t.Fatalf("limits %d %d %d", Limit(0), Limit(32<<20), Limit(100<<20))
+	if Limit(0) != Floor || Limit(32<<20) != Floor || Limit(40<<20) != 64<<20 || Limit(56<<20) != math.MaxInt64 || Limit(100<<20) != math.MaxInt64 {
+		t.Fatalf("limits %d %d %d %d %d", Limit(0), Limit(32<<20), Limit(40<<20), Limit(56<<20), Limit(100<<20))
 	}
 }
