@@ -427,6 +427,9 @@ func (a *applyRun) finish() error {
 		retry = te.retry
 	}
 	var kept []RecordConn
+	if len(p.Conns) > 0 {
+		kept = make([]RecordConn, 0, len(p.Conns))
+	}
 	samePrograms := rec.madeByThisProgram()
 	// A leftover was kept as whatever program recorded it did.
 	var leftovers map[string]bool
@@ -468,7 +471,13 @@ func (a *applyRun) finish() error {
 		kept = append(kept, rc)
 	}
 	newRec.Conns = append(kept, newRec.Conns...)
+	if len(newRec.Conns) == 0 {
+		newRec.Conns = nil // as before the lists were sized
+	}
 	var secrets []RecordSecret
+	if n := len(desired.Secrets) + len(newRec.Secrets); n > 0 {
+		secrets = make([]RecordSecret, 0, n)
+	}
 	for _, s := range desired.Secrets {
 		fp, ok := a.fingerprints[s.Name]
 		if !ok {
@@ -477,6 +486,9 @@ func (a *applyRun) finish() error {
 		secrets = append(secrets, RecordSecret{Name: s.Name, Owners: s.Owners, Conns: s.Conns, Fingerprint: fp})
 	}
 	newRec.Secrets = append(secrets, newRec.Secrets...)
+	if len(newRec.Secrets) == 0 {
+		newRec.Secrets = nil
+	}
 	connsChanged := rec == nil || len(newRec.Conns) != len(desired.Conns)
 	for _, c := range p.Conns {
 		connsChanged = connsChanged || c.Change != Unchanged

@@ -163,6 +163,27 @@ func decodeChunks(text string, head int, chunks []chunk, r *Reuse) (*decoded, bo
 	f.FilterLists = grown(f.FilterLists, nl)
 	f.FilterActions = grown(f.FilterActions, na)
 	f.Policies = grown(f.Policies, np)
+	// The rules of pieces that continue the last policy, joined into it
+	// once (in a new slice: the rules may be a kept chunk's, shared with
+	// r, which an append in place would write into). Joined piece by
+	// piece, thousands of rules were copied again for every piece.
+	var more [][]Rule
+	join := func() {
+		if len(more) == 0 {
+			return
+		}
+		last := &f.Policies[len(f.Policies)-1]
+		n := len(last.Rules)
+		for _, m := range more {
+			n += len(m)
+		}
+		rules := make([]Rule, 0, n)
+		rules = append(rules, last.Rules...)
+		for _, m := range more {
+			rules = append(rules, m...)
+		}
+		last.Rules, more = rules, nil
+	}
 	for i, r := range results[1:] {
 		g := r.d.f
 		ps := g.Policies
@@ -172,11 +193,11 @@ func decodeChunks(text string, head int, chunks []chunk, r *Reuse) (*decoded, bo
 			if len(f.Policies) == 0 || len(ps) == 0 {
 				return nil, false
 			}
-			last := &f.Policies[len(f.Policies)-1]
-			// Clipped: the rules may be a kept chunk's (shared with r),
-			// which an append in place would write into.
-			last.Rules = append(slices.Clip(last.Rules), ps[0].Rules...)
+			more = append(more, ps[0].Rules)
 			ps = ps[1:]
+		}
+		if len(ps) > 0 {
+			join() // before the last policy is another
 		}
 		f.FilterLists = append(f.FilterLists, g.FilterLists...)
 		f.FilterActions = append(f.FilterActions, g.FilterActions...)
@@ -184,6 +205,7 @@ func decodeChunks(text string, head int, chunks []chunk, r *Reuse) (*decoded, bo
 		out.d.undecoded = append(out.d.undecoded, r.d.undecoded...)
 		out.d.miscased = append(out.d.miscased, r.d.miscased...)
 	}
+	join()
 	// The decoder keeps one type per key path (without indexes): the
 	// last one written, which is the last piece's.
 	if len(out.d.undecoded) > 0 {

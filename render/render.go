@@ -28,7 +28,7 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 	if o.Backend == "" {
 		o.Backend = Kernel
 	}
-	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend, Conns: make([]Conn, 0, len(a.Rules))},
+	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend, Conns: make([]Conn, 0, len(a.Rules)), Secrets: make([]Secret, 0, len(a.Rules))},
 		names: make(map[string]claimed, 2*len(a.Rules)), secretIdx: make(map[string]int, len(a.Rules)),
 		peerConn: make(map[string]int, len(a.Rules)), peerRule: make(map[int]firstRule, len(a.Rules))}
 	// The guard comes from the model alone: derived on another CPU
