@@ -95,6 +95,7 @@ type renderer struct {
 	// the last rule to each peer (lastRuleOfPeers).
 	pos     int
 	lastUse map[string]int
+	peers   [][]string // model.Peers of each rule (lastRuleOfPeers)
 	a       *model.Assigned
 	o       Options
 	res     *Result
@@ -165,11 +166,13 @@ func (r *renderer) lastRuleOfPeers() map[string]int {
 		return nil
 	}
 	last := make(map[string]int, len(r.a.Rules))
+	r.peers = make([][]string, len(r.a.Rules))
 	for i, rule := range r.a.Rules {
 		if rule.Action.Action != model.Negotiate {
 			continue
 		}
-		for _, peer := range model.Peers(rule) {
+		r.peers[i] = model.Peers(rule)
+		for _, peer := range r.peers[i] {
 			if !rule.Tunnel.IsValid() && peer == "any" {
 				peer = "%any"
 			}
@@ -177,6 +180,14 @@ func (r *renderer) lastRuleOfPeers() map[string]int {
 		}
 	}
 	return last
+}
+
+// peersOf is model.Peers of the rule being rendered, made once.
+func (r *renderer) peersOf(rule model.ResolvedRule) []string {
+	if r.pos < len(r.peers) && r.peers[r.pos] != nil {
+		return r.peers[r.pos]
+	}
+	return model.Peers(rule)
 }
 
 // Slug makes a name usable in swanctl.conf and VICI: lower case letters,
@@ -205,7 +216,7 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 	if r.o.Backend == LibIPsec && !r.libipsecCanDo(rule, where) {
 		return
 	}
-	peers := model.Peers(rule)
+	peers := r.peersOf(rule)
 	base := NamePrefix + r.ruleSlug(rule)
 	for _, peer := range peers {
 		name := base
