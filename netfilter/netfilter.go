@@ -34,6 +34,9 @@ type Table struct {
 	// kernel: the table is the kernel's (Open), read over netlink; not
 	// a knftables.Fake (NewFor), read through nft.
 	kernel bool
+	// plain: nft refused a comment on an object; its transactions are
+	// made by knftables.New's interface, which leaves them out.
+	plain bool
 
 	mu       sync.Mutex
 	ready    chan struct{} // closed when nft is set up (or failed to be); nil: not started
@@ -119,7 +122,12 @@ func noNft(err error) error {
 }
 
 // Warm sets up nft for the first Install in the background (assign's
-// Warmer): an apply starts it before it reads the policy.
+// Warmer): an apply starts it before it reads the policy. For the
+// kernel's table there is nothing to set up: its transactions are made
+// with a knftables.Fake and sent by run, as their text; knftables.New,
+// which runs nft twice to learn whether it takes comments on tables (some
+// 20 ms of CPU that an apply on two CPUs waited for), is used only when
+// nft refuses a comment (plainNft).
 func (t *Table) Warm() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -128,6 +136,13 @@ func (t *Table) Warm() {
 	}
 	ready := make(chan struct{})
 	t.ready = ready
+	if t.kernel && !t.plain {
+		if t.nft == nil {
+			t.nft = knftables.NewFake(knftables.InetFamily, guard.Table)
+		}
+		close(ready)
+		return
+	}
 	go func() {
 		err := t.in(func() error {
 			if t.nft != nil {
@@ -361,6 +376,9 @@ func (t *Table) PrepareInstall(ctx context.Context, prev, next *guard.Ruleset) (
 			defer trace.StartRegion(ctx, "nft-run").End()
 			return t.run(ctx, nft, tx)
 		})
+		if err != nil && t.plainNft(err) {
+			return t.Install(ctx, prev, next)
+		}
 		if err != nil && patch && ctx.Err() == nil {
 			// Changed since it was read (or the patch failed): as
 			// Install would now.
@@ -378,9 +396,12 @@ func (t *Table) PrepareInstall(ctx context.Context, prev, next *guard.Ruleset) (
 // nft then takes half the memory and time for a large table. An error
 // is nft's message, as knftables gives it.
 func (t *Table) run(ctx context.Context, nft knftables.Interface, tx *knftables.Transaction) error {
+	if !t.kernel {
+		return nft.Run(ctx, tx) // a knftables.Fake's table
+	}
 	script := tx.String()
-	if !t.kernel || strings.Contains(script, "# ERROR: ") {
-		return nft.Run(ctx, tx) // the fake, or knftables' own error
+	if _, msg, ok := strings.Cut(script, "# ERROR: "); ok {
+		return errors.New(strings.TrimSpace(msg)) // knftables' own
 	}
 	path, err := exec.LookPath("nft")
 	if err != nil {
@@ -397,6 +418,20 @@ func (t *Table) run(ctx context.Context, nft knftables.Interface, tx *knftables.
 		return err
 	}
 	return nil
+}
+
+// plainNft, after nft refused a transaction, tells whether it was for a
+// comment on an object (an nft older than 0.9.7) the first time: then
+// transactions are made from now on by knftables.New's interface, which
+// checks what nft takes, and the caller makes this one again.
+func (t *Table) plainNft(err error) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.kernel || t.plain || !strings.Contains(err.Error(), "comment") {
+		return false
+	}
+	t.plain, t.ready, t.nft = true, nil, nil
+	return true
 }
 
 // noTable says an error means there is no guard table (yet).

@@ -359,3 +359,52 @@ func TestIntegrationBatchedAsUnbatched(t *testing.T) {
 		t.Fatalf("the patch did not change the table")
 	}
 }
+
+// An nft (or kernel) that refuses comments on tables: the first refusal
+// sets up knftables' own interface, which checks what nft takes and
+// leaves such comments out, and the transaction is made again with it.
+func TestIntegrationNftWithoutObjectComments(t *testing.T) {
+	ns := netns(t)
+	real, err := exec.LookPath("nft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	script := `#!/bin/sh
+case "$1" in --version) exec ` + real + ` "$@";; esac
+in=$(cat)
+case "$in" in *'add table inet swanmgr { comment'*)
+	echo 'Error: Could not process rule: Operation not supported' >&2
+	printf '%s\n' "$in" | grep -m1 'add table inet swanmgr {' >&2
+	exit 1;;
+esac
+printf '%s\n' "$in" | exec ` + real + ` "$@"
+`
+	if err := os.WriteFile(dir+"/nft", []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	tab, err := netfilter.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	a, b := ruleset("r-r", "6667", guard.Negotiate), ruleset("r-r2", "6668", guard.Block)
+	if changed, err := tab.Install(ctx, nil, a); err != nil || !changed {
+		t.Fatalf("install: %v, %v", changed, err)
+	}
+	if fp, _ := tab.Fingerprint(ctx); fp != a.Hash() {
+		t.Fatalf("fingerprint %q, want %q", fp, a.Hash())
+	}
+	listing := nft(t, ns, "list", "table", "inet", "swanmgr")
+	if strings.Contains(listing, "swanmgr's IPsec guard") || !strings.Contains(listing, `comment "r-r"`) {
+		t.Fatalf("table:\n%s", listing)
+	}
+	if changed, err := tab.Install(ctx, a, b); err != nil || !changed {
+		t.Fatalf("patch: %v, %v", changed, err)
+	}
+	if fp, _ := tab.Fingerprint(ctx); fp != b.Hash() {
+		t.Fatalf("fingerprint after the patch %q, want %q", fp, b.Hash())
+	}
+}
