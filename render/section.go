@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"strconv"
-	"strings"
+	"sync"
 )
 
 // Section is an ordered set of settings, the common form of a swanctl.conf
@@ -292,10 +292,11 @@ func (s *Section) Freeze() {
 	if s == nil || s.packed != "" || len(s.items) == 0 || !packable(s) {
 		return
 	}
-	var w strings.Builder
-	w.Grow(packedSize(s))
-	writePacked(&w, s)
-	s.packed, s.items = w.String(), nil
+	bp := packBufs.Get().(*[]byte)
+	b := appendPacked((*bp)[:0], s)
+	s.packed, s.items = string(b), nil
+	*bp = b
+	packBufs.Put(bp)
 }
 
 // edit is the subsection key, to be changed: s and it made trees again if
@@ -349,8 +350,8 @@ func packable(s *Section) bool {
 	return true
 }
 
-// packedSize is the length of s's frozen form: it is written in one
-// allocation of that size.
+// packedSize is the length of s's frozen form, which precedes a frozen
+// subsection in its parent's.
 func packedSize(s *Section) int {
 	n := 0
 	for i := range s.items {
@@ -393,8 +394,8 @@ func uvarintSize(x uint64) int {
 	return n
 }
 
-// writePacked writes s's frozen form (of packedSize) to w.
-func writePacked(w *strings.Builder, s *Section) {
+// appendPacked appends s's frozen form.
+func appendPacked(b []byte, s *Section) []byte {
 	for i := range s.items {
 		it := &s.items[i]
 		kind := byte(packedValue)
@@ -404,42 +405,42 @@ func writePacked(w *strings.Builder, s *Section) {
 		case it.IsList:
 			kind = packedList
 		}
-		if it.Comment() != "" {
+		note := it.Comment()
+		if note != "" {
 			kind |= packedNote
 		}
-		w.WriteByte(kind)
-		writePackedString(w, it.Key)
-		if it.Comment() != "" {
-			writePackedString(w, it.Comment())
+		b = append(b, kind)
+		b = appendPackedString(b, it.Key)
+		if note != "" {
+			b = appendPackedString(b, note)
 		}
 		switch kind &^ packedNote {
 		case packedSection:
-			writeUvarint(w, uint64(it.Sec.packedLen()))
+			b = binary.AppendUvarint(b, uint64(it.Sec.packedLen()))
 			if it.Sec.packed != "" {
-				w.WriteString(it.Sec.packed)
+				b = append(b, it.Sec.packed...)
 			} else {
-				writePacked(w, it.Sec)
+				b = appendPacked(b, it.Sec)
 			}
 		case packedList:
-			writeUvarint(w, uint64(len(it.List)))
+			b = binary.AppendUvarint(b, uint64(len(it.List)))
 			for _, v := range it.List {
-				writePackedString(w, v)
+				b = appendPackedString(b, v)
 			}
 		default:
-			writePackedString(w, it.Value)
+			b = appendPackedString(b, it.Value)
 		}
 	}
+	return b
 }
 
-func writePackedString(w *strings.Builder, v string) {
-	writeUvarint(w, uint64(len(v)))
-	w.WriteString(v)
+func appendPackedString(b []byte, v string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
-func writeUvarint(w *strings.Builder, x uint64) {
-	var b [binary.MaxVarintLen64]byte
-	w.Write(binary.AppendUvarint(b[:0], x))
-}
+// packBufs are the buffers sections are frozen in.
+var packBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // packedItem is one item of a frozen section, its strings parts of it.
 type packedItem struct {
