@@ -65,18 +65,23 @@ func newTable(w io.Writer) *table {
 
 func (t *table) row(format string, args ...any) { fmt.Fprintf(t.tw, format, args...) }
 
+// flush writes the rows, their trailing blanks cut, in one write (a
+// write a line was 10,000 system calls for 5,000 rules on a terminal or
+// pipe).
 func (t *table) flush() {
 	t.tw.Flush()
+	var out bytes.Buffer
+	out.Grow(t.buf.Len())
 	for _, line := range strings.SplitAfter(t.buf.String(), "\n") {
 		if line == "" {
 			continue
 		}
 		nl := strings.HasSuffix(line, "\n")
-		line = strings.TrimRight(line, " \n")
-		io.WriteString(t.out, line)
+		out.WriteString(strings.TrimRight(line, " \n"))
 		if nl {
-			io.WriteString(t.out, "\n")
+			out.WriteByte('\n')
 		}
 	}
+	t.out.Write(out.Bytes())
 	t.buf.Reset()
 }
