@@ -17,3 +17,22 @@ func TestCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestHasFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"swanmgr", "status"}, false},
+		{[]string{"swanmgr", "status", "--watch"}, true},
+		{[]string{"swanmgr", "status", "-w", "--interval", "1s"}, true},
+		{[]string{"swanmgr", "status", "-watch=true"}, true},
+		{[]string{"swanmgr", "status", "--watch=false"}, false},
+		{[]string{"swanmgr", "status", "--rule", "watch"}, false},
+		{[]string{"swanmgr", "status", "--", "--watch"}, false},
+	} {
+		if got := hasFlag(c.args, "watch", "w"); got != c.want {
+			t.Errorf("hasFlag(%q) = %v, want %v", c.args, got, c.want)
+		}
+	}
+}
