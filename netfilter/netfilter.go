@@ -143,19 +143,23 @@ func (t *Table) Warm() {
 		close(ready)
 		return
 	}
+	have := t.nft != nil
 	go func() {
+		var nft knftables.Interface
 		err := t.in(func() error {
-			if t.nft != nil {
+			if have {
 				return nil
 			}
-			nft, err := knftables.New(knftables.InetFamily, guard.Table, knftables.UseNetlink)
-			if err != nil {
+			var err error
+			if nft, err = knftables.New(knftables.InetFamily, guard.Table, knftables.UseNetlink); err != nil {
 				return noNft(err)
 			}
-			t.nft = nft
 			return nil
 		})
 		t.mu.Lock()
+		if nft != nil {
+			t.nft = nft
+		}
 		t.ifaceErr = err
 		t.mu.Unlock()
 		close(ready)
@@ -166,18 +170,29 @@ func (t *Table) Warm() {
 // failed set-up is tried again on the next call: an agent started before
 // nftables was ready must not stay without a guard.
 func (t *Table) iface() (knftables.Interface, error) {
-	t.Warm()
-	t.mu.Lock()
-	ready := t.ready
-	t.mu.Unlock()
-	<-ready
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err := t.ifaceErr; err != nil {
-		t.ready, t.ifaceErr = nil, nil
-		return nil, err
+	for {
+		t.Warm()
+		t.mu.Lock()
+		ready := t.ready
+		t.mu.Unlock()
+		if ready == nil {
+			continue // reset (plainNft) between the two
+		}
+		<-ready
+		t.mu.Lock()
+		err, nft := t.ifaceErr, t.nft
+		if err != nil {
+			t.ready, t.ifaceErr = nil, nil
+		}
+		t.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if nft != nil {
+			return nft, nil
+		}
+		// Reset (plainNft) while this waited: set up again.
 	}
-	return t.nft, nil
 }
 
 // sets returns the table's sets, read over netlink (the kernel's table;
@@ -424,14 +439,40 @@ func (t *Table) run(ctx context.Context, nft knftables.Interface, tx *knftables.
 // comment on an object (an nft older than 0.9.7) the first time: then
 // transactions are made from now on by knftables.New's interface, which
 // checks what nft takes, and the caller makes this one again.
+//
+// A failure whose message merely shows a comment (nft repeats the command
+// it refused, and elements carry their rule's counter name as one) is
+// told apart by asking nft to check a table with a comment and nothing
+// else: only when that is refused too does the table go plain.
 func (t *Table) plainNft(err error) bool {
 	t.mu.Lock()
+	plain := t.plain
+	t.mu.Unlock()
+	if !t.kernel || plain || !strings.Contains(err.Error(), "comment") {
+		return false
+	}
+	if t.in(checkComments) == nil {
+		return false // nft takes comments: the failure was another
+	}
+	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.kernel || t.plain || !strings.Contains(err.Error(), "comment") {
+	if t.plain {
 		return false
 	}
 	t.plain, t.ready, t.nft = true, nil, nil
 	return true
+}
+
+// checkComments asks nft whether it takes a comment on a table (as
+// knftables.New does), without changing anything.
+func checkComments() error {
+	path, err := exec.LookPath("nft")
+	if err != nil {
+		return noNft(err)
+	}
+	cmd := exec.Command(path, "--check", "-f", "-")
+	cmd.Stdin = strings.NewReader("add table inet " + guard.Table + "-check { comment \"check\" ; }\n")
+	return cmd.Run()
 }
 
 // noTable says an error means there is no guard table (yet).

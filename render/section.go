@@ -24,6 +24,9 @@ type Section struct {
 	// packed is the frozen form (see Freeze); "" when the section is a
 	// tree (or empty).
 	packed string
+	// copied: a subsection a frozen section gave (Get, Subsection, All),
+	// which a change would not reach; changing it panics.
+	copied bool
 }
 
 // Item is one setting: a value, a list, or a subsection. A list of files
@@ -116,10 +119,19 @@ func (s *Section) Len() int {
 	return n
 }
 
-// thaw makes a frozen section a tree again, for a change.
+// thaw makes a frozen section a tree again, for a change. Its
+// subsections are then its own.
 func (s *Section) thaw() {
+	if s.copied {
+		panic("render: a change to a copy of a frozen section's subsection would be lost; change the section through edit, before Freeze")
+	}
 	if s.packed != "" {
 		s.items, s.packed = s.All(), ""
+		for i := range s.items {
+			if sub := s.items[i].Sec; sub != nil {
+				sub.copied = false
+			}
+		}
 	}
 }
 
@@ -236,7 +248,7 @@ func (s *Section) Files(key string) []FileRef {
 func (s *Section) Subsection(key string) *Section {
 	if s != nil && s.packed != "" {
 		if it, ok := s.find(key); ok && it.kind == packedSection {
-			return &Section{packed: it.sec}
+			return &Section{packed: it.sec, copied: true}
 		}
 		return nil
 	}
@@ -333,6 +345,9 @@ func packable(s *Section) bool {
 		case it.Sec != nil:
 			if it.IsList || it.Value != "" || it.List != nil || it.Sec.packed == "" && !packable(it.Sec) {
 				return false
+			}
+			if it.Sec.packed == "" && it.Sec.items != nil && len(it.Sec.items) == 0 {
+				return false // empty, not nil: the frozen form has no such thing
 			}
 		case it.IsList:
 			if it.Value != "" || (it.List != nil && len(it.List) == 0) {
@@ -514,7 +529,7 @@ func (it packedItem) item() Item {
 	out := Item{Key: it.key}
 	switch it.kind {
 	case packedSection:
-		out.Sec = &Section{packed: it.sec}
+		out.Sec = &Section{packed: it.sec, copied: true}
 	case packedList:
 		out.IsList = true
 		if it.n > 0 {

@@ -173,3 +173,51 @@ func FuzzFreeze(f *testing.F) {
 		sameSection(t, "fuzz changed", frozen, tree)
 	})
 }
+
+// A subsection a frozen section gives is a copy: changing it panics
+// instead of being lost; the frozen section itself can still be changed,
+// and through edit its subsections too.
+func TestFrozenCopiesRefuseChanges(t *testing.T) {
+	s := &Section{}
+	s.Sub("children", "").Sub("c1", "").Set("mode", "tunnel")
+	s.Freeze()
+	for name, change := range map[string]func(){
+		"Subsection": func() { s.Subsection("children").Set("x", "y") },
+		"Get":        func() { s.Get("children").Sec.Sub("c2", "") },
+		"All":        func() { s.All()[0].Sec.Add(Item{Key: "x"}) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("a change through %s went to a copy without a panic", name)
+				}
+			}()
+			change()
+		}()
+	}
+	s.edit("children").Sub("c2", "").Set("mode", "transport")
+	if s.Child("c2").Value("mode") != "transport" || s.Child("c1").Value("mode") != "tunnel" {
+		t.Fatalf("changed through edit: %s", mustJSON(t, s))
+	}
+}
+
+// An empty subsection that is not nil (a list of no items) stays a tree:
+// the frozen form would give it back nil.
+func TestEmptySubsectionNotFrozen(t *testing.T) {
+	s := &Section{}
+	s.subCap("children", "", 4)
+	before := mustJSON(t, s)
+	s.Freeze()
+	if s.packed != "" || mustJSON(t, s) != before {
+		t.Fatalf("frozen to %s, was %s", mustJSON(t, s), before)
+	}
+}
+
+func mustJSON(t *testing.T, s *Section) string {
+	t.Helper()
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -113,8 +114,9 @@ func hasFlag(args []string, names ...string) bool {
 		}
 		f = strings.TrimPrefix(f, "-")
 		f, val, hasVal := strings.Cut(f, "=")
+		on, err := strconv.ParseBool(val)
 		for _, n := range names {
-			if f == n && (!hasVal || val == "true" || val == "1") {
+			if f == n && (!hasVal || err == nil && on) {
 				return true
 			}
 		}

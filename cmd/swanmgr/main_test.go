@@ -28,6 +28,7 @@ func TestHasFlag(t *testing.T) {
 		{[]string{"swanmgr", "status", "-w", "--interval", "1s"}, true},
 		{[]string{"swanmgr", "status", "-watch=true"}, true},
 		{[]string{"swanmgr", "status", "--watch=false"}, false},
+		{[]string{"swanmgr", "status", "--watch=T"}, true},
 		{[]string{"swanmgr", "status", "--rule", "watch"}, false},
 		{[]string{"swanmgr", "status", "--", "--watch"}, false},
 	} {

@@ -90,13 +90,12 @@ func arm(g int64) {
 	runtime.AddCleanup(new(sentinel), adjust, g)
 }
 
-var samples = []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}
-
 func adjust(g int64) {
 	if generation.Load() != g {
 		return
 	}
 	defer arm(g)
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}
 	metrics.Read(samples)
 	if samples[0].Value.Kind() != metrics.KindUint64 || samples[1].Value.Kind() != metrics.KindUint64 {
 		return
@@ -105,9 +104,11 @@ func adjust(g int64) {
 		return // collection turned off: whoever did set their own limit
 	}
 	live := samples[0].Value.Uint64()
+	limit := Limit(live)
 	if lazyMode.Load() {
-		debug.SetMemoryLimit(LazyLimit(live))
-		return
+		limit = LazyLimit(live)
 	}
-	debug.SetMemoryLimit(Limit(live))
+	if generation.Load() == g {
+		debug.SetMemoryLimit(limit)
+	}
 }
