@@ -426,10 +426,7 @@ func (a *applyRun) finish() error {
 	if te := (*TeardownError)(nil); errors.As(teardownErr, &te) {
 		retry = te.retry
 	}
-	var kept []RecordConn
-	if len(p.Conns) > 0 {
-		kept = make([]RecordConn, 0, len(p.Conns))
-	}
+	kept := make([]RecordConn, 0, len(p.Conns))
 	samePrograms := rec.madeByThisProgram()
 	// A leftover was kept as whatever program recorded it did.
 	var leftovers map[string]bool
@@ -472,12 +469,9 @@ func (a *applyRun) finish() error {
 	}
 	newRec.Conns = append(kept, newRec.Conns...)
 	if len(newRec.Conns) == 0 {
-		newRec.Conns = nil // as before the lists were sized
+		newRec.Conns = nil // none is null in the record, as before the lists were sized
 	}
-	var secrets []RecordSecret
-	if n := len(desired.Secrets) + len(newRec.Secrets); n > 0 {
-		secrets = make([]RecordSecret, 0, n)
-	}
+	secrets := make([]RecordSecret, 0, len(desired.Secrets)+len(newRec.Secrets))
 	for _, s := range desired.Secrets {
 		fp, ok := a.fingerprints[s.Name]
 		if !ok {

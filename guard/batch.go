@@ -18,22 +18,17 @@ func BatchElements(script string) string {
 	lines := strings.SplitAfter(script, "\n")
 	var b strings.Builder
 	b.Grow(len(script))
-	for i := 0; i < len(lines); {
-		if _, ok := parseElement(lines[i]); !ok {
-			b.WriteString(lines[i])
-			i++
+	var run []elementCmd
+	for _, line := range lines {
+		if c, ok := parseElement(line); ok {
+			run = append(run, c)
 			continue
 		}
-		j := i
-		for j < len(lines) {
-			if _, ok := parseElement(lines[j]); !ok {
-				break
-			}
-			j++
-		}
-		writeBatched(&b, lines[i:j])
-		i = j
+		writeBatched(&b, run)
+		run = run[:0]
+		b.WriteString(line)
 	}
+	writeBatched(&b, run)
 	return b.String()
 }
 
@@ -79,15 +74,14 @@ func parseElement(line string) (elementCmd, bool) {
 }
 
 // writeBatched writes a run of element commands, joined per set.
-func writeBatched(b *strings.Builder, lines []string) {
+func writeBatched(b *strings.Builder, cmds []elementCmd) {
 	type run struct {
 		verb   string
 		bodies []string
 	}
 	var order []string
 	runs := map[string][]run{}
-	for _, line := range lines {
-		c, _ := parseElement(line)
+	for _, c := range cmds {
 		rs, seen := runs[c.set]
 		if !seen {
 			order = append(order, c.set)

@@ -360,30 +360,40 @@ func TestIntegrationBatchedAsUnbatched(t *testing.T) {
 	}
 }
 
-// An nft (or kernel) that refuses comments on tables: the first refusal
-// sets up knftables' own interface, which checks what nft takes and
-// leaves such comments out, and the transaction is made again with it.
-func TestIntegrationNftWithoutObjectComments(t *testing.T) {
-	ns := netns(t)
+// nftShim puts an nft first on PATH that logs its arguments to dir/log,
+// passes --version through, and runs filter (shell, with the transaction
+// in $in and its folder in $dir) before handing the transaction to the
+// real nft. It returns the shim's folder.
+func nftShim(t *testing.T, filter string) string {
+	t.Helper()
 	real, err := exec.LookPath("nft")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	script := `#!/bin/sh
+	script := "#!/bin/sh\ndir=" + dir + "\n" + `echo "$*" >> "$dir/log"
 case "$1" in --version) exec ` + real + ` "$@";; esac
 in=$(cat)
-case "$in" in *'add table inet '*' { comment'*)
-	echo 'Error: Could not process rule: Operation not supported' >&2
-	printf '%s\n' "$in" | grep -m1 'add table inet .* { comment' >&2
-	exit 1;;
-esac
+` + filter + `
 printf '%s\n' "$in" | exec ` + real + ` "$@"
 `
 	if err := os.WriteFile(dir+"/nft", []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	return dir
+}
+
+// An nft (or kernel) that refuses comments on tables: the first refusal
+// sets up knftables' own interface, which checks what nft takes and
+// leaves such comments out, and the transaction is made again with it.
+func TestIntegrationNftWithoutObjectComments(t *testing.T) {
+	ns := netns(t)
+	nftShim(t, `case "$in" in *'add table inet '*' { comment'*)
+	echo 'Error: Could not process rule: Operation not supported' >&2
+	printf '%s\n' "$in" | grep -m1 'add table inet .* { comment' >&2
+	exit 1;;
+esac`)
 	tab, err := netfilter.Open("/run/netns/" + ns)
 	if err != nil {
 		t.Fatal(err)
@@ -415,29 +425,14 @@ printf '%s\n' "$in" | exec ` + real + ` "$@"
 // changes still go without knftables' set-up (no nft --version).
 func TestIntegrationOtherFailureWithAComment(t *testing.T) {
 	ns := netns(t)
-	real, err := exec.LookPath("nft")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	script := `#!/bin/sh
-echo "$*" >> ` + dir + `/log
-case "$1" in --version) exec ` + real + ` "$@";; esac
-in=$(cat)
-if [ -e ` + dir + `/fail ]; then
+	dir := nftShim(t, `if [ -e "$dir/fail" ]; then
 	case "$in" in *'comment "r-r2"'*)
 		echo 'Error: Could not process rule: No such file or directory' >&2
 		printf '%s\n' "$in" | grep -m1 'comment "r-r2"' >&2
 		exit 1;;
 	esac
-fi
-printf '%s\n' "$in" | exec ` + real + ` "$@"
-`
-	if err := os.WriteFile(dir+"/nft", []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+fi`)
 	os.WriteFile(dir+"/fail", nil, 0o644)
-	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
 	tab, err := netfilter.Open("/run/netns/" + ns)
 	if err != nil {
 		t.Fatal(err)

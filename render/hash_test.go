@@ -78,9 +78,12 @@ func refConnHashes(c Conn) (hash, ike string, children map[string]string) {
 	return hash, ike, children
 }
 
-func TestHashesAsBefore(t *testing.T) {
+// examplePolicies are the repository's example policies, validated (keys
+// inline allowed), by path.
+func examplePolicies(t *testing.T) map[string]*model.Assigned {
+	t.Helper()
 	examples, _ := filepath.Glob("../examples/*/*.toml")
-	n := 0
+	out := make(map[string]*model.Assigned, len(examples))
 	for _, p := range examples {
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -90,6 +93,14 @@ func TestHashesAsBefore(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
+		out[p] = a
+	}
+	return out
+}
+
+func TestHashesAsBefore(t *testing.T) {
+	n := 0
+	for p, a := range examplePolicies(t) {
 		for _, b := range []Backend{Kernel, LibIPsec} {
 			res, err := Render(a, Options{Backend: b})
 			if err != nil {

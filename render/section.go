@@ -639,8 +639,9 @@ func (c Conn) IKEHash() string {
 		if c.Body != nil && c.Body.packed != "" {
 			return appendPackedHash(b, c.Body.packed, "children")
 		}
-		for i := range c.Body.All() {
-			if it := &c.Body.items[i]; it.Key != "children" {
+		items := c.Body.All()
+		for i := range items {
+			if it := &items[i]; it.Key != "children" {
 				b = it.appendHash(b)
 			}
 		}

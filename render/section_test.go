@@ -2,30 +2,17 @@ package render
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/swanmgr/swanmgr/model"
 )
 
 // Rendered settings are frozen (Section.Freeze): every way of reading
 // them gives what the tree they were frozen from gave, for every example
 // policy on both backends.
 func TestFrozenAsTree(t *testing.T) {
-	examples, _ := filepath.Glob("../examples/*/*.toml")
 	n := 0
-	for _, p := range examples {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, _, err := model.ParseValidate(p, data, model.ValidateOptions{InsecureSecrets: true})
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
+	for p, a := range examplePolicies(t) {
 		for _, b := range []Backend{Kernel, LibIPsec} {
 			frozen, err := Render(a, Options{Backend: b})
 			if err != nil {

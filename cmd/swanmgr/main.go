@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"strconv"
@@ -18,17 +17,6 @@ import (
 	"github.com/swanmgr/swanmgr/cli"
 	"github.com/swanmgr/swanmgr/internal/memlimit"
 )
-
-// No heap profiling unless it is asked for: its records take memory
-// (about 1.4 MB at a one-rule change of 5,000 rules) and each sampled
-// allocation the time to record its stack. A package variable, so that it
-// is set before main's allocations.
-var _ = func() int {
-	if os.Getenv("SWANMGR_MEMPROFILE") == "" {
-		runtime.MemProfileRate = 0
-	}
-	return 0
-}()
 
 func main() {
 	// The commands that apply keep the soft memory limit near their live
