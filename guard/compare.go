@@ -79,13 +79,18 @@ func compareEntries(x, y Entry) int {
 // Current is rs in this package's Format (see current).
 func Current(rs *Ruleset) *Ruleset { return current(rs) }
 
-// current is rs in this package's Format: a ruleset of Format 0 (shapes
+// current is rs in this package's Format: a ruleset of Format 3 has the
+// same entries; one of Format 0 (shapes
 // of both directions) has each entry in both directions, which asks of
 // every packet what that ruleset's table asked of it on output and input,
 // and more of a forwarded one.
 func current(rs *Ruleset) *Ruleset {
 	if rs == nil || rs.Format == Format {
 		return rs
+	}
+	if rs.Format == 3 {
+		// The same entries; only the table around them differs.
+		return &Ruleset{Format: Format, Backend: rs.Backend, Rules: rs.Rules, Entries: rs.Entries}
 	}
 	up := &Ruleset{Format: Format, Backend: rs.Backend, Rules: rs.Rules, Entries: make([]Entry, 0, 2*len(rs.Entries))}
 	for _, e := range rs.Entries {

@@ -95,7 +95,10 @@ func (e Entry) SameAction(o Entry) bool {
 // out, in and fwd policies do, and a shape may be bound to an interface.
 // (Format 2 was a layout of the same day that never shipped; its records,
 // of shapes without a direction, are converted like Format 0's.)
-const Format = 3
+// Format 4: Format 3's entries and chains, with two named counters that
+// total what the table saw (see Traffic and Dropped): its records are
+// Format 3's and a table of Format 3 is replaced whole by the next change.
+const Format = 4
 
 // ID identifies an entry: its family, shape and key.
 func (e Entry) ID() string {

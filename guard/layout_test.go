@@ -368,3 +368,52 @@ action = "permit"
 		}
 	}
 }
+
+// The table totals what it saw (Format 4): every packet of IKE, NAT-T, ESP
+// and AH its hooks let through counts on TrafficCounter, every packet it
+// drops on DroppedCounter. A ruleset recorded as Format 3 has the same
+// entries; its table, which has no such counters, is replaced whole.
+func TestCountersAndFormat3(t *testing.T) {
+	next, _ := guard.Derive(assigned(t, gateway), guard.Kernel)
+	fake := knftables.NewFake(knftables.InetFamily, guard.Table)
+	install(t, fake, "", nil, next)
+	dump := fake.Dump()
+	for _, c := range []string{guard.TrafficCounter, guard.DroppedCounter} {
+		if !strings.Contains(dump, "add counter inet swanmgr "+c+"\n") {
+			t.Errorf("no counter %s:\n%s", c, dump)
+		}
+	}
+	drops, counted := 0, 0
+	for _, line := range strings.Split(dump, "\n") {
+		if strings.HasSuffix(line, " drop") {
+			drops++
+			if !strings.HasSuffix(line, ` counter name "`+guard.DroppedCounter+`" drop`) {
+				t.Errorf("a drop not counted: %s", line)
+			}
+		}
+		if strings.Contains(line, "esp, ah") || strings.Contains(line, "{ 500, 4500 }") {
+			counted++
+			if !strings.HasSuffix(line, ` counter name "`+guard.TrafficCounter+`" accept`) {
+				t.Errorf("IPsec's traffic not counted: %s", line)
+			}
+		}
+	}
+	if drops == 0 || counted != 9 { // three exemptions on each of three hooks
+		t.Errorf("%d drops, %d exemptions counted:\n%s", drops, counted, dump)
+	}
+
+	old := *next
+	old.Format = 3
+	if guard.Current(&old).Hash() != next.Hash() {
+		t.Error("a Format 3 ruleset is not this Format's with the same entries")
+	}
+	// The live table is the Format 3 ruleset's (as the earlier swanmgr
+	// installed it): the next change replaces it whole.
+	if !old.Live(old.Hash()) {
+		t.Fatal("a Format 3 table is not taken for its ruleset")
+	}
+	tx := fake.NewTransaction()
+	if changed, patched := guard.Fill(tx, old.Hash(), &old, next); !changed || patched {
+		t.Errorf("from a Format 3 table: changed %v, patched %v", changed, patched)
+	}
+}

@@ -15,6 +15,21 @@ import (
 // thousands of rules).
 const FingerprintSet = "fp-"
 
+// The table's two named counters. TrafficCounter counts the packets of
+// IKE, NAT-T (libipsec's ESP-in-UDP among them), ESP and AH that its
+// hooks let through: charon's traffic on the wire, so while it stands
+// still no SA's bytes or packets can have moved (status --watch then need
+// not list every SA again to learn that). DroppedCounter counts every
+// packet the guard dropped: the drop sets' element counters can only have
+// moved when it did.
+const (
+	TrafficCounter = "ipsec-traffic"
+	DroppedCounter = "dropped"
+)
+
+// countDropped is the statement before each of the guard's drops.
+const countDropped = `counter name "` + DroppedCounter + `" drop`
+
 // hooks are the guard's base chains: the hook, the prefix of its
 // per-shape chains, and the direction of the shapes it looks up (0: both,
 // in two passes, fwd-o and fwd-i).
@@ -323,7 +338,8 @@ func outProtected(b Backend) string {
 
 // exemptRules let through, on every hook, what the guard must never stop:
 // loopback, IKE and NAT-T (the ESP-in-UDP of libipsec among them), ESP
-// and AH, and IPv6 neighbour discovery.
+// and AH, and IPv6 neighbour discovery; what IPsec sends is counted
+// (TrafficCounter).
 func exemptRules(hook string) []string {
 	var out []string
 	switch hook {
@@ -332,10 +348,11 @@ func exemptRules(hook string) []string {
 	case "input":
 		out = append(out, `iifname "lo" accept`)
 	}
+	const counted = ` counter name "` + TrafficCounter + `" accept`
 	return append(out,
-		"meta l4proto { esp, ah } accept",
-		"udp sport { 500, 4500 } accept",
-		"udp dport { 500, 4500 } accept",
+		"meta l4proto { esp, ah }"+counted,
+		"udp sport { 500, 4500 }"+counted,
+		"udp dport { 500, 4500 }"+counted,
 		"icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } accept",
 	)
 }
@@ -445,8 +462,8 @@ func (o *objects) addShape(tx *knftables.Transaction, id string) {
 	}
 	tx.Add(&knftables.Set{Name: "d-" + id, Type: counting(typ), Flags: flags})
 	tx.Add(&knftables.Chain{Name: "b-" + id})
-	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: expr + " @d-" + id + " drop"})
-	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: "drop"})
+	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: expr + " @d-" + id + " " + countDropped})
+	tx.Add(&knftables.Rule{Chain: "b-" + id, Rule: countDropped})
 	tx.Add(&knftables.Map{Name: "v-" + id, Type: typ + " : verdict", Flags: flags})
 	for _, c := range shapeChains(id) {
 		o.shapeChain(tx, id, c, false)
@@ -480,8 +497,8 @@ func (o *objects) shapeChain(tx *knftables.Transaction, id, abbr string, flush b
 	}
 	tx.Add(&knftables.Rule{Chain: c, Rule: expr + " vmap @v-" + id})
 	tx.Add(&knftables.Rule{Chain: c, Rule: protected(o.rs.Backend, dirOf(id)) + pass})
-	tx.Add(&knftables.Rule{Chain: c, Rule: expr + " @d-" + id + " drop"})
-	tx.Add(&knftables.Rule{Chain: c, Rule: "drop"})
+	tx.Add(&knftables.Rule{Chain: c, Rule: expr + " @d-" + id + " " + countDropped})
+	tx.Add(&knftables.Rule{Chain: c, Rule: countDropped})
 }
 
 // deleteShape removes a shape's objects; the base chains must no longer
@@ -539,6 +556,8 @@ func full(tx *knftables.Transaction, rs *Ruleset) {
 		Comment: ptr("swanmgr's IPsec guard: drops clear text that the assigned policy protects; managed by swanmgr")})
 	o := newObjects(rs)
 	tx.Add(&knftables.Set{Name: FingerprintSet + rs.Hash(), Type: "ipv4_addr"})
+	tx.Add(&knftables.Counter{Name: TrafficCounter})
+	tx.Add(&knftables.Counter{Name: DroppedCounter})
 	for _, id := range o.shapes {
 		o.addShape(tx, id)
 	}

@@ -85,7 +85,7 @@ func TestWalksAsByID(t *testing.T) {
 // code of before the block writes, and an empty ruleset hashes as nothing.
 func TestHashAsBefore(t *testing.T) {
 	big := func(n, port int) *Ruleset {
-		rs := &Ruleset{Format: Format, Backend: Kernel}
+		rs := &Ruleset{Format: 3, Backend: Kernel} // the hashes are of Format 3 rulesets
 		for i := range n {
 			p := 22
 			if i == 0 {

@@ -2,6 +2,7 @@ package netfilter_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -533,5 +534,69 @@ name = "P"
 		if _, err := tab.Install(ctx, rs, nil); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// The table's totals over netlink: IPsec's own packets (here a datagram
+// to the NAT-T port, which the guard lets through) count as traffic,
+// and a dropped packet as dropped, as much as the drop sets' elements
+// count; no table has no totals.
+func TestIntegrationTotals(t *testing.T) {
+	h, lan, wan := twoLinks(t, "eth2", 2)
+	policy := `
+[endpoint]
+addresses = ["10.78.1.1", "10.78.2.1"]
+
+[[filter_list]]
+name = "Servers"
+  [[filter_list.filter]]
+  source = "me"
+  destination = "10.78.0.0/16"
+
+[[filter_action]]
+name = "Encrypt"
+action = "negotiate"
+
+[[policy]]
+name = "P"
+  [[policy.rule]]
+  name = "Encrypt servers"
+  filter_list = "Servers"
+  filter_action = "Encrypt"
+  tunnel_endpoint = "10.78.2.254"
+  authentication = [ { method = "psk", secret_file = "k.psk" } ]
+`
+	tab, err := netfilter.Open("/run/netns/" + h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	if _, err := tab.Totals(ctx); !errors.Is(err, netfilter.ErrNoTotals) {
+		t.Errorf("totals without a table: %v", err)
+	}
+	rs := derive(t, policy, guard.Kernel)
+	if _, err := tab.Install(ctx, nil, rs); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tab.Totals(ctx); err != nil || got != (netfilter.Totals{}) {
+		t.Fatalf("totals of a new table: %+v, %v", got, err)
+	}
+	if send(h, wan, "10.78.2.2", 2*time.Second, "in clear") {
+		t.Fatal("clear text passed")
+	}
+	got, err := tab.Totals(ctx)
+	cs, cerr := tab.Counters(ctx)
+	if err != nil || cerr != nil || got.Dropped == 0 || got.Dropped != cs["r-encrypt-servers"] || got.Traffic != 0 {
+		t.Errorf("after drops: totals %+v, %v; counters %v, %v", got, err, cs, cerr)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if b, err := lab.Send(sctx, &lab.Host{Name: h, Netns: h}, &lab.Host{Name: lan, Netns: lan, Addr: netip.MustParseAddr("10.78.1.2")}, "udp", 4500, []byte("nat-t")); err != nil || string(b) != "nat-t" {
+		t.Fatalf("a NAT-T datagram: %q, %v", b, err)
+	}
+	after, err := tab.Totals(ctx)
+	if err != nil || after.Traffic == 0 || after.Dropped != got.Dropped {
+		t.Errorf("after a NAT-T datagram: totals %+v (before %+v), %v", after, got, err)
 	}
 }

@@ -548,3 +548,70 @@ func (t *Table) addCounts(ctx context.Context, conn *nftables.Conn, s *nftables.
 	}
 	return nil
 }
+
+// Totals are the guard table's two named counters, in packets:
+// guard.TrafficCounter (IPsec's own packets the table let through) and
+// guard.DroppedCounter (every packet it dropped).
+type Totals struct {
+	Traffic, Dropped uint64
+}
+
+// ErrNoTotals says the live table has no totals: there is none, or it
+// was installed before they were (a table of guard Format 3).
+var ErrNoTotals = errors.New("no totals in the table")
+
+// Totals reads the table's totals: one netlink dump of its named
+// counters, however many elements the table has (Counters reads them
+// all).
+func (t *Table) Totals(ctx context.Context) (Totals, error) {
+	var out Totals
+	var traffic, dropped bool
+	add := func(name string, packets uint64) {
+		switch name {
+		case guard.TrafficCounter:
+			out.Traffic, traffic = packets, true
+		case guard.DroppedCounter:
+			out.Dropped, dropped = packets, true
+		}
+	}
+	err := t.in(func() error {
+		if !t.kernel {
+			cs, err := t.nft.ListCounters(ctx)
+			if err != nil {
+				return err
+			}
+			for _, c := range cs {
+				var n uint64
+				if c.Packets != nil {
+					n = *c.Packets
+				}
+				add(c.Name, n)
+			}
+			return nil
+		}
+		conn, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		objs, err := conn.GetObj(&nftables.CounterObj{Table: &nftables.Table{Name: guard.Table, Family: nftables.TableFamilyINet}})
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			if c, ok := o.(*nftables.CounterObj); ok {
+				add(c.Name, c.Packets)
+			}
+		}
+		return nil
+	})
+	if err != nil && noTable(err) {
+		err = ErrNoTotals
+	}
+	if err == nil && !(traffic && dropped) {
+		err = ErrNoTotals
+	}
+	if err != nil {
+		return Totals{}, fmt.Errorf("netfilter: reading the totals of table inet %s: %w", guard.Table, err)
+	}
+	return out, nil
+}
