@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/guard"
 	"github.com/swanmgr/swanmgr/netfilter"
+	"github.com/swanmgr/swanmgr/status"
 )
 
 // guardReader reads the guard swanmgr installed for a socket (its record)
@@ -48,22 +50,55 @@ func (g *guardReader) Guard(ctx context.Context, rec *assign.Record) (*guard.Rul
 		}
 		g.hash, g.rs = rec.GuardHash, rs
 	}
-	if g.tab == nil {
-		fw, err := g.open(g.sock)
-		if err != nil {
-			return rs, nil, err
-		}
-		tab, ok := fw.(counterReader)
-		if !ok {
-			return rs, nil, nil // a firewall that counts nothing
-		}
-		g.tab = tab
+	if err := g.openTable(); err != nil || g.tab == nil {
+		return rs, nil, err // g.tab nil: a firewall that counts nothing
 	}
 	drops, err := g.tab.Counters(ctx)
 	return rs, drops, err
 }
 
+// openTable opens the table once; g.tab stays nil for a firewall that
+// counts nothing. g.mu is held.
+func (g *guardReader) openTable() error {
+	if g.tab != nil {
+		return nil
+	}
+	fw, err := g.open(g.sock)
+	if err != nil {
+		return err
+	}
+	if tab, ok := fw.(counterReader); ok {
+		g.tab = tab
+	}
+	return nil
+}
+
+// errNoTotals: the firewall keeps no totals.
+var errNoTotals = errors.New("the guard keeps no totals")
+
+// Totals implements status.TotalsReader: the live table's totals.
+func (g *guardReader) Totals(ctx context.Context) (status.Totals, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.openTable(); err != nil {
+		return status.Totals{}, err
+	}
+	tr, ok := g.tab.(totalsReader)
+	if !ok {
+		return status.Totals{}, errNoTotals
+	}
+	t, err := tr.Totals(ctx)
+	return status.Totals{Traffic: t.Traffic, Dropped: t.Dropped}, err
+}
+
+// totalsReader is the part of netfilter.Table the totals need.
+type totalsReader interface {
+	Totals(ctx context.Context) (netfilter.Totals, error)
+}
+
 var (
-	_ counterReader = (*netfilter.Table)(nil)
-	_ assign.Warmer = (*netfilter.Table)(nil)
+	_ counterReader       = (*netfilter.Table)(nil)
+	_ totalsReader        = (*netfilter.Table)(nil)
+	_ status.TotalsReader = (*guardReader)(nil)
+	_ assign.Warmer       = (*netfilter.Table)(nil)
 )

@@ -75,6 +75,10 @@ func Watch(ctx context.Context, o WatchOptions) error {
 		o.MaxBackoff = 2 * time.Second
 	}
 	w := &watcher{o: o, now: now, counts: &EventCounts{Since: now()}}
+	if o.Guard != nil {
+		w.gate = &gatedGuard{g: o.Guard, now: now}
+		w.totals, _ = o.Guard.(TotalsReader)
+	}
 	defer func() {
 		if w.client != nil {
 			w.client.Close()
@@ -97,6 +101,17 @@ type watcher struct {
 	// last is what the last view showed of a reachable charon, for
 	// refreshSAs; nil after charon was unavailable or went away.
 	last *Input
+
+	// For refreshQuiet: the guard's totals (nil: none to read) and the
+	// guard read through gate; seen are the totals read before the last
+	// full listing (seenOK: they could be), listed its time; quiet counts
+	// the views shown without one.
+	totals TotalsReader
+	gate   *gatedGuard
+	seen   Totals
+	seenOK bool
+	listed time.Time
+	quiet  int
 }
 
 // recordPoll is how often a watch whose interval is longer looks whether
@@ -207,7 +222,11 @@ func (w *watcher) run(ctx context.Context) error {
 				}
 				continue
 			}
-			if err := w.refresh(ctx); err != nil {
+			done, err := w.refreshQuiet(ctx)
+			if err == nil && !done {
+				err = w.refresh(ctx)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -248,14 +267,28 @@ func (w *watcher) record() (*assign.Record, error) {
 	return w.o.Records.Record()
 }
 
+// refresh asks charon for everything and shows it. The guard's totals
+// are read first: traffic while charon answers moves them past what
+// refreshQuiet compares with.
 func (w *watcher) refresh(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, w.o.Timeout)
-	in := Collect(cctx, w.client, w.o.Records, CollectOptions{Now: w.now, Guard: w.o.Guard})
+	o := CollectOptions{Now: w.now}
+	if w.gate != nil {
+		o.Guard = w.gate
+		w.seen, w.seenOK = Totals{}, false
+		if w.totals != nil {
+			t, err := w.totals.Totals(cctx)
+			w.seen, w.seenOK = t, err == nil
+		}
+		w.gate.set(w.seen, w.seenOK)
+	}
+	in := Collect(cctx, w.client, w.o.Records, o)
 	cancel()
 	if ctx.Err() != nil {
 		return nil
 	}
 	in.Socket, in.Events = w.o.Socket, w.counts.Copy()
+	w.listed = in.Time
 	return w.emit(&in)
 }
 

@@ -72,6 +72,11 @@ func (w *watcher) refreshSAs(ctx context.Context, evs []vici.Event) (bool, error
 		return false, nil
 	}
 	in := *w.last
+	now := w.now()
+	// The SAs not asked for again, as charon would list them now.
+	if sas, ok := aged(in.SAs, viewsApart(in.Time, now)); ok {
+		in.SAs = sas
+	}
 	if w.o.Records != nil {
 		// An apply (or unassign) since the last view changes the rules
 		// the SAs belong to, and the guard: that view is asked whole.
@@ -89,15 +94,15 @@ func (w *watcher) refreshSAs(ctx context.Context, evs []vici.Event) (bool, error
 	// from it. A new SA of such a connection asks it now.
 	askedConns := slices.ContainsFunc(in.SAs, func(sa vici.IKESA) bool { return !mine[sa.Name] })
 	for _, id := range ids {
-		now, err := w.client.ListSAs(cctx, vici.SAFilter{IKEID: id})
+		fresh, err := w.client.ListSAs(cctx, vici.SAFilter{IKEID: id})
 		if err != nil {
 			return false, nil
 		}
-		if !askedConns && slices.ContainsFunc(now, func(sa vici.IKESA) bool { return !mine[sa.Name] }) {
+		if !askedConns && slices.ContainsFunc(fresh, func(sa vici.IKESA) bool { return !mine[sa.Name] }) {
 			in.Conns, in.ConnsErr = w.client.ListConns(cctx)
 			askedConns = true
 		}
-		in.SAs = replaceSAs(in.SAs, id, now)
+		in.SAs = replaceSAs(in.SAs, id, fresh)
 	}
 	if w.o.Records != nil && in.RecordErr == nil && NeedsBodies(in.Record, in.SAs) {
 		in.Record, in.RecordErr = w.o.Records.WithBodies()
@@ -114,7 +119,7 @@ func (w *watcher) refreshSAs(ctx context.Context, evs []vici.Event) (bool, error
 	if ctx.Err() != nil {
 		return true, nil
 	}
-	in.Time, in.Events = w.now(), w.counts.Copy()
+	in.Time, in.Events = now, w.counts.Copy()
 	return true, w.emit(&in)
 }
 
