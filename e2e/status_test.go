@@ -616,3 +616,51 @@ func TestStatusWatchCountsEvents(t *testing.T) {
 		t.Errorf("Eve's rule with the wrong key: %q", row.State)
 	}
 }
+
+// `status --watch` between changes shows the last view brought to the
+// present without asking charon for every SA, as long as the guard saw no
+// IPsec traffic; traffic through an SA (libipsec's ESP in UDP, through the
+// guard's own counter) shows in its byte counts within a tick or two, not
+// only after the 30 s a watch goes without a listing at most.
+func TestStatusWatchShowsTrafficAtOnce(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Libipsec, "alice", "bob")
+	l.mustApply("bob", l.example("alice-bob/bob.toml"))
+	l.mustApply("alice", l.example("alice-bob/alice.toml"))
+	l.waitInstalled("alice", "sm-abczz-with-bob-1")
+	js := l.startSwanmgr("alice", "status", "--watch", "--interval", "200ms", "-o", "json")
+	bytes := func(st *status.Status) (uint64, bool) {
+		row, ok := findRow(st, "Abczz with Bob", 1)
+		if !ok || row.State != status.StateInstalled || row.BytesIn == nil || row.BytesOut == nil {
+			return 0, false
+		}
+		return *row.BytesIn + *row.BytesOut, true
+	}
+	var before uint64
+	eventually(t, 10*time.Second, func() (bool, string) {
+		views, _ := jsonViews(t, js.Lines())
+		if len(views) < 6 {
+			return false, fmt.Sprintf("%d views", len(views))
+		}
+		var ok bool
+		before, ok = bytes(views[len(views)-1])
+		return ok, "filter 1 not installed in the last view"
+	})
+	n := len(js.Lines())
+	l.sendEncrypted("alice", "bob", 6667)
+	sent := time.Now()
+	eventually(t, 3*time.Second, func() (bool, string) {
+		views, _ := jsonViews(t, js.Lines()[n:])
+		for _, v := range views {
+			if b, ok := bytes(v); ok && b > before {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("no view with more than %d bytes in %d views since the traffic", before, len(views))
+	})
+	t.Logf("the traffic showed within %v", time.Since(sent).Round(time.Millisecond))
+	out, err := l.Host("alice").Command(context.Background(), "nft", "list", "counter", "inet", "swanmgr", "ipsec-traffic").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "packets 0 ") {
+		t.Errorf("the guard's traffic counter: %v\n%s", err, out)
+	}
+}
