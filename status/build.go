@@ -65,6 +65,11 @@ type Input struct {
 	// revert (nil: none).
 	Confirmation *assign.Confirmation
 	Reverted     *assign.Reverted
+
+	// reuse, set by refreshQuiet, are the rows of the view before, of
+	// the same SAs: Build moves their times on instead of making them
+	// again.
+	reuse *reused
 }
 
 // ErrUnknownRule is matched by Build's error for a --rule the assigned
@@ -189,6 +194,10 @@ func (b *builder) build() (*Status, error) {
 		for _, n := range in.Loaded {
 			b.loaded[n] = true
 		}
+	}
+	if r := in.reuse; r != nil {
+		st.SAs, st.IKESAs = r.sas(), r.ikes()
+		return st, nil
 	}
 	st.SAs = b.saRows()
 	markGuarded(st, in.Guard)

@@ -158,6 +158,17 @@ func view(t *testing.T, c *goldenCase) *Status {
 // viewRecords is view, also telling whether the record's bodies were read.
 func viewRecords(t *testing.T, c *goldenCase) (*Status, bool) {
 	t.Helper()
+	in, recs := caseInput(t, c)
+	st, err := Build(in, c.Filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, recs.asked
+}
+
+// caseInput collects a case's Input through a fake charon and vici.Client.
+func caseInput(t *testing.T, c *goldenCase) (Input, *caseRecords) {
+	t.Helper()
 	recs := c.records()
 	var in Input
 	if c.Unreachable != "" {
@@ -180,11 +191,7 @@ func viewRecords(t *testing.T, c *goldenCase) (*Status, bool) {
 		readGuard(context.Background(), c, &in)
 		readConfirmations(recs, &in)
 	}
-	st, err := Build(in, c.Filter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st, recs.asked
+	return in, recs
 }
 
 // TestGolden renders every testdata/*.case.json as a table and as JSON

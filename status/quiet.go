@@ -2,6 +2,7 @@ package status
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/swanmgr/swanmgr/assign"
@@ -65,7 +66,8 @@ func (w *watcher) refreshQuiet(ctx context.Context) (bool, error) {
 	if err != nil || t.Traffic != w.seen.Traffic {
 		return false, nil
 	}
-	sas, ok := aged(in.SAs, viewsApart(in.Time, now))
+	d := viewsApart(in.Time, now)
+	sas, ok := aged(in.SAs, d)
 	if !ok {
 		return false, nil
 	}
@@ -83,6 +85,12 @@ func (w *watcher) refreshQuiet(ctx context.Context) (bool, error) {
 	readGuard(cctx, w.gate, &in)
 	if ctx.Err() != nil {
 		return true, nil
+	}
+	// The rows are those of the last view, moved on, when all they are
+	// made from is the same.
+	if last := w.last; w.view != nil && in.LoadedErr == nil && last.LoadedErr == nil && slices.Equal(in.Loaded, last.Loaded) &&
+		in.Guard == last.Guard && in.Record == last.Record {
+		in.reuse = &reused{st: w.view, d: d}
 	}
 	in.Time, in.Events = now, w.counts.Copy()
 	w.quiet++
@@ -192,4 +200,55 @@ func (c *gatedGuard) Guard(ctx context.Context, rec *assign.Record) (*guard.Rule
 		c.cached, c.hash, c.dropped, c.at, c.rs, c.drops = true, rec.GuardHash, c.totals.Dropped, now, rs, drops
 	}
 	return rs, drops, err
+}
+
+// reused are the rows of a view (st), for a view of the same SAs aged by
+// d (whole seconds, viewsApart): what was at a moment stays at it, the
+// seconds since count on, the seconds until count down. That is what
+// Build makes of the aged SAs (TestReusedRowsAsBuilt), at a fraction of
+// the cost: at 1,000 CHILD_SAs making the rows was a third of a quiet
+// refresh.
+type reused struct {
+	st *Status
+	d  time.Duration
+}
+
+// mover moves values of rows into one allocation: move returns a
+// pointer to *p+delta (nil for nil).
+type mover struct {
+	vals []int64
+}
+
+func (m *mover) move(p *int64, delta int64) *int64 {
+	if p == nil {
+		return nil
+	}
+	m.vals = append(m.vals, *p+delta)
+	return &m.vals[len(m.vals)-1]
+}
+
+func (r *reused) sas() []SA {
+	s := int64(r.d / time.Second)
+	out := make([]SA, len(r.st.SAs))
+	m := &mover{vals: make([]int64, 0, 3*len(out))} // no growth: the pointers stay valid
+	for i, row := range r.st.SAs {
+		row.EstablishedSeconds = m.move(row.EstablishedSeconds, s)
+		row.RekeyInSeconds = m.move(row.RekeyInSeconds, -s)
+		row.ExpiresInSeconds = m.move(row.ExpiresInSeconds, -s)
+		out[i] = row
+	}
+	return out
+}
+
+func (r *reused) ikes() []IKESA {
+	s := int64(r.d / time.Second)
+	out := make([]IKESA, len(r.st.IKESAs))
+	m := &mover{vals: make([]int64, 0, 3*len(out))}
+	for i, row := range r.st.IKESAs {
+		row.EstablishedSeconds = m.move(row.EstablishedSeconds, s)
+		row.RekeyInSeconds = m.move(row.RekeyInSeconds, -s)
+		row.ReauthInSeconds = m.move(row.ReauthInSeconds, -s)
+		out[i] = row
+	}
+	return out
 }

@@ -1,8 +1,11 @@
 package status
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -254,4 +257,96 @@ func deref(p *int64) any {
 		return nil
 	}
 	return *p
+}
+
+// The rows of a view moved on by d are what Build makes of its SAs aged
+// by d, in every golden case whose SAs can be aged: the quiet refresh's
+// shortcut changes nothing a view shows.
+func TestReusedRowsAsBuilt(t *testing.T) {
+	cases, err := filepath.Glob("testdata/*.case.json")
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no cases: %v", err)
+	}
+	compared := 0
+	for _, path := range cases {
+		c := loadCase(t, path)
+		if c.Unreachable != "" {
+			continue
+		}
+		in, _ := caseInput(t, c)
+		st, err := Build(in, c.Filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []time.Duration{time.Second, 7 * time.Second, 61 * time.Second} {
+			sas, ok := aged(in.SAs, d)
+			if !ok {
+				continue
+			}
+			later := in
+			later.SAs, later.Time = sas, in.Time.Add(d)
+			want, err := Build(later, c.Filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			later.reuse = &reused{st: st, d: d}
+			got, err := Build(later, c.Filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gb, wb bytes.Buffer
+			if err := WriteJSON(&gb, got, false); err != nil {
+				t.Fatal(err)
+			}
+			WriteJSON(&wb, want, false)
+			if gb.String() != wb.String() {
+				t.Errorf("%s, %v later: reused rows differ from built ones:\n%s\nwant\n%s", path, d, gb.String(), wb.String())
+			}
+			compared++
+		}
+	}
+	if compared < 6 {
+		t.Errorf("only %d views compared", compared)
+	}
+}
+
+// age and TrafficText, written without fmt for --watch at thousands of
+// SAs, say what fmt said.
+func TestAgeAndTrafficAsFormatted(t *testing.T) {
+	ref := func(sec int64) string {
+		neg := sec < 0
+		if neg {
+			sec = -sec
+		}
+		var s string
+		switch {
+		case sec < 60:
+			s = fmt.Sprintf("%ds", sec)
+		case sec < 3600:
+			s = fmt.Sprintf("%dm%ds", sec/60, sec%60)
+		case sec < 86400:
+			s = fmt.Sprintf("%dh%dm", sec/3600, sec%3600/60)
+		default:
+			s = fmt.Sprintf("%dd%dh", sec/86400, sec%86400/3600)
+		}
+		if neg {
+			return "-" + s
+		}
+		return s
+	}
+	for _, sec := range []int64{0, 1, 59, 60, 61, 3599, 3600, 3661, 86399, 86400, 90061, 1 << 40, -1, -61, -3600, -90061} {
+		if got, want := age(sec), ref(sec); got != want {
+			t.Errorf("age(%d) = %q, want %q", sec, got, want)
+		}
+	}
+	for _, v := range []uint64{0, 7, 1 << 63} {
+		r := SA{BytesIn: &v, BytesOut: ptr(v + 1), PacketsIn: ptr(v / 3), PacketsOut: ptr(uint64(42))}
+		want := fmt.Sprintf("in %d B, %d packets · out %d B, %d packets", *r.BytesIn, *r.PacketsIn, *r.BytesOut, *r.PacketsOut)
+		if got := TrafficText(r); got != want {
+			t.Errorf("TrafficText = %q, want %q", got, want)
+		}
+	}
+	if TrafficText(SA{}) != "" {
+		t.Error("traffic of a row without counts")
+	}
 }

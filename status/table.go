@@ -125,25 +125,27 @@ func (t *tableWriter) header(st *Status) {
 
 // age writes a number of seconds compactly: 45s, 12m3s, 3h44m, 2d3h.
 func age(sec int64) string {
-	neg := sec < 0
-	if neg {
-		sec = -sec
+	b := make([]byte, 0, 12)
+	if sec < 0 {
+		b, sec = append(b, '-'), -sec
 	}
-	var s string
+	two := func(hi int64, hu byte, lo int64, lu byte) {
+		b = strconv.AppendInt(b, hi, 10)
+		b = append(b, hu)
+		b = strconv.AppendInt(b, lo, 10)
+		b = append(b, lu)
+	}
 	switch {
 	case sec < 60:
-		s = fmt.Sprintf("%ds", sec)
+		b = append(strconv.AppendInt(b, sec, 10), 's')
 	case sec < 3600:
-		s = fmt.Sprintf("%dm%ds", sec/60, sec%60)
+		two(sec/60, 'm', sec%60, 's')
 	case sec < 86400:
-		s = fmt.Sprintf("%dh%dm", sec/3600, sec%3600/60)
+		two(sec/3600, 'h', sec%3600/60, 'm')
 	default:
-		s = fmt.Sprintf("%dd%dh", sec/86400, sec%86400/3600)
+		two(sec/86400, 'd', sec%86400/3600, 'h')
 	}
-	if neg {
-		return "-" + s
-	}
-	return s
+	return string(b)
 }
 
 var saColumns = []column{
@@ -208,7 +210,12 @@ func TrafficText(r SA) string {
 	if r.BytesIn == nil || r.BytesOut == nil || r.PacketsIn == nil || r.PacketsOut == nil {
 		return ""
 	}
-	return fmt.Sprintf("in %d B, %d packets · out %d B, %d packets", *r.BytesIn, *r.PacketsIn, *r.BytesOut, *r.PacketsOut)
+	b := make([]byte, 0, 64)
+	b = strconv.AppendUint(append(b, "in "...), *r.BytesIn, 10)
+	b = strconv.AppendUint(append(b, " B, "...), *r.PacketsIn, 10)
+	b = strconv.AppendUint(append(b, " packets · out "...), *r.BytesOut, 10)
+	b = strconv.AppendUint(append(b, " B, "...), *r.PacketsOut, 10)
+	return string(append(b, " packets"...))
 }
 
 func (t *tableWriter) stateColor(s string) string {

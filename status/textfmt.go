@@ -16,7 +16,15 @@ type column struct {
 	min  int
 }
 
-func width(s string) int { return utf8.RuneCountInString(s) }
+// width is the runes of s: its bytes when it is ASCII (most cells are).
+func width(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return utf8.RuneCountInString(s)
+		}
+	}
+	return len(s)
+}
 
 // layout computes column widths for cells so that indent plus the columns
 // and gaps of 2 fit into total; flex columns give up width first, the
@@ -188,30 +196,36 @@ func writeRow(sb *strings.Builder, cols []column, w []int, cells []string, inden
 // total runes after indent; an item longer than a line is wrapped.
 func writeItems(sb *strings.Builder, items []string, indent, total int) {
 	avail := max(total-indent, 20)
-	prefix := strings.Repeat(" ", indent)
-	line := ""
+	line, lineW := make([]byte, 0, 256), 0
 	flush := func() {
-		if line != "" {
-			sb.WriteString(prefix + line + "\n")
-			line = ""
+		if len(line) > 0 {
+			sb.WriteString(blank(indent))
+			sb.Write(line)
+			sb.WriteByte('\n')
+			line, lineW = line[:0], 0
 		}
 	}
 	for _, it := range items {
 		if it == "" {
 			continue
 		}
+		w := width(it)
 		switch {
-		case line == "" && width(it) <= avail:
-			line = it
-		case line != "" && width(line)+3+width(it) <= avail:
-			line += " · " + it
+		case len(line) == 0 && w <= avail:
+			line, lineW = append(line, it...), w
+		case len(line) > 0 && lineW+3+w <= avail:
+			line = append(append(line, " · "...), it...)
+			lineW += 3 + w
 		default:
 			flush()
 			parts := wrapText(it, avail)
 			for _, p := range parts[:len(parts)-1] {
-				sb.WriteString(prefix + p + "\n")
+				sb.WriteString(blank(indent))
+				sb.WriteString(p)
+				sb.WriteByte('\n')
 			}
-			line = parts[len(parts)-1]
+			last := parts[len(parts)-1]
+			line, lineW = append(line, last...), width(last)
 		}
 	}
 	flush()

@@ -112,6 +112,8 @@ type watcher struct {
 	seenOK bool
 	listed time.Time
 	quiet  int
+	// view is what was built of last (its rows are reused).
+	view *Status
 }
 
 // recordPoll is how often a watch whose interval is longer looks whether
@@ -299,9 +301,10 @@ func (w *watcher) emit(in *Input) error {
 		return err
 	}
 	w.down, w.lastErr = in.DaemonErr != nil, in.DaemonErr
-	w.last = nil
+	w.last, w.view = nil, nil
+	in.reuse = nil
 	if in.DaemonErr == nil {
-		w.last = in
+		w.last, w.view = in, st
 	}
 	return w.o.Emit(st)
 }
