@@ -42,7 +42,9 @@ func statusCommand() *ucli.Command {
 			"times; every filter of the assigned policy without an SA shows as \"not established\" (or\n" +
 			"\"negotiating\"), connections swanmgr did not load as \"not managed\". A figure charon does\n" +
 			"not report reads n/a. --watch redraws at every --interval and at once when an SA comes up,\n" +
-			"goes down or is rekeyed, and reconnects when charon restarts. See docs/status.md.",
+			"goes down or is rekeyed, and reconnects when charon restarts; while the guard counts no\n" +
+			"IPsec traffic it moves the last view on instead of listing every SA (at least every 30 s it\n" +
+			"lists them). See docs/status.md.",
 		ArgsUsage: " ",
 		Flags: []ucli.Flag{socketFlag, stateDirFlag, outputFlag,
 			&ucli.StringFlag{Name: "rule", Usage: "only the rows of this rule of the assigned policy"},

@@ -93,7 +93,6 @@ func (w *watcher) refreshQuiet(ctx context.Context) (bool, error) {
 		in.reuse = &reused{st: w.view, d: d}
 	}
 	in.Time, in.Events = now, w.counts.Copy()
-	w.quiet++
 	return true, w.emit(&in)
 }
 
@@ -182,7 +181,6 @@ type gatedGuard struct {
 	at      time.Time
 	rs      *guard.Ruleset
 	drops   map[string]uint64
-	reads   int // full reads, for tests
 }
 
 func (c *gatedGuard) set(t Totals, ok bool) { c.totals, c.ok = t, ok }
@@ -195,7 +193,6 @@ func (c *gatedGuard) Guard(ctx context.Context, rec *assign.Record) (*guard.Rule
 	}
 	c.cached = false
 	rs, drops, err := c.g.Guard(ctx, rec)
-	c.reads++
 	if err == nil && c.ok && rec != nil && drops != nil {
 		c.cached, c.hash, c.dropped, c.at, c.rs, c.drops = true, rec.GuardHash, c.totals.Dropped, now, rs, drops
 	}

@@ -104,14 +104,12 @@ type watcher struct {
 
 	// For refreshQuiet: the guard's totals (nil: none to read) and the
 	// guard read through gate; seen are the totals read before the last
-	// full listing (seenOK: they could be), listed its time; quiet counts
-	// the views shown without one.
+	// full listing (seenOK: they could be), listed its time.
 	totals TotalsReader
 	gate   *gatedGuard
 	seen   Totals
 	seenOK bool
 	listed time.Time
-	quiet  int
 	// view is what was built of last (its rows are reused).
 	view *Status
 }
