@@ -1,6 +1,7 @@
 package assign
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -798,5 +799,43 @@ func TestLeftoverViewIsNotTakenOver(t *testing.T) {
 	}
 	if len(rec.Leftovers) != 0 {
 		t.Errorf("leftovers %q after a full apply", rec.Leftovers)
+	}
+}
+
+// Several swanmgr sharing a state folder (one per charon) make the
+// fingerprint key at once on their first apply: every one gets the same
+// key, none fails. With one temporary name renamed in place, one of two
+// first applies at once failed (TestAnsibleFleet, e2e, in CI: "rename
+// fingerprint.key.tmp fingerprint.key: no such file or directory").
+func TestFingerprintKeyMadeAtOnce(t *testing.T) {
+	for range 20 {
+		s := Store{Dir: t.TempDir()}
+		const n = 8
+		keys := make([][]byte, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				keys[i], errs[i] = s.fingerprintKey()
+			}()
+		}
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("maker %d: %v", i, errs[i])
+			}
+			if !bytes.Equal(keys[i], keys[0]) {
+				t.Fatalf("maker %d got another key", i)
+			}
+		}
+		if b := s.existingFingerprintKey(); !bytes.Equal(b, keys[0]) {
+			t.Fatal("the key on disk is not the one handed out")
+		}
+		left, _ := filepath.Glob(filepath.Join(s.Dir, "*.tmp"))
+		if len(left) > 0 {
+			t.Fatalf("left behind: %v", left)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,11 +173,33 @@ func (s Store) fingerprintKey() ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("fingerprint key: %w", err)
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+	// Several swanmgr may share the state folder (one per charon) and
+	// start at once: the key is written under a name of its own, then
+	// linked in place only if no key is there yet, so that every one of
+	// them uses the first key made. (A fixed temporary name, renamed in
+	// place, failed one of two first applies at once, and a rename would
+	// replace a key another had already used.)
+	f, err := os.CreateTemp(s.Dir, FingerprintKeyFile+".*.tmp")
+	if err != nil {
 		return nil, fmt.Errorf("fingerprint key: %w", err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(key); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fingerprint key: %w", err)
+	}
+	if err := os.Link(tmp, p); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			if b := s.existingFingerprintKey(); b != nil {
+				return b, nil
+			}
+		}
 		return nil, fmt.Errorf("fingerprint key: %w", err)
 	}
 	return key, nil
