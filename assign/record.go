@@ -493,7 +493,7 @@ func (s Store) stageJSON(v any) (string, error) {
 func (s Store) Remove(socket string) error {
 	// The lock goes too: Lock checks that the file it locked is still
 	// the one at the path, so removing it under the lock is safe.
-	exts := []string{".json", legacyBodies, ".pending.json", ".guard.json", ".policy.json", ".decoded", ".lock"}
+	exts := []string{".json", legacyBodies, ".pending.json", ".guard.json", ".policy.json", ".decoded", ".rendered", ".lock"}
 	for k := range bodyShards {
 		exts = append(exts, shardExt(k))
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/swanmgr/swanmgr/model"
+	"github.com/swanmgr/swanmgr/render"
 )
 
 // policyFolder writes a folder of a base file and n peer files; the file
@@ -101,6 +102,98 @@ func TestReuseKeptInStateFolder(t *testing.T) {
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Fatalf("the kept files outlive the record: %v", err)
+	}
+	if ents, _ := os.ReadDir(s.Dir); len(ents) != 0 {
+		t.Fatalf("state folder not empty: %v", ents)
+	}
+}
+
+// The connections rendered at an apply are kept in the state folder
+// (0600, no preshared key in them), taken back by the next render, not
+// written again when the render took all of them, ignored when damaged,
+// and removed with the record.
+func TestPriorKeptInStateFolder(t *testing.T) {
+	s := Store{Dir: filepath.Join(t.TempDir(), "state")}
+	const sock = "/run/charon.vici"
+	dir := filepath.Join(t.TempDir(), "policy.d")
+	renderWith := func(data []byte, p *render.Prior) *render.Result {
+		t.Helper()
+		a, _, err := model.ParseValidate(dir, data, model.ValidateOptions{InsecureSecrets: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := render.Render(a, render.Options{Prior: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	folder := func(port int) []byte {
+		policyFolder(t, dir, 3, port)
+		os.Remove(filepath.Join(dir, "zz-keyfile.toml")) // names a key file that is not there
+		data, err := model.ReadFile(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	data := folder(22)
+	first := s.LoadPrior(sock)
+	if first.Len() != 0 {
+		t.Fatalf("no record, yet %d connections kept", first.Len())
+	}
+	res := renderWith(data, first)
+	if err := s.SavePrior(sock, first, res)(); err != nil {
+		t.Fatal(err)
+	}
+	p := s.path(sock, ".rendered")
+	st, err := os.Stat(p)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("kept connections: %v, %v; want mode 0600", st, err)
+	}
+	kept, _ := os.ReadFile(p)
+	if bytes.Contains(kept, []byte("Sekr1t")) {
+		t.Fatal("a preshared key is in the state folder")
+	}
+
+	same := s.LoadPrior(sock)
+	if held := same.Len(); held != len(res.Conns) {
+		t.Fatalf("%d connections kept, want %d", held, len(res.Conns))
+	}
+	again := renderWith(data, same)
+	if same.Reused() != len(res.Conns) {
+		t.Fatalf("took %d of %d", same.Reused(), len(res.Conns))
+	}
+	st0, _ := os.Stat(p)
+	if err := s.SavePrior(sock, same, again)(); err != nil {
+		t.Fatal(err)
+	}
+	if st1, _ := os.Stat(p); !os.SameFile(st0, st1) {
+		t.Fatal("connections all taken were written again")
+	}
+
+	changed := folder(2222)
+	one := s.LoadPrior(sock)
+	res = renderWith(changed, one)
+	if one.Reused() != len(res.Conns)-1 {
+		t.Fatalf("one port changed: took %d of %d", one.Reused(), len(res.Conns))
+	}
+	if err := s.SavePrior(sock, one, res)(); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := os.Stat(p); os.SameFile(st0, st2) {
+		t.Fatal("a changed connection was not kept")
+	}
+
+	if err := os.WriteFile(p, kept[:len(kept)-3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.LoadPrior(sock).Len(); n != 0 {
+		t.Fatalf("damaged kept connections: %d held", n)
+	}
+
+	if err := s.Remove(sock); err != nil {
+		t.Fatal(err)
 	}
 	if ents, _ := os.ReadDir(s.Dir); len(ents) != 0 {
 		t.Fatalf("state folder not empty: %v", ents)

@@ -201,6 +201,11 @@ func loadPolicyData(c *ucli.Context, backend render.Backend, path string, data [
 
 // loadPolicyDataTo is loadPolicyData writing warnings to w.
 func loadPolicyDataTo(w io.Writer, backend render.Backend, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
+	return loadPolicyDataWith(w, render.Options{Backend: backend}, path, data, vo)
+}
+
+// loadPolicyDataWith is loadPolicyDataTo with render's options (a Prior).
+func loadPolicyDataWith(w io.Writer, ro render.Options, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
 	r := trace.StartRegion(context.Background(), "parseValidate")
 	a, warns, err := model.ParseValidate(path, data, vo)
 	r.End()
@@ -211,7 +216,7 @@ func loadPolicyDataTo(w io.Writer, backend render.Backend, path string, data []b
 		return nil, err
 	}
 	r = trace.StartRegion(context.Background(), "render")
-	res, err := render.Render(a, render.Options{Backend: backend})
+	res, err := render.Render(a, ro)
 	r.End()
 	if err != nil {
 		return nil, err

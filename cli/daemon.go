@@ -266,10 +266,21 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		var err error
 		vo := validateOptions(c)
 		vo.Reuse = s.engine.Store.LoadReuse(s.socket)
-		l, err = loadPolicyData(c, backend, path, data, vo)
+		ro := render.Options{Backend: backend, Prior: s.engine.Store.LoadPrior(s.socket)}
+		l, err = loadPolicyDataWith(c.App.ErrWriter, ro, path, data, vo)
 		save := s.engine.Store.SaveReuse(s.socket, vo.Reuse)
+		var savePrior func() error
+		if err == nil {
+			savePrior = s.engine.Store.SavePrior(s.socket, ro.Prior, l.result)
+		}
 		reuseSaved = make(chan error, 1)
-		go func() { reuseSaved <- save() }()
+		go func() {
+			err := save()
+			if savePrior != nil {
+				err = errors.Join(err, savePrior())
+			}
+			reuseSaved <- err
+		}()
 		if err != nil {
 			return nil, in, err
 		}

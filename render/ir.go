@@ -39,6 +39,10 @@ func ParseBackend(s string) (Backend, error) {
 // Options tune rendering.
 type Options struct {
 	Backend Backend
+	// Prior, when set, holds connections an earlier Render made: those
+	// made from the same inputs are taken from it (see Prior), and
+	// Reused then says how many.
+	Prior *Prior
 }
 
 // Result is the intermediate representation of an assigned policy: every
@@ -59,6 +63,10 @@ type Result struct {
 	// Warnings are what the backend will do differently from Windows
 	// with this policy (validate prints them; nothing is refused).
 	Warnings model.Problems
+
+	// keys are the connections' keys in a Prior (Options.Prior), by
+	// their index in Conns; nil when rendered without one.
+	keys []connKey
 }
 
 // Origin maps a rendered connection back to the policy model.
@@ -123,11 +131,17 @@ type Conn struct {
 	Children []ChildOrigin
 	Body     *Section // the connection's settings, as sent in load-conn
 	Comment  string
+	// hash is Hash, for a connection taken from a Prior (which keeps
+	// it); "" to be computed.
+	hash string
 }
 
 // Hash identifies the connection's exact content: two renderings with the
 // same hash load the same thing into charon. Secrets are not part of it.
 func (c Conn) Hash() string {
+	if c.hash != "" {
+		return c.hash
+	}
 	return sum32(func(b []byte) []byte {
 		b = append(b, c.Name...)
 		b = append(b, '\n')

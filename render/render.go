@@ -28,9 +28,6 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 	if o.Backend == "" {
 		o.Backend = Kernel
 	}
-	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend, Conns: make([]Conn, 0, len(a.Rules)), Secrets: make([]Secret, 0, len(a.Rules))},
-		names: make(map[string]claimed, 2*len(a.Rules)), secretIdx: make(map[string]int, len(a.Rules)),
-		peerConn: make(map[string]int, len(a.Rules)), peerRule: make(map[int]firstRule, len(a.Rules))}
 	// The guard comes from the model alone: derived on another CPU
 	// while the connections are rendered (each takes about a third of
 	// render's time at thousands of rules). Both only read the model.
@@ -41,12 +38,11 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 		defer close(derived)
 		g, probs = guard.Derive(a, guard.Backend(o.Backend))
 	}()
-	r.run()
-	r.localLines()
-	if o.Backend == LibIPsec {
-		r.blackHoles()
-	} else {
-		r.unresolvedTraps()
+	r := renderConns(a, o)
+	if len(r.errs) > 0 && o.Prior != nil {
+		// What went wrong is said as Render alone says it.
+		o.Prior = nil
+		r = renderConns(a, o)
 	}
 	<-derived
 	r.errs = append(r.errs, probs...)
@@ -60,7 +56,40 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 			r.res.Conns[i].Body.Freeze()
 		}
 	}
+	r.keepKeys()
 	return r.res, nil
+}
+
+// renderConns renders the connections, children and secrets.
+func renderConns(a *model.Assigned, o Options) *renderer {
+	r := &renderer{a: a, o: o, res: &Result{Source: a.File.Path, Policy: a.Policy.Name, Backend: o.Backend, Conns: make([]Conn, 0, len(a.Rules)), Secrets: make([]Secret, 0, len(a.Rules))},
+		names: make(map[string]claimed, 3*len(a.Rules)), secretIdx: make(map[string]int, len(a.Rules)),
+		peerConn: make(map[string]int, len(a.Rules)), peerRule: make(map[int]firstRule, len(a.Rules))}
+	if o.Prior != nil {
+		o.Prior.used = 0
+	}
+	r.run()
+	r.localLines()
+	if o.Backend == LibIPsec {
+		r.blackHoles()
+	} else {
+		r.unresolvedTraps()
+	}
+	return r
+}
+
+// keepKeys gives the result its connections' keys in a Prior: those
+// made or taken with a key whose settings are frozen.
+func (r *renderer) keepKeys() {
+	if r.prior == nil {
+		return
+	}
+	r.res.keys = make([]connKey, len(r.res.Conns))
+	for ci, k := range r.keyOf {
+		if k.ok && ci < len(r.res.Conns) && r.res.Conns[ci].Body != nil && r.res.Conns[ci].Body.packed != "" {
+			r.res.keys[ci] = k
+		}
+	}
 }
 
 // localLines gives the origins of a folder policy the file and line of
@@ -72,6 +101,9 @@ func (r *renderer) localLines() {
 	}
 	for i := range r.res.Conns {
 		c := &r.res.Conns[i]
+		if r.isTaken(i) {
+			continue // as it was: its lines are its file's
+		}
 		if c.Origin.Line > 0 {
 			c.Origin.File, c.Origin.Line = r.a.File.Locate(c.Origin.Line)
 		}
@@ -106,6 +138,15 @@ type renderer struct {
 	peerRule map[int]firstRule // index in res.Conns -> the rule that created it
 
 	secretIdx map[string]int // owners -> index in res.Secrets
+	// localIDs are model.LocalID by the kind of peer (localID).
+	localIDs map[byte]string
+
+	// prior: the keys of connections in o.Prior (nil without one);
+	// keyOf the key of each connection made or taken with one, by its
+	// index in res.Conns; taken those taken from o.Prior.
+	prior *priorKeys
+	keyOf []connKey
+	taken []bool
 }
 
 func (r *renderer) errf(line int, where, format string, args ...any) {
@@ -141,6 +182,7 @@ func (r *renderer) claimOf(name string, c claimed, line int, where string) bool 
 
 func (r *renderer) run() {
 	r.lastUse = r.lastRuleOfPeers()
+	r.startPrior()
 	for i, rule := range r.a.Rules {
 		r.pos = i
 		switch rule.Action.Action {
@@ -231,7 +273,8 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 			r.errf(rule.Line, where, "the other side %s is not one host: the kernel backend negotiates such a rule with each host contacted (a trap policy for the whole range starts one IKE_SA per host, as Windows), but libipsec has no trap policies, so charon cannot learn which host to negotiate with; list the hosts, set tunnel_endpoint, or use the kernel backend", peer)
 			continue
 		}
-		ci, ok := r.peerConn[peerKey(ikePeer)]
+		pk := peerKey(ikePeer)
+		ci, ok := r.peerConn[pk]
 		if ok {
 			first := r.peerRule[ci]
 			if why := model.AuthConflict(first.auth, rule.Auth); why != "" {
@@ -243,6 +286,13 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 		} else {
 			if !r.claimOf(name, claimed{"connection", where}, rule.Line, where) {
 				continue
+			}
+			var key [32]byte
+			if r.prior != nil {
+				var took bool
+				if key, took = r.takePrior(ikePeer, pk, rule, where); took {
+					continue
+				}
 			}
 			conn := Conn{
 				Name: name,
@@ -259,9 +309,15 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 			}
 			ci = len(r.res.Conns)
 			r.res.Conns = append(r.res.Conns, conn)
-			r.peerConn[peerKey(ikePeer)] = ci
+			if r.prior != nil {
+				r.keyConn(ci, key, false)
+			}
+			r.peerConn[pk] = ci
 			r.peerRule[ci] = firstRule{name: rule.Name, auth: rule.Auth}
 			r.authMaterial(name, ikePeer, rule.Auth, rule.Line, where)
+		}
+		if r.isTaken(ci) {
+			continue // its children are in it
 		}
 		conn := &r.res.Conns[ci]
 		if ok {
@@ -294,7 +350,7 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 			conn.Children = append(conn.Children, ChildOrigin{Name: child, FilterIndex: f.Index, Line: f.Line, Summary: summary,
 				Rule: rule.Name, RuleIndex: rule.Index, FilterList: rule.List.Name})
 		}
-		if last, ok := r.lastUse[peerKey(ikePeer)]; ok && last == r.pos && !noFreeze {
+		if last, ok := r.lastUse[pk]; ok && last == r.pos && !noFreeze {
 			conn.Body.Freeze()
 		}
 	}
@@ -378,6 +434,27 @@ func (r *renderer) libipsecCanDo(rule model.ResolvedRule, where string) bool {
 	return true
 }
 
+// localID is model.LocalID(r.a, peer), which depends only on whether
+// peer is an address and of which family: made once for each.
+func (r *renderer) localID(peer string) string {
+	kind := byte('n')
+	if ip, err := netip.ParseAddr(peer); err == nil {
+		kind = '6'
+		if ip.Unmap().Is4() {
+			kind = '4'
+		}
+	}
+	if id, ok := r.localIDs[kind]; ok {
+		return id
+	}
+	id := model.LocalID(r.a, peer)
+	if r.localIDs == nil {
+		r.localIDs = map[byte]string{}
+	}
+	r.localIDs[kind] = id
+	return id
+}
+
 // ikeSettings writes the IKE (connection-level) settings for a peer.
 func (r *renderer) ikeSettings(body *Section, peer string, auth []model.ResolvedAuth) {
 	body.Set("version", "2")
@@ -405,13 +482,13 @@ func (r *renderer) ikeSettings(body *Section, peer string, auth []model.Resolved
 	switch a.Method {
 	case model.PSK:
 		local.Set("auth", "psk")
-		local.Set("id", model.LocalID(r.a, peer))
+		local.Set("id", r.localID(peer))
 		remote.Set("auth", "psk")
 		remote.Set("id", rangeID(peer))
 	case model.Certificate:
 		local.Set("auth", "pubkey")
 		local.Add(FilesItem("certs", FileRef{Path: a.CertPath, Data: a.Cert}))
-		if id := model.LocalID(r.a, peer); id != "" {
+		if id := r.localID(peer); id != "" {
 			local.Set("id", id)
 		}
 		remote.Set("auth", "pubkey")
@@ -658,7 +735,7 @@ func (r *renderer) authMaterial(conn, peer string, auth []model.ResolvedAuth, li
 	a := auth[0]
 	switch a.Method {
 	case model.PSK:
-		owners := []string{model.LocalID(r.a, peer)}
+		owners := []string{r.localID(peer)}
 		if !isRange(peer) {
 			owners = append(owners, peer)
 		}

@@ -1,0 +1,19 @@
+package render
+
+import (
+	"crypto/sha256"
+	"reflect"
+
+	"github.com/swanmgr/swanmgr/model"
+)
+
+// RuleDigestForTest is the digest of a rule's fields a connection's key
+// in a Prior is made of.
+func RuleDigestForTest(r model.ResolvedRule) [32]byte {
+	return sha256.Sum256(appendRule(nil, &r, true))
+}
+
+// RuleValueDigestForTest is RuleDigestForTest as appendValue makes it.
+func RuleValueDigestForTest(r model.ResolvedRule) [32]byte {
+	return sha256.Sum256(appendValue(nil, reflect.ValueOf(&r).Elem()))
+}
