@@ -149,21 +149,13 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 	if ahead == nil {
 		ahead = startViews(ctx, d, rec, true)
 	}
-	r := trace.StartRegion(ctx, "plan-conns")
-	live, err := d.Conns(ctx)
-	r.End()
+	live, shared, err := ahead.liveIDs(ctx, d)
 	if err != nil {
 		return nil, err
 	}
 	liveSet := set(live)
-	r = trace.StartRegion(ctx, "plan-shared")
-	shared, err := d.SharedIDs(ctx)
-	r.End()
-	if err != nil {
-		return nil, err
-	}
 	sharedSet := set(shared)
-	r = trace.StartRegion(ctx, "plan-views")
+	r := trace.StartRegion(ctx, "plan-views")
 	views, err := ahead.wait()
 	r.End()
 	if err != nil {

@@ -201,11 +201,12 @@ func loadPolicyData(c *ucli.Context, backend render.Backend, path string, data [
 
 // loadPolicyDataTo is loadPolicyData writing warnings to w.
 func loadPolicyDataTo(w io.Writer, backend render.Backend, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
-	return loadPolicyDataWith(w, render.Options{Backend: backend}, path, data, vo)
+	return loadPolicyDataWith(w, render.Options{Backend: backend}, nil, path, data, vo)
 }
 
-// loadPolicyDataWith is loadPolicyDataTo with render's options (a Prior).
-func loadPolicyDataWith(w io.Writer, ro render.Options, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
+// loadPolicyDataWith is loadPolicyDataTo with render's options, and the
+// Prior prior gives (when not nil: read while the policy is).
+func loadPolicyDataWith(w io.Writer, ro render.Options, prior func() *render.Prior, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
 	r := trace.StartRegion(context.Background(), "parseValidate")
 	a, warns, err := model.ParseValidate(path, data, vo)
 	r.End()
@@ -215,8 +216,14 @@ func loadPolicyDataWith(w io.Writer, ro render.Options, path string, data []byte
 	if err != nil {
 		return nil, err
 	}
+	if prior != nil {
+		ro.Prior = prior()
+	}
 	r = trace.StartRegion(context.Background(), "render")
 	res, err := render.Render(a, ro)
+	if err == nil && ro.Prior != nil {
+		trace.Logf(context.Background(), "render", "%d of %d connections as rendered before", ro.Prior.Reused(), len(res.Conns))
+	}
 	r.End()
 	if err != nil {
 		return nil, err

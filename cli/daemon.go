@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -266,12 +267,15 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		var err error
 		vo := validateOptions(c)
 		vo.Reuse = s.engine.Store.LoadReuse(s.socket)
-		ro := render.Options{Backend: backend, Prior: s.engine.Store.LoadPrior(s.socket)}
-		l, err = loadPolicyDataWith(c.App.ErrWriter, ro, path, data, vo)
+		// What was rendered before is read while the policy is.
+		priorc := make(chan *render.Prior, 1)
+		go func() { priorc <- s.engine.Store.LoadPrior(s.socket) }()
+		prior := sync.OnceValue(func() *render.Prior { return <-priorc })
+		l, err = loadPolicyDataWith(c.App.ErrWriter, render.Options{Backend: backend}, prior, path, data, vo)
 		save := s.engine.Store.SaveReuse(s.socket, vo.Reuse)
 		var savePrior func() error
 		if err == nil {
-			savePrior = s.engine.Store.SavePrior(s.socket, ro.Prior, l.result)
+			savePrior = s.engine.Store.SavePrior(s.socket, prior(), l.result)
 		}
 		reuseSaved = make(chan error, 1)
 		go func() {

@@ -65,8 +65,10 @@ type Result struct {
 	Warnings model.Problems
 
 	// keys are the connections' keys in a Prior (Options.Prior), by
-	// their index in Conns; nil when rendered without one.
-	keys []connKey
+	// their index in Conns; nil when rendered without one. folder is the
+	// policy's folder (a Prior keeps its files by their names in it).
+	keys   []connKey
+	folder string
 }
 
 // Origin maps a rendered connection back to the policy model.

@@ -154,7 +154,7 @@ func (r *Result) WritePrior(w io.Writer, program string) error {
 			continue
 		}
 		b = append(b, k.key[:]...)
-		b = appendConn(b, &r.Conns[i])
+		b = appendConn(b, &r.Conns[i], r.folder)
 		if len(b) >= 60<<10 {
 			sum.Write(b)
 			if _, err := w.Write(b); err != nil {
@@ -181,13 +181,37 @@ func appendString(b []byte, s string) []byte {
 
 func appendInt(b []byte, v int) []byte { return binary.AppendVarint(b, int64(v)) }
 
-// appendConn appends a connection whose settings are frozen.
-func appendConn(b []byte, c *Conn) []byte {
+// inFolder marks, in a Prior, a file of a folder policy by its name in
+// the folder (a path holds no NUL): the folder is the policy's path of
+// the render that takes the connection (so that a folder copied or
+// renamed keeps its connections), put back by takePrior.
+const inFolder = "\x00"
+
+// folderFile is a file as a Prior keeps it: in the folder dir, its name
+// there after inFolder; else as it is.
+func folderFile(dir, file string) string {
+	if name, ok := nameIn(dir, file); ok {
+		return inFolder + name
+	}
+	return file
+}
+
+// nameIn is file's name in the folder dir, if it is in it.
+func nameIn(dir, file string) (string, bool) {
+	if dir == "" || len(file) <= len(dir) || file[len(dir)] != '/' || file[:len(dir)] != dir {
+		return "", false
+	}
+	return file[len(dir)+1:], true
+}
+
+// appendConn appends a connection whose settings are frozen; its files
+// (a folder policy's) as folderFile of dir.
+func appendConn(b []byte, c *Conn, dir string) []byte {
 	b = appendString(b, c.Name)
 	b = appendString(b, c.Hash())
 	b = appendString(b, c.Comment)
 	o := &c.Origin
-	for _, s := range [...]string{o.Policy, o.Rule, o.FilterList, o.Action, o.Peer, o.File} {
+	for _, s := range [...]string{o.Policy, o.Rule, o.FilterList, o.Action, o.Peer, folderFile(dir, o.File)} {
 		b = appendString(b, s)
 	}
 	b = appendInt(b, o.RuleIndex)
@@ -195,7 +219,7 @@ func appendConn(b []byte, c *Conn) []byte {
 	b = binary.AppendUvarint(b, uint64(len(c.Children)))
 	for i := range c.Children {
 		ch := &c.Children[i]
-		for _, s := range [...]string{ch.Name, ch.File, ch.Summary, ch.Rule, ch.FilterList} {
+		for _, s := range [...]string{ch.Name, folderFile(dir, ch.File), ch.Summary, ch.Rule, ch.FilterList} {
 			b = appendString(b, s)
 		}
 		b = appendInt(b, ch.FilterIndex)

@@ -262,6 +262,13 @@ func TestPriorInFolder(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, 4},
+		{"the folder renamed", func() {
+			moved := filepath.Join(filepath.Dir(dir), "moved.d")
+			if err := os.Rename(dir, moved); err != nil {
+				t.Fatal(err)
+			}
+			dir = moved
+		}, 5},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.edit()

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/swanmgr/swanmgr/model"
 )
@@ -108,11 +109,35 @@ func (r *renderer) takePrior(ikePeer, pk string, rule model.ResolvedRule, where 
 	}
 	ci := len(r.res.Conns)
 	r.res.Conns = append(r.res.Conns, conn)
+	if r.a.File.IsFolder() {
+		// Its files by their names in the folder: this folder's. The
+		// rule's is where its line is (the key holds that file's name);
+		// its children's are most often that one too.
+		c := &r.res.Conns[ci]
+		kept := c.Origin.File
+		c.Origin.File, _ = r.a.File.Locate(rule.Line)
+		for i := range c.Children {
+			if f := c.Children[i].File; f == kept {
+				c.Children[i].File = c.Origin.File
+			} else {
+				c.Children[i].File = r.inThisFolder(f)
+			}
+		}
+	}
 	r.keyConn(ci, key, true)
 	r.peerConn[pk] = ci
 	r.peerRule[ci] = firstRule{name: rule.Name, auth: rule.Auth}
 	r.authMaterial(conn.Name, ikePeer, rule.Auth, rule.Line, where)
 	return key, true
+}
+
+// inThisFolder is a file of a connection taken from a Prior (folderFile)
+// in the folder of the policy rendered.
+func (r *renderer) inThisFolder(file string) string {
+	if name, ok := strings.CutPrefix(file, inFolder); ok {
+		return r.a.File.Path + "/" + name
+	}
+	return file
 }
 
 // connKeyOf is the key of the connection to ikePeer (peerKey pk), made
@@ -165,11 +190,20 @@ func (r *renderer) appendRuleOf(b []byte, rule *model.ResolvedRule) []byte {
 	folder := r.a.File != nil && r.a.File.IsFolder()
 	b = appendRule(b, rule, !folder)
 	if folder {
+		dir := r.a.File.Path
 		f, l := r.a.File.Locate(rule.Line)
-		b = appendInt(appendString(b, f), l)
+		name, _ := nameIn(dir, f)
+		b = appendInt(appendString(b, name), l)
 		for _, flt := range rule.Filters {
 			f, l := r.a.File.Locate(flt.Line)
-			b = appendInt(appendString(b, f), l)
+			// The file's name only when it is not the one before.
+			if n, _ := nameIn(dir, f); n != name {
+				name = n
+				b = appendString(append(b, 'f'), name)
+			} else {
+				b = append(b, 's')
+			}
+			b = appendInt(b, l)
 		}
 	}
 	return b

@@ -85,6 +85,9 @@ func (r *renderer) keepKeys() {
 		return
 	}
 	r.res.keys = make([]connKey, len(r.res.Conns))
+	if r.a.File.IsFolder() {
+		r.res.folder = r.a.File.Path
+	}
 	for ci, k := range r.keyOf {
 		if k.ok && ci < len(r.res.Conns) && r.res.Conns[ci].Body != nil && r.res.Conns[ci].Body.packed != "" {
 			r.res.keys[ci] = k
