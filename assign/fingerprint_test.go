@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -50,4 +52,59 @@ func TestFingerprintAsBefore(t *testing.T) {
 	if strings.Contains(string(f.buf[:cap(f.buf)]), "long") || strings.Contains(string(f.buf[:cap(f.buf)]), "preshared") {
 		t.Error("the fingerprinter's buffer keeps a secret value")
 	}
+}
+
+// The program is identified by the running file, not by the file at its
+// path: a package upgrade renames the new binary over the old one while
+// an old apply may run on (or wait for the lock); what that apply keeps
+// must not pass for the new program's.
+func TestProgramIdentityIsTheRunningFile(t *testing.T) {
+	dir := t.TempDir()
+	running, path := filepath.Join(dir, "running"), filepath.Join(dir, "swanmgr")
+	for _, p := range []string{running, path} {
+		if err := os.WriteFile(p, []byte("a program"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := filepath.Join(dir, "gone")
+	before := programIdentity(running, path)
+	byPath := programIdentity(gone, path)
+	if before == "" || byPath == "" {
+		t.Fatal("no identity")
+	}
+	// Another binary renamed over the path: the same size, time kept.
+	st, _ := os.Stat(path)
+	other := filepath.Join(dir, "new")
+	if err := os.WriteFile(other, []byte("b program"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(other, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, path); err != nil {
+		t.Fatal(err)
+	}
+	if got := programIdentity(running, path); got != before {
+		t.Fatal("the identity follows the file at the path, not the running one")
+	}
+	// Without the running file to look at, the file at the path (now
+	// another) is another identity, though its size and time are the same.
+	if programIdentity(gone, path) == byPath {
+		t.Fatal("two files of one size and modification time are one identity")
+	}
+	if programIdentity(gone, filepath.Join(dir, "gone too")) != "" {
+		t.Fatal("an identity without a file")
+	}
+	if programFingerprint() == "" || programFingerprint() != programIdentity(selfExe, mustExecutable(t)) {
+		t.Fatal("the running program has no identity, or another than its file's")
+	}
+}
+
+func mustExecutable(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }

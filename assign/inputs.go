@@ -38,28 +38,45 @@ var (
 )
 
 // programFingerprint identifies the running swanmgr binary: a different
-// program may render differently, so it invalidates the shortcut. The
-// executable's path, inode, size and modification time identify it
-// without reading it (a rebuilt or replaced binary changes them).
+// program may render differently, so it invalidates the shortcut and what
+// is kept of earlier reads and renders. The running file's device, inode,
+// size, modification and change times identify it without reading it (a
+// rebuilt or replaced binary changes them; cp -p keeps a modification
+// time, never a change time). "" when they cannot be read: then nothing
+// kept is taken.
 func programFingerprint() string {
 	programOnce.Do(func() {
 		exe, err := os.Executable()
 		if err != nil {
 			return
 		}
-		st, err := os.Stat(exe)
-		if err != nil {
-			return
-		}
-		var ino uint64
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			ino = sys.Ino
-		}
-		h := sha256.New()
-		fmt.Fprintf(h, "%s\x00%d\x00%d\x00%d", exe, ino, st.Size(), st.ModTime().UnixNano())
-		programID = hex.EncodeToString(h.Sum(nil))
+		programID = programIdentity(selfExe, exe)
 	})
 	return programID
+}
+
+// selfExe is the running program's file, even once another file took its
+// name (a package upgrade renames the new binary over the old one while
+// an apply may still run, or wait for the lock): os.Executable names the
+// path, whose file may be the new one by then.
+const selfExe = "/proc/self/exe"
+
+// programIdentity is programFingerprint of the file self (name: its path,
+// as os.Executable gives it; self is stat'ed when it can be).
+func programIdentity(self, name string) string {
+	st, err := os.Stat(self)
+	if err != nil {
+		if st, err = os.Stat(name); err != nil {
+			return ""
+		}
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00%d\x00%d\x00%d\x00%d.%d", name, sys.Dev, sys.Ino, st.Size(), st.ModTime().UnixNano(), sys.Ctim.Sec, sys.Ctim.Nsec)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func keyedFingerprint(key []byte, kind, name string, data []byte) string {

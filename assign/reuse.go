@@ -19,7 +19,7 @@ import (
 // decoded). Call it under the socket's lock.
 func (s Store) LoadReuse(socket string) *model.Reuse {
 	data, err := readState(s.path(socket, ".decoded"))
-	if err != nil {
+	if err != nil || programFingerprint() == "" {
 		data = nil
 	}
 	return model.NewReuse(programFingerprint(), data)
@@ -34,7 +34,7 @@ func NewReuse() *model.Reuse { return model.NewReuse(programFingerprint(), nil) 
 // and returns what writes them, under a temporary name moved in place: r
 // need not be kept while it runs. Call both under the socket's lock.
 func (s Store) SaveReuse(socket string, r *model.Reuse) func() error {
-	if r == nil || !r.Changed() {
+	if r == nil || !r.Changed() || programFingerprint() == "" {
 		return func() error { return nil }
 	}
 	data, err := r.Bytes()
@@ -77,8 +77,8 @@ func (b rawState) writeState(w *bufio.Writer) error {
 // lock.
 func (s Store) LoadPrior(socket string) *render.Prior {
 	data, err := readState(s.path(socket, ".rendered"))
-	if err != nil {
-		data = nil
+	if err != nil || programFingerprint() == "" {
+		data = nil // a program that cannot tell itself apart takes nothing
 	}
 	return render.NewPrior(programFingerprint(), data)
 }
@@ -90,7 +90,7 @@ func (s Store) LoadPrior(socket string) *render.Prior {
 // it).
 func (s Store) SavePrior(socket string, prior *render.Prior, res *render.Result) func() error {
 	return func() error {
-		if res == nil || !res.HasPrior() || res.AllFrom(prior) {
+		if res == nil || !res.HasPrior() || res.AllFrom(prior) || programFingerprint() == "" {
 			return nil
 		}
 		if err := s.ensureDir(); err != nil {

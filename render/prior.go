@@ -38,8 +38,10 @@ const (
 )
 
 // NewPrior reads the form WritePrior wrote with the same program (an
-// identity of the running binary); anything else, torn or altered, is
-// an empty Prior: then every connection is rendered. The connections'
+// identity of the running binary); anything else, torn or damaged (its
+// checksum tells), is an empty Prior: then every connection is rendered.
+// The checksum tells damage, not forgery: the form is a file of the state
+// folder, which only its owner (root) can write. The connections'
 // strings are data's bytes, not copies: data must not be changed once
 // given (3.5 MB at 5,000 connections, held once instead of twice).
 func NewPrior(program string, data []byte) *Prior {
@@ -56,7 +58,7 @@ func NewPrior(program string, data []byte) *Prior {
 	// parts of it (see the doc comment).
 	rd := &priorReader{s: unsafe.String(unsafe.SliceData(body), len(body))}
 	n := rd.uint()
-	if n > uint64(len(body)/32) { // each is a key and more
+	if n > uint64(len(body)/64) { // each is a key, a hash and more
 		return p
 	}
 	have := make(map[[32]byte]*Conn, n)
@@ -283,7 +285,7 @@ func (rd *priorReader) conn(c *Conn, body *Section) {
 	}
 	o.RuleIndex, o.Line = rd.int(), rd.int()
 	n := rd.uint()
-	if n > uint64(len(rd.s)) {
+	if n > uint64(len(rd.s)/8) { // each child is 8 bytes at least
 		rd.bad, rd.s = true, ""
 		return
 	}

@@ -17,3 +17,9 @@ func RuleDigestForTest(r model.ResolvedRule) [32]byte {
 func RuleValueDigestForTest(r model.ResolvedRule) [32]byte {
 	return sha256.Sum256(appendValue(nil, reflect.ValueOf(&r).Elem()))
 }
+
+// GlobalDigestForTest is the digest of what every connection's key in a
+// Prior holds besides its rules.
+func GlobalDigestForTest(a *model.Assigned) [32]byte {
+	return sha256.Sum256(appendGlobal(nil, a))
+}

@@ -391,9 +391,20 @@ func TestPriorKeyCoversEveryField(t *testing.T) {
 		t.Fatal("the rule lacks a field the test changes")
 	}
 	rule.Auth[0].CA, rule.Auth[0].Cert = []byte("ca"), []byte("cert")
-	digests := func() [2][32]byte {
-		return [2][32]byte{render.RuleDigestForTest(*rule), render.RuleValueDigestForTest(*rule)}
+	n := changeEach(t, reflect.ValueOf(rule).Elem(), "rule", func() [32]byte { return render.RuleDigestForTest(*rule) }, nil)
+	n2 := changeEach(t, reflect.ValueOf(rule).Elem(), "rule", func() [32]byte { return render.RuleValueDigestForTest(*rule) }, nil)
+	if n < 60 || n2 != n {
+		t.Fatalf("only %d fields changed (%d by appendValue)", n, n2)
 	}
+	t.Logf("%d changes", n)
+}
+
+// changeEach changes each field of v (through pointers, slices and
+// interfaces; secret values left alone) one at a time, checks that every
+// digest digests gives changes, and sets it back; it returns how many it
+// changed. A field of a kind it cannot change fails the test.
+func changeEach[D comparable](t *testing.T, v reflect.Value, path string, digests func() D, skip func(path string) bool) int {
+	t.Helper()
 	base := digests()
 	n := 0
 	check := func(path string, v reflect.Value, other reflect.Value) {
@@ -401,12 +412,8 @@ func TestPriorKeyCoversEveryField(t *testing.T) {
 		old.Set(v)
 		v.Set(other)
 		n++
-		d := digests()
-		if d[0] == base[0] {
+		if digests() == base {
 			t.Errorf("%s changed, the key did not", path)
-		}
-		if d[1] == base[1] {
-			t.Errorf("%s changed, appendValue's form did not", path)
 		}
 		v.Set(old)
 		if digests() != base {
@@ -415,6 +422,9 @@ func TestPriorKeyCoversEveryField(t *testing.T) {
 	}
 	var walk func(v reflect.Value, path string)
 	walk = func(v reflect.Value, path string) {
+		if skip != nil && skip(path) {
+			return
+		}
 		switch v.Type() {
 		case reflect.TypeFor[model.Secret]():
 			return
@@ -473,9 +483,30 @@ func TestPriorKeyCoversEveryField(t *testing.T) {
 			t.Errorf("%s: a field of kind %s the test cannot change", path, v.Kind())
 		}
 	}
-	walk(reflect.ValueOf(rule).Elem(), "rule")
-	if n < 60 {
-		t.Fatalf("only %d fields changed", n)
+	walk(v, path)
+	return n
+}
+
+// TestPriorKeyCoversGlobals: changing any setting of the endpoint, of the
+// policy (but its rules) or of the file's endpoint and assignment changes
+// every connection's key.
+func TestPriorKeyCoversGlobals(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "p.toml")
+	text := strings.Replace(genPolicy(3, nil), "[endpoint]\n", "[endpoint]\nname = \"Alicepc\"\nid = \"alice\"\nlan_interface = \"eth0\"\nremote_access_interface = \"ppp0\"\n", 1)
+	text = strings.Replace(text, "[[policy]]\nname = \"Gen\"\n", "[[policy]]\nname = \"Gen\"\ndescription = \"d\"\n", 1)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("%d changes", n)
+	a, err := assigned(t, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := func() [32]byte { return render.GlobalDigestForTest(a) }
+	n := changeEach(t, reflect.ValueOf(&a.Endpoint).Elem(), "endpoint", digest, nil)
+	n += changeEach(t, reflect.ValueOf(a.Policy).Elem(), "policy", digest, func(path string) bool { return path == "policy.Rules" })
+	n += changeEach(t, reflect.ValueOf(&a.File.Endpoint).Elem(), "file.endpoint", digest, nil)
+	n += changeEach(t, reflect.ValueOf(&a.File.Assign).Elem(), "file.assign", digest, nil)
+	if n < 15 {
+		t.Fatalf("only %d settings changed", n)
+	}
 }

@@ -29,6 +29,28 @@ type priorKeys struct {
 	rbuf   []byte               // a rule's digest is made in
 }
 
+// appendGlobal appends what every connection of a may read besides its
+// rules: the endpoint as resolved and as written (its identity defaults
+// to an address only when not written), the policy's settings but its
+// rules (each connection's are in its key), the file's assignment and
+// whether it is a folder. Whole, by appendValue, so that a setting added
+// to either is in the key without a change here
+// (TestPriorKeyCoversGlobals).
+func appendGlobal(b []byte, a *model.Assigned) []byte {
+	b = appendValue(b, reflect.ValueOf(a.Endpoint))
+	if p := a.Policy; p != nil {
+		settings := *p
+		settings.Rules = nil
+		b = appendValue(append(b, 'P'), reflect.ValueOf(settings))
+	}
+	if f := a.File; f != nil {
+		b = appendValue(append(b, 'E'), reflect.ValueOf(f.Endpoint))
+		b = appendString(b, f.Assign)
+		b = appendBool(b, f.IsFolder())
+	}
+	return b
+}
+
 // ikePeerOf is a peer of a rule as its connection names it.
 func ikePeerOf(rule *model.ResolvedRule, peer string) string {
 	if !rule.Tunnel.IsValid() && peer == "any" {
@@ -67,16 +89,7 @@ func (r *renderer) startPrior() {
 	k := &priorKeys{rules: make([][32]byte, len(r.a.Rules)), made: make([]bool, len(r.a.Rules))}
 	b := append([]byte(nil), r.o.Prior.salt[:]...)
 	b = appendString(b, string(r.o.Backend))
-	b = appendString(b, r.a.Policy.Name)
-	b = appendValue(b, reflect.ValueOf(r.a.Endpoint))
-	fileID := ""
-	if r.a.File != nil {
-		fileID = r.a.File.Endpoint.ID
-		if r.a.File.IsFolder() {
-			b = append(b, 'F')
-		}
-	}
-	b = appendString(b, fileID)
+	b = appendGlobal(b, r.a)
 	k.global = sha256.Sum256(b)
 	r.prior = k
 	r.keyOf = make([]connKey, 0, len(r.a.Rules))
