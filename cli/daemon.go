@@ -425,11 +425,13 @@ func runPlan(c *ucli.Context, o *resultOutput) error {
 	defer done()
 	d := o.doc
 	d.Backend = strp(string(backend))
-	// The decoded files apply kept are read, not written: plan changes
-	// nothing.
+	// The decoded files and rendered connections apply kept are read,
+	// not written: plan changes nothing.
 	vo := validateOptions(c)
 	vo.Reuse = s.engine.Store.LoadReuse(s.socket)
-	l, err := loadPolicyData(c, backend, path, data, vo)
+	priorc := make(chan *render.Prior, 1)
+	go func() { priorc <- s.engine.Store.LoadPrior(s.socket) }()
+	l, err := loadPolicyDataWith(c.App.ErrWriter, render.Options{Backend: backend}, sync.OnceValue(func() *render.Prior { return <-priorc }), path, data, vo)
 	if err != nil {
 		return err
 	}
