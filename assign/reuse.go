@@ -89,10 +89,10 @@ func (s Store) LoadPrior(socket string) *render.Prior {
 // already). What it returns may run while res is used (it only reads
 // it).
 func (s Store) SavePrior(socket string, prior *render.Prior, res *render.Result) func() error {
+	if res == nil || !res.HasPrior() || res.AllFrom(prior) || programFingerprint() == "" {
+		return func() error { return nil }
+	}
 	return func() error {
-		if res == nil || !res.HasPrior() || res.AllFrom(prior) || programFingerprint() == "" {
-			return nil
-		}
 		if err := s.ensureDir(); err != nil {
 			return err
 		}

@@ -209,6 +209,10 @@ func loadPolicyDataTo(w io.Writer, backend render.Backend, path string, data []b
 func loadPolicyDataWith(w io.Writer, ro render.Options, prior func() *render.Prior, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
 	r := trace.StartRegion(context.Background(), "parseValidate")
 	a, warns, err := model.ParseValidate(path, data, vo)
+	if vo.Reuse != nil {
+		taken, decoded := vo.Reuse.Counts()
+		trace.Logf(context.Background(), "parse", "%d pieces or files as decoded before, %d decoded", taken, decoded)
+	}
 	r.End()
 	for _, p := range warns {
 		fmt.Fprintln(w, p.Error())

@@ -28,6 +28,10 @@ type Prior struct {
 	salt [32]byte
 	have map[[32]byte]*Conn
 	used int
+	// spent: a Render took what it could (then left is how many it did
+	// not take, and have is let go: the taken are the result's now).
+	spent bool
+	left  int
 }
 
 // priorMagic starts a Prior's form; priorSchema is in its salt, so that
@@ -85,7 +89,17 @@ func (p *Prior) Len() int {
 	if p == nil {
 		return 0
 	}
+	if p.spent {
+		return p.left
+	}
 	return len(p.have)
+}
+
+// spend lets go of what a Render did not take: a Prior is taken from
+// once (at 5,000 connections, what it holds besides their settings is
+// some 2 MB, which would otherwise stay beside the apply).
+func (p *Prior) spend() {
+	p.left, p.have, p.spent = len(p.have), nil, true
 }
 
 // Reused is how many connections the last Render given p took from it.
@@ -310,6 +324,9 @@ func (rd *priorReader) conn(c *Conn, body *Section) {
 // frozen and a taken connection is not changed (its children's list is
 // not added to), so it is not copied.
 func (p *Prior) take(key [32]byte) (Conn, bool) {
+	if p.spent {
+		return Conn{}, false
+	}
 	c, ok := p.have[key]
 	if !ok {
 		return Conn{}, false

@@ -39,10 +39,13 @@ func Render(a *model.Assigned, o Options) (*Result, error) {
 		g, probs = guard.Derive(a, guard.Backend(o.Backend))
 	}()
 	r := renderConns(a, o)
-	if len(r.errs) > 0 && o.Prior != nil {
-		// What went wrong is said as Render alone says it.
-		o.Prior = nil
-		r = renderConns(a, o)
+	if o.Prior != nil {
+		o.Prior.spend()
+		if len(r.errs) > 0 {
+			// What went wrong is said as Render alone says it.
+			o.Prior = nil
+			r = renderConns(a, o)
+		}
 	}
 	<-derived
 	r.errs = append(r.errs, probs...)
