@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -91,6 +92,19 @@ func TestStateJSONLikeEncodingJSON(t *testing.T) {
 	sameJSON(t, "odd bodies", bodies, map[string]*render.Section(bodies))
 	sameJSON(t, "no bodies", bodiesFile(nil), map[string]*render.Section(nil))
 	sameJSON(t, "empty bodies", bodiesFile{}, map[string]*render.Section{})
+
+	// The policy's copy for --confirm: its bytes in base64, as they are.
+	at := time.Date(2026, 12, 7, 15, 0, 0, 987654321, time.FixedZone("y", -7200))
+	for i, snap := range []Snapshot{
+		{Path: odd, Data: []byte(odd), Insecure: true, Backend: odd, At: at},
+		{Path: "/p.toml", Data: bytes.Repeat([]byte("[[policy.rule]]\n\x00\xff"), 70000), Backend: "kernel", At: at},
+		{Data: []byte{}, At: at},
+		{Data: []byte{1}},
+		{Data: []byte{1, 2}},
+		{},
+	} {
+		sameJSON(t, fmt.Sprintf("snapshot %d", i), &snap, &snap)
+	}
 
 	examples, _ := filepath.Glob("../examples/*/*.toml")
 	if len(examples) < 5 {
