@@ -108,15 +108,16 @@ func (r *Reuse) Bytes() ([]byte, error) {
 		sums = append(sums, sum)
 	}
 	slices.SortFunc(sums, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
-	// At the size of what it holds (a file decoded now taken at 64 KB):
-	// grown from nothing it was allocated some four times over.
+	// At the size of what it holds, the files decoded now (whose form
+	// is not known yet) taken at 1 KB, what a folder's file of one peer
+	// takes: grown from nothing it was allocated some four times over.
 	size := len(reuseMagic) + len(r.salt) + binary.MaxVarintLen64
 	for _, sum := range sums {
 		size += len(sum)
 		if enc := r.have[sum].enc; enc != nil {
 			size += len(enc)
 		} else {
-			size += 64 << 10
+			size += 1 << 10
 		}
 	}
 	b := append(make([]byte, 0, size), reuseMagic...)
