@@ -129,7 +129,7 @@ func (r *renderer) takePrior(ikePeer, pk string, rule model.ResolvedRule, where 
 		c := &r.res.Conns[ci]
 		kept := c.Origin.File
 		c.Origin.File, _ = r.a.File.Locate(rule.Line)
-		c.Children = slices.Clone(c.Children) // the Prior's are not changed
+		// (Its children's list is its own: a Prior gives each once.)
 		for i := range c.Children {
 			if f := c.Children[i].File; f == kept {
 				c.Children[i].File = c.Origin.File
