@@ -510,3 +510,36 @@ func TestPriorKeyCoversGlobals(t *testing.T) {
 		t.Fatalf("only %d settings changed", n)
 	}
 }
+
+// FuzzPriorRead: a kept form whose checksum holds but whose body is
+// anything reads without a panic, holds at most what its size allows,
+// and a body that reads is the same when read again.
+func FuzzPriorRead(f *testing.F) {
+	p := filepath.Join(f.TempDir(), "p.toml")
+	if err := os.WriteFile(p, []byte(genPolicy(6, nil)), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	a, err := assigned(f, p)
+	if err != nil {
+		f.Fatal(err)
+	}
+	res, err := render.Render(a, render.Options{Prior: render.NewPrior("fuzz", nil)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	body := render.PriorBodyForTest(res.PriorBytes("fuzz"))
+	f.Add(body)
+	f.Add(body[:len(body)/2])
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		form := render.PriorFormForTest("fuzz", body)
+		n := render.NewPrior("fuzz", form).Len()
+		if n > len(body)/64 {
+			t.Fatalf("%d connections from %d bytes", n, len(body))
+		}
+		if m := render.NewPrior("fuzz", bytes.Clone(form)).Len(); m != n {
+			t.Fatalf("read again: %d connections, %d before", m, n)
+		}
+	})
+}
