@@ -201,17 +201,25 @@ func loadPolicyData(c *ucli.Context, backend render.Backend, path string, data [
 
 // loadPolicyDataTo is loadPolicyData writing warnings to w.
 func loadPolicyDataTo(w io.Writer, backend render.Backend, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
-	return loadPolicyDataWith(w, render.Options{Backend: backend}, nil, path, data, vo)
+	return loadPolicyDataWith(w, render.Options{Backend: backend}, nil, nil, path, data, vo)
 }
 
 // loadPolicyDataWith is loadPolicyDataTo with render's options, and the
-// Prior prior gives (when not nil: read while the policy is).
-func loadPolicyDataWith(w io.Writer, ro render.Options, prior func() *render.Prior, path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
+// Prior prior gives (when not nil: read while the policy is); parsed,
+// when not nil, is called with vo.Reuse once the policy is parsed, which
+// is then let go of here (the caller keeps what it needs of it: at 5,000
+// rules, its decoded pieces or files are some megabytes the render need
+// not be beside).
+func loadPolicyDataWith(w io.Writer, ro render.Options, prior func() *render.Prior, parsed func(*model.Reuse), path string, data []byte, vo model.ValidateOptions) (*loaded, error) {
 	r := trace.StartRegion(context.Background(), "parseValidate")
 	a, warns, err := model.ParseValidate(path, data, vo)
 	if vo.Reuse != nil {
 		taken, decoded := vo.Reuse.Counts()
 		trace.Logf(context.Background(), "parse", "%d pieces or files as decoded before, %d decoded", taken, decoded)
+	}
+	if parsed != nil {
+		parsed(vo.Reuse)
+		vo.Reuse = nil
 	}
 	r.End()
 	for _, p := range warns {

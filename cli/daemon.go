@@ -14,6 +14,7 @@ import (
 
 	"github.com/swanmgr/swanmgr/assign"
 	"github.com/swanmgr/swanmgr/guard"
+	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/netfilter"
 	"github.com/swanmgr/swanmgr/render"
 	"github.com/swanmgr/swanmgr/vici"
@@ -271,8 +272,14 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		priorc := make(chan *render.Prior, 1)
 		go func() { priorc <- s.engine.Store.LoadPrior(s.socket) }()
 		prior := sync.OnceValue(func() *render.Prior { return <-priorc })
-		l, err = loadPolicyDataWith(c.App.ErrWriter, render.Options{Backend: backend}, prior, path, data, vo)
-		save := s.engine.Store.SaveReuse(s.socket, vo.Reuse)
+		// The decoded files' form made as soon as they are, and they
+		// let go of before the render.
+		save := func() error { return nil }
+		parsed := func(r *model.Reuse) {
+			save = s.engine.Store.SaveReuse(s.socket, r)
+			vo.Reuse = nil
+		}
+		l, err = loadPolicyDataWith(c.App.ErrWriter, render.Options{Backend: backend}, prior, parsed, path, data, vo)
 		var savePrior func() error
 		if err == nil {
 			savePrior = s.engine.Store.SavePrior(s.socket, prior(), l.result)
@@ -431,7 +438,7 @@ func runPlan(c *ucli.Context, o *resultOutput) error {
 	vo.Reuse = s.engine.Store.LoadReuse(s.socket)
 	priorc := make(chan *render.Prior, 1)
 	go func() { priorc <- s.engine.Store.LoadPrior(s.socket) }()
-	l, err := loadPolicyDataWith(c.App.ErrWriter, render.Options{Backend: backend}, sync.OnceValue(func() *render.Prior { return <-priorc }), path, data, vo)
+	l, err := loadPolicyDataWith(c.App.ErrWriter, render.Options{Backend: backend}, sync.OnceValue(func() *render.Prior { return <-priorc }), nil, path, data, vo)
 	if err != nil {
 		return err
 	}
