@@ -15,6 +15,12 @@
 // response children; Result.Warnings says what a backend will do
 // differently from Windows with a policy it accepts (warnings.go).
 //
+// A Prior (prior.go, priorkey.go) holds the connections an earlier Render
+// made, under keys of everything each was made from; given one, Render
+// takes those whose key it holds instead of rendering them again, with
+// the same result (a one-rule change of thousands renders one). Its form
+// is bytes that the caller keeps (apply: beside its record).
+//
 // The package is pure: no file, network or daemon I/O. Secrets are written
 // only where explicitly asked for (WriteOptions.ShowSecrets) and otherwise
 // replaced by a placeholder.

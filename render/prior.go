@@ -13,7 +13,8 @@ import (
 // key of everything it was made from: the rules to its peer (each rule
 // whole: name, line, filter list, filter action, authentication, with
 // what they resolved to, secret values left out), the peer, the
-// endpoint, the policy's name, the backend and the program. Render given
+// endpoint, the policy's and the file's settings (but their rules), the
+// backend and the program. Render given
 // a Prior takes a connection whose key it holds as it was instead of
 // rendering it again; one whose key it does not hold is rendered. A
 // render that finds any problem is made again without the Prior, so that
