@@ -3,6 +3,7 @@ package assign
 import (
 	"bufio"
 	"fmt"
+	"sync"
 
 	"github.com/swanmgr/swanmgr/model"
 	"github.com/swanmgr/swanmgr/render"
@@ -18,11 +19,33 @@ import (
 // (empty when there are none, or they do not read: then every file is
 // decoded). Call it under the socket's lock.
 func (s Store) LoadReuse(socket string) *model.Reuse {
-	data, err := readState(s.path(socket, ".decoded"))
-	if err != nil || programFingerprint() == "" {
-		data = nil
+	return model.NewReuse(programFingerprint(), s.readCache(socket, ".decoded"))
+}
+
+// readCache is a cache file of socket's (ext), nil when there is none or
+// it does not read, or when this program cannot tell itself apart from
+// another (programFingerprint): then it takes nothing kept.
+func (s Store) readCache(socket, ext string) []byte {
+	if programFingerprint() == "" {
+		return nil
 	}
-	return model.NewReuse(programFingerprint(), data)
+	data, err := readState(s.path(socket, ext))
+	if err != nil {
+		return nil
+	}
+	return data
+}
+
+// writeCache writes a cache file of socket's (ext), which keeps what
+// (for the error).
+func (s Store) writeCache(socket, ext, what string, v stateWriter) error {
+	if err := s.ensureDir(); err != nil {
+		return err
+	}
+	if err := s.writeJSONs([]jsonFile{{s.path(socket, ext), v}}); err != nil {
+		return fmt.Errorf("keeping %s: %w", what, err)
+	}
+	return nil
 }
 
 // NewReuse returns an empty Reuse for this program, for a caller that
@@ -42,18 +65,8 @@ func (s Store) SaveReuse(socket string, r *model.Reuse) func() error {
 		if err != nil {
 			return fmt.Errorf("keeping the decoded policy files: %w", err)
 		}
-		return s.writeReuse(socket, data)
+		return s.writeCache(socket, ".decoded", "the decoded policy files", rawState(data))
 	}
-}
-
-func (s Store) writeReuse(socket string, data []byte) error {
-	if err := s.ensureDir(); err != nil {
-		return err
-	}
-	if err := s.writeJSONs([]jsonFile{{s.path(socket, ".decoded"), rawState(data)}}); err != nil {
-		return fmt.Errorf("keeping the decoded policy files: %w", err)
-	}
-	return nil
 }
 
 // rawState is a state file's bytes, written as they are.
@@ -76,11 +89,15 @@ func (b rawState) writeState(w *bufio.Writer) error {
 // when there are none, or they do not read). Call it under the socket's
 // lock.
 func (s Store) LoadPrior(socket string) *render.Prior {
-	data, err := readState(s.path(socket, ".rendered"))
-	if err != nil || programFingerprint() == "" {
-		data = nil // a program that cannot tell itself apart takes nothing
-	}
-	return render.NewPrior(programFingerprint(), data)
+	return render.NewPrior(programFingerprint(), s.readCache(socket, ".rendered"))
+}
+
+// PriorAhead starts LoadPrior and returns what waits for it: the
+// connections are read while the policy is (3.5 MB at 5,000).
+func (s Store) PriorAhead(socket string) func() *render.Prior {
+	c := make(chan *render.Prior, 1)
+	go func() { c <- s.LoadPrior(socket) }()
+	return sync.OnceValue(func() *render.Prior { return <-c })
 }
 
 // SavePrior returns what keeps res's connections for the next apply,
@@ -93,13 +110,7 @@ func (s Store) SavePrior(socket string, prior *render.Prior, res *render.Result)
 		return func() error { return nil }
 	}
 	return func() error {
-		if err := s.ensureDir(); err != nil {
-			return err
-		}
-		if err := s.writeJSONs([]jsonFile{{s.path(socket, ".rendered"), priorState{res}}}); err != nil {
-			return fmt.Errorf("keeping the rendered connections: %w", err)
-		}
-		return nil
+		return s.writeCache(socket, ".rendered", "the rendered connections", priorState{res})
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -268,10 +267,7 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 		var err error
 		vo := validateOptions(c)
 		vo.Reuse = s.engine.Store.LoadReuse(s.socket)
-		// What was rendered before is read while the policy is.
-		priorc := make(chan *render.Prior, 1)
-		go func() { priorc <- s.engine.Store.LoadPrior(s.socket) }()
-		prior := sync.OnceValue(func() *render.Prior { return <-priorc })
+		prior := s.engine.Store.PriorAhead(s.socket)
 		// The decoded files' form made as soon as they are, and they
 		// let go of before the render.
 		save := func() error { return nil }
@@ -436,9 +432,7 @@ func runPlan(c *ucli.Context, o *resultOutput) error {
 	// not written: plan changes nothing.
 	vo := validateOptions(c)
 	vo.Reuse = s.engine.Store.LoadReuse(s.socket)
-	priorc := make(chan *render.Prior, 1)
-	go func() { priorc <- s.engine.Store.LoadPrior(s.socket) }()
-	l, err := loadPolicyDataWith(c.App.ErrWriter, render.Options{Backend: backend}, sync.OnceValue(func() *render.Prior { return <-priorc }), nil, path, data, vo)
+	l, err := loadPolicyDataWith(c.App.ErrWriter, render.Options{Backend: backend}, s.engine.Store.PriorAhead(s.socket), nil, path, data, vo)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,7 @@ type Result struct {
 	// their index in Conns; nil when rendered without one. folder is the
 	// policy's folder (a Prior keeps its files by their names in it).
 	keys   []connKey
+	keyed  int // how many of keys are ok
 	folder string
 }
 

@@ -120,28 +120,12 @@ func (r *Result) PriorBytes(program string) []byte {
 }
 
 // HasPrior says whether r has connections a Prior can hold.
-func (r *Result) HasPrior() bool {
-	for _, k := range r.keys {
-		if k.ok {
-			return true
-		}
-	}
-	return false
-}
+func (r *Result) HasPrior() bool { return r.keyed > 0 }
 
 // AllFrom says whether r took every connection a Prior can hold from p,
 // and p held no other: a form of r would be p's again.
 func (r *Result) AllFrom(p *Prior) bool {
-	if p == nil || p.Len() != 0 {
-		return false
-	}
-	n := 0
-	for _, k := range r.keys {
-		if k.ok {
-			n++
-		}
-	}
-	return n == p.used
+	return p != nil && p.Len() == 0 && r.keyed == p.used
 }
 
 // WritePrior writes the form of r's connections that NewPrior reads with
@@ -159,13 +143,7 @@ func (r *Result) WritePrior(w io.Writer, program string) error {
 		return err
 	}
 	sum := sha256.New()
-	n := 0
-	for _, k := range r.keys {
-		if k.ok {
-			n++
-		}
-	}
-	b := binary.AppendUvarint(make([]byte, 0, 64<<10), uint64(n))
+	b := binary.AppendUvarint(make([]byte, 0, 64<<10), uint64(r.keyed))
 	for i, k := range r.keys {
 		if !k.ok {
 			continue
@@ -187,8 +165,9 @@ func (r *Result) WritePrior(w io.Writer, program string) error {
 
 // connKey is a connection's key in a Prior and whether it has one.
 type connKey struct {
-	key [32]byte
-	ok  bool
+	key   [32]byte
+	ok    bool
+	taken bool // taken from the Prior (else rendered)
 }
 
 func appendString(b []byte, s string) []byte {

@@ -1,8 +1,6 @@
 package render_test
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/swanmgr/swanmgr/render"
@@ -13,19 +11,8 @@ import (
 //
 //	go test -run '^$' -bench RenderPrior ./render/
 func BenchmarkRenderPrior(b *testing.B) {
-	p := filepath.Join(b.TempDir(), "p.toml")
-	if err := os.WriteFile(p, []byte(genPolicy(5000, nil)), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	a, err := assigned(b, p)
-	if err != nil {
-		b.Fatal(err)
-	}
-	res, err := render.Render(a, render.Options{Prior: render.NewPrior("bench", nil)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	data := res.PriorBytes("bench")
+	a := genAssigned(b, 5000, nil)
+	res, data := keptForm(b, a, "bench")
 	b.Run("without", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := render.Render(a, render.Options{}); err != nil {

@@ -52,6 +52,31 @@ func assigned(t testing.TB, path string) (*model.Assigned, error) {
 	return a, err
 }
 
+// genAssigned validates genPolicy(n, edit), written to a file of its own.
+func genAssigned(tb testing.TB, n int, edit func(string) string) *model.Assigned {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), "p.toml")
+	if err := os.WriteFile(p, []byte(genPolicy(n, edit)), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	a, err := assigned(tb, p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
+// keptForm renders a with an empty Prior of program and returns the
+// result and the form it keeps.
+func keptForm(tb testing.TB, a *model.Assigned, program string) (*render.Result, []byte) {
+	tb.Helper()
+	res, err := render.Render(a, render.Options{Prior: render.NewPrior(program, nil)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return res, res.PriorBytes(program)
+}
+
 // TestPriorAsRender renders every golden policy and example on both
 // backends, then again with a Prior of the first: the same result, with
 // every connection the Prior holds taken from it.
@@ -148,24 +173,8 @@ func genPolicy(n int, edit func(string) string) string {
 // Prior: each the same as rendered without one, and taking from the
 // Prior what the change did not touch.
 func TestPriorAfterChanges(t *testing.T) {
-	dir := t.TempDir()
 	const n = 40
-	write := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	base, err := assigned(t, write("base.toml", genPolicy(n, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, err := render.Render(base, render.Options{Prior: render.NewPrior("test", nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := first.PriorBytes("test")
+	first, data := keptForm(t, genAssigned(t, n, nil), "test")
 	conns := len(first.Conns)
 	for _, c := range []struct {
 		name string
@@ -200,10 +209,7 @@ func TestPriorAfterChanges(t *testing.T) {
 		{"the backend", nil, 0, render.LibIPsec},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a, err := assigned(t, write(strings.ReplaceAll(c.name, " ", "-")+".toml", genPolicy(n, c.edit)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			a := genAssigned(t, n, c.edit)
 			want, err := render.Render(a, render.Options{Backend: c.backend})
 			if err != nil {
 				t.Fatal(err)
@@ -299,31 +305,10 @@ func TestPriorInFolder(t *testing.T) {
 // TestPriorErrorsAsRender: a policy that does not render says so as
 // without a Prior, though the Prior holds its connections.
 func TestPriorErrorsAsRender(t *testing.T) {
-	dir := t.TempDir()
-	ok := filepath.Join(dir, "ok.toml")
-	text := genPolicy(6, nil)
-	if err := os.WriteFile(ok, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := assigned(t, ok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := render.Render(a, render.Options{Prior: render.NewPrior("test", nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := res.PriorBytes("test")
+	_, data := keptForm(t, genAssigned(t, 6, nil), "test")
 	// Rule "Rule-1" renders to the name of "Rule 1", whose connection
 	// the prior holds.
-	bad := filepath.Join(dir, "bad.toml")
-	text = strings.Replace(text, "name = \"Rule 2\"\n", "name = \"Rule-1\"\n", 1)
-	if err := os.WriteFile(bad, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if a, err = assigned(t, bad); err != nil {
-		t.Fatal(err)
-	}
+	a := genAssigned(t, 6, func(s string) string { return strings.Replace(s, "name = \"Rule 2\"\n", "name = \"Rule-1\"\n", 1) })
 	_, want := render.Render(a, render.Options{})
 	if want == nil {
 		t.Fatal("no collision without the prior")
@@ -337,19 +322,7 @@ func TestPriorErrorsAsRender(t *testing.T) {
 // TestPriorRefusesOtherForms: a form of another program, torn or altered
 // holds nothing.
 func TestPriorRefusesOtherForms(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "p.toml")
-	if err := os.WriteFile(p, []byte(genPolicy(10, nil)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := assigned(t, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := render.Render(a, render.Options{Prior: render.NewPrior("test", nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := res.PriorBytes("test")
+	res, data := keptForm(t, genAssigned(t, 10, nil), "test")
 	if n := render.NewPrior("test", data).Len(); n != len(res.Conns) {
 		t.Fatalf("the form holds %d connections, want %d", n, len(res.Conns))
 	}
@@ -377,15 +350,9 @@ func TestPriorRefusesOtherForms(t *testing.T) {
 // rule that differs from the one it was made from. A field of a kind the
 // test cannot change fails it: the key's form must be looked at then.
 func TestPriorKeyCoversEveryField(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "p.toml")
-	text := strings.Replace(genPolicy(8, nil), "destination_port = 28\n", "destination_port = 28\n  mirrored = true\n", 1)
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := assigned(t, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := genAssigned(t, 8, func(s string) string {
+		return strings.Replace(s, "destination_port = 28\n", "destination_port = 28\n  mirrored = true\n", 1)
+	})
 	rule := &a.Rules[6]
 	if rule.List.Filters[0].Mirrored == nil || rule.Rule == nil || len(rule.Auth) == 0 {
 		t.Fatal("the rule lacks a field the test changes")
@@ -491,16 +458,10 @@ func changeEach[D comparable](t *testing.T, v reflect.Value, path string, digest
 // policy (but its rules) or of the file's endpoint and assignment changes
 // every connection's key.
 func TestPriorKeyCoversGlobals(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "p.toml")
-	text := strings.Replace(genPolicy(3, nil), "[endpoint]\n", "[endpoint]\nname = \"Alicepc\"\nid = \"alice\"\nlan_interface = \"eth0\"\nremote_access_interface = \"ppp0\"\n", 1)
-	text = strings.Replace(text, "[[policy]]\nname = \"Gen\"\n", "[[policy]]\nname = \"Gen\"\ndescription = \"d\"\n", 1)
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := assigned(t, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := genAssigned(t, 3, func(s string) string {
+		s = strings.Replace(s, "[endpoint]\n", "[endpoint]\nname = \"Alicepc\"\nid = \"alice\"\nlan_interface = \"eth0\"\nremote_access_interface = \"ppp0\"\n", 1)
+		return strings.Replace(s, "[[policy]]\nname = \"Gen\"\n", "[[policy]]\nname = \"Gen\"\ndescription = \"d\"\n", 1)
+	})
 	digest := func() [32]byte { return render.GlobalDigestForTest(a) }
 	n := changeEach(t, reflect.ValueOf(&a.Endpoint).Elem(), "endpoint", digest, nil)
 	n += changeEach(t, reflect.ValueOf(a.Policy).Elem(), "policy", digest, func(path string) bool { return path == "policy.Rules" })
@@ -515,19 +476,8 @@ func TestPriorKeyCoversGlobals(t *testing.T) {
 // anything reads without a panic, holds at most what its size allows,
 // and a body that reads is the same when read again.
 func FuzzPriorRead(f *testing.F) {
-	p := filepath.Join(f.TempDir(), "p.toml")
-	if err := os.WriteFile(p, []byte(genPolicy(6, nil)), 0o600); err != nil {
-		f.Fatal(err)
-	}
-	a, err := assigned(f, p)
-	if err != nil {
-		f.Fatal(err)
-	}
-	res, err := render.Render(a, render.Options{Prior: render.NewPrior("fuzz", nil)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	body := render.PriorBodyForTest(res.PriorBytes("fuzz"))
+	_, form := keptForm(f, genAssigned(f, 6, nil), "fuzz")
+	body := render.PriorBodyForTest(form)
 	f.Add(body)
 	f.Add(body[:len(body)/2])
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})

@@ -99,14 +99,12 @@ func (r *renderer) startPrior() {
 func (r *renderer) keyConn(ci int, key [32]byte, taken bool) {
 	for len(r.keyOf) <= ci {
 		r.keyOf = append(r.keyOf, connKey{})
-		r.taken = append(r.taken, false)
 	}
-	r.keyOf[ci] = connKey{key: key, ok: true}
-	r.taken[ci] = taken
+	r.keyOf[ci] = connKey{key: key, ok: true, taken: taken}
 }
 
 // isTaken says whether connection ci was taken from the Prior.
-func (r *renderer) isTaken(ci int) bool { return ci < len(r.taken) && r.taken[ci] }
+func (r *renderer) isTaken(ci int) bool { return ci < len(r.keyOf) && r.keyOf[ci].taken }
 
 // takePrior takes the connection to ikePeer (peerKey pk) from the Prior when it holds
 // its key, for the peer's first rule (the connection's name claimed): its

@@ -94,6 +94,7 @@ func (r *renderer) keepKeys() {
 	for ci, k := range r.keyOf {
 		if k.ok && ci < len(r.res.Conns) && r.res.Conns[ci].Body != nil && r.res.Conns[ci].Body.packed != "" {
 			r.res.keys[ci] = k
+			r.res.keyed++
 		}
 	}
 }
@@ -149,10 +150,9 @@ type renderer struct {
 
 	// prior: the keys of connections in o.Prior (nil without one);
 	// keyOf the key of each connection made or taken with one, by its
-	// index in res.Conns; taken those taken from o.Prior.
+	// index in res.Conns.
 	prior *priorKeys
 	keyOf []connKey
-	taken []bool
 }
 
 func (r *renderer) errf(line int, where, format string, args ...any) {
@@ -221,10 +221,7 @@ func (r *renderer) lastRuleOfPeers() map[string]int {
 		}
 		r.peers[i] = model.Peers(rule)
 		for _, peer := range r.peers[i] {
-			if !rule.Tunnel.IsValid() && peer == "any" {
-				peer = "%any"
-			}
-			last[peerKey(peer)] = i
+			last[peerKey(ikePeerOf(&rule, peer))] = i
 		}
 	}
 	return last
@@ -271,10 +268,7 @@ func (r *renderer) negotiate(rule model.ResolvedRule) {
 		if len(peers) > 1 {
 			name += "-" + Slug(peer)
 		}
-		ikePeer := peer
-		if !rule.Tunnel.IsValid() && peer == "any" {
-			ikePeer = "%any"
-		}
+		ikePeer := ikePeerOf(&rule, peer)
 		if isRange(ikePeer) && r.o.Backend == LibIPsec {
 			r.errf(rule.Line, where, "the other side %s is not one host: the kernel backend negotiates such a rule with each host contacted (a trap policy for the whole range starts one IKE_SA per host, as Windows), but libipsec has no trap policies, so charon cannot learn which host to negotiate with; list the hosts, set tunnel_endpoint, or use the kernel backend", peer)
 			continue
