@@ -27,6 +27,15 @@ type Preparer interface {
 	PrepareInstall(ctx context.Context, prev, next *guard.Ruleset) (run func(context.Context) (bool, error), err error)
 }
 
+// FromPreparer is a Firewall that can make a change from the table it has
+// just installed without reading the table again: PrepareFrom is
+// PrepareInstall with the live table taken to be prev, run replacing the
+// table whole when it is not. The apply makes its last change (the
+// removed rules' drops taken out) this way while charon loads.
+type FromPreparer interface {
+	PrepareFrom(ctx context.Context, prev, next *guard.Ruleset) (run func(context.Context) (bool, error), err error)
+}
+
 // Warmer is a Firewall that can get ready for a change ahead of it
 // (netfilter.Table checks nft, about 50 ms), in the background.
 type Warmer interface {
@@ -101,6 +110,14 @@ type guardStep struct {
 	fw                 Firewall
 	prev, during, next *guard.Ruleset
 	active             bool // during is installed
+	// endReady, when the Firewall is a FromPreparer, gives the change
+	// from during to next, made once during is installed.
+	endReady chan preparedRun
+}
+
+type preparedRun struct {
+	run func(context.Context) (bool, error)
+	err error
 }
 
 // guardBegin installs the guard for the time of the apply, before any
@@ -145,6 +162,14 @@ func (e *Engine) guardReady(ctx context.Context, rec *Record, next *guard.Rulese
 			return &GuardError{Err: err}
 		}
 		g.active = true
+		if p, ok := fw.(FromPreparer); ok {
+			// The last change made while the connections load.
+			g.endReady = make(chan preparedRun, 1)
+			go func() {
+				run, err := p.PrepareFrom(ctx, g.during, g.next)
+				g.endReady <- preparedRun{run, err}
+			}()
+		}
 		return nil
 	}, nil
 }
@@ -155,11 +180,31 @@ func (g *guardStep) end(ctx context.Context) error {
 	if g == nil || !g.active {
 		return nil
 	}
-	if _, err := g.fw.Install(ctx, g.during, g.next); err != nil {
+	var err error
+	if p := g.prepared(); p.run != nil {
+		_, err = p.run(ctx)
+	} else {
+		_, err = g.fw.Install(ctx, g.during, g.next)
+	}
+	if err != nil {
 		return &GuardError{Err: err, Loaded: true}
 	}
 	g.active = false
 	return nil
+}
+
+// prepared is the change from during to next made ahead (no run when
+// there is none, or it could not be made: Install then does it).
+func (g *guardStep) prepared() preparedRun {
+	if g.endReady == nil {
+		return preparedRun{}
+	}
+	p := <-g.endReady
+	g.endReady = nil
+	if p.err != nil {
+		return preparedRun{}
+	}
+	return p
 }
 
 // restore puts the previous guard back after a rejected apply (run on a

@@ -26,6 +26,8 @@ type fakeFirewall struct {
 	history []install
 	warmed  int // Warm calls
 	ready   int // PrepareInstall calls
+	from    int // PrepareFrom calls
+	reads   int // Fingerprint calls
 	// installing, when set, runs in each Install that changes the table,
 	// before the change counts as made.
 	installing func(next *guard.Ruleset)
@@ -43,7 +45,17 @@ func (f *fakeFirewall) PrepareInstall(_ context.Context, prev, next *guard.Rules
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ready++
-	return func(ctx context.Context) (bool, error) { return f.Install(ctx, prev, next) }, nil
+	f.reads++ // as netfilter's, it reads the table now
+	return func(ctx context.Context) (bool, error) { return f.install(prev, next) }, nil
+}
+
+// PrepareFrom implements FromPreparer: the install from prev, later
+// (Install replaces a table someone changed, as netfilter's run does).
+func (f *fakeFirewall) PrepareFrom(_ context.Context, prev, next *guard.Ruleset) (func(context.Context) (bool, error), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.from++
+	return func(ctx context.Context) (bool, error) { return f.install(prev, next) }, nil
 }
 
 type install struct {
@@ -60,7 +72,15 @@ func (f *fakeFirewall) Fingerprint(context.Context) (string, error) {
 	return f.live.Hash(), nil
 }
 
+// Install reads the table (reads), as netfilter's does, and installs.
 func (f *fakeFirewall) Install(_ context.Context, prev, next *guard.Ruleset) (bool, error) {
+	f.mu.Lock()
+	f.reads++
+	f.mu.Unlock()
+	return f.install(prev, next)
+}
+
+func (f *fakeFirewall) install(prev, next *guard.Ruleset) (bool, error) {
 	if f.installing != nil {
 		f.installing(next)
 	}
@@ -441,5 +461,30 @@ func TestPlanThatFailsChangesNoGuard(t *testing.T) {
 	}
 	if d.conns["sm-with-eve"] != "loaded by hand" {
 		t.Error("the connection loaded by hand was replaced")
+	}
+}
+
+// The guard's last change (the removed rules' drops out) is made while
+// the connections load, from the table the first change made, without
+// reading the table again: one read of the live table in an apply that
+// changes the guard, and the table is the new policy's.
+func TestGuardEndMadeFromTheFirstChange(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	fw := fwOf(t, e)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	fw.reads, fw.from, fw.history = 0, 0, nil
+	next := renderPolicy(t, 6668, false)
+	if _, err := e.Apply(ctx, next, Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	if fw.from != 1 || fw.reads != 1 {
+		t.Errorf("the last change made from the first %d times, the table read %d times; want once each", fw.from, fw.reads)
+	}
+	if len(fw.history) != 2 || fw.live.Hash() != next.Guard.Hash() {
+		t.Errorf("%d installs, live %q; want 2 (both policies, then the new), ending in %q", len(fw.history), fw.live.Hash(), next.Guard.Hash())
 	}
 }

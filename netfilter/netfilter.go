@@ -375,11 +375,33 @@ func (t *Table) PrepareInstall(ctx context.Context, prev, next *guard.Ruleset) (
 	if err != nil {
 		return nil, err
 	}
+	return t.prepare(ctx, live, prev, next)
+}
+
+// PrepareFrom is PrepareInstall for a table this Table has just made
+// prev (an Install or a prepared install of prev sent without error): the
+// change is made from prev without reading the table again (at 5,000 rules
+// the read, which walks every set and rule, took a one-rule change 25 ms
+// of its last steps). The table was read, fingerprint and chains, before
+// it became prev; should anyone have changed it since, the patch fails
+// whole, as it deletes prev's fingerprint, and run replaces the table as
+// Install would.
+func (t *Table) PrepareFrom(ctx context.Context, prev, next *guard.Ruleset) (run func(context.Context) (bool, error), err error) {
+	live := ""
+	if prev != nil {
+		live = prev.Hash()
+	}
+	return t.prepare(ctx, live, prev, next)
+}
+
+// prepare makes the change from prev to next of a table whose fingerprint
+// is live, and returns what sends it (see PrepareInstall).
+func (t *Table) prepare(ctx context.Context, live string, prev, next *guard.Ruleset) (run func(context.Context) (bool, error), err error) {
 	nft, err := t.iface()
 	if err != nil {
 		return nil, err
 	}
-	r = trace.StartRegion(ctx, "nft-fill")
+	r := trace.StartRegion(ctx, "nft-fill")
 	tx := nft.NewTransaction()
 	filled, patch := guard.Fill(tx, live, prev, next)
 	r.End()

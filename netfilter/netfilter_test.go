@@ -296,6 +296,65 @@ func TestIntegrationPreparedInstall(t *testing.T) {
 	}
 }
 
+// A change made from the table just installed (PrepareFrom), without
+// reading it: a patch when the table is still that, and when someone
+// changed it in between, the table replaced whole, ending as asked.
+func TestIntegrationPreparedFrom(t *testing.T) {
+	ns := netns(t)
+	tab, err := netfilter.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	ctx := context.Background()
+	a, b, c := ruleset("r-a", "6667", guard.Negotiate), ruleset("r-b", "6668", guard.Negotiate), ruleset("r-c", "6669", guard.Block)
+	if _, err := tab.Install(ctx, nil, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tab.Install(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	want := nft(t, ns, "list", "table", "inet", "swanmgr") // b, patched from a
+	if _, err := tab.Install(ctx, b, a); err != nil {
+		t.Fatal(err)
+	}
+	run, err := tab.PrepareFrom(ctx, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fp, _ := tab.Fingerprint(ctx); fp != a.Hash() {
+		t.Fatalf("made ready, not sent: fingerprint %q, want a's %q", fp, a.Hash())
+	}
+	if changed, err := run(ctx); err != nil || !changed {
+		t.Fatalf("sent: %v %v", changed, err)
+	}
+	if got := nft(t, ns, "list", "table", "inet", "swanmgr"); got != want {
+		t.Errorf("patched from a:\n%s\nwant b's as Install patches it:\n%s", got, want)
+	}
+
+	// Made from b, but the table became c before it is sent.
+	run, err = tab.PrepareFrom(ctx, b, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tab.Install(ctx, b, c); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := run(ctx); err != nil || !changed {
+		t.Fatalf("sent over a changed table: %v %v", changed, err)
+	}
+	if fp, _ := tab.Fingerprint(ctx); fp != a.Hash() {
+		t.Fatalf("sent over a changed table: fingerprint %q, want a's %q", fp, a.Hash())
+	}
+	listing := nft(t, ns, "list", "table", "inet", "swanmgr")
+	if strings.Contains(listing, "6669") || strings.Contains(listing, "6668") || !strings.Contains(listing, "6667") {
+		t.Errorf("sent over a changed table:\n%s", listing)
+	}
+	if _, err := tab.Install(ctx, a, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // bigRuleset has n rules of one entry each way, every other one port
 // shifted by shift.
 func bigRuleset(n, shift int) *guard.Ruleset {
