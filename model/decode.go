@@ -41,12 +41,16 @@ func decodeWhole(text string) (*decoded, error) {
 		return nil, err
 	}
 	d := &decoded{f: f}
-	for _, k := range md.Undecoded() {
-		d.undecoded = append(d.undecoded, undecodedKey{key: k, typ: md.Type(k...)})
-	}
 	// The decoder matches keys case-insensitively ("Name" fills name); the
 	// policy format is lower case, and two spellings of one key in a table
 	// would silently overwrite each other.
+	//
+	// A text whose every key is one of knownKeys as written (each a field
+	// of File's, TestKnownKeysAreFilesFields) has every key decoded: the
+	// decoder's own account (md.Undecoded, which joins every key's path
+	// again: 5 % of the CPU of validating 10,000 rules, and 8 % of what
+	// it allocates) is asked only of a text with another key.
+	allKnown := true
 	var parentKey toml.Key // the parent of the previous key, and its name
 	parent := ""
 	for _, k := range md.Keys() {
@@ -55,9 +59,18 @@ func decodeWhole(text string) (*decoded, error) {
 		// changes (a policy of thousands of rules has as many keys).
 		if pk := k[:len(k)-1]; !slices.Equal(pk, parentKey) {
 			parentKey, parent = pk, strings.Join(pk, ".")
+			// A quoted key with a dot ("a.b") joins into another
+			// path: such a text is not known as written.
+			for _, p := range pk {
+				allKnown = allKnown && !strings.Contains(p, ".")
+			}
 		}
 		known, ok := knownKeys[parent]
-		if !ok || slices.Contains(known, last) {
+		if ok && slices.Contains(known, last) {
+			continue
+		}
+		allKnown = false
+		if !ok {
 			continue
 		}
 		for _, c := range known {
@@ -65,6 +78,11 @@ func decodeWhole(text string) (*decoded, error) {
 				d.miscased = append(d.miscased, miscasedKey{key: slices.Clone(k), want: c})
 				break
 			}
+		}
+	}
+	if !allKnown {
+		for _, k := range md.Undecoded() {
+			d.undecoded = append(d.undecoded, undecodedKey{key: k, typ: md.Type(k...)})
 		}
 	}
 	return d, nil
