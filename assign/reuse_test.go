@@ -62,14 +62,7 @@ func TestReuseKeptInStateFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := s.path(sock, ".decoded")
-	st, err := os.Stat(p)
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("kept files: %v, %v; want mode 0600", st, err)
-	}
-	kept, _ := os.ReadFile(p)
-	if bytes.Contains(kept, []byte("Sekr1t")) {
-		t.Fatal("an inline secret is in the state folder")
-	}
+	kept := keptPrivately(t, p, "kept files", "an inline secret")
 
 	again := s.LoadReuse(sock)
 	if _, err := model.ParseWith(dir, data, again); err != nil {
@@ -147,14 +140,7 @@ func TestPriorKeptInStateFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := s.path(sock, ".rendered")
-	st, err := os.Stat(p)
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("kept connections: %v, %v; want mode 0600", st, err)
-	}
-	kept, _ := os.ReadFile(p)
-	if bytes.Contains(kept, []byte("Sekr1t")) {
-		t.Fatal("a preshared key is in the state folder")
-	}
+	kept := keptPrivately(t, p, "kept connections", "a preshared key")
 
 	same := s.LoadPrior(sock)
 	if held := same.Len(); held != len(res.Conns) {
@@ -198,4 +184,20 @@ func TestPriorKeptInStateFolder(t *testing.T) {
 	if ents, _ := os.ReadDir(s.Dir); len(ents) != 0 {
 		t.Fatalf("state folder not empty: %v", ents)
 	}
+}
+
+// keptPrivately checks that the cache file p (what) is mode 0600 and
+// holds no secret (secret: what the test's secret is, for the message),
+// and returns what it holds.
+func keptPrivately(t *testing.T, p, what, secret string) []byte {
+	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v, %v; want mode 0600", what, st, err)
+	}
+	kept, _ := os.ReadFile(p)
+	if bytes.Contains(kept, []byte("Sekr1t")) {
+		t.Fatalf("%s is in the state folder", secret)
+	}
+	return kept
 }
