@@ -264,14 +264,14 @@ func decodePieceWith(text string, head int, chunks []chunk, i int, r *Reuse) (*d
 		key = append(key, '-')
 	}
 	sum := r.sum(append(key, text[c.start:c.end]...))
-	if f := r.take(sum); f != nil {
-		k := *f
+	if kept := r.take(sum); kept != nil {
+		k := *kept.f
 		return &decoded{f: &k}, nil
 	}
 	d, err := decodePiece(text, head, chunks, i)
 	if err == nil && len(d.undecoded) == 0 && len(d.miscased) == 0 && reusable(d.f) {
 		k := *d.f
-		r.keep(sum, &k)
+		r.keep(sum, &k, nil)
 	}
 	return d, err
 }

@@ -156,7 +156,7 @@ func (s *sources) line(path string) int {
 		if !ok {
 			return 0
 		}
-		return at(r.m, join(fmt.Sprintf("%s[%d]", name, r.i), rest))
+		return at(r.m, join(name+"["+strconv.Itoa(r.i)+"]", rest))
 	case "policy":
 		p, ok := elem(s.policies)
 		if !ok {
@@ -170,10 +170,10 @@ func (s *sources) line(path string) int {
 			j, err := strconv.Atoi(rhead[len("rule[") : len(rhead)-1])
 			if err == nil && idx < len(s.rules) && j >= 0 && j < len(s.rules[idx]) {
 				r := s.rules[idx][j]
-				return at(r.m, join(fmt.Sprintf("policy[%d].rule[%d]", r.i, r.j), rrest))
+				return at(r.m, join("policy["+strconv.Itoa(r.i)+"].rule["+strconv.Itoa(r.j)+"]", rrest))
 			}
 		}
-		return at(p.m, join(fmt.Sprintf("policy[%d]", p.i), rest))
+		return at(p.m, join("policy["+strconv.Itoa(p.i)+"]", rest))
 	}
 	return 0
 }

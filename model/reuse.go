@@ -36,18 +36,23 @@ type Reuse struct {
 	loaded int                // entries held at the last Prune (or read at the start)
 }
 
-// kept is one file's decoded result, and its encoding once known (read
-// back, or made by Bytes): written again as it is.
+// kept is one file's decoded result, the lines of its table headers
+// (what scanPositions finds first; nil for a chunk of a file, whose lines
+// are the whole text's), and its encoding once known (read back, or made
+// by Bytes): written again as it is. The headers are shared by every
+// parse that takes the file and never changed.
 type kept struct {
-	f   *File
-	enc []byte
+	f       *File
+	headers map[string]int
+	enc     []byte
 }
 
 // reuseMagic begins what Bytes writes; then the salt (the program that
 // decoded and File's schema, so that another build's results are not
-// taken), the number of files, and per file its key and its encoding
-// (reuse_codec.go). The last byte of the magic is the format's version.
-const reuseMagic = "swanmgr decoded policy files\n\x01"
+// taken), the number of files, and per file its key, its encoding
+// (reuse_codec.go) and its headers' lines (appendHeaders). The last byte
+// of the magic is the format's version.
+const reuseMagic = "swanmgr decoded policy files\n\x02"
 
 // NewReuse returns a Reuse holding the results data (an earlier Reuse's
 // Bytes, or nothing) keeps for program, an identity of the running
@@ -71,8 +76,10 @@ func NewReuse(program string, data []byte) *Reuse {
 		copy(sum[:], rd.b)
 		rd.b = rd.b[len(sum):]
 		from := rd.b
-		if f := rd.file(); f != nil && reusable(f) {
-			have[sum] = &kept{f: f, enc: from[:len(from)-len(rd.b)]}
+		f := rd.file()
+		headers := rd.headers()
+		if f != nil && reusable(f) {
+			have[sum] = &kept{f: f, headers: headers, enc: from[:len(from)-len(rd.b)]}
 		}
 	}
 	if rd.err != nil || len(rd.b) != 0 {
@@ -132,6 +139,7 @@ func (r *Reuse) Bytes() ([]byte, error) {
 			if b, err = encodeFile(b, k.f); err != nil {
 				return nil, err
 			}
+			b = appendHeaders(b, k.headers)
 			k.enc = b[at:len(b):len(b)]
 			continue
 		}
@@ -166,7 +174,7 @@ func (r *Reuse) sum(data []byte) [32]byte {
 	return s
 }
 
-func (r *Reuse) take(sum [32]byte) *File {
+func (r *Reuse) take(sum [32]byte) *kept {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := r.have[sum]
@@ -175,16 +183,16 @@ func (r *Reuse) take(sum [32]byte) *File {
 	}
 	r.used[sum] = true
 	r.hits++
-	return k.f
+	return k
 }
 
-func (r *Reuse) keep(sum [32]byte, f *File) {
+func (r *Reuse) keep(sum [32]byte, f *File, headers map[string]int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.have[sum]; !ok {
 		r.added++
 	}
-	r.have[sum] = &kept{f: f}
+	r.have[sum] = &kept{f: f, headers: headers}
 	r.used[sum] = true
 }
 
@@ -197,17 +205,19 @@ func parseMember(path string, data []byte, r *Reuse) (*File, Problems) {
 	// A text r has passed this program's limits when it was decoded (the
 	// key holds the program); one it has not is checked by parse.
 	sum := r.sum(data)
-	if k := r.take(sum); k != nil {
-		f := *k
+	if k := r.take(sum); k != nil && k.headers != nil {
+		// The same text's headers are where they were: the scan is
+		// not done again (at 5,001 files, a tenth of reading the folder).
+		f := *k.f
 		f.Path = path
-		f.pos = scanPositions(string(data))
+		f.pos = &positions{text: string(data), headers: k.headers}
 		return &f, nil
 	}
 	f, ps := parse(path, data)
-	if f != nil && len(ps) == 0 && reusable(f) {
+	if f != nil && len(ps) == 0 && reusable(f) && f.pos != nil {
 		k := *f
 		k.Path, k.pos, k.dir, k.src = "", nil, "", nil
-		r.keep(sum, &k)
+		r.keep(sum, &k, f.pos.headers)
 	}
 	return f, ps
 }

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -284,6 +286,41 @@ func (r *reuseReader) value(v reflect.Value) {
 // encodeFile appends f's encoding to b.
 func encodeFile(b []byte, f *File) ([]byte, error) {
 	return appendValue(b, reflect.ValueOf(f).Elem())
+}
+
+// appendHeaders appends a kept file's headers' lines (kept.headers): their
+// number, then each path and line, in path order so that the same
+// headers encode the same.
+func appendHeaders(b []byte, h map[string]int) []byte {
+	paths := make([]string, 0, len(h))
+	for p := range h {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	b = binary.AppendUvarint(b, uint64(len(paths)))
+	for _, p := range paths {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+		b = binary.AppendUvarint(b, uint64(h[p]))
+	}
+	return b
+}
+
+// headers reads what appendHeaders wrote (never nil: a file without a
+// table has none).
+func (r *reuseReader) headers() map[string]int {
+	n := r.length()
+	h := make(map[string]int, n)
+	for i := 0; i < n && r.err == nil; i++ {
+		p := r.string()
+		l := r.uvarint()
+		if l > math.MaxInt32 {
+			r.fail()
+			break
+		}
+		h[p] = int(l)
+	}
+	return h
 }
 
 // decodeFile reads a File encodeFile wrote.

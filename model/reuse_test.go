@@ -18,6 +18,24 @@ func sameFile(t *testing.T, what string, a, b *File) {
 		a.Path != b.Path || !reflect.DeepEqual(a.Files(), b.Files()) {
 		t.Fatalf("%s: parsing with reused files gives another policy", what)
 	}
+	// Each file's key positions, taken or scanned: its headers, and the
+	// line of every key the full scan finds (what messages name).
+	if (a.src == nil) != (b.src == nil) || (a.src != nil && len(a.src.members) != len(b.src.members)) {
+		t.Fatalf("%s: parsing with reused files gives other files", what)
+	}
+	if a.src != nil {
+		for k, m := range a.src.members {
+			n := b.src.members[k]
+			if !reflect.DeepEqual(m.pos.headers, n.pos.headers) {
+				t.Fatalf("%s: %s: headers at %v, with reused files %v", what, m.path, m.pos.headers, n.pos.headers)
+			}
+			for path, l := range m.pos.keys().at {
+				if got := n.pos.line(path); got != l || a.line(path) != b.line(path) {
+					t.Fatalf("%s: %s: %s at line %d, with reused files %d", what, m.path, path, l, got)
+				}
+			}
+		}
+	}
 	for line := 1; line < 400; line++ {
 		fa, la := a.Locate(line)
 		fb, lb := b.Locate(line)
