@@ -2,8 +2,10 @@ package model
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -162,5 +164,36 @@ func TestFolderLikeTheFile(t *testing.T) {
 	t.Logf("%d policies cut into folders, %d of them valid, %d invalid alike", cut, valid, invalid)
 	if cut < 40 || valid < 10 || invalid < 10 {
 		t.Errorf("only %d policies cut, %d valid, %d invalid", cut, valid, invalid)
+	}
+}
+
+// memberPath is filepath.Join for the names of a folder's listing.
+func TestMemberPathAsJoin(t *testing.T) {
+	for _, dir := range []string{"", "/", ".", "..", "policy.d", "policy.d/", "./policy.d", "/etc/swanmgr/policy.d", "/etc//swanmgr/../policy.d/", "a/./b"} {
+		for _, name := range []string{"00-base.toml", "peer 1.toml", ".toml", "..toml", ".", ".."} {
+			if got, want := memberPath(dir, name), filepath.Join(dir, name); got != want {
+				t.Errorf("memberPath(%q, %q) = %q, filepath.Join %q", dir, name, got, want)
+			}
+		}
+	}
+}
+
+// Peers lists a rule's peers once each, in the order of its filters, with
+// few filters as with many.
+func TestPeersOnceInOrder(t *testing.T) {
+	for _, n := range []int{1, 3, 8, 9, 40} {
+		r := ResolvedRule{Action: ResolvedAction{Action: Negotiate}}
+		var want []string
+		for i := range n {
+			h := fmt.Sprintf("192.0.2.%d", (i*7)%5+1)
+			a := Addr{Kind: AddrHost, Prefix: netip.MustParsePrefix(h + "/32")}
+			r.Filters = append(r.Filters, ResolvedFilter{Src: Addr{Kind: AddrMe}, Dst: a})
+			if !slices.Contains(want, h) {
+				want = append(want, h)
+			}
+		}
+		if got := Peers(r); !slices.Equal(got, want) {
+			t.Errorf("%d filters: peers %v, want %v", n, got, want)
+		}
 	}
 }

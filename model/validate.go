@@ -68,7 +68,13 @@ type validator struct {
 	// certsChecked: certificate material already checked (ca, certificate,
 	// key, identity), so that rules sharing it draw one message.
 	certsChecked map[string]bool
+	// secretFiles: each secret_file as written, resolved, and the source
+	// it is named by (thousands of rules name one).
+	secretFiles map[string]secretFile
 }
+
+// secretFile is a secret_file as the validator resolved it.
+type secretFile struct{ path, src string }
 
 func (v *validator) errf(path, where, format string, args ...any) {
 	v.errs = append(v.errs, v.f.Problem(v.f.line(path), where, fmt.Sprintf(format, args...), false))

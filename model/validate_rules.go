@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -309,12 +310,20 @@ func (v *validator) psk(path, where string, a Auth) (Secret, string) {
 	var val, src string
 	switch {
 	case a.SecretFile != "":
-		p := v.f.Resolve(a.SecretFile)
-		src = "secret_file " + a.SecretFile
-		if !v.secretFileOK(path+".secret_file", where, "secret_file", p) {
+		sf, ok := v.secretFiles[a.SecretFile]
+		if !ok {
+			sf = secretFile{path: v.f.Resolve(a.SecretFile), src: "secret_file " + a.SecretFile}
+			if v.secretFiles == nil {
+				v.secretFiles = map[string]secretFile{}
+			}
+			v.secretFiles[a.SecretFile] = sf
+		}
+		p, kp := sf.path, path+".secret_file"
+		src = sf.src
+		if !v.secretFileOK(kp, where, "secret_file", p) {
 			return Secret{}, src
 		}
-		b := v.readFile(path+".secret_file", where, "secret_file", p)
+		b := v.readFile(kp, where, "secret_file", p)
 		if b == nil {
 			return Secret{}, src
 		}
@@ -529,13 +538,22 @@ func Peers(r ResolvedRule) []string {
 		return []string{r.Tunnel.String()}
 	}
 	var out []string
-	seen := map[string]bool{}
+	var seen map[string]bool // for many filters; a few are searched
+	if len(r.Filters) > 8 {
+		seen = make(map[string]bool, len(r.Filters))
+	}
 	for _, f := range r.Filters {
 		h := otherSide(f).Host()
-		if !seen[h] {
+		switch {
+		case seen != nil:
+			if seen[h] {
+				continue
+			}
 			seen[h] = true
-			out = append(out, h)
+		case slices.Contains(out, h):
+			continue
 		}
+		out = append(out, h)
 	}
 	return out
 }
