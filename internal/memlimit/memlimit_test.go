@@ -34,7 +34,7 @@ func restore(t *testing.T) {
 // again once it is gone.
 func TestLimitFollowsTheLiveHeap(t *testing.T) {
 	restore(t)
-	begin(false)
+	begin(tight)
 	waitFor(t, "small heap", func(l int64) bool { return l == Floor })
 	big := make([]byte, 256<<20)
 	for i := range big {
@@ -51,7 +51,7 @@ func TestLimitFollowsTheLiveHeap(t *testing.T) {
 // live heap (never none), Floor for a small one.
 func TestLazyLimitFollowsTheLiveHeap(t *testing.T) {
 	restore(t)
-	begin(true)
+	begin(lazy)
 	if p := debug.SetGCPercent(LazyPercent); p != LazyPercent {
 		t.Fatalf("GOGC %d, want %d", p, LazyPercent)
 	}
@@ -67,14 +67,42 @@ func TestLazyLimitFollowsTheLiveHeap(t *testing.T) {
 	waitFor(t, "freed", func(l int64) bool { return l == Floor })
 }
 
+// StartWide's limit is WideFloor for a small heap, none for one whose
+// limit would reach twice WideFloor, and WideFloor again once it is gone;
+// the collector keeps GOGC=100.
+func TestWideLimitFollowsTheLiveHeap(t *testing.T) {
+	restore(t)
+	begin(wide)
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Fatalf("GOGC %d, want 100", p)
+	}
+	waitFor(t, "small heap", func(l int64) bool { return l == WideFloor })
+	mid := make([]byte, 70<<20) // limit 2*70-20 = 120 MiB
+	for i := range mid {
+		mid[i] = byte(i)
+	}
+	runtime.GC()
+	waitFor(t, "70 MB live", func(l int64) bool { return l >= 110<<20 && l <= 130<<20 })
+	big := make([]byte, 128<<20)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	runtime.GC()
+	waitFor(t, "198 MB live", func(l int64) bool { return l == math.MaxInt64 })
+	runtime.KeepAlive(mid)
+	runtime.KeepAlive(big)
+	mid, big = nil, nil
+	waitFor(t, "freed", func(l int64) bool { return l == WideFloor })
+}
+
 func TestNotWhenTheOperatorTunes(t *testing.T) {
 	t.Setenv("GOGC", "200")
-	if Start() || StartLazy() {
+	if Start() || StartLazy() || StartWide() {
 		t.Fatal("started with GOGC set")
 	}
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "1GiB")
-	if Start() || StartLazy() {
+	if Start() || StartLazy() || StartWide() {
 		t.Fatal("started with GOMEMLIMIT set")
 	}
 }
