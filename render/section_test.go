@@ -154,6 +154,9 @@ func FuzzFreeze(f *testing.F) {
 		if frozen.Hash() != tree.Hash() {
 			t.Fatal("hash differs")
 		}
+		if f, tr := appendSection(nil, frozen, 1), appendSection(nil, tree, 1); string(f) != string(tr) {
+			t.Fatalf("swanctl.conf of the frozen section:\n%s\nof the tree:\n%s", f, tr)
+		}
 		// Changed after freezing: a tree again, with the change.
 		frozen.Set("after", "x")
 		tree.Set("after", "x")
