@@ -17,7 +17,11 @@ import (
 // every key. When it cannot place a key, the nearest enclosing table's
 // line is used.
 type positions struct {
-	text    string
+	text string
+	// src is the text when text is not kept as a string: a folder's file
+	// taken from a Reuse (its headers known), whose text is then a piece
+	// of the folder's bytes, made a string only for the full scan.
+	src     []byte
 	headers map[string]int // indexed table path -> line
 
 	once sync.Once
@@ -180,7 +184,11 @@ func scan(text string, keys bool) map[string]int {
 // keys returns the full scan, made on first use.
 func (p *positions) keys() *keyLines {
 	p.once.Do(func() {
-		at := scan(p.text, true)
+		text := p.text
+		if p.src != nil {
+			text = string(p.src)
+		}
+		at := scan(text, true)
 		all := &keyLines{at: at, plain: map[string][]int{}}
 		for k, l := range at {
 			pk := stripIndexes(k)
