@@ -379,3 +379,44 @@ func TestReuseBytesAtItsSize(t *testing.T) {
 		}
 	}
 }
+
+// A file's result that does not decode when it is first taken (its
+// encoding damaged, its framing whole) is as none: that file is decoded
+// again, kept in its place, and written again by Bytes.
+func TestReuseDamagedFileDecodedAgain(t *testing.T) {
+	var files []bundleFile
+	for i := range 3 {
+		files = append(files, bundleFile{name: fmt.Sprintf("peer-%d.toml", i), data: []byte(fmt.Sprintf(
+			"[[filter_list]]\nname = \"L%d\"\n[[filter_list.filter]]\nsource = \"me\"\ndestination = \"192.0.2.%d\"\n", i, 10+i))})
+	}
+	bundle := makeBundle(files)
+	fresh, _ := parse("/p", bundle)
+	first := NewReuse("prog", nil)
+	parseWith("/p", bundle, first)
+	data := mustBytes(t, first)
+
+	// The first entry's encoding, after the magic, the salt, the count,
+	// its key and its length, is overwritten.
+	at := len(reuseMagic) + 32 + 1 + 32 + 1
+	damaged := bytes.Clone(data)
+	for i := at; i < at+8; i++ {
+		damaged[i] = 0xff
+	}
+	r := NewReuse("prog", damaged)
+	f, ps := parseWith("/p", bundle, r)
+	if f == nil || len(ps) != 0 {
+		t.Fatalf("parse with a damaged entry: %v", ps)
+	}
+	sameFile(t, "damaged entry", fresh, f)
+	if taken, decoded := r.Counts(); taken != 2 || decoded != 1 {
+		t.Fatalf("%d taken, %d decoded; want 2, 1", taken, decoded)
+	}
+	if !r.Changed() {
+		t.Fatal("a damaged entry replaced, but Changed says nothing changed")
+	}
+	again := NewReuse("prog", mustBytes(t, r))
+	parseWith("/p", bundle, again)
+	if taken, decoded := again.Counts(); taken != 3 || decoded != 0 {
+		t.Fatalf("after the rewrite: %d taken, %d decoded; want 3, 0", taken, decoded)
+	}
+}
