@@ -108,8 +108,11 @@ func TestNotWhenTheOperatorTunes(t *testing.T) {
 }
 
 func TestLimit(t *testing.T) {
-	if Limit(0) != Floor || Limit(34<<20) != Floor || Limit(40<<20) != 60<<20 || Limit(57<<20) != 94<<20 || Limit(58<<20) != math.MaxInt64 || Limit(100<<20) != math.MaxInt64 {
-		t.Fatalf("limits %d %d %d %d %d %d", Limit(0), Limit(34<<20), Limit(40<<20), Limit(57<<20), Limit(58<<20), Limit(100<<20))
+	if Limit(0) != Floor || Limit(36<<20) != Floor || Limit(40<<20) != 56<<20 || Limit(59<<20) != 94<<20 || Limit(60<<20) != math.MaxInt64 || Limit(100<<20) != math.MaxInt64 {
+		t.Fatalf("limits %d %d %d %d %d %d", Limit(0), Limit(36<<20), Limit(40<<20), Limit(59<<20), Limit(60<<20), Limit(100<<20))
+	}
+	if WideLimit(0) != WideFloor || WideLimit(55<<20) != WideFloor || WideLimit(70<<20) != 116<<20 || WideLimit(97<<20) != 170<<20 || WideLimit(98<<20) != math.MaxInt64 {
+		t.Fatalf("wide limits %d %d %d %d %d", WideLimit(0), WideLimit(55<<20), WideLimit(70<<20), WideLimit(97<<20), WideLimit(98<<20))
 	}
 	if LazyLimit(0) != Floor || LazyLimit(100<<20) != 200<<20 {
 		t.Fatalf("lazy limits %d %d", LazyLimit(0), LazyLimit(100<<20))
