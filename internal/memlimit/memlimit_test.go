@@ -77,7 +77,7 @@ func TestWideLimitFollowsTheLiveHeap(t *testing.T) {
 		t.Fatalf("GOGC %d, want 100", p)
 	}
 	waitFor(t, "small heap", func(l int64) bool { return l == WideFloor })
-	mid := make([]byte, 70<<20) // limit 2*70-20 = 120 MiB
+	mid := make([]byte, 70<<20) // limit 2*70-24 = 116 MiB
 	for i := range mid {
 		mid[i] = byte(i)
 	}
