@@ -12,6 +12,10 @@
 // collector runs less often (GOGC=400), and the limit keeps the heap
 // within what GOGC=100 would allow beyond 48 MiB.
 //
+// StartWide is Start with a wider floor (WideFloor, 86 MiB), for runs that
+// allocate much and keep little (validate, render): it only bounds what
+// GOGC=100 would let grow past what a 10,000-rule policy needs.
+//
 // It does nothing when the operator set GOMEMLIMIT or GOGC, and leaves the
 // limit alone while collection is turned off (status sets its own).
 package memlimit
