@@ -93,52 +93,26 @@ func appendSection(buf []byte, s *Section, depth int) []byte {
 	if s != nil && s.packed != "" {
 		return appendPackedSection(buf, s.packed, depth)
 	}
-	ind := func() {
-		for range depth {
-			buf = append(buf, "    "...)
-		}
-	}
 	for _, it := range s.All() {
 		switch {
 		case it.Sec != nil:
-			if it.Comment() != "" {
-				ind()
-				buf = append(buf, "# "...)
-				buf = append(buf, it.Comment()...)
-				buf = append(buf, '\n')
-			}
-			ind()
-			buf = append(buf, it.Key...)
-			buf = append(buf, " {\n"...)
+			buf = appendOpen(buf, depth, it.Comment(), it.Key)
 			buf = appendSection(buf, it.Sec, depth+1)
-			ind()
-			buf = append(buf, "}\n"...)
+			buf = appendClose(buf, depth)
 		case len(it.Files()) > 0:
-			ind()
-			buf = append(buf, it.Key...)
-			buf = append(buf, " = "...)
+			buf = appendAssign(buf, depth, it.Key)
 			for i, f := range it.Files() {
-				if i > 0 {
-					buf = append(buf, ", "...)
-				}
-				buf = append(buf, quote(f.Path)...)
+				buf = appendListValue(buf, i, f.Path)
 			}
 			buf = append(buf, '\n')
 		case it.IsList:
-			ind()
-			buf = append(buf, it.Key...)
-			buf = append(buf, " = "...)
+			buf = appendAssign(buf, depth, it.Key)
 			for i, v := range it.List {
-				if i > 0 {
-					buf = append(buf, ", "...)
-				}
-				buf = append(buf, quote(v)...)
+				buf = appendListValue(buf, i, v)
 			}
 			buf = append(buf, '\n')
 		default:
-			ind()
-			buf = append(buf, it.Key...)
-			buf = append(buf, " = "...)
+			buf = appendAssign(buf, depth, it.Key)
 			buf = append(buf, quote(it.Value)...)
 			buf = append(buf, '\n')
 		}
@@ -151,50 +125,72 @@ func appendSection(buf []byte, s *Section, depth int) []byte {
 // the call: at 10,000 connections, two thirds of writing swanctl.conf). A
 // frozen section holds no files (packable).
 func appendPackedSection(buf []byte, p string, depth int) []byte {
-	ind := func() {
-		for range depth {
-			buf = append(buf, "    "...)
-		}
-	}
 	for p != "" {
 		var it packedItem
 		it, p = nextPacked(p)
 		switch it.kind {
 		case packedSection:
-			if it.note != "" {
-				ind()
-				buf = append(buf, "# "...)
-				buf = append(buf, it.note...)
-				buf = append(buf, '\n')
-			}
-			ind()
-			buf = append(buf, it.key...)
-			buf = append(buf, " {\n"...)
+			buf = appendOpen(buf, depth, it.note, it.key)
 			buf = appendPackedSection(buf, it.sec, depth+1)
-			ind()
-			buf = append(buf, "}\n"...)
+			buf = appendClose(buf, depth)
 		case packedList:
-			ind()
-			buf = append(buf, it.key...)
-			buf = append(buf, " = "...)
+			buf = appendAssign(buf, depth, it.key)
 			for i, l := 0, it.list; l != ""; i++ {
 				var v string
 				v, l = packedString(l)
-				if i > 0 {
-					buf = append(buf, ", "...)
-				}
-				buf = append(buf, quote(v)...)
+				buf = appendListValue(buf, i, v)
 			}
 			buf = append(buf, '\n')
 		default:
-			ind()
-			buf = append(buf, it.key...)
-			buf = append(buf, " = "...)
+			buf = appendAssign(buf, depth, it.key)
 			buf = append(buf, quote(it.value)...)
 			buf = append(buf, '\n')
 		}
 	}
 	return buf
+}
+
+// The lines of swanctl.conf, as appendSection and appendPackedSection
+// write them.
+
+func appendIndent(buf []byte, depth int) []byte {
+	for range depth {
+		buf = append(buf, "    "...)
+	}
+	return buf
+}
+
+// appendOpen begins a subsection: its comment's line (when it has one),
+// then "key {".
+func appendOpen(buf []byte, depth int, comment, key string) []byte {
+	if comment != "" {
+		buf = appendIndent(buf, depth)
+		buf = append(buf, "# "...)
+		buf = append(buf, comment...)
+		buf = append(buf, '\n')
+	}
+	buf = appendIndent(buf, depth)
+	buf = append(buf, key...)
+	return append(buf, " {\n"...)
+}
+
+func appendClose(buf []byte, depth int) []byte {
+	return append(appendIndent(buf, depth), "}\n"...)
+}
+
+// appendAssign begins a value's line: "key = ".
+func appendAssign(buf []byte, depth int, key string) []byte {
+	buf = appendIndent(buf, depth)
+	buf = append(buf, key...)
+	return append(buf, " = "...)
+}
+
+// appendListValue appends value i of a list, after a comma but the first.
+func appendListValue(buf []byte, i int, v string) []byte {
+	if i > 0 {
+		buf = append(buf, ", "...)
+	}
+	return append(buf, quote(v)...)
 }
 
 // quote writes a value as swanctl.conf needs it: bare when it is a plain
