@@ -22,6 +22,15 @@ func waitFor(t *testing.T, what string, ok func(int64) bool) {
 	}
 }
 
+// touched is n bytes, each written (so that they are resident).
+func touched(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
+}
+
 func restore(t *testing.T) {
 	t.Cleanup(func() {
 		generation.Add(1) // the test's sentinels stop
@@ -36,10 +45,7 @@ func TestLimitFollowsTheLiveHeap(t *testing.T) {
 	restore(t)
 	begin(tight)
 	waitFor(t, "small heap", func(l int64) bool { return l == Floor })
-	big := make([]byte, 256<<20)
-	for i := range big {
-		big[i] = byte(i)
-	}
+	big := touched(256 << 20)
 	runtime.GC()
 	waitFor(t, "256 MB live", func(l int64) bool { return l == math.MaxInt64 })
 	runtime.KeepAlive(big)
@@ -56,10 +62,7 @@ func TestLazyLimitFollowsTheLiveHeap(t *testing.T) {
 		t.Fatalf("GOGC %d, want %d", p, LazyPercent)
 	}
 	waitFor(t, "small heap", func(l int64) bool { return l == Floor })
-	big := make([]byte, 128<<20)
-	for i := range big {
-		big[i] = byte(i)
-	}
+	big := touched(128 << 20)
 	runtime.GC()
 	waitFor(t, "128 MB live", func(l int64) bool { return l >= 2*128<<20 && l < math.MaxInt64 })
 	runtime.KeepAlive(big)
@@ -77,16 +80,10 @@ func TestWideLimitFollowsTheLiveHeap(t *testing.T) {
 		t.Fatalf("GOGC %d, want 100", p)
 	}
 	waitFor(t, "small heap", func(l int64) bool { return l == WideFloor })
-	mid := make([]byte, 70<<20) // limit 2*70-24 = 116 MiB
-	for i := range mid {
-		mid[i] = byte(i)
-	}
+	mid := touched(70 << 20) // limit 2*70-24 = 116 MiB
 	runtime.GC()
 	waitFor(t, "70 MB live", func(l int64) bool { return l >= 110<<20 && l <= 130<<20 })
-	big := make([]byte, 128<<20)
-	for i := range big {
-		big[i] = byte(i)
-	}
+	big := touched(128 << 20)
 	runtime.GC()
 	waitFor(t, "198 MB live", func(l int64) bool { return l == math.MaxInt64 })
 	runtime.KeepAlive(mid)
