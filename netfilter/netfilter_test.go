@@ -20,6 +20,19 @@ import (
 
 // netns makes a network namespace for one test (root and nft needed;
 // with SWANMGR_E2E=1 their absence fails the test).
+// openTable is the guard's table in a namespace of the test's own, closed
+// when the test ends.
+func openTable(t *testing.T) (string, *netfilter.Table) {
+	t.Helper()
+	ns := netns(t)
+	tab, err := netfilter.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tab.Close() })
+	return ns, tab
+}
+
 func netns(t *testing.T) string {
 	t.Helper()
 	_, err := exec.LookPath("nft")
@@ -128,12 +141,7 @@ func TestIntegrationTable(t *testing.T) {
 // after it failed: an agent started before nftables worked must not stay
 // without its guard. Reads need no nft at all.
 func TestIntegrationSetUpIsRetried(t *testing.T) {
-	ns := netns(t)
-	tab, err := netfilter.Open("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tab.Close()
+	_, tab := openTable(t)
 	ctx := context.Background()
 	path := os.Getenv("PATH")
 	t.Setenv("PATH", t.TempDir()) // no nft for a moment
@@ -189,12 +197,7 @@ func TestCharonNetnsRefusesARelay(t *testing.T) {
 // "as installed" while the table passed everything. Against the real
 // nft: such a table reads Altered, and the next install replaces it.
 func TestIntegrationAlteredTableIsReplaced(t *testing.T) {
-	ns := netns(t)
-	tab, err := netfilter.Open("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tab.Close()
+	ns, tab := openTable(t)
 	ctx := context.Background()
 	for _, backend := range []guard.Backend{guard.LibIPsec, guard.Kernel} {
 		t.Run(string(backend), func(t *testing.T) { alteredIsReplaced(t, ctx, ns, tab, backend) })
@@ -241,12 +244,7 @@ func alteredIsReplaced(t *testing.T, ctx context.Context, ns string, tab *netfil
 // between, the patch fails whole (it deletes the fingerprint it patches
 // from) and the table is replaced instead, so it ends as asked either way.
 func TestIntegrationPreparedInstall(t *testing.T) {
-	ns := netns(t)
-	tab, err := netfilter.Open("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tab.Close()
+	ns, tab := openTable(t)
 	ctx := context.Background()
 	a, b, c := ruleset("r-a", "6667", guard.Negotiate), ruleset("r-b", "6668", guard.Negotiate), ruleset("r-c", "6669", guard.Block)
 	if _, err := tab.Install(ctx, nil, a); err != nil {
@@ -284,12 +282,7 @@ func TestIntegrationPreparedInstall(t *testing.T) {
 // reading it: a patch when the table is still that, and when someone
 // changed it in between, the table replaced whole, ending as asked.
 func TestIntegrationPreparedFrom(t *testing.T) {
-	ns := netns(t)
-	tab, err := netfilter.Open("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tab.Close()
+	ns, tab := openTable(t)
 	ctx := context.Background()
 	a, b, c := ruleset("r-a", "6667", guard.Negotiate), ruleset("r-b", "6668", guard.Negotiate), ruleset("r-c", "6669", guard.Block)
 	if _, err := tab.Install(ctx, nil, a); err != nil {
