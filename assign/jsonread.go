@@ -14,10 +14,10 @@ import (
 
 // The record is read on every apply (4 MB at 5,000 rules: about 75 ms with
 // encoding/json). decodeRecord reads what Record.writeState writes (no
-// spaces, the keys it writes, strings without \u escapes) directly, and
-// gives anything else — a record written by an older swanmgr, edited by
-// hand, or holding an escaped character — to encoding/json: the result is
-// the same either way (TestRecordReadLikeEncodingJSON, FuzzRecordRead).
+// spaces, the keys it writes, unescaped keys) directly, and gives anything
+// else — a record written by an older swanmgr, or edited by hand — to
+// encoding/json: the result is the same either way
+// (TestRecordReadLikeEncodingJSON, FuzzRecordRead).
 
 // errSlow says the fast reader met something it leaves to encoding/json.
 var errSlow = errors.New("not for the fast reader")
@@ -80,25 +80,32 @@ func (d *jsonReader) null() bool {
 	return false
 }
 
-// string reads a string without escapes (a backslash, a control
-// character or invalid UTF-8 is left to encoding/json).
+// string reads a string. One without escapes and in valid UTF-8, all
+// the writer's but a few, is copied as it is; one with escapes (the
+// writer escapes quotes, backslashes, control characters and <, >, &:
+// a warning that names a rule holds quotes) or invalid UTF-8 is decoded
+// by encoding/json alone, so that it reads as there. A raw control
+// character (invalid JSON) is left to encoding/json with the rest.
 func (d *jsonReader) string() (string, error) {
 	if err := d.byte('"'); err != nil {
 		return "", err
 	}
 	start := d.i
-	ascii := true
+	ascii, plain := true, true
 	for d.i < len(d.b) {
 		c := d.b[d.i]
 		switch {
 		case c == '"':
 			s := d.b[start:d.i]
 			d.i++
-			if !ascii && !utf8.Valid(s) {
-				return "", errSlow
+			if plain && (ascii || utf8.Valid(s)) {
+				return string(s), nil
 			}
-			return string(s), nil
-		case c == '\\' || c < 0x20:
+			return unquote(d.b[start-1 : d.i])
+		case c == '\\':
+			plain = false
+			d.i++ // what it escapes, a quote too, is the string's
+		case c < 0x20:
 			return "", errSlow
 		case c >= utf8.RuneSelf:
 			ascii = false
@@ -106,6 +113,16 @@ func (d *jsonReader) string() (string, error) {
 		d.i++
 	}
 	return "", errSlow
+}
+
+// unquote decodes one JSON string (its quotes included) as
+// encoding/json does.
+func unquote(tok []byte) (string, error) {
+	var s string
+	if err := json.Unmarshal(tok, &s); err != nil {
+		return "", errSlow
+	}
+	return s, nil
 }
 
 // countOf counts the times a key that each element of a long list
@@ -144,7 +161,7 @@ func (d *jsonReader) keyView() (string, error) {
 // read before (interned).
 func (d *jsonReader) sharedString() (string, error) {
 	if d.i+1 < len(d.b) && d.b[d.i] == '"' {
-		if j := bytes.IndexByte(d.b[d.i+1:], '"'); j >= 0 {
+		if j := bytes.IndexByte(d.b[d.i+1:], '"'); j >= 0 && bytes.IndexByte(d.b[d.i+1:d.i+1+j], '\\') < 0 {
 			if s, ok := d.interned[string(d.b[d.i+1:d.i+1+j])]; ok {
 				d.i += j + 2
 				return s, nil

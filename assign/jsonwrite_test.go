@@ -180,8 +180,8 @@ func sameRead(t *testing.T, what string, data []byte) bool {
 }
 
 // Every record the writer writes reads back with the fast reader as with
-// encoding/json; one holding escaped characters, or spaced out, or with a
-// key written twice or in another case, is left to encoding/json.
+// encoding/json, escaped strings too; one spaced out, or with a key
+// escaped, written twice or in another case, is left to encoding/json.
 func TestRecordReadLikeEncodingJSON(t *testing.T) {
 	examples, _ := filepath.Glob("../examples/*/*.toml")
 	fastN := 0
@@ -215,18 +215,37 @@ func TestRecordReadLikeEncodingJSON(t *testing.T) {
 	if !sameRead(t, "empty lists", empty) || !sameRead(t, "nulls", written(t, &Record{})) {
 		t.Fatal("the fast reader left a record of empty lists or nulls to encoding/json")
 	}
+	// Escaped strings, as the writer escapes quotes, <, > and &, and
+	// invalid UTF-8 are read as encoding/json reads them: a warning that
+	// names a rule sent a whole record of 5,000 rules to encoding/json.
+	quoted := written(t, &Record{Version: RecordVersion, Socket: "/run/<a>&b",
+		Warnings: []string{`policy.toml:3: warning: rule "Peer 1" <&> \ é` + "\n\t\x01"}, Keys: []string{`k"`}})
+	if !sameRead(t, "quoted warnings", quoted) {
+		t.Error("the fast reader left a record whose warning holds quotes to encoding/json")
+	}
 	for what, data := range map[string]string{
-		"escaped":      `{"version":1,"socket":"a\u003cb"}`,
-		"spaced":       `{"version": 1}`,
-		"twice":        `{"version":1,"version":2}`,
-		"other case":   `{"Version":1}`,
-		"unknown key":  `{"version":1,"x":1}`,
-		"float":        `{"version":1.0}`,
-		"null string":  `{"socket":null}`,
-		"bad time":     `{"applied_at":"yesterday"}`,
-		"trailing":     `{"version":1}x`,
-		"cut":          `{"version":1,"conns":[{"name":"a"`,
-		"invalid utf8": "{\"socket\":\"\xff\"}",
+		"escaped":       `{"version":1,"socket":"a\u003cb\"\\\/\b\f\n\r\tc"}`,
+		"surrogates":    `{"socket":"\ud83d\ude00 \ud83d x \ude00"}`,
+		"invalid utf8":  "{\"socket\":\"\xff\"}",
+		"interned once": `{"guard_hash":"a","policy":"x\"y","backend":"x\"y"}`,
+	} {
+		if !sameRead(t, what, []byte(data)) {
+			t.Errorf("%s: the fast reader left %q to encoding/json", what, data)
+		}
+	}
+	for what, data := range map[string]string{
+		"escaped key": `{"vers\u0069on":1}`,
+		"raw control": "{\"socket\":\"a\x01\"}",
+		"cut escape":  `{"socket":"a\`,
+		"spaced":      `{"version": 1}`,
+		"twice":       `{"version":1,"version":2}`,
+		"other case":  `{"Version":1}`,
+		"unknown key": `{"version":1,"x":1}`,
+		"float":       `{"version":1.0}`,
+		"null string": `{"socket":null}`,
+		"bad time":    `{"applied_at":"yesterday"}`,
+		"trailing":    `{"version":1}x`,
+		"cut":         `{"version":1,"conns":[{"name":"a"`,
 	} {
 		if sameRead(t, what, []byte(data)) {
 			t.Errorf("%s: the fast reader took %q", what, data)
