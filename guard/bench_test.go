@@ -71,12 +71,24 @@ func BenchmarkChangedRules(b *testing.B) {
 	}
 }
 
+// BenchmarkHash: made is a hash made (each time of a ruleset one entry
+// shorter, five in turn, more than the hashes kept); kept, asked again.
 func BenchmarkHash(b *testing.B) {
 	rs := bigRuleset(5000, 22)
-	b.ReportAllocs()
-	for b.Loop() {
-		rs.Hash()
-	}
+	b.Run("made", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			(&guard.Ruleset{Format: rs.Format, Backend: rs.Backend, Rules: rs.Rules, Entries: rs.Entries[:len(rs.Entries)-i%5]}).Hash()
+			i++
+		}
+	})
+	b.Run("kept", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rs.Hash()
+		}
+	})
 }
 
 // go test -run '^$' -bench Derive ./guard/
@@ -98,3 +110,48 @@ func BenchmarkDerive(b *testing.B) {
 		}
 	}
 }
+
+// A ruleset's kept hash is the one made; a ruleset whose entries are set
+// anew, or set in the same list to another length, or of another format
+// or backend, is hashed again; a copy of the ruleset hashes the same.
+func TestHashKept(t *testing.T) {
+	rs := bigRuleset(1000, 22)
+	want := rs.Hash()
+	if rs.Hash() != want {
+		t.Fatal("asked again, another hash")
+	}
+	other := bigRuleset(1000, 2222)
+	if other.Hash() == want {
+		t.Fatal("another ruleset, the same hash")
+	}
+	cp := &guard.Ruleset{Format: rs.Format, Backend: rs.Backend, Rules: rs.Rules, Entries: rs.Entries}
+	if cp.Hash() != want {
+		t.Error("a copy hashes otherwise")
+	}
+	// The same list, in place of the first rule's port 22 entries those
+	// of 2222 (a list is not changed once made; one that is set anew is
+	// hashed again).
+	rs.Entries = slices.Clone(other.Entries)
+	if rs.Hash() != other.Hash() {
+		t.Error("entries set anew kept the old hash")
+	}
+	short := &guard.Ruleset{Format: rs.Format, Backend: rs.Backend, Rules: rs.Rules, Entries: rs.Entries[:len(rs.Entries)-1]}
+	if short.Hash() == rs.Hash() {
+		t.Error("a shorter list kept the hash")
+	}
+	libipsec := &guard.Ruleset{Format: rs.Format, Backend: guard.LibIPsec, Rules: rs.Rules, Entries: rs.Entries}
+	if libipsec.Hash() == rs.Hash() {
+		t.Error("another backend kept the hash")
+	}
+	// Many rulesets one after the other, each asked twice: each its own.
+	seen := map[string]bool{}
+	for i := range 12 {
+		r := bigRuleset(300, 1000+i)
+		h := r.Hash()
+		if seen[h] || r.Hash() != h {
+			t.Fatalf("ruleset %d: hash %s seen before or not kept", i, h)
+		}
+		seen[h] = true
+	}
+}
+
