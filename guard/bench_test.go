@@ -154,4 +154,3 @@ func TestHashKept(t *testing.T) {
 		seen[h] = true
 	}
 }
-
