@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -215,32 +214,13 @@ func checkLimits(path string, data []byte) *Problem {
 // read: *.toml directly in dir, not beginning with a dot, not folders (a
 // symbolic link is followed, as conf.d does).
 func FolderFiles(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
+	ms, err := folderMembers(dir)
 	if err != nil {
-		return nil, fmt.Errorf("reading policy: %w", err)
+		return nil, err
 	}
-	var out []string
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".toml") {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if e.IsDir() {
-			continue
-		}
-		if e.Type()&os.ModeSymlink != 0 {
-			st, err := os.Stat(p)
-			if err != nil {
-				return nil, fmt.Errorf("reading policy: %w", err)
-			}
-			if st.IsDir() {
-				continue
-			}
-		}
-		// Anything else that is not a regular file (a FIFO, a device)
-		// is refused by ReadFile, which reads it.
-		out = append(out, p)
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.path
 	}
 	return out, nil
 }
@@ -249,17 +229,17 @@ func FolderFiles(dir string) ([]string, error) {
 // names begin with a dot (an editor's) and names not ending in .toml are
 // not read, as swanctl reads conf.d/*.conf.
 func readFolder(dir string) ([]byte, error) {
-	paths, err := FolderFiles(dir)
+	members, err := folderMembers(dir)
 	if err != nil {
 		return nil, err
 	}
-	if len(paths) == 0 {
+	if len(members) == 0 {
 		return nil, Problems{{File: dir, Msg: "the policy folder has no *.toml file"}}
 	}
 	// Thousands of small files (one per peer): read by a few readers at
 	// once, since each costs its system calls more than its bytes. The
 	// first problem in name order is the one reported, as read one by one.
-	datas := make([]readResult, len(paths))
+	datas := make([]readResult, len(members))
 	// The files are opened by name in the folder (openat): the kernel
 	// then looks up one name, not every folder of the path, per file.
 	dirfd := -1
@@ -274,16 +254,17 @@ func readFolder(dir string) ([]byte, error) {
 		// rest is not read.
 		total atomic.Int64
 	)
-	for w := min(folderReaders, len(paths)); w > 0; w-- {
+	for w := min(folderReaders, len(members)); w > 0; w-- {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < len(paths); i = int(next.Add(1)) - 1 {
+			scratch := make([]byte, memberScratch)
+			for i := int(next.Add(1)) - 1; i < len(members); i = int(next.Add(1)) - 1 {
 				if total.Load() > MaxFileSize {
 					datas[i].err = errFolderTooLarge
 					continue
 				}
-				b, err := readMember(dirfd, paths[i])
+				b, err := readMember(dirfd, members[i], scratch)
 				total.Add(int64(len(b)))
 				datas[i] = readResult{b, err}
 			}
@@ -294,7 +275,8 @@ func readFolder(dir string) ([]byte, error) {
 		files []bundleFile
 		sum   int64
 	)
-	for i, p := range paths {
+	for i, m := range members {
+		p := m.path
 		b, err := datas[i].data, datas[i].err
 		if err == errFolderTooLarge {
 			sum = MaxFileSize + 1
@@ -311,17 +293,34 @@ func readFolder(dir string) ([]byte, error) {
 	return makeBundle(files), nil
 }
 
-// readMember reads one file of a folder as ReadFile does, in four system
-// calls (open, without waiting for a FIFO's writer; fstat; read; close)
-// and without an os.File: at thousands of files, os.Open's poller
-// registration and finalizer cost more than the reading. With dirfd (the
-// folder, open; -1: none) the file is opened by its name in it.
-func readMember(dirfd int, path string) ([]byte, error) {
+// readMember reads one file of a folder as ReadFile does, without an
+// os.File (at thousands of files, os.Open's poller registration and
+// finalizer cost more than the reading): open, without waiting for a
+// FIFO's writer; fstat; a read to its size and one more to see the end;
+// close. A file the folder's listing says is regular (m.regular) is read
+// into scratch without the fstat, and is read as any other when it is
+// empty (the listing may be older than the file: a FIFO's read ends at
+// once) or does not fit. With dirfd (the folder, open; -1: none) the file
+// is opened by its name in it.
+func readMember(dirfd int, m folderEntry, scratch []byte) ([]byte, error) {
+	path := m.path
 	fd, err := openMember(dirfd, path)
 	if err != nil {
 		return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "open", Path: path, Err: err})
 	}
 	defer syscall.Close(fd)
+	if m.regular && len(scratch) > 0 {
+		n, err := readInto(fd, scratch)
+		if err != nil {
+			return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "read", Path: path, Err: err})
+		}
+		if n > 0 && n < len(scratch) {
+			return bytes.Clone(scratch[:n]), nil
+		}
+		if _, err := syscall.Seek(fd, 0, 0); err != nil && n > 0 {
+			return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "seek", Path: path, Err: err})
+		}
+	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
 		return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "stat", Path: path, Err: err})
@@ -354,6 +353,30 @@ func readMember(dirfd int, path string) ([]byte, error) {
 	}
 	return buf[:n], nil
 }
+
+// readInto reads fd into b until its end or b is full, and returns how
+// much it read.
+func readInto(fd int, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := syscall.Read(fd, b[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if k == 0 {
+			break
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// memberScratch is what a folder's reader reads a regular file into: the
+// files of a folder of one file per peer are a few hundred bytes.
+const memberScratch = 16 << 10
 
 func openMember(dirfd int, path string) (int, error) {
 	for {
