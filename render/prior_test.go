@@ -339,6 +339,15 @@ func TestPriorRefusesOtherForms(t *testing.T) {
 			t.Errorf("torn at %d: holds %d connections", at, n)
 		}
 	}
+	// Any one bit of the form flipped, checksum included: CRC-32C tells
+	// every one.
+	for at := range data {
+		altered := bytes.Clone(data)
+		altered[at] ^= 1 << (at % 8)
+		if n := render.NewPrior("test", altered).Len(); n != 0 {
+			t.Fatalf("bit %d of byte %d flipped: holds %d connections", at%8, at, n)
+		}
+	}
 	if bytes.Contains(data, []byte("lab-only-key")) {
 		t.Error("the form holds a preshared key")
 	}
