@@ -1,6 +1,7 @@
 package assign
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -107,4 +108,35 @@ func mustExecutable(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return exe
+}
+
+// A large input's fingerprint is kept for the same key, name and data,
+// and made again for any other: another key, name, kind, the data's
+// beginning only, or other data of the same bytes but one.
+func TestKeyedFingerprintKept(t *testing.T) {
+	key, other := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	data := bytes.Repeat([]byte("[[filter_list]]\n"), 10000)
+	want := makeFingerprint(key, "policy", "/p", data)
+	if got := keyedFingerprint(key, "policy", "/p", data); got != want {
+		t.Fatalf("made %s, want %s", got, want)
+	}
+	if got := keyedFingerprint(key, "policy", "/p", data); got != want {
+		t.Fatalf("kept %s, want %s", got, want)
+	}
+	changed := bytes.Clone(data)
+	changed[len(changed)/2] ^= 1
+	for what, got := range map[string]string{
+		"another key":  keyedFingerprint(other, "policy", "/p", data),
+		"another name": keyedFingerprint(key, "policy", "/q", data),
+		"another kind": keyedFingerprint(key, "file", "/p", data),
+		"its start":    keyedFingerprint(key, "policy", "/p", data[:len(data)-1]),
+		"other data":   keyedFingerprint(key, "policy", "/p", changed),
+	} {
+		if got == want {
+			t.Errorf("%s: the kept fingerprint", what)
+		}
+	}
+	if got := keyedFingerprint(key, "policy", "/p", bytes.Clone(data)); got != want {
+		t.Errorf("the same bytes elsewhere: %s, want %s", got, want)
+	}
 }

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"sync"
 	"syscall"
+	"unsafe"
+	"weak"
 
 	"github.com/swanmgr/swanmgr/model"
 )
@@ -79,7 +81,48 @@ func programIdentity(self, name string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// keyedFingerprint is the HMAC of an input under key. The policy's, of
+// megabytes when it is a folder of thousands of files, is asked for
+// twice or three times by one apply (whether it changed, the record):
+// the last one made is kept for the same key, name and data (weak
+// pointers: data collected and other data made where it was is not the
+// same; data is never changed once read).
 func keyedFingerprint(key []byte, kind, name string, data []byte) string {
+	if len(data) < fingerprintKeptFrom {
+		return makeFingerprint(key, kind, name, data)
+	}
+	of := fingerprintOf{key: string(key), kind: kind, name: name, data: weak.Make(unsafe.SliceData(data)), n: len(data)}
+	keptFingerprint.mu.Lock()
+	if keptFingerprint.of == of {
+		fp := keptFingerprint.fp
+		keptFingerprint.mu.Unlock()
+		return fp
+	}
+	keptFingerprint.mu.Unlock()
+	fp := makeFingerprint(key, kind, name, data)
+	keptFingerprint.mu.Lock()
+	keptFingerprint.of, keptFingerprint.fp = of, fp
+	keptFingerprint.mu.Unlock()
+	return fp
+}
+
+// fingerprintKeptFrom is the size of data from which its fingerprint is
+// kept.
+const fingerprintKeptFrom = 64 << 10
+
+type fingerprintOf struct {
+	key, kind, name string
+	data            weak.Pointer[byte]
+	n               int
+}
+
+var keptFingerprint struct {
+	mu sync.Mutex
+	of fingerprintOf
+	fp string
+}
+
+func makeFingerprint(key []byte, kind, name string, data []byte) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(kind))
 	m.Write([]byte{0})
