@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/swanmgr/swanmgr/internal/kept"
 	"os"
 	"path/filepath"
 	"sort"
@@ -84,7 +85,7 @@ func programIdentity(self, name string) string {
 // keyedFingerprint is the HMAC of an input under key. The policy's, of
 // megabytes when it is a folder of thousands of files, is asked for
 // twice or three times by one apply (whether it changed, the record):
-// the last one made is kept for the same key, name and data (weak
+// the last few made are kept (internal/kept) for the same key, name and data (weak
 // pointers: data collected and other data made where it was is not the
 // same; data is never changed once read).
 func keyedFingerprint(key []byte, kind, name string, data []byte) string {
@@ -92,17 +93,11 @@ func keyedFingerprint(key []byte, kind, name string, data []byte) string {
 		return makeFingerprint(key, kind, name, data)
 	}
 	of := fingerprintOf{key: string(key), kind: kind, name: name, data: weak.Make(unsafe.SliceData(data)), n: len(data)}
-	keptFingerprint.mu.Lock()
-	if keptFingerprint.of == of {
-		fp := keptFingerprint.fp
-		keptFingerprint.mu.Unlock()
+	if fp, ok := keptFingerprints.Get(of); ok {
 		return fp
 	}
-	keptFingerprint.mu.Unlock()
 	fp := makeFingerprint(key, kind, name, data)
-	keptFingerprint.mu.Lock()
-	keptFingerprint.of, keptFingerprint.fp = of, fp
-	keptFingerprint.mu.Unlock()
+	keptFingerprints.Put(of, fp)
 	return fp
 }
 
@@ -116,11 +111,7 @@ type fingerprintOf struct {
 	n               int
 }
 
-var keptFingerprint struct {
-	mu sync.Mutex
-	of fingerprintOf
-	fp string
-}
+var keptFingerprints kept.Ring[fingerprintOf, string]
 
 func makeFingerprint(key []byte, kind, name string, data []byte) string {
 	m := hmac.New(sha256.New, key)

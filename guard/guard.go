@@ -4,11 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/swanmgr/swanmgr/internal/kept"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"unsafe"
 	"weak"
 
@@ -149,11 +149,11 @@ func (rs *Ruleset) Hash() string {
 	of := hashedOf{format: rs.Format, backend: rs.Backend,
 		rules: weak.Make(unsafe.SliceData(rs.Rules)), nRules: len(rs.Rules),
 		entries: weak.Make(unsafe.SliceData(rs.Entries)), nEntries: len(rs.Entries)}
-	if h, ok := hashes.get(of); ok {
+	if h, ok := hashes.Get(of); ok {
 		return h
 	}
 	h := rs.hash()
-	hashes.put(of, h)
+	hashes.Put(of, h)
 	return h
 }
 
@@ -174,32 +174,7 @@ type hashedOf struct {
 
 // hashes are the last few hashes made (an apply's three rulesets, the
 // agent's between applies).
-var hashes hashRing
-
-type hashRing struct {
-	mu   sync.Mutex
-	of   [4]hashedOf
-	hash [4]string
-	next int
-}
-
-func (r *hashRing) get(of hashedOf) (string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := range r.of {
-		if r.hash[i] != "" && r.of[i] == of {
-			return r.hash[i], true
-		}
-	}
-	return "", false
-}
-
-func (r *hashRing) put(of hashedOf, h string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.of[r.next], r.hash[r.next] = of, h
-	r.next = (r.next + 1) % len(r.of)
-}
+var hashes kept.Ring[hashedOf, string]
 
 // hash is Hash, made.
 func (rs *Ruleset) hash() string {

@@ -30,17 +30,18 @@ const (
 // calls for thousands of files (os.ReadDir reads 8 KB at a time, some
 // 20 calls at 5,000 files, and makes each entry an object).
 func folderMembers(dir string) ([]folderEntry, error) {
-	names, types, err := listFolder(dir)
+	entries, err := listFolder(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "open", Path: dir, Err: err})
 	}
 	var out []folderEntry
-	for i, name := range names {
+	for _, e := range entries {
+		name := e.name
 		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".toml") {
 			continue
 		}
 		p := memberPath(dir, name)
-		switch types[i] {
+		switch e.typ {
 		case dtDir:
 			continue
 		case dtLink, dtUnknown:
@@ -65,18 +66,20 @@ func folderMembers(dir string) ([]folderEntry, error) {
 	return out, nil
 }
 
-// listFolder returns the names in dir, sorted, and their d_type.
-func listFolder(dir string) ([]string, []byte, error) {
+// dirEntry is a name in a folder and its d_type.
+type dirEntry struct {
+	name string
+	typ  byte
+}
+
+// listFolder returns the entries of dir, sorted by name.
+func listFolder(dir string) ([]dirEntry, error) {
 	fd, err := openDir(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer syscall.Close(fd)
-	type entry struct {
-		name string
-		typ  byte
-	}
-	var entries []entry
+	var entries []dirEntry
 	buf := make([]byte, 256<<10)
 	for {
 		n, err := syscall.Getdents(fd, buf)
@@ -84,7 +87,7 @@ func listFolder(dir string) ([]string, []byte, error) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if n <= 0 {
 			break
@@ -94,11 +97,11 @@ func listFolder(dir string) ([]string, []byte, error) {
 			// type u8, then the name, NUL-terminated.
 			const nameAt = 19
 			if len(b) < nameAt {
-				return nil, nil, syscall.EIO
+				return nil, syscall.EIO
 			}
 			reclen := int(*(*uint16)(unsafe.Pointer(&b[16])))
 			if reclen < nameAt || reclen > len(b) {
-				return nil, nil, syscall.EIO
+				return nil, syscall.EIO
 			}
 			rec := b[:reclen]
 			b = b[reclen:]
@@ -109,13 +112,9 @@ func listFolder(dir string) ([]string, []byte, error) {
 			if len(name) == 0 || string(name) == "." || string(name) == ".." {
 				continue
 			}
-			entries = append(entries, entry{string(name), rec[18]})
+			entries = append(entries, dirEntry{string(name), rec[18]})
 		}
 	}
-	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
-	names, types := make([]string, len(entries)), make([]byte, len(entries))
-	for i, e := range entries {
-		names[i], types[i] = e.name, e.typ
-	}
-	return names, types, nil
+	slices.SortFunc(entries, func(a, b dirEntry) int { return strings.Compare(a.name, b.name) })
+	return entries, nil
 }

@@ -333,19 +333,9 @@ func readMember(dirfd int, m folderEntry, scratch []byte) ([]byte, error) {
 	}
 	// One byte more than Fstat saw, to see the end in one read.
 	buf := make([]byte, st.Size+1)
-	n := 0
-	for n < len(buf) {
-		k, err := syscall.Read(fd, buf[n:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "read", Path: path, Err: err})
-		}
-		if k == 0 {
-			break
-		}
-		n += k
+	n, err := readInto(fd, buf)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "read", Path: path, Err: err})
 	}
 	if int64(n) > st.Size {
 		// It grew since: read it the long way, with its limits.
