@@ -10,7 +10,11 @@
 // (Debian's nftables package); without it Open fails with ErrNoNftables,
 // saying what to install. Reads (the fingerprint, the counters) go over
 // netlink with github.com/google/nftables and start no process; knftables
-// is set up, which runs nft twice, on the first change.
+// is set up, which runs nft twice, on the first change. A patch is
+// taken as done when the kernel announces its commit to the nftables
+// netlink group (github.com/mdlayher/netlink), not when nft exits, which
+// after a delete waits one RCU grace period more; the next change and
+// Close wait for that nft.
 //
 // The guard belongs in the network namespace where charon runs, which is
 // where its SAs carry traffic: CharonNetns finds it from the VICI socket

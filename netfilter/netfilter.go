@@ -41,6 +41,9 @@ type Table struct {
 	mu       sync.Mutex
 	ready    chan struct{} // closed when nft is set up (or failed to be); nil: not started
 	ifaceErr error
+	// pending is the exit of the nft whose transaction was seen
+	// committed before it exited (see commit.go); nil: none.
+	pending chan error
 }
 
 // CharonNetns returns the network namespace of the charon listening on a
@@ -263,8 +266,10 @@ func (t *Table) chainRules(ctx context.Context, conn *nftables.Conn) (map[string
 	return out, nil
 }
 
-// Close releases the namespace the table was opened in.
+// Close waits for the nft of the last transaction and releases the
+// namespace the table was opened in.
 func (t *Table) Close() error {
+	t.finishPending()
 	if t.ns == nil {
 		return nil
 	}
@@ -404,6 +409,12 @@ func (t *Table) prepare(ctx context.Context, live string, prev, next *guard.Rule
 	r := trace.StartRegion(ctx, "nft-fill")
 	tx := nft.NewTransaction()
 	filled, patch := guard.Fill(tx, live, prev, next)
+	// A patch is waited for until its commit is seen; a replacement, which
+	// sends every element (and so as many notifications), until nft's exit.
+	fp := ""
+	if patch {
+		fp = guard.FingerprintSet + guard.Current(next).Hash()
+	}
 	r.End()
 	return func(ctx context.Context) (bool, error) {
 		if !filled {
@@ -411,7 +422,7 @@ func (t *Table) prepare(ctx context.Context, live string, prev, next *guard.Rule
 		}
 		err := t.in(func() error {
 			defer trace.StartRegion(ctx, "nft-run").End()
-			return t.run(ctx, nft, tx)
+			return t.run(ctx, nft, tx, fp)
 		})
 		if err != nil && t.plainNft(err) {
 			return t.Install(ctx, prev, next)
@@ -432,7 +443,10 @@ func (t *Table) prepare(ctx context.Context, live string, prev, next *guard.Rule
 // elements of each set joined into few commands (guard.BatchElements):
 // nft then takes half the memory and time for a large table. An error
 // is nft's message, as knftables gives it.
-func (t *Table) run(ctx context.Context, nft knftables.Interface, tx *knftables.Transaction) error {
+//
+// fp, when not "", is the fingerprint set the transaction adds: run then
+// returns once the kernel says it is committed (see commit.go).
+func (t *Table) run(ctx context.Context, nft knftables.Interface, tx *knftables.Transaction, fp string) error {
 	if !t.kernel {
 		return nft.Run(ctx, tx) // a knftables.Fake's table
 	}
@@ -444,17 +458,57 @@ func (t *Table) run(ctx context.Context, nft knftables.Interface, tx *knftables.
 	if err != nil {
 		return noNft(err)
 	}
-	cmd := exec.CommandContext(ctx, path, "-f", "-")
+	t.finishPending()
+	cmd := exec.Command(path, "-f", "-")
 	cmd.Stdin = strings.NewReader(guard.BatchElements(script))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return errors.New(msg)
-		}
+	var w *commitWatch
+	if fp != "" {
+		w = watchCommit(fp)
+	}
+	defer w.close()
+	if err := cmd.Start(); err != nil {
 		return err
 	}
-	return nil
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var in chan struct{}
+	if w != nil {
+		in = w.in
+	}
+	select {
+	case <-in:
+		// Committed: nft is left to finish (see commit.go).
+		t.mu.Lock()
+		t.pending = exited
+		t.mu.Unlock()
+		return nil
+	case err := <-exited:
+		if err != nil {
+			if msg := strings.TrimSpace(stderr.String()); msg != "" {
+				return errors.New(msg)
+			}
+			return err
+		}
+		return nil
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-exited
+		return ctx.Err()
+	}
+}
+
+// finishPending waits for the nft of the last transaction, which may
+// still be finishing after its commit (see commit.go).
+func (t *Table) finishPending() {
+	t.mu.Lock()
+	p := t.pending
+	t.pending = nil
+	t.mu.Unlock()
+	if p != nil {
+		<-p
+	}
 }
 
 // plainNft, after nft refused a transaction, tells whether it was for a
