@@ -119,15 +119,16 @@ type Engine struct {
 	// with what it loaded (list-conns), whatever the policy's size; see
 	// CompareAllUpTo.
 	Refresh bool
-	// PrepareEarly lets Assign start its prepare while it reads the
+	// PrepareEarly lets Assign run its prepare before it reads the
 	// record, when a look at the record's end tells that the policy file
-	// is not the one assigned (policyChangedHint): reading and rendering
-	// thousands of rules and reading their record then go side by side.
-	// prepare must then not depend on Precondition; it runs under the
-	// lock all the same, and Assign returns only once it has. It may
-	// then have run for an Assign that never used its result (the record
-	// could not be read, Precondition failed, or charon turned out to be
-	// up to date): Prepared tells.
+	// is not the one assigned (policyChangedHint): the policy is read and
+	// rendered first, and the record and charon's views after it, while
+	// the collector has the policy's heap alone to go through (see
+	// Assign). prepare must then not depend on Precondition; it runs
+	// under the lock all the same. It may then have run for an Assign
+	// that never used its result (the record could not be read,
+	// Precondition failed, or charon turned out to be up to date):
+	// Prepared tells.
 	PrepareEarly bool
 
 	fwMu sync.Mutex
@@ -264,27 +265,18 @@ func (e *Engine) Assign(ctx context.Context, in Inputs, backend string, prepare 
 	}
 	defer unlock()
 	if e.PrepareEarly && e.Store.policyChangedHint(e.Socket, in) {
-		// Started now, taken by assignLocked; waited for in any case
-		// before the lock goes.
+		// Prepared now, before the record is read rather than beside it:
+		// at 5,000 rules the record and the guard's record are some 12 MB
+		// live, and with them beside the policy's parse and render the
+		// memory bound (memlimit) has the collector run over and over;
+		// read after them, a one-rule change to a folder of 5,001 files
+		// took 0.401 → 0.372 s, 0.575 → 0.492 s of CPU (24 alternating
+		// changes); a change to one file of 5,000 rules as long as before.
 		e.warmFirewall()
-		type prepared struct {
-			desired *render.Result
-			in      Inputs
-			err     error
-		}
-		early := make(chan prepared, 1)
-		run := prepare
-		go func() {
-			defer trace.StartRegion(ctx, "prepare-early").End()
-			d, in, err := run()
-			early <- prepared{d, in, err}
-		}()
-		taken := sync.OnceValue(func() prepared { return <-early })
-		prepare = func() (*render.Result, Inputs, error) {
-			p := taken()
-			return p.desired, p.in, p.err
-		}
-		defer taken()
+		r := trace.StartRegion(ctx, "prepare-early")
+		desired, pin, perr := prepare()
+		r.End()
+		prepare = func() (*render.Result, Inputs, error) { return desired, pin, perr }
 	}
 	used := prepare
 	prepare = func() (*render.Result, Inputs, error) {

@@ -168,7 +168,7 @@ func TestOverTheLimitCopiesAreComparedOnlyWithRefresh(t *testing.T) {
 	}
 }
 
-// With PrepareEarly, an edited policy file is read (prepare) while the
+// With PrepareEarly, an edited policy file is read (prepare) before the
 // record is, under the lock, and the apply is the one prepare gives; an
 // unchanged one is not read at all; and the look at the record's end
 // tells the two apart.

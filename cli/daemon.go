@@ -261,7 +261,7 @@ func runApply(c *ucli.Context, o *resultOutput) error {
 			}
 		}
 	}()
-	// A changed policy is read and rendered while the record is.
+	// A changed policy is read and rendered before the record is read.
 	s.engine.PrepareEarly = true
 	rep, same, err := s.engine.Assign(ctx, in, string(backend), func() (*render.Result, assign.Inputs, error) {
 		var err error
