@@ -93,6 +93,14 @@ func (d *jsonReader) string() (string, error) {
 	start := d.i
 	ascii, plain := true, true
 	for d.i < len(d.b) {
+		// Most of a string is bytes that need no look (the writer's
+		// names, hashes and addresses): skipped by table.
+		for d.i < len(d.b) && !jsonSpecial[d.b[d.i]] {
+			d.i++
+		}
+		if d.i == len(d.b) {
+			break
+		}
 		c := d.b[d.i]
 		switch {
 		case c == '"':
@@ -114,6 +122,15 @@ func (d *jsonReader) string() (string, error) {
 	}
 	return "", errSlow
 }
+
+// jsonSpecial marks the bytes string must look at: the closing quote,
+// a backslash, control characters and bytes outside ASCII.
+var jsonSpecial = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf
+	}
+	return t
+}()
 
 // unquote decodes one JSON string (its quotes included) as
 // encoding/json does.
