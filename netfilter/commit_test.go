@@ -29,7 +29,7 @@ func lingeringNft(t *testing.T) string {
 rc=$?
 if [ -e "$dir/hold" ]; then
 	echo $$ > "$dir/held.tmp" && mv "$dir/held.tmp" "$dir/held"
-	while [ ! -e "$dir/release" ]; do sleep 0.02; done
+	while [ -d "$dir" ] && [ ! -e "$dir/release" ]; do sleep 0.02; done
 fi
 exit $rc
 `
@@ -37,6 +37,22 @@ exit $rc
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	// However the test ends, a lingering shim is let go and waited for
+	// before its folder goes (cleanups run last first).
+	t.Cleanup(func() {
+		os.WriteFile(dir+"/release", nil, 0o644)
+		held, err := os.ReadFile(dir + "/held")
+		if err != nil {
+			return
+		}
+		proc := "/proc/" + strings.TrimSpace(string(held))
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(proc); err != nil {
+				return
+			}
+		}
+		t.Errorf("the nft shim %s did not exit", proc)
+	})
 	return dir
 }
 
