@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/swanmgr/swanmgr/internal/kept"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	"unsafe"
 	"weak"
 
+	"github.com/swanmgr/swanmgr/internal/kept"
 	"github.com/swanmgr/swanmgr/model"
 )
 

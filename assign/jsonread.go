@@ -87,10 +87,10 @@ func (d *jsonReader) null() bool {
 }
 
 // string reads a string. One without escapes and in valid UTF-8, all
-// the writer's but a few, is a view of the data as it is; one with escapes (the
-// writer escapes quotes, backslashes, control characters and <, >, &:
-// a warning that names a rule holds quotes) or invalid UTF-8 is decoded
-// by encoding/json alone, so that it reads as there. A raw control
+// the writer's but a few, is a view of the data as it is; one with
+// escapes (the writer escapes quotes, backslashes, control characters
+// and <, >, &: a warning that names a rule holds quotes) or invalid UTF-8
+// is decoded by encoding/json alone, so that it reads as there. A raw control
 // character (invalid JSON) is left to encoding/json with the rest.
 func (d *jsonReader) string() (string, error) {
 	if err := d.byte('"'); err != nil {

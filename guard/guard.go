@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/swanmgr/swanmgr/internal/kept"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"unsafe"
 	"weak"
 
+	"github.com/swanmgr/swanmgr/internal/kept"
 	"github.com/swanmgr/swanmgr/internal/slug"
 	"github.com/swanmgr/swanmgr/model"
 )

@@ -73,11 +73,7 @@ func fuzzOne(t *testing.T, data []byte, imp func(string, []byte, importer.Option
 		t.Fatalf("TOML: %v", err)
 	}
 	leak("TOML", string(text))
-	var notes strings.Builder
-	for _, n := range res.Notes {
-		notes.WriteString(n.String() + "\n")
-	}
-	leak("notes", notes.String())
+	leak("notes", notesText(res))
 	if _, err := model.Parse("fuzz.toml", text); err != nil {
 		t.Fatalf("the TOML does not load: %v\n%s", err, text)
 	}
@@ -190,10 +186,15 @@ func importerSays(imp func(string, []byte, importer.Options) (*importer.Result, 
 	if text, err := res.TOML(); err == nil {
 		out["TOML"] = string(text)
 	}
+	out["notes"] = notesText(res)
+	return out
+}
+
+// notesText is the importer's notes, a line each.
+func notesText(res *importer.Result) string {
 	var notes strings.Builder
 	for _, n := range res.Notes {
 		notes.WriteString(n.String() + "\n")
 	}
-	out["notes"] = notes.String()
-	return out
+	return notes.String()
 }

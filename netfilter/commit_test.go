@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,23 +19,13 @@ import (
 // that deleted something. It writes its pid to dir/held when it lingers.
 func lingeringNft(t *testing.T) string {
 	t.Helper()
-	real, err := exec.LookPath("nft")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	script := "#!/bin/sh\ndir=" + dir + "\n" + real + ` "$@"
+	dir := nftShim(t, `printf '%s\n' "$in" | "$real" "$@"
 rc=$?
 if [ -e "$dir/hold" ]; then
 	echo $$ > "$dir/held.tmp" && mv "$dir/held.tmp" "$dir/held"
 	while [ -d "$dir" ] && [ ! -e "$dir/release" ]; do sleep 0.02; done
 fi
-exit $rc
-`
-	if err := os.WriteFile(dir+"/nft", []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+exit $rc`)
 	// However the test ends, a lingering shim is let go and waited for
 	// before its folder goes (cleanups run last first).
 	t.Cleanup(func() {

@@ -407,8 +407,8 @@ func TestIntegrationBatchedAsUnbatched(t *testing.T) {
 
 // nftShim puts an nft first on PATH that logs its arguments to dir/log,
 // passes --version through, and runs filter (shell, with the transaction
-// in $in and its folder in $dir) before handing the transaction to the
-// real nft. It returns the shim's folder.
+// in $in, its folder in $dir and the real nft in $real) before handing
+// the transaction to the real nft. It returns the shim's folder.
 func nftShim(t *testing.T, filter string) string {
 	t.Helper()
 	real, err := exec.LookPath("nft")
@@ -416,11 +416,11 @@ func nftShim(t *testing.T, filter string) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	script := "#!/bin/sh\ndir=" + dir + "\n" + `echo "$*" >> "$dir/log"
-case "$1" in --version) exec ` + real + ` "$@";; esac
+	script := "#!/bin/sh\ndir=" + dir + "\nreal=" + real + "\n" + `echo "$*" >> "$dir/log"
+case "$1" in --version) exec "$real" "$@";; esac
 in=$(cat)
 ` + filter + `
-printf '%s\n' "$in" | exec ` + real + ` "$@"
+printf '%s\n' "$in" | exec "$real" "$@"
 `
 	if err := os.WriteFile(dir+"/nft", []byte(script), 0o755); err != nil {
 		t.Fatal(err)

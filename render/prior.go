@@ -36,13 +36,13 @@ type Prior struct {
 	left  int
 }
 
-// priorMagic starts a Prior's form; priorSchema is in its salt, so that
-// a change to the form or to what a key covers makes old forms unread.
 // castagnoli is the checksum of the form (CRC-32C, which the processor
 // computes: SHA-256 of the 3.5 MB at 5,000 connections took 6 ms to read
 // and as much to write, and a checksum only has to tell damage).
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// priorMagic starts a Prior's form; priorSchema is in its salt, so that
+// a change to the form or to what a key covers makes old forms unread.
 const (
 	priorMagic  = "swanmgr-rendered\n"
 	priorSchema = "rendered-2"
