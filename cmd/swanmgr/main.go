@@ -24,8 +24,9 @@ func main() {
 	// MB lower than with GOGC=100 alone, at no measurable cost in time.
 	// validate and render allocate much for little kept (the decoder):
 	// that limit cost them a fifth more time; theirs is wider
-	// (memlimit.WideFloor), which bounds only what GOGC=100 would let
-	// grow past 100 MB at 10,000 rules.
+	// (memlimit.WideFloor) and their collector lazier below it (GOGC=200,
+	// memlimit.WidePercent): fewer collections of the decoder's garbage,
+	// under 100 MB at 10,000 rules.
 	// status --watch collects less often: its heap is small and its
 	// garbage (every SA listed again each second) a quarter of its CPU.
 	switch command(os.Args) {

@@ -12,9 +12,11 @@
 // collector runs less often (GOGC=400), and the limit keeps the heap
 // within what GOGC=100 would allow beyond 48 MiB.
 //
-// StartWide is Start with a wider floor (WideFloor, 86 MiB), for runs that
-// allocate much and keep little (validate, render): it only bounds what
-// GOGC=100 would let grow past what a 10,000-rule policy needs.
+// StartWide is Start with a wider floor (WideFloor, 80 MiB), for runs that
+// allocate much and keep little (validate, render): the collector runs at
+// GOGC=200 (WidePercent) and the limit bounds what that would let grow
+// past what a 10,000-rule policy needs; a heap too large for a limit is
+// collected at GOGC=100.
 //
 // It does nothing when the operator set GOMEMLIMIT or GOGC, and leaves the
 // limit alone while collection is turned off (status sets its own).

@@ -4,6 +4,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -72,24 +73,35 @@ func TestLazyLimitFollowsTheLiveHeap(t *testing.T) {
 
 // StartWide's limit is WideFloor for a small heap, none for one whose
 // limit would reach twice WideFloor, and WideFloor again once it is gone;
-// the collector keeps GOGC=100.
+// the collector runs at WidePercent while there is a limit, at GOGC=100
+// while there is none.
 func TestWideLimitFollowsTheLiveHeap(t *testing.T) {
 	restore(t)
 	begin(wide)
-	if p := debug.SetGCPercent(100); p != 100 {
-		t.Fatalf("GOGC %d, want 100", p)
+	if p := gogc(); p != WidePercent {
+		t.Fatalf("GOGC %d, want %d", p, WidePercent)
 	}
 	waitFor(t, "small heap", func(l int64) bool { return l == WideFloor })
 	mid := touched(70 << 20) // limit 2*70-24 = 116 MiB
 	runtime.GC()
 	waitFor(t, "70 MB live", func(l int64) bool { return l >= 110<<20 && l <= 130<<20 })
+	if p := gogc(); p != WidePercent {
+		t.Fatalf("GOGC %d with a limit, want %d", p, WidePercent)
+	}
 	big := touched(128 << 20)
 	runtime.GC()
-	waitFor(t, "198 MB live", func(l int64) bool { return l == math.MaxInt64 })
+	waitFor(t, "198 MB live", func(l int64) bool { return l == math.MaxInt64 && gogc() == 100 })
 	runtime.KeepAlive(mid)
 	runtime.KeepAlive(big)
 	mid, big = nil, nil
-	waitFor(t, "freed", func(l int64) bool { return l == WideFloor })
+	waitFor(t, "freed", func(l int64) bool { return l == WideFloor && gogc() == WidePercent })
+}
+
+// gogc is the collector's GOGC now.
+func gogc() int64 {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
 }
 
 func TestNotWhenTheOperatorTunes(t *testing.T) {
@@ -108,8 +120,8 @@ func TestLimit(t *testing.T) {
 	if Limit(0) != Floor || Limit(36<<20) != Floor || Limit(40<<20) != 56<<20 || Limit(59<<20) != 94<<20 || Limit(60<<20) != math.MaxInt64 || Limit(100<<20) != math.MaxInt64 {
 		t.Fatalf("limits %d %d %d %d %d %d", Limit(0), Limit(36<<20), Limit(40<<20), Limit(59<<20), Limit(60<<20), Limit(100<<20))
 	}
-	if WideLimit(0) != WideFloor || WideLimit(55<<20) != WideFloor || WideLimit(70<<20) != 116<<20 || WideLimit(97<<20) != 170<<20 || WideLimit(98<<20) != math.MaxInt64 {
-		t.Fatalf("wide limits %d %d %d %d %d", WideLimit(0), WideLimit(55<<20), WideLimit(70<<20), WideLimit(97<<20), WideLimit(98<<20))
+	if WideLimit(0) != WideFloor || WideLimit(52<<20) != WideFloor || WideLimit(70<<20) != 116<<20 || WideLimit(91<<20) != 158<<20 || WideLimit(92<<20) != math.MaxInt64 {
+		t.Fatalf("wide limits %d %d %d %d %d", WideLimit(0), WideLimit(52<<20), WideLimit(70<<20), WideLimit(91<<20), WideLimit(92<<20))
 	}
 	if LazyLimit(0) != Floor || LazyLimit(100<<20) != 200<<20 {
 		t.Fatalf("lazy limits %d %d", LazyLimit(0), LazyLimit(100<<20))
