@@ -18,6 +18,10 @@
 // past what a 10,000-rule policy needs; a heap too large for a limit is
 // collected at GOGC=100.
 //
+// StartBrief is Start for runs that end when their work is done (apply,
+// plan, revert): the collector runs at GOGC=200 (BriefPercent) below the
+// limit, so that the limit, not GOGC=100, says when to collect.
+//
 // It does nothing when the operator set GOMEMLIMIT or GOGC, and leaves the
 // limit alone while collection is turned off (status sets its own).
 package memlimit

@@ -46,6 +46,12 @@ const WideFloor = 80 << 20
 // under 20 MB live). Where the limit is off, GOGC is 100 again.
 const WidePercent = 200
 
+// BriefPercent is StartBrief's GOGC while its limit applies: a one-rule
+// change at 5,000 rules collected ten times at GOGC=100, its goals (31-37
+// MB) below the limit, with the collector's assists on the apply's path;
+// at 200 the limit decides. Where the limit is off, GOGC is 100 again.
+const BriefPercent = 200
+
 var start sync.Once
 
 // mode is what begin set up.
@@ -55,12 +61,20 @@ const (
 	tight mode = iota // Start
 	lazy              // StartLazy
 	wide              // StartWide
+	brief             // StartBrief
 )
 
 // Start sets the limit to Floor and has it follow the live heap from then
 // on (Limit), unless GOMEMLIMIT or GOGC is set. It returns whether it did.
 // For a run that holds much of what it allocates (an apply).
 func Start() bool { return startOnce(tight) }
+
+// StartBrief is Start for a run that ends when its work is done (apply,
+// plan, revert): the same limit, with the collector at BriefPercent below
+// it, so that the limit rather than GOGC=100 says when to collect. A
+// long-running process (the agent) keeps Start: its heap between applies
+// stays at what GOGC=100 allows.
+func StartBrief() bool { return startOnce(brief) }
 
 // StartLazy is Start for a long-running monitor with a small heap and
 // much garbage (status --watch re-lists every SA each second): the
@@ -113,19 +127,19 @@ func LazyLimit(live uint64) int64 {
 var (
 	generation atomic.Int64
 	modeNow    atomic.Int32
-	// widePercent is the GOGC the wide mode last set.
-	widePercent atomic.Int32
+	// percentNow is the GOGC the wide or brief mode last set.
+	percentNow atomic.Int32
 )
 
 func begin(m mode) {
 	modeNow.Store(int32(m))
 	g := generation.Add(1)
-	switch m {
-	case lazy:
+	if m == lazy {
 		debug.SetGCPercent(LazyPercent)
-	case wide:
-		debug.SetGCPercent(WidePercent)
-		widePercent.Store(WidePercent)
+	}
+	if p := limitedPercent(m); p != 0 {
+		debug.SetGCPercent(p)
+		percentNow.Store(int32(p))
 	}
 	debug.SetMemoryLimit(limitFor(m, 0))
 	arm(g)
@@ -140,6 +154,18 @@ func limitFor(m mode, live uint64) int64 {
 		return WideLimit(live)
 	}
 	return Limit(live)
+}
+
+// limitedPercent is mode m's GOGC while a limit applies (0: m leaves GOGC
+// as it is).
+func limitedPercent(m mode) int {
+	switch m {
+	case wide:
+		return WidePercent
+	case brief:
+		return BriefPercent
+	}
+	return 0
 }
 
 // sentinel is garbage from the moment it is made: its cleanup runs after
@@ -172,15 +198,15 @@ func adjust(g int64) {
 		return
 	}
 	debug.SetMemoryLimit(limit)
-	if m == wide {
-		// WidePercent below the limit; GOGC=100 alone without one (a
-		// large policy: its heap would otherwise reach three times what
-		// is live).
-		p := int32(WidePercent)
+	if lp := limitedPercent(m); lp != 0 {
+		// The mode's GOGC below the limit; GOGC=100 alone without one
+		// (a large policy: its heap would otherwise reach three times
+		// what is live).
+		p := int32(lp)
 		if limit == math.MaxInt64 {
 			p = 100
 		}
-		if widePercent.Swap(p) != p {
+		if percentNow.Swap(p) != p {
 			debug.SetGCPercent(int(p))
 		}
 	}

@@ -97,6 +97,32 @@ func TestWideLimitFollowsTheLiveHeap(t *testing.T) {
 	waitFor(t, "freed", func(l int64) bool { return l == WideFloor && gogc() == WidePercent })
 }
 
+// StartBrief's limit is Start's; the collector runs at BriefPercent
+// while there is one, at GOGC=100 while there is none.
+func TestBriefLimitFollowsTheLiveHeap(t *testing.T) {
+	restore(t)
+	begin(brief)
+	if p := gogc(); p != BriefPercent {
+		t.Fatalf("GOGC %d, want %d", p, BriefPercent)
+	}
+	waitFor(t, "small heap", func(l int64) bool { return l == Floor })
+	big := touched(128 << 20)
+	runtime.GC()
+	waitFor(t, "128 MB live", func(l int64) bool { return l == math.MaxInt64 && gogc() == 100 })
+	runtime.KeepAlive(big)
+	big = nil
+	waitFor(t, "freed", func(l int64) bool { return l == Floor && gogc() == BriefPercent })
+}
+
+// Start leaves GOGC as it is.
+func TestStartKeepsGOGC(t *testing.T) {
+	restore(t)
+	begin(tight)
+	if p := gogc(); p != 100 {
+		t.Fatalf("GOGC %d, want 100", p)
+	}
+}
+
 // gogc is the collector's GOGC now.
 func gogc() int64 {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
@@ -106,12 +132,12 @@ func gogc() int64 {
 
 func TestNotWhenTheOperatorTunes(t *testing.T) {
 	t.Setenv("GOGC", "200")
-	if Start() || StartLazy() || StartWide() {
+	if Start() || StartLazy() || StartWide() || StartBrief() {
 		t.Fatal("started with GOGC set")
 	}
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "1GiB")
-	if Start() || StartLazy() || StartWide() {
+	if Start() || StartLazy() || StartWide() || StartBrief() {
 		t.Fatal("started with GOMEMLIMIT set")
 	}
 }
