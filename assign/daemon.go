@@ -28,8 +28,9 @@ type Daemon interface {
 	LoadKey(ctx context.Context, typ string, data []byte) (string, error)
 	UnloadKey(ctx context.Context, id string) error
 	Keys(ctx context.Context) ([]string, error)
-	// LiveSAs lists every IKE_SA with its CHILD_SAs.
-	LiveSAs(ctx context.Context) ([]LiveSA, error)
+	// LiveSAs lists the IKE_SAs of the connections conns (nil: every
+	// IKE_SA) with their CHILD_SAs.
+	LiveSAs(ctx context.Context, conns []string) ([]LiveSA, error)
 	TerminateIKE(ctx context.Context, uniqueID uint64) error
 	TerminateChild(ctx context.Context, uniqueID uint64) error
 }

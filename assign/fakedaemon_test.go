@@ -16,15 +16,17 @@ import (
 // fakeDaemon keeps connections and secrets like charon does and records
 // every call.
 type fakeDaemon struct {
-	mu       sync.Mutex
-	conns    map[string]string // name -> message text
-	shared   map[string][]byte
-	keys     map[string]bool
-	calls    []string
-	rejectC  map[string]bool // connection names load-conn refuses
-	refuseUn map[string]bool // connection names unload-conn refuses
-	sas      []LiveSA
-	failTerm map[uint64]error // terminates that fail, by unique id
+	mu     sync.Mutex
+	conns  map[string]string // name -> message text
+	shared map[string][]byte
+	keys   map[string]bool
+	calls  []string
+	// saQueries are the connections each LiveSAs asked for (nil: all).
+	saQueries [][]string
+	rejectC   map[string]bool // connection names load-conn refuses
+	refuseUn  map[string]bool // connection names unload-conn refuses
+	sas       []LiveSA
+	failTerm  map[uint64]error // terminates that fail, by unique id
 	// vanish: CHILD_SAs charon closed on its own just before their
 	// terminate arrived (as it does for a child whose config an update
 	// replaced): the terminate finds nothing and fails.
@@ -192,10 +194,17 @@ func (f *fakeDaemon) Keys(context.Context) ([]string, error) {
 	}
 	return out, nil
 }
-func (f *fakeDaemon) LiveSAs(context.Context) ([]LiveSA, error) {
+func (f *fakeDaemon) LiveSAs(_ context.Context, conns []string) ([]LiveSA, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]LiveSA{}, f.sas...), nil
+	f.saQueries = append(f.saQueries, conns)
+	out := []LiveSA{}
+	for _, sa := range f.sas {
+		if conns == nil || contains(conns, sa.Conn) {
+			out = append(out, sa)
+		}
+	}
+	return out, nil
 }
 func (f *fakeDaemon) TerminateIKE(ctx context.Context, id uint64) error {
 	f.mu.Lock()

@@ -47,13 +47,19 @@ func (c ConnPlan) targets(sas []LiveSA) []target {
 	return out
 }
 
-func (p *Plan) needsTeardown() bool {
+func (p *Plan) needsTeardown() bool { return len(p.teardownConns()) > 0 }
+
+// teardownConns names the connections whose SAs the change may tear down
+// (those targets can return any for): only their SAs need listing. Never
+// nil (nil would list every SA).
+func (p *Plan) teardownConns() []string {
+	out := []string{}
 	for _, c := range p.Conns {
 		if c.Change == Removed || (c.Change == Changed && !c.Restore) {
-			return true
+			out = append(out, c.Name)
 		}
 	}
-	return false
+	return out
 }
 
 // TeardownError says SAs of changed or removed rules could not be torn
@@ -140,7 +146,13 @@ func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Re
 		return nil
 	}
 	// A terminate fails when the SA is already gone: look again.
-	now, err := e.Daemon.LiveSAs(ctx)
+	var again []string
+	for _, f := range failed {
+		if !contains(again, f.sa.Conn) {
+			again = append(again, f.sa.Conn)
+		}
+	}
+	now, err := e.Daemon.LiveSAs(ctx, again)
 	if err != nil {
 		te := &TeardownError{}
 		for _, f := range failed {

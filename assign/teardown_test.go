@@ -3,6 +3,7 @@ package assign
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -104,5 +105,63 @@ func TestTeardownOfVanishedChildSharingIKENumber(t *testing.T) {
 	}
 	if len(rep.Terminated) != 1 || len(rep.Warnings) != 0 {
 		t.Fatalf("report: terminated %v, warnings %q; want the child counted torn down, no warning", rep.Terminated, rep.Warnings)
+	}
+}
+
+// A one-rule change asks charon for the SAs of the changed rule's
+// connection only (list-sas with ike), as plan does: at a gateway of
+// thousands of SAs a listing of all of them costs charon seconds. The
+// changed rule's SA is torn down, the other rule's stays.
+func TestOneRuleChangeListsItsOwnSAs(t *testing.T) {
+	ctx := context.Background()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	d.sas = []LiveSA{
+		{Conn: "sm-with-bob", UniqueID: 1, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 2}}},
+		{Conn: "sm-with-eve", UniqueID: 3, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 4}}},
+	}
+	d.saQueries = nil
+	p, err := e.Plan(ctx, renderPolicy(t, 6668, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var planned []uint64
+	for _, r := range p.Rules {
+		for _, sa := range r.Teardown {
+			planned = append(planned, sa.UniqueID)
+		}
+	}
+	if want := [][]string{{"sm-with-bob"}}; fmt.Sprint(d.saQueries) != fmt.Sprint(want) || fmt.Sprint(planned) != "[1]" {
+		t.Fatalf("plan asked for the SAs of %q and tears down %v; want %q and IKE_SA #1", d.saQueries, planned, want)
+	}
+	d.saQueries = nil
+	rep, err := e.Apply(ctx, renderPolicy(t, 6668, true), Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]string{{"sm-with-bob"}}; fmt.Sprint(d.saQueries) != fmt.Sprint(want) {
+		t.Errorf("apply asked for the SAs of %q; want %q", d.saQueries, want)
+	}
+	eve := 0
+	for _, sa := range d.sas {
+		if sa.Conn == "sm-with-eve" {
+			eve += len(sa.Children)
+		}
+	}
+	if len(rep.Terminated) != 1 || rep.Terminated[0].Conn != "sm-with-bob" || fmt.Sprint(rep.Terminated[0].Children) != fmt.Sprint([]LiveChild{{Name: "sm-with-bob-1", UniqueID: 2}}) || eve != 1 {
+		t.Errorf("torn down %v, left %v; want Bob's CHILD_SA #2 torn down, Eve's left", rep.Terminated, d.sas)
+	}
+	// Unassign asks for, and tears down, every SA of swanmgr's
+	// connections.
+	d.saQueries = nil
+	rep, err = e.Unassign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.saQueries) != 1 || len(d.saQueries[0]) != 2 || len(rep.Terminated) != 2 || len(d.sas) != 0 {
+		t.Errorf("unassign asked for %q, tore down %v, left %v; want both connections asked for and both IKE_SAs torn down", d.saQueries, rep.Terminated, d.sas)
 	}
 }

@@ -2,6 +2,7 @@ package assign
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/swanmgr/swanmgr/vici"
@@ -18,11 +19,32 @@ var _ Daemon = ViciDaemon{}
 // to a DELETE; the SA is removed locally either way (force).
 const teardownTimeout = 3 * time.Second
 
-// LiveSAs lists every IKE_SA with its CHILD_SAs.
-func (d ViciDaemon) LiveSAs(ctx context.Context) ([]LiveSA, error) {
-	sas, err := d.Client.ListSAs(ctx, vici.SAFilter{})
-	if err != nil {
-		return nil, err
+// LiveSAs lists the IKE_SAs of conns (nil: every IKE_SA) with their
+// CHILD_SAs. Up to liveSAsOneByOne connections are asked for one by one
+// (list-sas with ike): a change of one rule at a gateway of 10,000
+// CHILD_SAs then does not have charon list them all (seconds of its
+// time); more are listed whole and picked from.
+func (d ViciDaemon) LiveSAs(ctx context.Context, conns []string) ([]LiveSA, error) {
+	var sas []vici.IKESA
+	switch {
+	case conns != nil && len(conns) <= liveSAsOneByOne:
+		for _, name := range conns {
+			some, err := d.Client.ListSAs(ctx, vici.SAFilter{IKE: name})
+			if err != nil {
+				return nil, err
+			}
+			sas = append(sas, some...)
+		}
+	default:
+		all, err := d.Client.ListSAs(ctx, vici.SAFilter{})
+		if err != nil {
+			return nil, err
+		}
+		sas = all
+		if conns != nil {
+			want := set(conns)
+			sas = slices.DeleteFunc(sas, func(sa vici.IKESA) bool { return !want[sa.Name] })
+		}
 	}
 	out := make([]LiveSA, 0, len(sas))
 	for _, sa := range sas {
@@ -71,6 +93,10 @@ func (d ViciDaemon) Installed(ctx context.Context, children []string) (map[strin
 	}
 	return out, nil
 }
+
+// liveSAsOneByOne is how many connections LiveSAs asks for one by one
+// before it lists every SA instead.
+const liveSAsOneByOne = 16
 
 // installedOneByOne is how many children Installed asks for one by one
 // before it lists every policy instead (each question is a round trip,

@@ -181,7 +181,11 @@ func terminateCommand() *ucli.Command {
 		Usage: "close the SAs of a rule (all rules without --rule); trap rules come back on the next matching packet",
 		Flags: daemonFlags(&ucli.StringFlag{Name: "rule", Usage: "the rule to stop"}),
 		Action: withRules(func(c *ucli.Context, ctx context.Context, s *session, conns []assign.RecordConn) error {
-			live, err := s.engine.Daemon.LiveSAs(ctx)
+			names := make([]string, len(conns))
+			for i, conn := range conns {
+				names[i] = conn.Name
+			}
+			live, err := s.engine.Daemon.LiveSAs(ctx, names)
 			if err != nil {
 				return err
 			}

@@ -194,7 +194,9 @@ func TestMinimalChangeAndOwnership(t *testing.T) {
 	}
 	_, off = l.logSince("alice", 0)
 	r = l.mustApply("alice", l.example("alice-bob-eve/alice-515.toml"))
-	if !strings.Contains(r.stdout, "(1 load-conn") || !strings.Contains(r.stdout, "0 added, 1 changed, 0 removed, 1 unchanged") {
+	// Its SA is found (charon is asked for that connection's SAs only)
+	// and torn down.
+	if !strings.Contains(r.stdout, "(1 load-conn") || !strings.Contains(r.stdout, "0 added, 1 changed, 0 removed, 1 unchanged") || !strings.Contains(r.stdout, "1 SA of changed rules torn down") {
 		t.Fatalf("one-rule change: %s", r)
 	}
 	logged, _ := l.logSince("alice", off)
