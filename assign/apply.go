@@ -577,7 +577,7 @@ func (e *Engine) unassignLocked(ctx context.Context, rec *Record) (*Report, erro
 		return nil, err
 	}
 	rep := &Report{Plan: p}
-	before, err := e.Daemon.LiveSAs(ctx, p.teardownConns())
+	before, err := e.Daemon.LiveSAs(ctx, p.teardownQueries())
 	if err != nil {
 		return nil, err
 	}

@@ -151,7 +151,7 @@ func (a *applyRun) plan() error {
 	a.rep = &Report{Plan: p, Warnings: append([]string(nil), p.Warnings...)}
 	if p.needsTeardown() {
 		r = trace.StartRegion(a.ctx, "liveSAs")
-		a.before, err = e.Daemon.LiveSAs(a.ctx, p.teardownConns())
+		a.before, err = e.Daemon.LiveSAs(a.ctx, p.teardownQueries())
 		r.End()
 		if err != nil {
 			return err

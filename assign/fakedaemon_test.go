@@ -21,8 +21,8 @@ type fakeDaemon struct {
 	shared map[string][]byte
 	keys   map[string]bool
 	calls  []string
-	// saQueries are the connections each LiveSAs asked for (nil: all).
-	saQueries [][]string
+	// saQueries are what each LiveSAs asked for (nil: all).
+	saQueries [][]SAQuery
 	rejectC   map[string]bool // connection names load-conn refuses
 	refuseUn  map[string]bool // connection names unload-conn refuses
 	sas       []LiveSA
@@ -194,17 +194,14 @@ func (f *fakeDaemon) Keys(context.Context) ([]string, error) {
 	}
 	return out, nil
 }
-func (f *fakeDaemon) LiveSAs(_ context.Context, conns []string) ([]LiveSA, error) {
+func (f *fakeDaemon) LiveSAs(_ context.Context, qs []SAQuery) ([]LiveSA, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.saQueries = append(f.saQueries, conns)
-	out := []LiveSA{}
-	for _, sa := range f.sas {
-		if conns == nil || contains(conns, sa.Conn) {
-			out = append(out, sa)
-		}
+	f.saQueries = append(f.saQueries, qs)
+	if qs == nil {
+		return append([]LiveSA{}, f.sas...), nil
 	}
-	return out, nil
+	return pickSAs(f.sas, qs), nil
 }
 func (f *fakeDaemon) TerminateIKE(ctx context.Context, id uint64) error {
 	f.mu.Lock()

@@ -370,7 +370,7 @@ func set(xs []string) map[string]bool {
 // Teardowns fills each rule plan's Teardown with the live SAs its change
 // would tear down (see ConnPlan.targets): what apply terminates.
 func (p *Plan) Teardowns(ctx context.Context, d Daemon) error {
-	sas, err := d.LiveSAs(ctx, p.teardownConns())
+	sas, err := d.LiveSAs(ctx, p.teardownQueries())
 	if err != nil {
 		return err
 	}

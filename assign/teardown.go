@@ -47,16 +47,22 @@ func (c ConnPlan) targets(sas []LiveSA) []target {
 	return out
 }
 
-func (p *Plan) needsTeardown() bool { return len(p.teardownConns()) > 0 }
+func (p *Plan) needsTeardown() bool { return len(p.teardownQueries()) > 0 }
 
-// teardownConns names the connections whose SAs the change may tear down
-// (those targets can return any for): only their SAs need listing. Never
-// nil (nil would list every SA).
-func (p *Plan) teardownConns() []string {
-	out := []string{}
+// teardownQueries ask for the SAs the change may tear down (those targets
+// can return): the IKE_SAs of removed connections and of those whose IKE
+// settings changed, whole; of a connection whose children changed, those
+// children's. Only they need listing. Never nil (nil lists every SA).
+func (p *Plan) teardownQueries() []SAQuery {
+	out := []SAQuery{}
 	for _, c := range p.Conns {
-		if c.Change == Removed || (c.Change == Changed && !c.Restore) {
-			out = append(out, c.Name)
+		switch {
+		case c.Change == Removed || (c.Change == Changed && c.IKEChanged && !c.Restore):
+			out = append(out, SAQuery{Conn: c.Name})
+		case c.Change == Changed && !c.Restore:
+			for _, ch := range c.ChangedChildren {
+				out = append(out, SAQuery{Conn: c.Name, Child: ch})
+			}
 		}
 	}
 	return out
@@ -152,7 +158,7 @@ func (e *Engine) teardown(ctx context.Context, p *Plan, before []LiveSA, rep *Re
 			again = append(again, f.sa.Conn)
 		}
 	}
-	now, err := e.Daemon.LiveSAs(ctx, again)
+	now, err := e.Daemon.LiveSAs(ctx, ofConns(again))
 	if err != nil {
 		te := &TeardownError{}
 		for _, f := range failed {

@@ -2,7 +2,6 @@ package assign
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/swanmgr/swanmgr/vici"
@@ -19,42 +18,46 @@ var _ Daemon = ViciDaemon{}
 // to a DELETE; the SA is removed locally either way (force).
 const teardownTimeout = 3 * time.Second
 
-// LiveSAs lists the IKE_SAs of conns (nil: every IKE_SA) with their
-// CHILD_SAs. Up to liveSAsOneByOne connections are asked for one by one
-// (list-sas with ike): a change of one rule at a gateway of 10,000
-// CHILD_SAs then does not have charon list them all (seconds of its
-// time); more are listed whole and picked from.
-func (d ViciDaemon) LiveSAs(ctx context.Context, conns []string) ([]LiveSA, error) {
-	var sas []vici.IKESA
+// LiveSAs lists the IKE_SAs qs ask for (nil: every IKE_SA). Up to
+// liveSAsOneByOne questions are asked one by one (list-sas with ike, and
+// child when set): a change of one rule at a gateway of 10,000 CHILD_SAs
+// then does not have charon list them all (seconds of its time); more are
+// answered from one listing of everything.
+func (d ViciDaemon) LiveSAs(ctx context.Context, qs []SAQuery) ([]LiveSA, error) {
+	var out []LiveSA
 	switch {
-	case conns != nil && len(conns) <= liveSAsOneByOne:
-		for _, name := range conns {
-			some, err := d.Client.ListSAs(ctx, vici.SAFilter{IKE: name})
+	case qs != nil && len(qs) <= liveSAsOneByOne:
+		for _, q := range qs {
+			sas, err := d.Client.ListSAs(ctx, vici.SAFilter{IKE: q.Conn, Child: q.Child})
 			if err != nil {
 				return nil, err
 			}
-			sas = append(sas, some...)
+			for _, sa := range sas {
+				out = mergeSA(out, liveSA(sa))
+			}
 		}
 	default:
-		all, err := d.Client.ListSAs(ctx, vici.SAFilter{})
+		sas, err := d.Client.ListSAs(ctx, vici.SAFilter{})
 		if err != nil {
 			return nil, err
 		}
-		sas = all
-		if conns != nil {
-			want := set(conns)
-			sas = slices.DeleteFunc(sas, func(sa vici.IKESA) bool { return !want[sa.Name] })
+		out = make([]LiveSA, 0, len(sas))
+		for _, sa := range sas {
+			out = append(out, liveSA(sa))
 		}
-	}
-	out := make([]LiveSA, 0, len(sas))
-	for _, sa := range sas {
-		l := LiveSA{Conn: sa.Name, UniqueID: sa.UniqueID, State: sa.State, Remote: sa.RemoteHost}
-		for _, ch := range sa.Children {
-			l.Children = append(l.Children, LiveChild{Name: ch.Name, UniqueID: ch.UniqueID, State: ch.State})
+		if qs != nil {
+			out = pickSAs(out, qs)
 		}
-		out = append(out, l)
 	}
 	return out, nil
+}
+
+func liveSA(sa vici.IKESA) LiveSA {
+	l := LiveSA{Conn: sa.Name, UniqueID: sa.UniqueID, State: sa.State, Remote: sa.RemoteHost}
+	for _, ch := range sa.Children {
+		l.Children = append(l.Children, LiveChild{Name: ch.Name, UniqueID: ch.UniqueID, State: ch.State})
+	}
+	return l
 }
 
 // TerminateIKE deletes an IKE_SA and its CHILD_SAs.
@@ -94,8 +97,8 @@ func (d ViciDaemon) Installed(ctx context.Context, children []string) (map[strin
 	return out, nil
 }
 
-// liveSAsOneByOne is how many connections LiveSAs asks for one by one
-// before it lists every SA instead.
+// liveSAsOneByOne is how many questions LiveSAs asks one by one before it
+// lists every SA instead.
 const liveSAsOneByOne = 16
 
 // installedOneByOne is how many children Installed asks for one by one

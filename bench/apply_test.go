@@ -140,11 +140,17 @@ func generatedFolder(dir string, n int, change bool) (string, error) {
 // reads beside its file, and returns the file's path.
 func swanctlConf(b *testing.B, bin, dir, policy string) string {
 	b.Helper()
+	return swanctlConfFor(b, bin, dir, policy, "kernel")
+}
+
+// swanctlConfFor is swanctlConf for the IPsec backend backend.
+func swanctlConfFor(b *testing.B, bin, dir, policy, backend string) string {
+	b.Helper()
 	for _, sub := range []string{"x509", "x509ca", "x509ocsp", "x509aa", "x509ac", "x509crl", "pubkey", "private", "rsa", "ecdsa", "bliss", "pkcs8", "pkcs12"} {
 		os.Mkdir(filepath.Join(dir, sub), 0o700)
 	}
 	conf := filepath.Join(dir, "swanctl.conf")
-	out, err := exec.Command(bin, "render", "-f", policy, "--ipsec-backend", "kernel", "--show-secrets").Output()
+	out, err := exec.Command(bin, "render", "-f", policy, "--ipsec-backend", backend, "--show-secrets").Output()
 	if err != nil {
 		b.Fatalf("render: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,7 +96,7 @@ func upManyLab(b *testing.B, bin string, peers, per int) *statusLab {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sl := &statusLab{Lab: l, state: filepath.Join(dir, "state")}
+	sl := &statusLab{Lab: l, state: filepath.Join(dir, "state"), files: files}
 	apply := func(host, file string) error {
 		cmd := exec.CommandContext(ctx, bin, "apply", "--socket", l.Host(host).Socket, "--state-dir", sl.state, "--ipsec-backend", "libipsec", "-f", files[file])
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -216,11 +217,15 @@ func waitSAs(ctx context.Context, b *testing.B, c *vici.Client, ikes, sas int, s
 
 // BenchmarkStatusMany times `swanmgr status` (table and JSON) against
 // `swanctl --list-sas` on a charon with 10,000 CHILD_SAs spread over 20
-// IKE_SAs (one per peer), interleaved in the same run, and reads the CPU
-// `status --watch --interval 1s` uses while nothing happens there. About
-// ten minutes, a quarter of it setting the SAs up:
+// IKE_SAs (one per peer), interleaved in the same run, reads the CPU
+// `status --watch --interval 1s` uses while nothing happens there, and
+// times a one-rule change there against swanctl's reload. About ten
+// minutes, a quarter of it setting the SAs up:
 //
 //	SWANMGR_E2E=1 go test -run '^$' -bench StatusMany -benchtime 10x ./bench/
+//
+// (-bench 'StatusMany/one-rule-change' -benchtime 1x for the change alone,
+// after the set-up.)
 func BenchmarkStatusMany(b *testing.B) {
 	statusPrereqs(b)
 	bin := swanmgrBinary(b)
@@ -260,5 +265,50 @@ func BenchmarkStatusMany(b *testing.B) {
 		b.ReportMetric(w.swanmgr, "watch-cpu-%")
 		b.ReportMetric(w.charon, "charon-cpu-%")
 		b.Logf("%d CHILD_SAs: swanmgr status --watch used %.2f%% CPU over %.0f s, charon %.2f%%", peers*per, w.swanmgr, w.seconds, w.charon)
+	})
+
+	// A one-rule change at a gateway with all those SAs up: one filter of
+	// the first peer's rule moves to another port (one of its CHILD_SAs
+	// changes), and back, four times; against swanctl's reload of the
+	// same configuration. The change tears down the changed child's SA,
+	// which it finds among that peer's SAs. Last: the changed child's SA
+	// stays down while Alice has the other port (the peer refuses it).
+	b.Run("one-rule-change", func(b *testing.B) {
+		orig := l.files["alice"]
+		text, err := os.ReadFile(orig)
+		if err != nil {
+			b.Fatal(err)
+		}
+		last := fmt.Sprintf("destination_port = %d\n", 10000+per-1)
+		if !strings.Contains(string(text), last) {
+			b.Fatalf("%s has no %q", orig, last)
+		}
+		changed := filepath.Join(filepath.Dir(orig), "alice-changed.toml")
+		if err := os.WriteFile(changed, []byte(strings.Replace(string(text), last, "destination_port = 20000\n", 1)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		conf := swanctlConfFor(b, bin, b.TempDir(), orig, "libipsec")
+		apply := func(file string) *exec.Cmd {
+			return exec.CommandContext(ctx, bin, "apply", "--socket", h.Socket, "--state-dir", l.state, "--ipsec-backend", "libipsec", "-f", file)
+		}
+		for i := 0; i < b.N; i++ {
+			sw, _ := timed(b, h.Swanctl(ctx, "--load-all", "--file", conf))
+			var ones []time.Duration
+			for j := range 4 {
+				file := changed
+				if j%2 == 1 {
+					file = orig
+				}
+				d, _ := timed(b, apply(file))
+				ones = append(ones, d)
+			}
+			slices.Sort(ones)
+			one := (ones[1] + ones[2]) / 2
+			b.ReportMetric(sw.Seconds(), "swanctl-reload-s")
+			b.ReportMetric(one.Seconds(), "swanmgr-one-rule-s")
+			b.ReportMetric(one.Seconds()/sw.Seconds(), "one-rule-ratio")
+			b.Logf("%d CHILD_SAs over %d IKE_SAs: swanctl --load-all (reload) %.2fs; swanmgr one-rule changes %v (median %.3fs, %.3fx)",
+				peers*per, peers, sw.Seconds(), ones, one.Seconds(), one.Seconds()/sw.Seconds())
+		}
 	})
 }

@@ -62,6 +62,9 @@ func bulkPolicies(dir string, n int) (alice, bob string, err error) {
 type statusLab struct {
 	*lab.Lab
 	state string
+	// files are the policies written for the lab's hosts, by name
+	// (BenchmarkStatusMany's).
+	files map[string]string
 }
 
 func upStatusLab(b *testing.B, bin string, n int) *statusLab {

@@ -181,11 +181,11 @@ func terminateCommand() *ucli.Command {
 		Usage: "close the SAs of a rule (all rules without --rule); trap rules come back on the next matching packet",
 		Flags: daemonFlags(&ucli.StringFlag{Name: "rule", Usage: "the rule to stop"}),
 		Action: withRules(func(c *ucli.Context, ctx context.Context, s *session, conns []assign.RecordConn) error {
-			names := make([]string, len(conns))
+			qs := make([]assign.SAQuery, len(conns))
 			for i, conn := range conns {
-				names[i] = conn.Name
+				qs[i] = assign.SAQuery{Conn: conn.Name}
 			}
-			live, err := s.engine.Daemon.LiveSAs(ctx, names)
+			live, err := s.engine.Daemon.LiveSAs(ctx, qs)
 			if err != nil {
 				return err
 			}

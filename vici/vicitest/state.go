@@ -429,9 +429,11 @@ func (s *Server) loadCert(r *Request) *govici.Message {
 	return OK()
 }
 
-// matchSAs returns the list-sa bodies matching the ike/ike-id selectors of req.
+// matchSAs returns the list-sa bodies matching the ike/ike-id selectors of
+// req; with a child selector, each IKE_SA with only that child's CHILD_SAs
+// (as charon 5.9 answers: the IKE_SA is listed even when none is left).
 func (s *Server) matchSAs(req *govici.Message) []*govici.Message {
-	ike, ikeID := str(req, "ike"), str(req, "ike-id")
+	ike, ikeID, child := str(req, "ike"), str(req, "ike-id"), str(req, "child")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*govici.Message
@@ -447,10 +449,34 @@ func (s *Server) matchSAs(req *govici.Message) []*govici.Message {
 			if ikeID != "" && str(body, "uniqueid") != ikeID {
 				continue
 			}
+			if child != "" {
+				sa = onlyChild(name, body, child)
+			}
 			out = append(out, sa)
 		}
 	}
 	return out
+}
+
+// onlyChild is the list-sa message of IKE_SA name (body) with only the
+// CHILD_SAs of child config child.
+func onlyChild(name string, body *govici.Message, child string) *govici.Message {
+	b := govici.NewMessage()
+	for _, k := range body.Keys() {
+		if k != "child-sas" {
+			b.Set(k, body.Get(k))
+		}
+	}
+	kept := govici.NewMessage()
+	if cs, _ := body.Get("child-sas").(*govici.Message); cs != nil {
+		for _, k := range cs.Keys() {
+			if c, _ := cs.Get(k).(*govici.Message); c != nil && str(c, "name") == child {
+				kept.Set(k, c)
+			}
+		}
+	}
+	b.Set("child-sas", kept)
+	return Msg(name, b)
 }
 
 func (s *Server) listSAs(r *Request) *govici.Message {
