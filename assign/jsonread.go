@@ -39,8 +39,14 @@ func decodeRecord(data []byte, r *Record) error {
 // readRecordFast is the fast reader; ok is false for what it leaves to
 // encoding/json.
 func readRecordFast(data []byte) (*Record, bool) {
+	return readRecordFastWith(data, splitConnsFrom)
+}
+
+// readRecordFastWith is readRecordFast reading the connections in two
+// halves from splitFrom bytes on (below 0: never).
+func readRecordFastWith(data []byte, splitFrom int) (*Record, bool) {
 	var r Record
-	d := &jsonReader{b: data, interned: map[string]string{}}
+	d := &jsonReader{b: data, interned: map[string]string{}, splitFrom: splitFrom}
 	if err := d.record(&r); err != nil || !d.end() {
 		return nil, false
 	}
@@ -54,6 +60,9 @@ type jsonReader struct {
 	// guard's entries repeat their shapes, verdicts, counters, protocols
 	// and ports thousands of times.
 	interned map[string]string
+	// splitFrom is where the record's connections are read in two
+	// halves (splitConnsFrom).
+	splitFrom int
 }
 
 func (d *jsonReader) end() bool {
@@ -372,7 +381,7 @@ func (d *jsonReader) record(r *Record) error {
 				err = r.AppliedAt.UnmarshalJSON(d.b[start:d.i])
 			}
 		case "conns":
-			r.Conns, err = readListSized(d, d.countOf(`,"hash":`), d.conn)
+			r.Conns, err = d.conns()
 		case "secrets":
 			r.Secrets, err = readListSized(d, d.countOf(`,"owners":`), d.secret)
 		case "keys":

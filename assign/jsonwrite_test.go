@@ -176,6 +176,14 @@ func sameRead(t *testing.T, what string, data []byte) bool {
 	if !reflect.DeepEqual(*fast, want) {
 		t.Fatalf("%s: the fast reader reads another record:\nfast %+v\njson %+v", what, *fast, want)
 	}
+	// Its connections read in two halves wherever they can be cut, and
+	// never: the same.
+	for _, from := range []int{0, -1} {
+		other, ok := readRecordFastWith(data, from)
+		if !ok || !reflect.DeepEqual(*other, want) {
+			t.Fatalf("%s: with the connections split from %d bytes, the fast reader reads another record (taken: %v):\nfast %+v\njson %+v", what, from, ok, other, want)
+		}
+	}
 	return true
 }
 
