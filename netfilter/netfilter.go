@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -44,6 +45,9 @@ type Table struct {
 	// pending is the exit of the nft whose transaction was seen
 	// committed before it exited (see commit.go); nil: none.
 	pending chan error
+	// spare brings the nft started ahead for the next transaction
+	// (spare.go); nil: none.
+	spare chan *spareNft
 }
 
 // CharonNetns returns the network namespace of the charon listening on a
@@ -127,11 +131,21 @@ func noNft(err error) error {
 // Warm sets up nft for the first Install in the background (assign's
 // Warmer): an apply starts it before it reads the policy. For the
 // kernel's table there is nothing to set up: its transactions are made
-// with a knftables.Fake and sent by run, as their text; knftables.New,
-// which runs nft twice to learn whether it takes comments on tables (some
-// 20 ms of CPU that an apply on two CPUs waited for), is used only when
-// nft refuses a comment (plainNft).
+// with a knftables.Fake and sent by run, as their text, to an nft started
+// now, which waits for it (spare.go); knftables.New, which runs nft twice
+// to learn whether it takes comments on tables (some 20 ms of CPU that an
+// apply on two CPUs waited for), is used only when nft refuses a comment
+// (plainNft).
 func (t *Table) Warm() {
+	t.warm()
+	t.mu.Lock()
+	t.prestart()
+	t.mu.Unlock()
+}
+
+// warm is Warm without the nft started ahead (iface's: a change made
+// ready starts its own).
+func (t *Table) warm() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ready != nil {
@@ -174,7 +188,7 @@ func (t *Table) Warm() {
 // nftables was ready must not stay without a guard.
 func (t *Table) iface() (knftables.Interface, error) {
 	for {
-		t.Warm()
+		t.warm()
 		t.mu.Lock()
 		ready := t.ready
 		t.mu.Unlock()
@@ -270,6 +284,7 @@ func (t *Table) chainRules(ctx context.Context, conn *nftables.Conn) (map[string
 // namespace the table was opened in.
 func (t *Table) Close() error {
 	t.finishPending()
+	t.dropSpare()
 	if t.ns == nil {
 		return nil
 	}
@@ -416,6 +431,12 @@ func (t *Table) prepare(ctx context.Context, live string, prev, next *guard.Rule
 		fp = guard.FingerprintSet + guard.Current(next).Hash()
 	}
 	r.End()
+	if filled {
+		// Its nft, started while the caller does what comes before it.
+		t.mu.Lock()
+		t.prestart()
+		t.mu.Unlock()
+	}
 	return func(ctx context.Context) (bool, error) {
 		if !filled {
 			return false, nil
@@ -454,25 +475,24 @@ func (t *Table) run(ctx context.Context, nft knftables.Interface, tx *knftables.
 	if _, msg, ok := strings.Cut(script, "# ERROR: "); ok {
 		return errors.New(strings.TrimSpace(msg)) // knftables' own
 	}
-	path, err := exec.LookPath("nft")
-	if err != nil {
-		return noNft(err)
-	}
 	t.finishPending()
-	cmd := exec.Command(path, "-f", "-")
-	cmd.Stdin = strings.NewReader(guard.BatchElements(script))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
 	var w *commitWatch
 	if fp != "" {
 		w = watchCommit(fp)
 	}
 	defer w.close()
-	if err := cmd.Start(); err != nil {
-		return err
+	p := t.takeSpare()
+	if p == nil {
+		var err error
+		if p, err = t.startNft(); err != nil {
+			return err
+		}
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() {
+		io.WriteString(p.stdin, guard.BatchElements(script))
+		p.stdin.Close()
+	}()
+	exited, stderr, cmd := p.exited, p.stderr, p.cmd
 	var in chan struct{}
 	if w != nil {
 		in = w.in
