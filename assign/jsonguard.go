@@ -116,7 +116,7 @@ func (d *jsonReader) ruleset(rs *guard.Ruleset) error {
 			s, err = d.string()
 			rs.Backend = guard.Backend(s)
 		case "rules":
-			rs.Rules, err = readList(d, d.guardRule)
+			rs.Rules, err = readListSized(d, d.countOf(`{"name":`), d.guardRule) // entries have no name
 		case "entries":
 			rs.Entries, err = readListSized(d, d.countOf(`{"family":`), d.guardEntry)
 		default:

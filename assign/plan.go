@@ -166,6 +166,9 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 	var conflicts []string
 	want := map[string]bool{}
 	if desired != nil {
+		want = make(map[string]bool, len(desired.Conns))
+	}
+	if desired != nil {
 		p.Policy = desired.Policy
 		p.Conns = make([]ConnPlan, 0, len(desired.Conns)+8)
 		r = trace.StartRegion(ctx, "plan-hashes")
@@ -237,8 +240,9 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 		return nil, &ConflictError{Names: conflicts}
 	}
 	if rec != nil {
-		keepSecret := map[string]bool{}
+		var keepSecret map[string]bool
 		if desired != nil {
+			keepSecret = make(map[string]bool, len(desired.Secrets))
 			for _, ds := range desired.Secrets {
 				keepSecret[ds.Name] = true
 			}

@@ -271,10 +271,8 @@ func readFolder(dir string) ([]byte, error) {
 		}()
 	}
 	wg.Wait()
-	var (
-		files []bundleFile
-		sum   int64
-	)
+	files := make([]bundleFile, 0, len(members))
+	var sum int64
 	for i, m := range members {
 		p := m.path
 		b, err := datas[i].data, datas[i].err

@@ -462,7 +462,7 @@ func (v *validator) crossRuleChecks(a *Assigned) {
 		rule string
 		auth []ResolvedAuth
 	}
-	byPeer := map[string]use{}
+	byPeer := make(map[string]use, len(a.Rules))
 	for _, r := range a.Rules {
 		if r.Action.Action != Negotiate || len(r.Auth) == 0 {
 			continue
