@@ -24,12 +24,7 @@ func TestTeardownOfRemovedRuleWithoutConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var planned []uint64
-	for _, r := range p.Rules {
-		for _, sa := range r.Teardown {
-			planned = append(planned, sa.UniqueID)
-		}
-	}
+	planned := plannedTeardowns(p)
 	if len(planned) != 1 || planned[0] != 9 {
 		t.Fatalf("plan tears down %v, want IKE_SA #9", planned)
 	}
@@ -47,15 +42,7 @@ func TestTeardownOfRemovedRuleWithoutConnection(t *testing.T) {
 // is not in force; an apply interrupted after loading still tears down.
 func TestTeardownFailuresAreReported(t *testing.T) {
 	ctx := context.Background()
-	d := newFake()
-	e := newEngine(t, d)
-	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
-		t.Fatal(err)
-	}
-	d.sas = []LiveSA{
-		{Conn: "sm-with-bob", UniqueID: 1, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 2}}},
-		{Conn: "sm-with-eve", UniqueID: 3, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 4}}},
-	}
+	d, e := withTwoSAs(t)
 	d.failTerm = map[uint64]error{2: errors.New("charon: no such CHILD_SA")}
 	rep, err := e.Apply(ctx, renderPolicy(t, 6668, true), Inputs{})
 	var te *TeardownError
@@ -115,26 +102,13 @@ func TestTeardownOfVanishedChildSharingIKENumber(t *testing.T) {
 // other rule's stays.
 func TestOneRuleChangeListsItsOwnSAs(t *testing.T) {
 	ctx := context.Background()
-	d := newFake()
-	e := newEngine(t, d)
-	if _, err := e.Apply(ctx, renderPolicy(t, 6667, true), Inputs{}); err != nil {
-		t.Fatal(err)
-	}
-	d.sas = []LiveSA{
-		{Conn: "sm-with-bob", UniqueID: 1, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 2}}},
-		{Conn: "sm-with-eve", UniqueID: 3, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 4}}},
-	}
+	d, e := withTwoSAs(t)
 	d.saQueries = nil
 	p, err := e.Plan(ctx, renderPolicy(t, 6668, true))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var planned []uint64
-	for _, r := range p.Rules {
-		for _, sa := range r.Teardown {
-			planned = append(planned, sa.UniqueID)
-		}
-	}
+	planned := plannedTeardowns(p)
 	// The port is a child's setting: that child's SAs are what is asked.
 	want := [][]SAQuery{{{Conn: "sm-with-bob", Child: "sm-with-bob-1"}}}
 	if fmt.Sprint(d.saQueries) != fmt.Sprint(want) || fmt.Sprint(planned) != "[1]" {
@@ -167,4 +141,32 @@ func TestOneRuleChangeListsItsOwnSAs(t *testing.T) {
 	if whole := [][]SAQuery{{{Conn: "sm-with-bob"}, {Conn: "sm-with-eve"}}}; fmt.Sprint(d.saQueries) != fmt.Sprint(whole) || len(rep.Terminated) != 2 || len(d.sas) != 0 {
 		t.Errorf("unassign asked for %q, tore down %v, left %v; want both connections asked for and both IKE_SAs torn down", d.saQueries, rep.Terminated, d.sas)
 	}
+}
+
+// withTwoSAs is an engine that applied the two-rule policy, with an
+// IKE_SA of one CHILD_SA live for each rule: Bob's #1 (child #2), Eve's
+// #3 (child #4).
+func withTwoSAs(t *testing.T) (*fakeDaemon, *Engine) {
+	t.Helper()
+	d := newFake()
+	e := newEngine(t, d)
+	if _, err := e.Apply(context.Background(), renderPolicy(t, 6667, true), Inputs{}); err != nil {
+		t.Fatal(err)
+	}
+	d.sas = []LiveSA{
+		{Conn: "sm-with-bob", UniqueID: 1, Children: []LiveChild{{Name: "sm-with-bob-1", UniqueID: 2}}},
+		{Conn: "sm-with-eve", UniqueID: 3, Children: []LiveChild{{Name: "sm-with-eve-1", UniqueID: 4}}},
+	}
+	return d, e
+}
+
+// plannedTeardowns are the ids of the SAs p's rules would tear down.
+func plannedTeardowns(p *Plan) []uint64 {
+	var out []uint64
+	for _, r := range p.Rules {
+		for _, sa := range r.Teardown {
+			out = append(out, sa.UniqueID)
+		}
+	}
+	return out
 }

@@ -108,16 +108,11 @@ func TestIntegrationPatchReturnsAtCommit(t *testing.T) {
 // A patch nft refuses is reported as before: no commit is seen, and the
 // error is nft's.
 func TestIntegrationRefusedPatchStillFails(t *testing.T) {
-	ns := netns(t)
+	_, tab := openTable(t)
 	dir := nftShim(t, `if [ -e "$dir/fail" ]; then
 	echo 'Error: Could not process rule: No such file or directory' >&2
 	exit 1
 fi`)
-	tab, err := netfilter.Open("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tab.Close()
 	ctx := context.Background()
 	a, b := ruleset("r-r", "6667", guard.Negotiate), ruleset("r-r2", "6668", guard.Block)
 	if _, err := tab.Install(ctx, nil, a); err != nil {

@@ -9,8 +9,11 @@
 // that the guard's unit tests run against. nft must be installed
 // (Debian's nftables package); without it Open fails with ErrNoNftables,
 // saying what to install. Reads (the fingerprint, the counters) go over
-// netlink with github.com/google/nftables and start no process; knftables
-// is set up, which runs nft twice, on the first change. A patch is
+// netlink with github.com/google/nftables and start no process. A change
+// is made with a knftables.Fake and sent as its text to an nft -f -
+// started ahead of it, which waits on stdin until then (spare.go);
+// knftables' own set-up, which runs nft twice, is used only when nft
+// refuses a comment on an object (an nft older than 0.9.7). A patch is
 // taken as done when the kernel announces its commit to the nftables
 // netlink group (github.com/mdlayher/netlink), not when nft exits, which
 // after a delete waits one RCU grace period more; the next change and

@@ -484,7 +484,7 @@ func (t *Table) run(ctx context.Context, nft knftables.Interface, tx *knftables.
 	p := t.takeSpare()
 	if p == nil {
 		var err error
-		if p, err = t.startNft(); err != nil {
+		if p, err = startNft(); err != nil { // run is in the namespace
 			return err
 		}
 	}

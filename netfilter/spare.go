@@ -23,30 +23,26 @@ type spareNft struct {
 	exited chan error
 }
 
-// startNft starts nft -f - in the table's namespace, its script to come
-// on stdin.
-func (t *Table) startNft() (*spareNft, error) {
+// startNft starts nft -f -, its script to come on stdin, from the
+// calling thread, which must be in the table's namespace (t.in).
+func startNft() (*spareNft, error) {
 	path, err := exec.LookPath("nft")
 	if err != nil {
 		return nil, noNft(err)
 	}
-	var p *spareNft
-	err = t.in(func() error {
-		cmd := exec.Command(path, "-f", "-")
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			return err
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		p = &spareNft{cmd: cmd, stdin: stdin, stderr: &stderr, exited: make(chan error, 1)}
-		go func() { p.exited <- cmd.Wait() }()
-		return nil
-	})
-	return p, err
+	cmd := exec.Command(path, "-f", "-")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &spareNft{cmd: cmd, stdin: stdin, stderr: &stderr, exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait() }()
+	return p, nil
 }
 
 // prestart starts an nft for the next transaction in the background,
@@ -59,8 +55,11 @@ func (t *Table) prestart() {
 	c := make(chan *spareNft, 1)
 	t.spare = c
 	go func() {
-		p, err := t.startNft()
-		if err != nil {
+		var p *spareNft
+		if err := t.in(func() (err error) {
+			p, err = startNft()
+			return err
+		}); err != nil {
 			p = nil // run starts one itself, and says why it cannot
 		}
 		c <- p
