@@ -354,6 +354,10 @@ func keepUnchangedSecrets(p *Plan, rec *Record, key []byte) map[string]string {
 			fp := f.of(s)
 			fps[s.Name] = fp
 			if hmac.Equal([]byte(old.Fingerprint), []byte(fp)) {
+				if p.KeptSecrets == nil {
+					// Most are kept (a change sends a few): sized once.
+					p.KeptSecrets = make([]render.Secret, 0, len(p.Secrets))
+				}
 				p.KeptSecrets = append(p.KeptSecrets, s)
 				continue
 			}

@@ -137,3 +137,43 @@ func TestReadMemberListedRegular(t *testing.T) {
 		t.Errorf("a FIFO listed as regular: %q, %v; want refused", got, err)
 	}
 }
+
+// A folder's files read one after another into a reader's block come
+// back each as it is: hundreds of them, of sizes that fill a block
+// part-way, exactly, and not at all (larger than memberScratch), none
+// overwriting another.
+func TestReadFolderFilesKeepTheirBytes(t *testing.T) {
+	dir := t.TempDir()
+	want := map[string][]byte{}
+	for i := range 600 {
+		size := 1 + (i*977)%3000
+		switch i % 97 {
+		case 5:
+			size = memberScratch - 1
+		case 6:
+			size = memberScratch
+		case 7:
+			size = memberScratch + 100
+		}
+		data := bytes.Repeat([]byte{'a' + byte(i%26)}, size)
+		copy(data, fmt.Sprintf("# file %d\n", i))
+		name := fmt.Sprintf("f-%04d.toml", i)
+		want[name] = data
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := readFolder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, ok := splitBundle(data)
+	if !ok || len(files) != len(want) {
+		t.Fatalf("bundle of %d files (ok %v), want %d", len(files), ok, len(want))
+	}
+	for _, f := range files {
+		if !bytes.Equal(f.data, want[f.name]) {
+			t.Errorf("%s: %d bytes read back differ from the %d written", f.name, len(f.data), len(want[f.name]))
+		}
+	}
+}

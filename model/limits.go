@@ -258,13 +258,22 @@ func readFolder(dir string) ([]byte, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			scratch := make([]byte, memberScratch)
+			scratch := make([]byte, memberBlock)
 			for i := int(next.Add(1)) - 1; i < len(members); i = int(next.Add(1)) - 1 {
 				if total.Load() > MaxFileSize {
 					datas[i].err = errFolderTooLarge
 					continue
 				}
-				b, err := readMember(dirfd, members[i], scratch)
+				b, err := readMember(dirfd, members[i], scratch[:memberScratch])
+				if len(b) > 0 && &b[0] == &scratch[0] {
+					// Read into scratch and kept there: the next file
+					// goes after it (one block for dozens of files,
+					// not an allocation for each).
+					scratch = scratch[len(b):]
+					if len(scratch) < memberScratch {
+						scratch = make([]byte, memberBlock)
+					}
+				}
 				total.Add(int64(len(b)))
 				datas[i] = readResult{b, err}
 			}
@@ -296,7 +305,8 @@ func readFolder(dir string) ([]byte, error) {
 // finalizer cost more than the reading): open, without waiting for a
 // FIFO's writer; fstat; a read to its size and one more to see the end;
 // close. A file the folder's listing says is regular (m.regular) is read
-// into scratch without the fstat, and is read as any other when it is
+// into scratch without the fstat (the bytes returned are then scratch's
+// first), and is read as any other when it is
 // empty (the listing may be older than the file: a FIFO's read ends at
 // once) or does not fit. With dirfd (the folder, open; -1: none) the file
 // is opened by its name in it.
@@ -313,7 +323,7 @@ func readMember(dirfd int, m folderEntry, scratch []byte) ([]byte, error) {
 			return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "read", Path: path, Err: err})
 		}
 		if n > 0 && n < len(scratch) {
-			return bytes.Clone(scratch[:n]), nil
+			return scratch[:n:n], nil
 		}
 		if _, err := syscall.Seek(fd, 0, 0); err != nil && n > 0 {
 			return nil, fmt.Errorf("reading policy: %w", &os.PathError{Op: "seek", Path: path, Err: err})
@@ -365,6 +375,10 @@ func readInto(fd int, b []byte) (int, error) {
 // memberScratch is what a folder's reader reads a regular file into: the
 // files of a folder of one file per peer are a few hundred bytes.
 const memberScratch = 16 << 10
+
+// memberBlock is what a folder's reader reads its files into, one after
+// the other, each taking memberScratch at most.
+const memberBlock = 64 << 10
 
 func openMember(dirfd int, path string) (int, error) {
 	for {
