@@ -225,33 +225,28 @@ type listInfo struct {
 }
 
 func (v *validator) filterLists(ep Endpoint) map[string]*listInfo {
-	out := map[string]*listInfo{}
-	first := map[string]int{}
+	checked := v.checkFilters(ep)
+	out := make(map[string]*listInfo, len(v.f.FilterLists))
+	first := make(map[string]int, len(v.f.FilterLists))
 	for i := range v.f.FilterLists {
 		fl := &v.f.FilterLists[i]
-		path := "filter_list[" + strconv.Itoa(i) + "]"
+		c := &checked[i]
 		if fl.Name == "" {
-			v.errf(path, fmt.Sprintf("filter_list %d", i+1), "name is required")
+			v.errf(c.path, fmt.Sprintf("filter_list %d", i+1), "name is required")
 			continue
 		}
-		where := "filter_list " + strconv.Quote(fl.Name)
 		if _, dup := out[fl.Name]; dup {
-			v.errf(path+".name", where, "duplicate name (first at %s)", v.at(fmt.Sprintf("filter_list[%d].name", first[fl.Name])))
+			v.errf(c.path+".name", c.where, "duplicate name (first at %s)", v.at(fmt.Sprintf("filter_list[%d].name", first[fl.Name])))
 			continue
 		}
 		first[fl.Name] = i
-		info := &listInfo{list: fl, ok: true}
+		info := &listInfo{list: fl, ok: c.ok, filters: c.filters}
 		out[fl.Name] = info
 		if len(fl.Filters) == 0 {
-			v.errf(path, where, "has no [[filter_list.filter]]")
+			v.errf(c.path, c.where, "has no [[filter_list.filter]]")
 			info.ok = false
 		}
-		for j, flt := range fl.Filters {
-			rf, ok := v.filter(path+".filter["+strconv.Itoa(j)+"]", where+" filter "+strconv.Itoa(j+1), flt, ep)
-			rf.Index = j
-			info.ok = info.ok && ok
-			info.filters = append(info.filters, rf)
-		}
+		v.errs = append(v.errs, c.errs...)
 	}
 	return out
 }
