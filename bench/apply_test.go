@@ -55,7 +55,10 @@ func swanmgrBinary(b *testing.B) string {
 		}
 		binDir = dir
 		binPath = filepath.Join(dir, "swanmgr")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/swanmgr").CombinedOutput()
+		// Built as `make build` builds it (static: CGO_ENABLED=0).
+		build := exec.Command("go", "build", "-o", binPath, "../cmd/swanmgr")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := build.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
