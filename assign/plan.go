@@ -167,8 +167,6 @@ func compute(ctx context.Context, d Daemon, socket string, rec *Record, desired 
 	want := map[string]bool{}
 	if desired != nil {
 		want = make(map[string]bool, len(desired.Conns))
-	}
-	if desired != nil {
 		p.Policy = desired.Policy
 		p.Conns = make([]ConnPlan, 0, len(desired.Conns)+8)
 		r = trace.StartRegion(ctx, "plan-hashes")

@@ -193,6 +193,26 @@ func lastLines(s string, n int) string {
 	return strings.Join(ls, "\n")
 }
 
+// backAndForth applies changed and back n times, changed first (apply
+// makes each command), and returns the times sorted and the highest peak
+// RSS.
+func backAndForth(b *testing.B, n int, apply func(file string) *exec.Cmd, changed, orig string) ([]time.Duration, int64) {
+	b.Helper()
+	var ones []time.Duration
+	var rss int64
+	for i := range n {
+		file := changed
+		if i%2 == 1 {
+			file = orig
+		}
+		d, r := timed(b, apply(file))
+		ones = append(ones, d)
+		rss = max(rss, r)
+	}
+	slices.Sort(ones)
+	return ones, rss
+}
+
 // benchSizes returns the rule counts to measure: def, or those listed in
 // SWANMGR_BENCH_RULES (e.g. "20000" or "1000,5000,20000").
 func benchSizes(b *testing.B, def ...int) []int {
@@ -272,18 +292,7 @@ func benchApply(b *testing.B, bin string, n int) {
 	// The one-rule change five times, back and forth (each apply changes
 	// the one rule): the median, which one slow moment of the machine
 	// does not decide.
-	var ones []time.Duration
-	rssOne := int64(0)
-	for i := range 5 {
-		file := changed
-		if i%2 == 1 {
-			file = policy
-		}
-		d, r := timed(b, apply(file))
-		ones = append(ones, d)
-		rssOne = max(rssOne, r)
-	}
-	slices.Sort(ones)
+	ones, rssOne := backAndForth(b, 5, apply, changed, policy)
 	smOne := ones[len(ones)/2]
 	b.Logf("%d rules: one-rule changes %v", n, ones)
 

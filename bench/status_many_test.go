@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -293,16 +292,7 @@ func BenchmarkStatusMany(b *testing.B) {
 		}
 		for i := 0; i < b.N; i++ {
 			sw, _ := timed(b, h.Swanctl(ctx, "--load-all", "--file", conf))
-			var ones []time.Duration
-			for j := range 4 {
-				file := changed
-				if j%2 == 1 {
-					file = orig
-				}
-				d, _ := timed(b, apply(file))
-				ones = append(ones, d)
-			}
-			slices.Sort(ones)
+			ones, _ := backAndForth(b, 4, apply, changed, orig)
 			one := (ones[1] + ones[2]) / 2
 			b.ReportMetric(sw.Seconds(), "swanctl-reload-s")
 			b.ReportMetric(one.Seconds(), "swanmgr-one-rule-s")

@@ -5,7 +5,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/BurntSushi/toml"
 )
@@ -140,23 +139,11 @@ func decodeChunks(text string, head int, chunks []chunk, r *Reuse) (*decoded, bo
 		err error
 	}
 	results := make([]result, len(chunks)+1)
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	workers := min(runtime.GOMAXPROCS(0), len(results))
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				results[i].d, results[i].err = decodePieceWith(text, head, chunks, i, r)
-			}
-		}()
-	}
-	for i := range results {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
+	eachOn(runtime.GOMAXPROCS(0), len(results), func() func(int) {
+		return func(i int) {
+			results[i].d, results[i].err = decodePieceWith(text, head, chunks, i, r)
+		}
+	})
 
 	out := results[0]
 	if out.err != nil {

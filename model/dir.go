@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 )
 
 // A policy can be a folder (-f /etc/swanmgr/policy.d/, as swanctl's
@@ -264,25 +262,16 @@ func parseFolder(dir string, data []byte, r *Reuse) (*File, Problems) {
 		failed bool
 	)
 	// The files are decoded on every CPU, as the pieces of a large file.
-	var (
-		wg   sync.WaitGroup
-		next atomic.Int64
-	)
-	for w := min(runtime.GOMAXPROCS(0), len(files)); w > 0; w-- {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < len(files); i = int(next.Add(1)) - 1 {
-				path := memberPath(dir, files[i].name)
-				if isBundle(files[i].data) {
-					filePs[i] = Problems{{File: path, Line: 1, Msg: "a policy file cannot hold a NUL byte"}}
-					continue
-				}
-				parsed[i], filePs[i] = parseMember(path, files[i].data, r)
+	eachOn(runtime.GOMAXPROCS(0), len(files), func() func(int) {
+		return func(i int) {
+			path := memberPath(dir, files[i].name)
+			if isBundle(files[i].data) {
+				filePs[i] = Problems{{File: path, Line: 1, Msg: "a policy file cannot hold a NUL byte"}}
+				return
 			}
-		}()
-	}
-	wg.Wait()
+			parsed[i], filePs[i] = parseMember(path, files[i].data, r)
+		}
+	})
 	for i := range files {
 		ps = append(ps, filePs[i]...)
 		if parsed[i] == nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -247,39 +246,30 @@ func readFolder(dir string) ([]byte, error) {
 		dirfd = fd
 		defer syscall.Close(fd)
 	}
-	var (
-		wg   sync.WaitGroup
-		next atomic.Int64
-		// total bounds what the readers hold together; past it the
-		// rest is not read.
-		total atomic.Int64
-	)
-	for w := min(folderReaders, len(members)); w > 0; w-- {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			scratch := make([]byte, memberBlock)
-			for i := int(next.Add(1)) - 1; i < len(members); i = int(next.Add(1)) - 1 {
-				if total.Load() > MaxFileSize {
-					datas[i].err = errFolderTooLarge
-					continue
-				}
-				b, err := readMember(dirfd, members[i], scratch[:memberScratch])
-				if len(b) > 0 && &b[0] == &scratch[0] {
-					// Read into scratch and kept there: the next file
-					// goes after it (one block for dozens of files,
-					// not an allocation for each).
-					scratch = scratch[len(b):]
-					if len(scratch) < memberScratch {
-						scratch = make([]byte, memberBlock)
-					}
-				}
-				total.Add(int64(len(b)))
-				datas[i] = readResult{b, err}
+	// total bounds what the readers hold together; past it the rest is
+	// not read.
+	var total atomic.Int64
+	eachOn(folderReaders, len(members), func() func(int) {
+		scratch := make([]byte, memberBlock)
+		return func(i int) {
+			if total.Load() > MaxFileSize {
+				datas[i].err = errFolderTooLarge
+				return
 			}
-		}()
-	}
-	wg.Wait()
+			b, err := readMember(dirfd, members[i], scratch[:memberScratch])
+			if len(b) > 0 && &b[0] == &scratch[0] {
+				// Read into scratch and kept there: the next file goes
+				// after it (one block for dozens of files, not an
+				// allocation for each).
+				scratch = scratch[len(b):]
+				if len(scratch) < memberScratch {
+					scratch = make([]byte, memberBlock)
+				}
+			}
+			total.Add(int64(len(b)))
+			datas[i] = readResult{b, err}
+		}
+	})
 	files := make([]bundleFile, 0, len(members))
 	var sum int64
 	for i, m := range members {

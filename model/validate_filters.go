@@ -3,8 +3,6 @@ package model
 import (
 	"runtime"
 	"strconv"
-	"sync"
-	"sync/atomic"
 )
 
 // checkedList is what the filters of one filter list resolve to: each
@@ -26,11 +24,10 @@ var parallelFilters = 512
 
 // checkFilters resolves the filters of every filter list of v's file, in
 // list order. Checking a filter reads the file and the endpoint only and
-// writes nothing but its problems, so the lists are checked in chunks on
-// every CPU, each with a validator of its own whose problems are the
-// chunk's; filterLists then reports them in list order, as if each had
-// been checked in turn (those of a list it refuses for its name are not
-// reported, as before).
+// writes nothing but its problems, so the lists are checked on every CPU,
+// each worker with a validator of its own; filterLists then reports them
+// in list order, as if each had been checked in turn (those of a list it
+// refuses for its name are not reported, as before).
 func (v *validator) checkFilters(ep Endpoint) []checkedList {
 	lists := v.f.FilterLists
 	out := make([]checkedList, len(lists))
@@ -58,37 +55,15 @@ func (v *validator) checkFilters(ep Endpoint) []checkedList {
 	for i := range lists {
 		total += len(lists[i].Filters)
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(lists))
-	if total < parallelFilters || workers < 2 {
+	workers := runtime.GOMAXPROCS(0)
+	if total < parallelFilters {
+		workers = 1
+	}
+	// A worker's problems stay in the order it checked them, each list's
+	// a slice of them.
+	eachOn(workers, len(lists), func() func(int) {
 		sv := &validator{f: v.f, o: v.o}
-		for i := range lists {
-			check(sv, i)
-		}
-		return out
-	}
-	// Chunks of lists taken in turn: a worker's problems stay in the
-	// order it checked them, each list's a slice of them.
-	const chunk = 64
-	var (
-		wg   sync.WaitGroup
-		next atomic.Int64
-	)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sv := &validator{f: v.f, o: v.o}
-			for {
-				from := int(next.Add(chunk)) - chunk
-				if from >= len(lists) {
-					return
-				}
-				for i := from; i < min(from+chunk, len(lists)); i++ {
-					check(sv, i)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+		return func(i int) { check(sv, i) }
+	})
 	return out
 }

@@ -78,16 +78,12 @@ func TestLazyLimitFollowsTheLiveHeap(t *testing.T) {
 func TestWideLimitFollowsTheLiveHeap(t *testing.T) {
 	restore(t)
 	begin(wide)
-	if p := gogc(); p != WidePercent {
-		t.Fatalf("GOGC %d, want %d", p, WidePercent)
-	}
+	wantGOGC(t, WidePercent, "")
 	waitFor(t, "small heap", func(l int64) bool { return l == WideFloor })
 	mid := touched(70 << 20) // limit 2*70-24 = 116 MiB
 	runtime.GC()
 	waitFor(t, "70 MB live", func(l int64) bool { return l >= 110<<20 && l <= 130<<20 })
-	if p := gogc(); p != WidePercent {
-		t.Fatalf("GOGC %d with a limit, want %d", p, WidePercent)
-	}
+	wantGOGC(t, WidePercent, " with a limit")
 	big := touched(128 << 20)
 	runtime.GC()
 	waitFor(t, "198 MB live", func(l int64) bool { return l == math.MaxInt64 && gogc() == 100 })
@@ -102,9 +98,7 @@ func TestWideLimitFollowsTheLiveHeap(t *testing.T) {
 func TestBriefLimitFollowsTheLiveHeap(t *testing.T) {
 	restore(t)
 	begin(brief)
-	if p := gogc(); p != BriefPercent {
-		t.Fatalf("GOGC %d, want %d", p, BriefPercent)
-	}
+	wantGOGC(t, BriefPercent, "")
 	waitFor(t, "small heap", func(l int64) bool { return l == Floor })
 	big := touched(128 << 20)
 	runtime.GC()
@@ -118,8 +112,14 @@ func TestBriefLimitFollowsTheLiveHeap(t *testing.T) {
 func TestStartKeepsGOGC(t *testing.T) {
 	restore(t)
 	begin(tight)
-	if p := gogc(); p != 100 {
-		t.Fatalf("GOGC %d, want 100", p)
+	wantGOGC(t, 100, "")
+}
+
+// wantGOGC fails t unless GOGC is want now (when: what the message adds).
+func wantGOGC(t *testing.T, want int64, when string) {
+	t.Helper()
+	if p := gogc(); p != want {
+		t.Fatalf("GOGC %d%s, want %d", p, when, want)
 	}
 }
 
